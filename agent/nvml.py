@@ -1,0 +1,76 @@
+"""NVML wrapped once: lazy init, "not available" as None, each missing function logged once.
+
+Every NVML call the agent makes goes through Nvml.call, so NotSupported,
+FunctionNotFound, a lost GPU or a missing library are handled here and
+nowhere else. Tests hand in a double with the same names as pynvml.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from agent.samplers.base import log_once
+
+log = logging.getLogger("ironsight.agent")
+
+# Errors that mean "this value does not exist on this GPU / driver": NULL it.
+_ABSENT = ("NVML_ERROR_NOT_SUPPORTED", "NVML_ERROR_FUNCTION_NOT_FOUND", "NVML_ERROR_NOT_FOUND", "NVML_ERROR_NO_DATA")
+
+
+class NvmlUnavailable(Exception):
+    """No NVML library or driver on this machine: a normal state, not a fault."""
+
+
+class Nvml:
+    def __init__(self, module: Any = None) -> None:
+        self._module = module
+        self._lock = threading.Lock()
+        self._ready = False
+        self.lib: Any = None
+
+    def init(self) -> None:
+        with self._lock:
+            if self._ready:
+                return
+            lib = self._module
+            if lib is None:
+                try:
+                    import pynvml as lib
+                except ImportError as exc:
+                    raise NvmlUnavailable("nvidia-ml-py is not installed") from exc
+            try:
+                lib.nvmlInit()
+            except lib.NVMLError as exc:
+                raise NvmlUnavailable(f"NVML not available: {exc}") from exc
+            self.lib = lib
+            self._ready = True
+
+    def _code(self, name: str) -> int | None:
+        value = getattr(self.lib, name, None)
+        return value if isinstance(value, int) else None
+
+    def call(self, fn: str, *args: Any) -> Any:
+        """The function's result, or None when this GPU or driver does not have it."""
+        func = getattr(self.lib, fn, None)
+        if func is None:
+            log_once(f"nvml.missing.{fn}", f"gpu: {fn} is not in this nvidia-ml-py; its values are NULL")
+            return None
+        try:
+            return func(*args)
+        except self.lib.NVMLError as exc:
+            code = getattr(exc, "value", None)
+            if code in {self._code(n) for n in _ABSENT}:
+                log_once(f"nvml.absent.{fn}", f"gpu: {fn} not supported here ({exc}); its values are NULL")
+                return None
+            raise
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._ready:
+                try:
+                    self.lib.nvmlShutdown()
+                except self.lib.NVMLError:
+                    pass
+                self._ready = False

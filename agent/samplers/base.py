@@ -1,0 +1,168 @@
+"""What a sampler is, what it returns, and the registry that names every sampler."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ironsight.schema import TABLES
+
+Value = float | int | None
+Row = tuple[str, dict[str, Value]]
+
+log = logging.getLogger("ironsight.agent")
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Roots of the trees samplers read, like node_exporter's --path.* flags."""
+
+    procfs: Path = Path("/proc")
+    sysfs: Path = Path("/sys")
+    rootfs: Path = Path("/")
+
+    def proc(self, *parts: str) -> Path:
+        return self.procfs.joinpath(*parts)
+
+    def sys(self, *parts: str) -> Path:
+        return self.sysfs.joinpath(*parts)
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """Static facts about one device, sent to the collector as the node's inventory."""
+
+    kind: str
+    name: str
+    attrs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Reading:
+    """What one run of one sampler saw: rows per table, each row a device and its values."""
+
+    tables: dict[str, list[Row]] = field(default_factory=dict)
+
+    def add(self, table: str, device: str, values: dict[str, Value]) -> None:
+        if table not in TABLES:
+            raise KeyError(f"unknown table {table!r}")
+        self.tables.setdefault(table, []).append((device, values))
+
+    def rows(self, table: str) -> list[Row]:
+        return self.tables.get(table, [])
+
+    def merge(self, other: Reading) -> None:
+        for name, rows in other.tables.items():
+            self.tables.setdefault(name, []).extend(rows)
+
+
+class Sampler(Protocol):
+    name: str
+
+    def sample(self) -> Reading: ...
+
+    def inventory(self) -> list[DeviceInfo]: ...
+
+    def close(self) -> None: ...
+
+
+class BaseSampler:
+    """Defaults for the optional parts of the Sampler protocol."""
+
+    name = "base"
+
+    def __init__(self, ctx: SamplerContext) -> None:
+        self.ctx = ctx
+        self.paths = ctx.paths
+
+    def inventory(self) -> list[DeviceInfo]:
+        return []
+
+    def close(self) -> None:
+        return None
+
+
+@dataclass
+class SamplerContext:
+    paths: Paths = field(default_factory=Paths)
+    # The GPU sampler's NVML module; None means import the real pynvml lazily.
+    # Tests pass a double here.
+    nvml: Any = None
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    name: str
+    default_enabled: bool
+    factory: Callable[[SamplerContext], Sampler]
+    help: str
+
+
+REGISTRY: dict[str, SamplerSpec] = {}
+
+
+def register(name: str, help: str, default_enabled: bool = True) -> Callable[[type[Any]], type[Any]]:
+    """Class decorator: one line per sampler module gives it a name and an enable flag."""
+
+    def wrap(cls: type[Any]) -> type[Any]:
+        cls.name = name
+        REGISTRY[name] = SamplerSpec(name, default_enabled, cls, help)
+        return cls
+
+    return wrap
+
+
+class LogOnce:
+    """Logs a given key once: missing hardware is a state, not an event per tick."""
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, key: str, msg: str, level: int = logging.INFO) -> None:
+        with self._lock:
+            if key in self._seen:
+                return
+            self._seen.add(key)
+        log.log(level, msg)
+
+
+log_once = LogOnce()
+
+
+def read_text(path: Path) -> str | None:
+    """The file's content stripped, or None when it is missing or unreadable."""
+    try:
+        return path.read_text(errors="replace").strip()
+    except OSError:
+        return None
+
+
+def read_int(path: Path) -> int | None:
+    text = read_text(path)
+    if text is None:
+        return None
+    try:
+        return int(text.split()[0], 0) if text else None
+    except (ValueError, IndexError):
+        return None
+
+
+def to_int(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def listdir(path: Path) -> Iterator[Path]:
+    """Children sorted by name; nothing when the folder is missing."""
+    try:
+        children = sorted(path.iterdir(), key=lambda p: p.name)
+    except OSError:
+        return iter(())
+    return iter(children)

@@ -1,0 +1,78 @@
+"""CPU: per-core time by mode (/proc/stat), frequency and thermal throttle counts (sysfs), load."""
+
+from __future__ import annotations
+
+from agent.samplers.base import BaseSampler, Reading, Value, read_int, read_text, register, to_int
+
+# /proc/stat counts in USER_HZ, which the kernel fixes at 100 for userspace
+# whatever CONFIG_HZ is (see man 5 proc).
+USER_HZ = 100.0
+
+# Column order of a "cpuN" line. Older kernels stop earlier (steal arrived in
+# 2.6.11, guest in 2.6.24, guest_nice in 2.6.33): missing columns are NULL.
+MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal", "guest", "guest_nice")
+
+
+def parse_stat(text: str) -> tuple[dict[str, dict[str, Value]], dict[str, Value]]:
+    """Per-cpu seconds by mode, and the host-wide counters of /proc/stat."""
+    cpus: dict[str, dict[str, Value]] = {}
+    host: dict[str, Value] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if not parts:
+            continue
+        key = parts[0]
+        if key.startswith("cpu") and key != "cpu":
+            values: dict[str, Value] = {}
+            for i, mode in enumerate(MODES):
+                raw = to_int(parts[i + 1]) if i + 1 < len(parts) else None
+                values[f"{mode}_seconds"] = None if raw is None else raw / USER_HZ
+            cpus[key[3:]] = values
+        elif key == "ctxt" and len(parts) > 1:
+            host["context_switches"] = to_int(parts[1])
+        elif key == "intr" and len(parts) > 1:
+            host["interrupts"] = to_int(parts[1])
+        elif key == "processes" and len(parts) > 1:
+            host["forks"] = to_int(parts[1])
+        elif key in ("procs_running", "procs_blocked") and len(parts) > 1:
+            host[key] = to_int(parts[1])
+    return cpus, host
+
+
+def parse_loadavg(text: str) -> dict[str, Value]:
+    parts = text.split()
+    out: dict[str, Value] = {}
+    for i, name in enumerate(("load1", "load5", "load15")):
+        try:
+            out[name] = float(parts[i])
+        except (IndexError, ValueError):
+            out[name] = None
+    return out
+
+
+def _khz(value: int | None) -> float | None:
+    return None if value is None else value * 1000.0
+
+
+@register("cpu", "per-core time by mode, frequency, thermal throttle counts, load")
+class CpuSampler(BaseSampler):
+    def sample(self) -> Reading:
+        reading = Reading()
+        stat = read_text(self.paths.proc("stat"))
+        if stat is None:
+            raise OSError(f"cannot read {self.paths.proc('stat')}")
+        cpus, host = parse_stat(stat)
+        sysdir = self.paths.sys("devices", "system", "cpu")
+        for cpu, values in cpus.items():
+            base = sysdir / f"cpu{cpu}"
+            values["frequency_hertz"] = _khz(read_int(base / "cpufreq" / "scaling_cur_freq"))
+            values["frequency_max_hertz"] = _khz(read_int(base / "cpufreq" / "scaling_max_freq"))
+            values["core_id"] = read_int(base / "topology" / "core_id")
+            values["package_id"] = read_int(base / "topology" / "physical_package_id")
+            values["core_throttles"] = read_int(base / "thermal_throttle" / "core_throttle_count")
+            values["package_throttles"] = read_int(base / "thermal_throttle" / "package_throttle_count")
+            reading.add("cpu", cpu, values)
+        load = read_text(self.paths.proc("loadavg"))
+        host.update(parse_loadavg(load or ""))
+        reading.add("load", "", host)
+        return reading

@@ -1,0 +1,260 @@
+"""NVIDIA GPUs through NVML: utilization, memory, clocks, temperatures, power, throttling, PCIe,
+NVLink, ECC and remapped rows, XID events, and Hopper GPM metrics.
+
+Costly or locking calls stay off the hot path: processes are never
+enumerated, counters come in one nvmlDeviceGetFieldValues call per GPU, and
+sub-second utilization comes from the driver's own sample buffer
+(nvmlDeviceGetSamples) rather than from polling faster.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.nvml import Nvml, NvmlUnavailable
+from agent.samplers.base import BaseSampler, DeviceInfo, Reading, SamplerContext, Value, log_once, register
+
+# (pynvml constant, column, scale to base units)
+FIELD_IDS: tuple[tuple[str, str, float], ...] = (
+    ("NVML_FI_DEV_MEMORY_TEMP", "memory_temperature_celsius", 1.0),
+    ("NVML_FI_DEV_PCIE_COUNT_TX_BYTES", "pcie_tx_bytes", 1),
+    ("NVML_FI_DEV_PCIE_COUNT_RX_BYTES", "pcie_rx_bytes", 1),
+    ("NVML_FI_DEV_PCIE_REPLAY_COUNTER", "pcie_replays", 1),
+    # Throttle time counters are nanoseconds.
+    ("NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_POWER_CAP", "throttle_sw_power_seconds", 1e-9),
+    ("NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_THERM_SLOWDOWN", "throttle_sw_thermal_seconds", 1e-9),
+    ("NVML_FI_DEV_CLOCKS_EVENT_REASON_HW_THERM_SLOWDOWN", "throttle_hw_thermal_seconds", 1e-9),
+    ("NVML_FI_DEV_CLOCKS_EVENT_REASON_HW_POWER_BRAKE_SLOWDOWN", "throttle_hw_power_brake_seconds", 1e-9),
+    # NVLink data counters are KiB.
+    ("NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX", "nvlink_tx_bytes", 1024),
+    ("NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX", "nvlink_rx_bytes", 1024),
+    ("NVML_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL", "nvlink_crc_errors", 1),
+    ("NVML_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL", "nvlink_replay_errors", 1),
+    ("NVML_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL", "nvlink_recovery_errors", 1),
+    ("NVML_FI_DEV_ECC_SBE_VOL_TOTAL", "ecc_sbe_volatile", 1),
+    ("NVML_FI_DEV_ECC_DBE_VOL_TOTAL", "ecc_dbe_volatile", 1),
+    ("NVML_FI_DEV_ECC_SBE_AGG_TOTAL", "ecc_sbe_aggregate", 1),
+    ("NVML_FI_DEV_ECC_DBE_AGG_TOTAL", "ecc_dbe_aggregate", 1),
+    ("NVML_FI_DEV_REMAPPED_COR", "remapped_rows_correctable", 1),
+    ("NVML_FI_DEV_REMAPPED_UNC", "remapped_rows_uncorrectable", 1),
+    ("NVML_FI_DEV_REMAPPED_PENDING", "remapped_rows_pending", 1),
+    ("NVML_FI_DEV_REMAPPED_FAILURE", "remapped_rows_failure", 1),
+)
+
+# (pynvml GPM metric constant, column). GPM reports percent; we store ratios.
+GPM_METRICS = (
+    ("NVML_GPM_METRIC_SM_UTIL", "gpm_sm_active_ratio"),
+    ("NVML_GPM_METRIC_SM_OCCUPANCY", "gpm_sm_occupancy_ratio"),
+    ("NVML_GPM_METRIC_ANY_TENSOR_UTIL", "gpm_tensor_active_ratio"),
+    ("NVML_GPM_METRIC_DRAM_BW_UTIL", "gpm_dram_bandwidth_ratio"),
+)
+
+_VALUE_MEMBER = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal", 6: "usVal"}
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _mhz(value: Any) -> float | None:
+    return None if value is None else float(value) * 1e6
+
+
+def _milli(value: Any) -> float | None:
+    return None if value is None else float(value) / 1000.0
+
+
+@dataclass
+class Gpu:
+    index: int
+    handle: Any
+    info: dict[str, str]
+    static: dict[str, Value]
+    field_ids: list[int]
+    field_columns: list[tuple[str, float]]
+    last_sample_ts: int = 0
+    gpm_prev: Any = None
+    gpm_supported: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@register("gpu", "NVIDIA GPUs through NVML (none here is a normal state)")
+class GpuSampler(BaseSampler):
+    def __init__(self, ctx: SamplerContext) -> None:
+        super().__init__(ctx)
+        self.nvml = Nvml(ctx.nvml)
+        self.gpus: list[Gpu] = []
+        self.events: Any = None
+        self.available = False
+        try:
+            self.nvml.init()
+        except NvmlUnavailable as exc:
+            log_once("gpu.unavailable", f"gpu: {exc}; sampling everything else", logging.WARNING)
+            return
+        self.available = True
+        count = self.nvml.call("nvmlDeviceGetCount") or 0
+        for index in range(count):
+            self.gpus.append(self._open(index))
+        self._register_xid_events()
+
+    def _open(self, index: int) -> Gpu:
+        n, lib = self.nvml, self.nvml.lib
+        handle = n.call("nvmlDeviceGetHandleByIndex", index)
+        pci = n.call("nvmlDeviceGetPciInfo", handle)
+        info = {
+            "uuid": _text(n.call("nvmlDeviceGetUUID", handle) or ""),
+            "model": _text(n.call("nvmlDeviceGetName", handle) or ""),
+            "pci_bus_id": _text(getattr(pci, "busId", "") if pci is not None else ""),
+            "serial": _text(n.call("nvmlDeviceGetSerial", handle) or ""),
+            "driver": _text(n.call("nvmlSystemGetDriverVersion") or ""),
+        }
+        # Maxima and thresholds do not change while the driver is loaded.
+        static: dict[str, Value] = {
+            "sm_clock_max_hertz": _mhz(n.call("nvmlDeviceGetMaxClockInfo", handle, lib.NVML_CLOCK_SM)),
+            "mem_clock_max_hertz": _mhz(n.call("nvmlDeviceGetMaxClockInfo", handle, lib.NVML_CLOCK_MEM)),
+            "temperature_slowdown_celsius": n.call(
+                "nvmlDeviceGetTemperatureThreshold", handle, lib.NVML_TEMPERATURE_THRESHOLD_SLOWDOWN
+            ),
+            "temperature_shutdown_celsius": n.call(
+                "nvmlDeviceGetTemperatureThreshold", handle, lib.NVML_TEMPERATURE_THRESHOLD_SHUTDOWN
+            ),
+        }
+        ids, columns = [], []
+        for const, column, scale in FIELD_IDS:
+            fid = getattr(lib, const, None)
+            if fid is None:
+                log_once(f"nvml.field.{const}", f"gpu: {const} unknown to this nvidia-ml-py; {column} is NULL")
+                continue
+            ids.append(fid)
+            columns.append((column, scale))
+        gpu = Gpu(index, handle, info, static, ids, columns)
+        support = n.call("nvmlGpmQueryDeviceSupport", handle)
+        gpu.gpm_supported = bool(getattr(support, "isSupportedDevice", 0))
+        return gpu
+
+    def _register_xid_events(self) -> None:
+        n, lib = self.nvml, self.nvml.lib
+        if not self.gpus:
+            return
+        events = n.call("nvmlEventSetCreate")
+        if events is None:
+            return
+        for gpu in self.gpus:
+            try:
+                n.call("nvmlDeviceRegisterEvents", gpu.handle, lib.nvmlEventTypeXidCriticalError, events)
+            except lib.NVMLError as exc:
+                log_once(f"gpu.xid.{gpu.index}", f"gpu {gpu.index}: XID events unavailable ({exc})")
+        self.events = events
+
+    def sample(self) -> Reading:
+        reading = Reading()
+        for gpu in self.gpus:
+            reading.add("gpu", str(gpu.index), self._sample_one(gpu))
+        self._drain_xids(reading)
+        return reading
+
+    def _sample_one(self, gpu: Gpu) -> dict[str, Value]:
+        n, lib, h = self.nvml, self.nvml.lib, gpu.handle
+        values: dict[str, Value] = dict(gpu.static)
+        util = n.call("nvmlDeviceGetUtilizationRates", h)
+        values["util_gpu_percent"] = None if util is None else float(util.gpu)
+        values["util_memory_percent"] = None if util is None else float(util.memory)
+        values["util_gpu_sampled_percent"] = self._sampled_util(gpu)
+        mem = n.call("nvmlDeviceGetMemoryInfo", h)
+        values["memory_used_bytes"] = None if mem is None else int(mem.used)
+        values["memory_total_bytes"] = None if mem is None else int(mem.total)
+        values["sm_clock_hertz"] = _mhz(n.call("nvmlDeviceGetClockInfo", h, lib.NVML_CLOCK_SM))
+        values["mem_clock_hertz"] = _mhz(n.call("nvmlDeviceGetClockInfo", h, lib.NVML_CLOCK_MEM))
+        temp = n.call("nvmlDeviceGetTemperature", h, lib.NVML_TEMPERATURE_GPU)
+        values["temperature_celsius"] = None if temp is None else float(temp)
+        values["power_watts"] = _milli(n.call("nvmlDeviceGetPowerUsage", h))
+        values["power_limit_watts"] = _milli(n.call("nvmlDeviceGetEnforcedPowerLimit", h))
+        values["energy_joules"] = _milli(n.call("nvmlDeviceGetTotalEnergyConsumption", h))
+        fan = n.call("nvmlDeviceGetFanSpeed", h)
+        values["fan_speed_percent"] = None if fan is None else float(fan)
+        # The "throttle" names were renamed "clocks event" in driver 535; ask the new one first.
+        reasons = n.call("nvmlDeviceGetCurrentClocksEventReasons", h)
+        if reasons is None:
+            reasons = n.call("nvmlDeviceGetCurrentClocksThrottleReasons", h)
+        values["clocks_event_reasons"] = None if reasons is None else int(reasons)
+        values["pcie_link_gen"] = n.call("nvmlDeviceGetCurrPcieLinkGeneration", h)
+        values["pcie_link_width"] = n.call("nvmlDeviceGetCurrPcieLinkWidth", h)
+        values.update(self._field_values(gpu))
+        values.update(self._gpm(gpu))
+        return values
+
+    def _field_values(self, gpu: Gpu) -> dict[str, Value]:
+        out: dict[str, Value] = {column: None for column, _ in gpu.field_columns}
+        if not gpu.field_ids:
+            return out
+        results = self.nvml.call("nvmlDeviceGetFieldValues", gpu.handle, gpu.field_ids)
+        if results is None:
+            return out
+        for (column, scale), fv in zip(gpu.field_columns, results, strict=False):
+            if fv.nvmlReturn != 0:
+                continue  # this field is not supported on this GPU: NULL
+            raw = getattr(fv.value, _VALUE_MEMBER.get(fv.valueType, "ullVal"))
+            out[column] = raw * scale if isinstance(scale, float) else int(raw) * int(scale)
+        return out
+
+    def _sampled_util(self, gpu: Gpu) -> float | None:
+        lib = self.nvml.lib
+        try:
+            got = self.nvml.call("nvmlDeviceGetSamples", gpu.handle, lib.NVML_GPU_UTILIZATION_SAMPLES, gpu.last_sample_ts)
+        except lib.NVMLError:
+            return None  # no new samples since last time is reported as an error by some drivers
+        if not got:
+            return None
+        _, samples = got
+        if not samples:
+            return None
+        gpu.last_sample_ts = max(s.timeStamp for s in samples)
+        return sum(float(s.sampleValue.uiVal) for s in samples) / len(samples)
+
+    def _gpm(self, gpu: Gpu) -> dict[str, Value]:
+        out: dict[str, Value] = {column: None for _, column in GPM_METRICS}
+        if not gpu.gpm_supported:
+            return out
+        lib = self.nvml.lib
+        current = lib.nvmlGpmSampleGet(gpu.handle, lib.nvmlGpmSampleAlloc())
+        previous, gpu.gpm_prev = gpu.gpm_prev, current
+        if previous is None:
+            return out  # GPM metrics are rates between two samples: the first tick has none
+        request = lib.c_nvmlGpmMetricsGet_t()
+        request.version = lib.NVML_GPM_METRICS_GET_VERSION
+        request.numMetrics = len(GPM_METRICS)
+        request.sample1, request.sample2 = previous, current
+        for i, (const, _) in enumerate(GPM_METRICS):
+            request.metrics[i].metricId = getattr(lib, const)
+        lib.nvmlGpmMetricsGet(request)
+        lib.nvmlGpmSampleFree(previous)
+        for i, (_, column) in enumerate(GPM_METRICS):
+            metric = request.metrics[i]
+            if metric.nvmlReturn == 0:
+                out[column] = metric.value / 100.0
+        return out
+
+    def _drain_xids(self, reading: Reading) -> None:
+        if self.events is None:
+            return
+        lib = self.nvml.lib
+        by_handle = {id(g.handle): g.index for g in self.gpus}
+        for _ in range(64):  # bounded: an XID storm must not hold the tick
+            try:
+                event = lib.nvmlEventSetWait(self.events, 0)
+            except lib.NVMLError:
+                return  # NVML_ERROR_TIMEOUT: nothing pending
+            index = by_handle.get(id(event.device))
+            if index is None:
+                index = next((g.index for g in self.gpus if g.handle == event.device), -1)
+            reading.add("gpu_xid", str(index), {"xid": int(event.eventData)})
+            log_once(f"gpu.xid.{index}.{event.eventData}", f"gpu {index}: XID {event.eventData}", logging.WARNING)
+
+    def inventory(self) -> list[DeviceInfo]:
+        return [DeviceInfo("gpu", str(g.index), dict(g.info)) for g in self.gpus]
+
+    def close(self) -> None:
+        if self.available:
+            self.nvml.shutdown()

@@ -1,0 +1,78 @@
+"""Memory: /proc/meminfo, and per-NUMA-node totals where the machine has several nodes."""
+
+from __future__ import annotations
+
+import re
+
+from agent.samplers.base import BaseSampler, Reading, Value, listdir, read_text, register
+
+# meminfo key -> our column. Values are kB in the file (really KiB).
+FIELDS = {
+    "MemTotal": "mem_total_bytes",
+    "MemFree": "mem_free_bytes",
+    "MemAvailable": "mem_available_bytes",
+    "Buffers": "buffers_bytes",
+    "Cached": "cached_bytes",
+    "Dirty": "dirty_bytes",
+    "Writeback": "writeback_bytes",
+    "Active": "active_bytes",
+    "Inactive": "inactive_bytes",
+    "Mapped": "mapped_bytes",
+    "Shmem": "shmem_bytes",
+    "Slab": "slab_bytes",
+    "SwapTotal": "swap_total_bytes",
+    "SwapFree": "swap_free_bytes",
+    "SwapCached": "swap_cached_bytes",
+    "HugePages_Total": "hugepages_total",
+    "HugePages_Free": "hugepages_free",
+    "Hugepagesize": "hugepage_size_bytes",
+}
+
+_NUMA_LINE = re.compile(r"^Node\s+\d+\s+(\w+):\s+(\d+)")
+
+
+def parse_meminfo(text: str) -> dict[str, Value]:
+    values: dict[str, Value] = dict.fromkeys(FIELDS.values())
+    for line in text.splitlines():
+        key, _, rest = line.partition(":")
+        column = FIELDS.get(key.strip())
+        parts = rest.split()
+        if column is None or not parts:
+            continue
+        try:
+            number = int(parts[0])
+        except ValueError:
+            continue
+        values[column] = number * 1024 if len(parts) > 1 and parts[1] == "kB" else number
+    return values
+
+
+def parse_numa_meminfo(text: str) -> dict[str, Value]:
+    raw: dict[str, int] = {}
+    for line in text.splitlines():
+        m = _NUMA_LINE.match(line)
+        if m:
+            raw[m.group(1)] = int(m.group(2)) * 1024
+    return {
+        "mem_total_bytes": raw.get("MemTotal"),
+        "mem_free_bytes": raw.get("MemFree"),
+        "mem_used_bytes": raw.get("MemUsed"),
+        "file_pages_bytes": raw.get("FilePages"),
+    }
+
+
+@register("memory", "meminfo fields and NUMA nodes")
+class MemorySampler(BaseSampler):
+    def sample(self) -> Reading:
+        text = read_text(self.paths.proc("meminfo"))
+        if text is None:
+            raise OSError(f"cannot read {self.paths.proc('meminfo')}")
+        reading = Reading()
+        reading.add("memory", "", parse_meminfo(text))
+        for node in listdir(self.paths.sys("devices", "system", "node")):
+            if not re.fullmatch(r"node\d+", node.name):
+                continue
+            numa = read_text(node / "meminfo")
+            if numa:
+                reading.add("memory_numa", node.name[4:], parse_numa_meminfo(numa))
+        return reading

@@ -1,0 +1,170 @@
+"""Network interfaces: counters over netlink (pyroute2), link state and speed from sysfs, TCP counters.
+
+On the live /proc the counters come from RTM_GETSTATS, which returns only the
+64-bit stats (measured 0.5 ms a dump, against 2-3 ms for a full link dump).
+When --path.procfs points elsewhere (a fixture tree, a container's view) the
+same columns are parsed from <procfs>/net/dev, folded exactly as the kernel
+folds them there, so both paths report the same numbers.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from agent.samplers.base import BaseSampler, DeviceInfo, Reading, Value, log_once, read_int, read_text, register, to_int
+
+DEV_COLUMNS = (
+    "rx_bytes rx_packets rx_errors rx_dropped rx_fifo_errors rx_frame_errors rx_compressed rx_multicast "
+    "tx_bytes tx_packets tx_errors tx_dropped tx_fifo_errors tx_collisions tx_carrier_errors tx_compressed"
+).split()
+
+TCP_COLUMNS = {
+    "ActiveOpens": "active_opens",
+    "PassiveOpens": "passive_opens",
+    "InSegs": "in_segs",
+    "OutSegs": "out_segs",
+    "RetransSegs": "retrans_segs",
+    "InErrs": "in_errs",
+    "OutRsts": "out_rsts",
+    "CurrEstab": "curr_estab",
+}
+
+LINK_REFRESH_S = 60.0
+
+
+def parse_net_dev(text: str) -> dict[str, dict[str, Value]]:
+    out: dict[str, dict[str, Value]] = {}
+    for line in text.splitlines()[2:]:
+        name, sep, rest = line.partition(":")
+        if not sep:
+            continue
+        parts = rest.split()
+        if len(parts) < len(DEV_COLUMNS):
+            continue
+        out[name.strip()] = {col: to_int(parts[i]) for i, col in enumerate(DEV_COLUMNS)}
+    return out
+
+
+def fold_stats64(s: dict[str, int]) -> dict[str, Value]:
+    """netlink's rtnl_link_stats64 folded the way /proc/net/dev prints it (net/core/net-procfs.c)."""
+    return {
+        "rx_bytes": s["rx_bytes"],
+        "rx_packets": s["rx_packets"],
+        "rx_errors": s["rx_errors"],
+        "rx_dropped": s["rx_dropped"] + s["rx_missed_errors"],
+        "rx_fifo_errors": s["rx_fifo_errors"],
+        "rx_frame_errors": s["rx_length_errors"] + s["rx_over_errors"] + s["rx_crc_errors"] + s["rx_frame_errors"],
+        "rx_compressed": s["rx_compressed"],
+        "rx_multicast": s["multicast"],
+        "tx_bytes": s["tx_bytes"],
+        "tx_packets": s["tx_packets"],
+        "tx_errors": s["tx_errors"],
+        "tx_dropped": s["tx_dropped"],
+        "tx_fifo_errors": s["tx_fifo_errors"],
+        "tx_collisions": s["collisions"],
+        "tx_carrier_errors": s["tx_carrier_errors"]
+        + s["tx_aborted_errors"]
+        + s["tx_window_errors"]
+        + s["tx_heartbeat_errors"],
+        "tx_compressed": s["tx_compressed"],
+    }
+
+
+def parse_snmp_tcp(text: str) -> dict[str, Value]:
+    lines = [line.split() for line in text.splitlines() if line.startswith("Tcp:")]
+    if len(lines) < 2:
+        return {}
+    header, values = lines[0][1:], lines[1][1:]
+    out: dict[str, Value] = dict.fromkeys(TCP_COLUMNS.values())
+    for key, value in zip(header, values, strict=False):
+        if key in TCP_COLUMNS:
+            out[TCP_COLUMNS[key]] = to_int(value)
+    return out
+
+
+def link_state(sysfs_net: Path, name: str) -> dict[str, Value]:
+    base = sysfs_net / name
+    speed_mbps = read_int(base / "speed")  # EINVAL on a down link: read_int gives None
+    return {
+        "up": None if (state := read_text(base / "operstate")) is None else int(state == "up"),
+        "speed_bytes_per_second": speed_mbps * 125_000 if speed_mbps is not None and speed_mbps > 0 else None,
+        "mtu": read_int(base / "mtu"),
+        "carrier_changes": read_int(base / "carrier_changes"),
+    }
+
+
+class Netlink:
+    """Counters for every interface of this network namespace, over one netlink socket."""
+
+    def __init__(self) -> None:
+        from pyroute2 import IPRoute
+
+        self._ipr: Any = IPRoute()
+        self._names: dict[int, str] = {}
+        self._names_at = 0.0
+
+    def _refresh_names(self) -> None:
+        self._names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in self._ipr.get_links()}
+        self._names_at = time.monotonic()
+
+    def counters(self) -> dict[str, dict[str, Value]]:
+        out: dict[str, dict[str, Value]] = {}
+        stats = list(self._ipr.stats("dump", filter_mask=1))  # 1 = IFLA_STATS_LINK_64 only
+        if time.monotonic() - self._names_at > LINK_REFRESH_S or any(m["ifindex"] not in self._names for m in stats):
+            self._refresh_names()
+        for msg in stats:
+            name = self._names.get(msg["ifindex"])
+            s64 = msg.get_attr("IFLA_STATS_LINK_64")
+            if name and s64:
+                out[name] = fold_stats64(s64)
+        return out
+
+    def close(self) -> None:
+        self._ipr.close()
+
+
+@register("nic", "interface counters (netlink), link state and speed, TCP retransmits")
+class NicSampler(BaseSampler):
+    def __init__(self, ctx: Any) -> None:
+        super().__init__(ctx)
+        self._netlink: Netlink | None = None
+        if self.paths.procfs.resolve() == Path("/proc"):
+            try:
+                self._netlink = Netlink()
+            except Exception as exc:  # no netlink in this sandbox: /proc/net/dev still works
+                log_once("nic.netlink", f"nic: netlink unavailable ({exc}); reading /proc/net/dev instead")
+
+    def _counters(self) -> dict[str, dict[str, Value]]:
+        if self._netlink is not None:
+            return self._netlink.counters()
+        text = read_text(self.paths.proc("net", "dev"))
+        if text is None:
+            raise OSError(f"cannot read {self.paths.proc('net', 'dev')}")
+        return parse_net_dev(text)
+
+    def sample(self) -> Reading:
+        reading = Reading()
+        sysfs_net = self.paths.sys("class", "net")
+        for name, values in sorted(self._counters().items()):
+            values.update(link_state(sysfs_net, name))
+            reading.add("nic", name, values)
+        snmp = read_text(self.paths.proc("net", "snmp"))
+        if snmp:
+            tcp = parse_snmp_tcp(snmp)
+            if tcp:
+                reading.add("tcp", "", tcp)
+        return reading
+
+    def inventory(self) -> list[DeviceInfo]:
+        out = []
+        for name in sorted(self._counters()):
+            base = self.paths.sys("class", "net", name)
+            attrs = {"address": read_text(base / "address") or "", "duplex": read_text(base / "duplex") or ""}
+            out.append(DeviceInfo("nic", name, attrs))
+        return out
+
+    def close(self) -> None:
+        if self._netlink is not None:
+            self._netlink.close()

@@ -1,0 +1,45 @@
+"""Pressure stall information (PSI): cumulative stall time for cpu, io, memory, irq."""
+
+from __future__ import annotations
+
+from agent.samplers.base import BaseSampler, Reading, Value, log_once, read_text, register
+
+
+def parse_psi(text: str) -> dict[str, float]:
+    """{"some": seconds, "full": seconds} from one /proc/pressure file (totals are microseconds)."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if not parts or parts[0] not in ("some", "full"):
+            continue
+        for part in parts[1:]:
+            key, _, value = part.partition("=")
+            if key == "total":
+                try:
+                    out[parts[0]] = int(value) / 1e6
+                except ValueError:
+                    pass
+    return out
+
+
+@register("pressure", "PSI stall totals (needs a kernel with CONFIG_PSI)")
+class PressureSampler(BaseSampler):
+    def sample(self) -> Reading:
+        values: dict[str, Value] = {}
+        found = False
+        for resource in ("cpu", "io", "memory", "irq"):
+            text = read_text(self.paths.proc("pressure", resource))
+            if text is None:
+                continue
+            found = True
+            psi = parse_psi(text)
+            for kind in ("some", "full"):
+                column = f"{resource}_{kind}_seconds"
+                if column != "irq_some_seconds":
+                    values[column] = psi.get(kind)
+        reading = Reading()
+        if found:
+            reading.add("pressure", "", values)
+        else:
+            log_once("pressure.missing", f"pressure: {self.paths.proc('pressure')} not found; PSI not sampled")
+        return reading

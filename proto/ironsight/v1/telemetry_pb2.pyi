@@ -1,0 +1,113 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Column(_message.Message):
+    __slots__ = ("name", "f64", "i64", "nulls")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    F64_FIELD_NUMBER: _ClassVar[int]
+    I64_FIELD_NUMBER: _ClassVar[int]
+    NULLS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    f64: _containers.RepeatedScalarFieldContainer[float]
+    i64: _containers.RepeatedScalarFieldContainer[int]
+    nulls: bytes
+    def __init__(self, name: _Optional[str] = ..., f64: _Optional[_Iterable[float]] = ..., i64: _Optional[_Iterable[int]] = ..., nulls: _Optional[bytes] = ...) -> None: ...
+
+class Table(_message.Message):
+    __slots__ = ("name", "time_ns", "devices", "device_index", "columns")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TIME_NS_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    time_ns: _containers.RepeatedScalarFieldContainer[int]
+    devices: _containers.RepeatedScalarFieldContainer[str]
+    device_index: _containers.RepeatedScalarFieldContainer[int]
+    columns: _containers.RepeatedCompositeFieldContainer[Column]
+    def __init__(self, name: _Optional[str] = ..., time_ns: _Optional[_Iterable[int]] = ..., devices: _Optional[_Iterable[str]] = ..., device_index: _Optional[_Iterable[int]] = ..., columns: _Optional[_Iterable[_Union[Column, _Mapping]]] = ...) -> None: ...
+
+class Device(_message.Message):
+    __slots__ = ("kind", "name", "attrs")
+    class AttrsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ATTRS_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    name: str
+    attrs: _containers.ScalarMap[str, str]
+    def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ..., attrs: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class NodeInfo(_message.Message):
+    __slots__ = ("hostname", "kernel", "agent_version", "devices")
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    KERNEL_FIELD_NUMBER: _ClassVar[int]
+    AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    hostname: str
+    kernel: str
+    agent_version: str
+    devices: _containers.RepeatedCompositeFieldContainer[Device]
+    def __init__(self, hostname: _Optional[str] = ..., kernel: _Optional[str] = ..., agent_version: _Optional[str] = ..., devices: _Optional[_Iterable[_Union[Device, _Mapping]]] = ...) -> None: ...
+
+class Batch(_message.Message):
+    __slots__ = ("node_id", "boot_id", "seq", "interval_s", "node", "tables")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    BOOT_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    TABLES_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    boot_id: str
+    seq: int
+    interval_s: float
+    node: NodeInfo
+    tables: _containers.RepeatedCompositeFieldContainer[Table]
+    def __init__(self, node_id: _Optional[str] = ..., boot_id: _Optional[str] = ..., seq: _Optional[int] = ..., interval_s: _Optional[float] = ..., node: _Optional[_Union[NodeInfo, _Mapping]] = ..., tables: _Optional[_Iterable[_Union[Table, _Mapping]]] = ...) -> None: ...
+
+class Ack(_message.Message):
+    __slots__ = ("seq", "status", "rows")
+    class Status(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STATUS_UNSPECIFIED: _ClassVar[Ack.Status]
+        STORED: _ClassVar[Ack.Status]
+        DUPLICATE: _ClassVar[Ack.Status]
+    STATUS_UNSPECIFIED: Ack.Status
+    STORED: Ack.Status
+    DUPLICATE: Ack.Status
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    status: Ack.Status
+    rows: int
+    def __init__(self, seq: _Optional[int] = ..., status: _Optional[_Union[Ack.Status, str]] = ..., rows: _Optional[int] = ...) -> None: ...
+
+class QueryRequest(_message.Message):
+    __slots__ = ("sql", "max_rows")
+    SQL_FIELD_NUMBER: _ClassVar[int]
+    MAX_ROWS_FIELD_NUMBER: _ClassVar[int]
+    sql: str
+    max_rows: int
+    def __init__(self, sql: _Optional[str] = ..., max_rows: _Optional[int] = ...) -> None: ...
+
+class QueryResponse(_message.Message):
+    __slots__ = ("arrow_ipc", "truncated")
+    ARROW_IPC_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    arrow_ipc: bytes
+    truncated: bool
+    def __init__(self, arrow_ipc: _Optional[bytes] = ..., truncated: _Optional[bool] = ...) -> None: ...

@@ -1,0 +1,52 @@
+"""Regenerate the gRPC stubs beside proto/ironsight/v1/*.proto (make proto).
+
+With --check, regenerate into a temporary folder and exit non-zero when the
+committed stubs differ, so a stale stub fails the test suite.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import sys
+import tempfile
+from pathlib import Path
+
+from grpc_tools import protoc
+
+ROOT = Path(__file__).resolve().parent.parent
+PROTO_ROOT = ROOT / "proto"
+SOURCES = sorted(PROTO_ROOT.glob("ironsight/v1/*.proto"))
+
+
+def generate(out: Path) -> None:
+    args = [
+        "grpc_tools.protoc",
+        f"-I{PROTO_ROOT}",
+        f"--python_out={out}",
+        f"--pyi_out={out}",
+        f"--grpc_python_out={out}",
+        *[str(s) for s in SOURCES],
+    ]
+    if protoc.main(args) != 0:
+        raise SystemExit("protoc failed")
+
+
+def main() -> int:
+    if "--check" not in sys.argv:
+        generate(PROTO_ROOT)
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        generate(Path(tmp))
+        stale = []
+        for fresh in sorted(Path(tmp).glob("ironsight/v1/*")):
+            committed = PROTO_ROOT / "ironsight" / "v1" / fresh.name
+            if not committed.exists() or not filecmp.cmp(fresh, committed, shallow=False):
+                stale.append(fresh.name)
+        if stale:
+            print("stale generated stubs: " + ", ".join(stale) + " (run: make proto)")
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
