@@ -85,7 +85,8 @@ def to_arrow(node: str, table: pb.Table) -> pa.Table:
     arrays: dict[str, pa.Array] = {
         "node": pa.array([node] * n, type=pa.string()),
         "device": pa.DictionaryArray.from_arrays(index, devices).dictionary_decode(),
-        "time": pa.array(np.asarray(table.time_ns, dtype=np.int64), type=pa.timestamp("ns")).cast(pa.timestamp("us")),
+        # Stored at microsecond precision (DuckDB's TIMESTAMP); ticks are far coarser.
+        "time": pa.array(np.asarray(table.time_ns, dtype=np.int64) // 1000, type=pa.timestamp("us")),
     }
     for f in schema.fields:
         col = by_name.get(f.name)

@@ -1,0 +1,1 @@
+"""The ironsight collector: ingests agents' batches into DuckDB and serves queries."""

@@ -1,0 +1,117 @@
+"""ironsight-collector: receive agents' batches over gRPC and store them in a DuckDB file."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector as PromCollector
+from prometheus_client.registry import CollectorRegistry
+
+from collector.server import IngestService, start
+from collector.store import Store, StoreLocked
+from collector.validate import Limits
+
+log = logging.getLogger("ironsight.collector")
+
+
+def host_port(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:7070)")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ironsight-collector",
+        description="Receive telemetry from ironsight agents over gRPC and store it in DuckDB.",
+        epilog="example:\n  ironsight-collector --db ./data/ironsight.duckdb --listen 127.0.0.1:7070",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--db", type=Path, default=Path("data/ironsight.duckdb"), help="DuckDB file (created if missing)")
+    p.add_argument("--listen", type=host_port, default="127.0.0.1:7070", help="gRPC HOST:PORT (default 127.0.0.1:7070)")
+    p.add_argument("--http-listen", type=host_port, help="serve /metrics on HOST:PORT (off by default)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return p
+
+
+class IngestMetrics(PromCollector):
+    """The collector's pipeline health, read from the store's counters at scrape time."""
+
+    def __init__(self, store: Store, ingest: IngestService) -> None:
+        self.store = store
+        self.ingest = ingest
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.store.stats
+        batches = CounterMetricFamily("ironsight_collector_batches", "Batches received, by outcome", labels=["outcome"])
+        batches.add_metric(["stored"], s.batches_stored)
+        batches.add_metric(["duplicate"], s.batches_duplicate)
+        for reason, count in self.ingest.rejected.items():
+            batches.add_metric([f"rejected_{reason}"], count)
+        yield batches
+        yield CounterMetricFamily("ironsight_collector_rows", "Rows stored", value=s.rows_stored)
+        yield CounterMetricFamily("ironsight_collector_store_failures", "Failed commits", value=s.failures)
+        seen = GaugeMetricFamily("ironsight_collector_node_last_seen_seconds", "Unix time of the last batch", labels=["node"])
+        for node, at in s.node_last_seen.items():
+            seen.add_metric([node], at)
+        yield seen
+
+
+async def serve(args: argparse.Namespace) -> int:
+    try:
+        store = Store(args.db)
+    except StoreLocked as exc:
+        print(f"ironsight-collector: {exc}", file=sys.stderr)
+        return 1
+    try:
+        collector = await start(store, args.listen, Limits())
+    except (OSError, RuntimeError) as exc:
+        store.close()
+        print(f"ironsight-collector: cannot listen on {args.listen}: {exc}", file=sys.stderr)
+        return 1
+    if args.http_listen:
+        from prometheus_client import start_http_server
+
+        registry = CollectorRegistry()
+        registry.register(IngestMetrics(store, collector.ingest))
+        host, _, port = args.http_listen.rpartition(":")
+        start_http_server(int(port), addr=host, registry=registry)
+    log.info("listening on %s (port %d), storing in %s", args.listen, collector.port, args.db)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    started = time.monotonic()
+    await stop.wait()
+    log.info("stopping: draining in-flight batches")
+    await collector.stop()
+    s = store.stats
+    log.info(
+        "stopped after %.0fs: %d batches stored, %d duplicates, %d rows",
+        time.monotonic() - started,
+        s.batches_stored,
+        s.batches_duplicate,
+        s.rows_stored,
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    return asyncio.run(serve(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,229 @@
+"""Queries over stored telemetry, through a running collector or straight from the DuckDB file.
+
+DuckDB allows one writer: while a collector holds the file, the CLI asks it
+over gRPC (RemoteBackend); otherwise it opens the file read-only
+(LocalBackend). Both return Arrow tables, so every command works on either.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+import grpc
+import pyarrow as pa
+
+from collector.store import StoreLocked, connect, run_query
+from ironsight.schema import TABLES
+from ironsight.v1 import telemetry_pb2 as pb
+from ironsight.v1 import telemetry_pb2_grpc as pb_grpc
+
+DEFAULT_MAX_ROWS = 100_000
+QUERY_DEADLINE_S = 30.0
+
+
+class QueryError(Exception):
+    """A user-facing problem: one line that says what is wrong and what to do."""
+
+
+class Backend(Protocol):
+    def sql(self, query: str, max_rows: int = DEFAULT_MAX_ROWS) -> pa.Table: ...
+
+    def close(self) -> None: ...
+
+
+class LocalBackend:
+    def __init__(self, path: Path) -> None:
+        try:
+            self.con = connect(path, read_only=True)
+        except StoreLocked as exc:
+            raise QueryError(f"{exc}; ask it instead with --collector HOST:PORT") from exc
+        except FileNotFoundError as exc:
+            raise QueryError(f"{exc}; start a collector with --db {path} first") from exc
+
+    def sql(self, query: str, max_rows: int = DEFAULT_MAX_ROWS) -> pa.Table:
+        try:
+            table, _ = run_query(self.con, query, max_rows)
+        except ValueError as exc:
+            raise QueryError(str(exc)) from exc
+        return table
+
+    def close(self) -> None:
+        self.con.close()
+
+
+class RemoteBackend:
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.channel = grpc.insecure_channel(target)
+        self.stub = pb_grpc.QueryStub(self.channel)
+
+    def sql(self, query: str, max_rows: int = DEFAULT_MAX_ROWS) -> pa.Table:
+        try:
+            resp = self.stub.Sql(pb.QueryRequest(sql=query, max_rows=max_rows), timeout=QUERY_DEADLINE_S)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                raise QueryError(f"collector {self.target} is unreachable; is ironsight-collector running?") from exc
+            raise QueryError(f"{exc.details()}") from exc
+        return pa.ipc.open_stream(resp.arrow_ipc).read_all()
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_time(value: str, now: datetime | None = None) -> datetime:
+    """'10m' (ago), 'now', or an ISO timestamp (UTC unless it says otherwise) -> naive UTC datetime."""
+    now = now or datetime.now(UTC).replace(tzinfo=None)
+    value = value.strip()
+    if value == "now":
+        return now
+    m = _DURATION.match(value)
+    if m:
+        return now - timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise QueryError(f"{value!r} is not a time: use e.g. 10m, 2h, 1d or 2026-11-23T10:00:00") from None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    return parsed
+
+
+def quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class Metric:
+    table: str
+    column: str
+    counter: bool
+
+
+def parse_metric(name: str) -> Metric:
+    """'gpu.temperature_celsius' -> the table and column, with a helpful error for typos."""
+    table, _, column = name.partition(".")
+    schema = TABLES.get(table)
+    if schema is None:
+        raise QueryError(f"unknown table {table!r} in {name!r}; tables: {', '.join(sorted(TABLES))}")
+    try:
+        f = schema.field(column)
+    except KeyError:
+        near = [c for c in schema.field_names if column and (column in c or c.startswith(column.split("_")[0]))]
+        hint = f"; did you mean {', '.join(table + '.' + c for c in near[:4])}?" if near else ""
+        raise QueryError(f"{table} has no column {column!r}{hint} (columns: ironsight series --list)") from None
+    return Metric(table, column, f.kind == "counter")
+
+
+def series_sql(metric: Metric, node: str | None, device: str | None, since: datetime, until: datetime, rate: bool) -> str:
+    where = [f"time >= TIMESTAMP {quote(since.isoformat(sep=' '))}", f"time <= TIMESTAMP {quote(until.isoformat(sep=' '))}"]
+    if node:
+        where.append(f"node = {quote(node)}")
+    if device is not None:
+        where.append(f"device = {quote(device)}")
+    cond = " AND ".join(where)
+    col = metric.column
+    if not rate:
+        return f"SELECT time, node, device, {col} AS value FROM {metric.table} WHERE {cond} ORDER BY node, device, time"
+    return f"""
+        SELECT time, node, device, {counter_rate(col)} AS value
+        FROM {metric.table} WHERE {cond}
+        WINDOW w AS (PARTITION BY node, device ORDER BY time)
+        QUALIFY value IS NOT NULL
+        ORDER BY node, device, time"""
+
+
+def counter_rate(col: str) -> str:
+    """Per-second increase of a raw counter: the one place counter resets and wraps are handled.
+
+    A counter that went down was reset (agent/driver restart, 32-bit wrap):
+    like Prometheus, count the new value as the increase since the reset.
+    """
+    prev = f"lag({col}) OVER w"
+    dt = "epoch(time - lag(time) OVER w)"
+    return f"CASE WHEN {dt} <= 0 THEN NULL WHEN {col} >= {prev} THEN ({col} - {prev}) / {dt} ELSE {col} / {dt} END"
+
+
+NODES_SQL = """
+    SELECT n.node, n.hostname, n.kernel, n.agent_version, n.interval_s,
+           coalesce(d.gpus, 0) AS gpus, coalesce(d.nvme, 0) AS nvme, coalesce(d.nics, 0) AS nics,
+           coalesce(d.rdma_ports, 0) AS rdma_ports, n.first_seen, n.last_seen
+    FROM nodes n LEFT JOIN (
+        SELECT node, count(*) FILTER (kind = 'gpu') AS gpus, count(*) FILTER (kind = 'nvme') AS nvme,
+               count(*) FILTER (kind = 'nic') AS nics, count(*) FILTER (kind = 'rdma') AS rdma_ports
+        FROM devices GROUP BY node
+    ) d USING (node)
+    ORDER BY n.node"""
+
+
+def _latest_two(table: str, columns: str, window_s: float) -> str:
+    """The last two rows per (node, device) in a recent window: enough for a rate."""
+    return f"""
+        SELECT node, device, time, {columns}
+        FROM {table}
+        WHERE time >= (SELECT max(time) FROM {table}) - INTERVAL {int(window_s)} SECOND
+        QUALIFY row_number() OVER (PARTITION BY node, device ORDER BY time DESC) <= 2"""
+
+
+def top_host_sql(window_s: float = 30) -> str:
+    """One row per node: CPU busy, load, memory, disk and network rates from the latest two samples."""
+    busy = "user_seconds + nice_seconds + system_seconds + irq_seconds + softirq_seconds + coalesce(steal_seconds, 0)"
+    total = f"{busy} + idle_seconds + coalesce(iowait_seconds, 0)"
+    cpu_cols = f"{busy} AS busy, {total} AS total"
+    return f"""
+    WITH cpu2 AS ({_latest_two("cpu", cpu_cols, window_s)}),
+    cpu AS (
+        SELECT node, 100 * sum(busy - prev_busy) / nullif(sum(total - prev_total), 0) AS cpu_busy_pct,
+               count(*) AS cores
+        FROM (SELECT *, lag(busy) OVER w AS prev_busy, lag(total) OVER w AS prev_total FROM cpu2
+              WINDOW w AS (PARTITION BY node, device ORDER BY time))
+        WHERE prev_total IS NOT NULL GROUP BY node),
+    load AS (SELECT node, arg_max(load1, time) AS load1 FROM load GROUP BY node),
+    mem AS (SELECT node, arg_max(100.0 * (mem_total_bytes - coalesce(mem_available_bytes, mem_free_bytes))
+                   / nullif(mem_total_bytes, 0), time) AS mem_used_pct,
+                   arg_max(mem_total_bytes, time) AS mem_total_bytes FROM memory GROUP BY node),
+    disk2 AS ({_latest_two("disk", "read_bytes, written_bytes", window_s)}),
+    disk AS (
+        SELECT node, sum(rd) AS disk_read_bps, sum(wr) AS disk_write_bps FROM (
+            SELECT node, {counter_rate("read_bytes")} AS rd, {counter_rate("written_bytes")} AS wr FROM disk2
+            WINDOW w AS (PARTITION BY node, device ORDER BY time))
+        GROUP BY node),
+    nic2 AS ({_latest_two("nic", "rx_bytes, tx_bytes", window_s)}),
+    nic AS (
+        SELECT node, sum(rx) AS net_rx_bps, sum(tx) AS net_tx_bps FROM (
+            SELECT node, device, {counter_rate("rx_bytes")} AS rx, {counter_rate("tx_bytes")} AS tx FROM nic2
+            WHERE device <> 'lo'
+            WINDOW w AS (PARTITION BY node, device ORDER BY time))
+        GROUP BY node)
+    SELECT n.node, n.last_seen, cpu.cores, cpu.cpu_busy_pct, load.load1, mem.mem_used_pct, mem.mem_total_bytes,
+           disk.disk_read_bps, disk.disk_write_bps, nic.net_rx_bps, nic.net_tx_bps
+    FROM nodes n LEFT JOIN cpu USING (node) LEFT JOIN load USING (node) LEFT JOIN mem USING (node)
+    LEFT JOIN disk USING (node) LEFT JOIN nic USING (node)
+    ORDER BY n.node"""
+
+
+TOP_GPU_SQL = """
+    SELECT node, device AS gpu, arg_max(util_gpu_percent, time) AS util_pct,
+           arg_max(100.0 * memory_used_bytes / nullif(memory_total_bytes, 0), time) AS mem_pct,
+           arg_max(temperature_celsius, time) AS temp_c, arg_max(power_watts, time) AS power_w,
+           arg_max(power_limit_watts, time) AS power_limit_w, arg_max(sm_clock_hertz, time) / 1e6 AS sm_mhz,
+           arg_max(clocks_event_reasons, time) AS reasons
+    FROM gpu WHERE time >= (SELECT max(time) FROM gpu) - INTERVAL 30 SECOND
+    GROUP BY node, device ORDER BY node, try_cast(device AS INTEGER), device"""
+
+
+def open_backend(db: Path | None, collector: str | None) -> Backend:
+    if collector:
+        return RemoteBackend(collector)
+    return LocalBackend(db or Path("data/ironsight.duckdb"))
+
+
+def rows(table: pa.Table) -> list[dict[str, Any]]:
+    return table.to_pylist()

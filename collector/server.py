@@ -1,0 +1,157 @@
+"""The collector's gRPC server: ingest stream, read-only query service, standard health service."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import pyarrow as pa
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from collector.store import Pending, QueryRejected, Store, run_query
+from collector.validate import InvalidBatch, Limits, validate
+from ironsight.v1 import telemetry_pb2 as pb
+from ironsight.v1 import telemetry_pb2_grpc as pb_grpc
+
+log = logging.getLogger("ironsight.collector")
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+REJECTED_SEQ_KEY = "ironsight-rejected-seq"
+IN_FLIGHT_PER_STREAM = 64
+DEFAULT_MAX_ROWS = 100_000
+SERVICE_NAMES = ("ironsight.v1.Ingest", "ironsight.v1.Query")
+
+
+class _StreamEnd:
+    def __init__(self, error: BaseException | None = None) -> None:
+        self.error = error
+
+
+class IngestService(pb_grpc.IngestServicer):
+    def __init__(self, store: Store, limits: Limits) -> None:
+        self.store = store
+        self.limits = limits
+        self.rejected: dict[str, int] = {}
+
+    def _submit(self, batch: pb.Batch, samples: int) -> asyncio.Future[pb.Ack]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[pb.Ack] = loop.create_future()
+
+        def done(ack: pb.Ack | None, exc: BaseException | None) -> None:
+            def resolve() -> None:
+                if fut.done():
+                    return
+                if exc is not None:
+                    fut.set_exception(exc)
+                else:
+                    fut.set_result(ack)
+
+            loop.call_soon_threadsafe(resolve)
+
+        self.store.submit(Pending(batch, samples, done))
+        return fut
+
+    async def Stream(self, request_iterator: AsyncIterator[pb.Batch], context: Any) -> AsyncIterator[pb.Ack]:
+        # Reading and acknowledging run side by side, so one stream keeps
+        # several batches in the writer's queue instead of one commit at a time.
+        pending: asyncio.Queue[asyncio.Future[pb.Ack] | _StreamEnd] = asyncio.Queue(IN_FLIGHT_PER_STREAM)
+
+        async def reader() -> None:
+            try:
+                async for batch in request_iterator:
+                    try:
+                        samples = validate(batch, self.limits)
+                    except InvalidBatch as exc:
+                        exc.seq = batch.seq  # type: ignore[attr-defined]
+                        raise
+                    await pending.put(self._submit(batch, samples))
+                await pending.put(_StreamEnd())
+            except Exception as exc:
+                await pending.put(_StreamEnd(exc))
+
+        task = asyncio.create_task(reader())
+        try:
+            while True:
+                item = await pending.get()
+                if isinstance(item, _StreamEnd):
+                    if isinstance(item.error, InvalidBatch):
+                        self.rejected["invalid"] = self.rejected.get("invalid", 0) + 1
+                        context.set_trailing_metadata(((REJECTED_SEQ_KEY, str(item.error.seq)),))  # type: ignore[attr-defined]
+                        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(item.error))
+                    if item.error is not None and not isinstance(item.error, asyncio.CancelledError):
+                        log.debug("ingest stream ended: %s", item.error)
+                    return
+                try:
+                    yield await item
+                except Exception as exc:
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, f"store failed, resend later: {exc}")
+        finally:
+            task.cancel()
+
+
+class QueryService(pb_grpc.QueryServicer):
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def Sql(self, request: pb.QueryRequest, context: Any) -> pb.QueryResponse:
+        max_rows = request.max_rows or DEFAULT_MAX_ROWS
+        try:
+            table, truncated = await asyncio.to_thread(self._run, request.sql, max_rows)
+        except QueryRejected as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        return pb.QueryResponse(arrow_ipc=sink.getvalue().to_pybytes(), truncated=truncated)
+
+    def _run(self, sql: str, max_rows: int) -> tuple[pa.Table, bool]:
+        cursor = self.store.reader()
+        try:
+            return run_query(cursor, sql, max_rows)
+        finally:
+            cursor.close()
+
+
+@dataclass
+class Collector:
+    store: Store
+    server: Any
+    health: Any
+    port: int
+    ingest: IngestService
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """SIGTERM path: stop being healthy, drain in-flight batches, checkpoint."""
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.stop(grace_s)
+        await asyncio.to_thread(self.store.close)
+
+
+async def start(store: Store, listen: str, limits: Limits | None = None) -> Collector:
+    server = grpc.aio.server(options=SERVER_OPTIONS)
+    ingest = IngestService(store, limits or Limits())
+    pb_grpc.add_IngestServicer_to_server(ingest, server)
+    pb_grpc.add_QueryServicer_to_server(QueryService(store), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    port = server.add_insecure_port(listen)
+    if port == 0:
+        raise OSError(f"cannot listen on {listen}")
+    store.start()
+    await server.start()
+    for name in ("", *SERVICE_NAMES):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return Collector(store, server, health_servicer, port, ingest)

@@ -1,0 +1,267 @@
+"""The DuckDB store: opens and migrates the file, commits batches in groups, answers read-only SQL.
+
+One process writes (DuckDB's rule). All writes go through one Writer thread,
+which takes whatever batches are waiting, stores them in one transaction
+(dedupe by (node, boot id, seq) in that same transaction, rows inserted from
+Arrow sorted by node, device, time) and only then acknowledges them.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from collector.migrations import migrate
+from ironsight.columnar import to_arrow
+from ironsight.v1 import telemetry_pb2 as pb
+
+log = logging.getLogger("ironsight.collector")
+
+READ_ONLY_STATEMENTS = {"SELECT", "EXPLAIN"}
+
+
+class StoreLocked(Exception):
+    """Another process holds the database file."""
+
+
+class QueryRejected(ValueError):
+    """A query that is not read-only, or not valid SQL."""
+
+
+def connect(path: str | Path, read_only: bool = False, sandboxed: bool = False) -> Any:
+    """Opens the database file. sandboxed: no file or network access from SQL, for a
+    server that runs queries sent by others (no read_csv('/etc/shadow'))."""
+    path = Path(path)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    elif not path.exists():
+        raise FileNotFoundError(f"no database at {path}")
+    try:
+        config = {"enable_external_access": False, "lock_configuration": True} if sandboxed else {}
+        return duckdb.connect(str(path), read_only=read_only, config=config)
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise StoreLocked(f"{path} is held by another process (a running collector?)") from exc
+        raise
+
+
+def check_read_only(con: Any, sql: str) -> None:
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise QueryRejected(str(exc).splitlines()[0]) from exc
+    if len(statements) != 1:
+        raise QueryRejected(f"expected one statement, got {len(statements)}")
+    for st in statements:
+        kind = str(st.type).rsplit(".", 1)[-1]
+        if kind not in READ_ONLY_STATEMENTS:
+            raise QueryRejected(f"only SELECT queries are allowed here, not {kind}")
+
+
+def run_query(con: Any, sql: str, max_rows: int) -> tuple[pa.Table, bool]:
+    """Runs read-only SQL; returns at most max_rows rows and whether more existed."""
+    check_read_only(con, sql)
+    try:
+        reader = con.sql(sql).to_arrow_reader(min(max_rows + 1, 100_000))
+        batches, rows = [], 0
+        for rb in reader:
+            batches.append(rb)
+            rows += rb.num_rows
+            if rows > max_rows:
+                break
+        table = pa.Table.from_batches(batches, schema=reader.schema) if batches else reader.schema.empty_table()
+    except duckdb.Error as exc:
+        raise QueryRejected(str(exc).splitlines()[0]) from exc
+    truncated = table.num_rows > max_rows
+    return table.slice(0, max_rows), truncated
+
+
+@dataclass
+class Pending:
+    batch: pb.Batch
+    samples: int
+    done: Callable[[pb.Ack | None, BaseException | None], None]
+
+
+@dataclass
+class IngestStats:
+    batches_stored: int = 0
+    batches_duplicate: int = 0
+    rows_stored: int = 0
+    commits: int = 0
+    failures: int = 0
+    last_error: str = ""
+    node_last_seen: dict[str, float] = field(default_factory=dict)
+
+
+class Store:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.con = connect(self.path, sandboxed=True)
+        migrate(self.con)
+        self.stats = IngestStats()
+        self._queue: queue.Queue[Pending | None] = queue.Queue(maxsize=4096)
+        self._thread = threading.Thread(target=self._writer, name="store-writer", daemon=True)
+        self._closed = False
+        # Last inventory stored per node: devices are upserted only when it changes.
+        self._inventory: dict[str, bytes] = {}
+        self._pending_inventory: dict[str, bytes] = {}
+        self.max_group_samples = 4_000_000
+        self.max_group_batches = 256
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, p: Pending) -> None:
+        self._queue.put(p)
+
+    def reader(self) -> Any:
+        """A connection for queries beside the writer (DuckDB's MVCC keeps them consistent)."""
+        return self.con.cursor()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        try:
+            self.con.execute("CHECKPOINT")
+        finally:
+            self.con.close()
+
+    def _writer(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            group, samples, stopping = [first], first.samples, False
+            while len(group) < self.max_group_batches and samples < self.max_group_samples:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stopping = True
+                    break
+                group.append(nxt)
+                samples += nxt.samples
+            self._commit(group)
+            if stopping:
+                return
+
+    def _commit(self, group: list[Pending]) -> None:
+        try:
+            acks = self.ingest([p.batch for p in group])
+        except Exception as exc:  # disk full, corrupt file...: fail these batches, keep serving
+            self.stats.failures += 1
+            msg = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            if msg != self.stats.last_error:
+                log.error("store failed, batches not acknowledged: %s", msg)
+            self.stats.last_error = msg
+            for p in group:
+                p.done(None, exc)
+            return
+        if self.stats.last_error:
+            log.info("store recovered")
+            self.stats.last_error = ""
+        for p, ack in zip(group, acks, strict=True):
+            p.done(ack, None)
+
+    def ingest(self, batches: list[pb.Batch]) -> list[pb.Ack]:
+        """Stores batches in one transaction; duplicates (already stored, or twice here) are skipped."""
+        con = self.con
+        acks: list[pb.Ack] = []
+        tables: dict[str, list[pa.Table]] = {}
+        self._pending_inventory = {}
+        con.execute("BEGIN TRANSACTION")
+        try:
+            seen: set[tuple[str, str, int]] = set()
+            new_batches = []
+            for b in batches:
+                key = (b.node_id, b.boot_id, b.seq)
+                dup = key in seen or con.execute(
+                    "SELECT 1 FROM batches WHERE node = ? AND boot_id = ? AND seq = ?", list(key)
+                ).fetchone()
+                seen.add(key)
+                if dup:
+                    acks.append(pb.Ack(seq=b.seq, status=pb.Ack.DUPLICATE))
+                    continue
+                rows = 0
+                for t in b.tables:
+                    tables.setdefault(t.name, []).append(to_arrow(b.node_id, t))
+                    rows += len(t.time_ns)
+                new_batches.append((b.node_id, b.boot_id, b.seq, rows))
+                acks.append(pb.Ack(seq=b.seq, status=pb.Ack.STORED, rows=rows))
+            if new_batches:
+                node, boot, seq, rows = zip(*new_batches, strict=True)
+                keys = pa.table({"node": node, "boot_id": boot, "seq": pa.array(seq, pa.uint64()), "rows": rows})
+                self._insert_arrow("INSERT INTO batches SELECT node, boot_id, seq, now()::TIMESTAMP, rows FROM incoming", keys)
+            for name, parts in tables.items():
+                self._insert_arrow(
+                    f"INSERT INTO {name} SELECT * FROM incoming ORDER BY node, device, time", pa.concat_tables(parts)
+                )
+            self._upsert_nodes(batches)
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        self._inventory.update(self._pending_inventory)
+        now = time.time()
+        for b, ack in zip(batches, acks, strict=True):
+            self.stats.node_last_seen[b.node_id] = now
+            if ack.status == pb.Ack.STORED:
+                self.stats.batches_stored += 1
+            else:
+                self.stats.batches_duplicate += 1
+        self.stats.rows_stored += sum(a.rows for a in acks)
+        self.stats.commits += 1
+        return acks
+
+    def _upsert_nodes(self, batches: list[pb.Batch]) -> None:
+        latest: dict[str, pb.Batch] = {}
+        for b in batches:
+            latest[b.node_id] = b
+        for node, b in latest.items():
+            info = b.node
+            self.con.execute(
+                """INSERT INTO nodes VALUES (?, ?, ?, ?, ?, ?, now()::TIMESTAMP, now()::TIMESTAMP)
+                   ON CONFLICT (node) DO UPDATE SET hostname = excluded.hostname, kernel = excluded.kernel,
+                   agent_version = excluded.agent_version, boot_id = excluded.boot_id,
+                   interval_s = excluded.interval_s, last_seen = excluded.last_seen""",
+                [node, info.hostname, info.kernel, info.agent_version, b.boot_id, b.interval_s],
+            )
+            inventory = info.SerializeToString(deterministic=True)
+            if info.devices and self._inventory.get(node) != inventory:
+                devices = pa.table(
+                    {
+                        "node": [node] * len(info.devices),
+                        "kind": [d.kind for d in info.devices],
+                        "device": [d.name for d in info.devices],
+                        "attrs": pa.array([sorted(d.attrs.items()) for d in info.devices], pa.map_(pa.string(), pa.string())),
+                    }
+                )
+                self._insert_arrow(
+                    """INSERT INTO devices SELECT node, kind, device, attrs, now()::TIMESTAMP FROM incoming
+                       ON CONFLICT (node, kind, device) DO UPDATE SET attrs = excluded.attrs,
+                       updated_at = excluded.updated_at""",
+                    devices,
+                )
+                self._pending_inventory[node] = inventory
+
+    def _insert_arrow(self, sql: str, table: pa.Table) -> None:
+        self.con.register("incoming", table)
+        try:
+            self.con.execute(sql)
+        finally:
+            self.con.unregister("incoming")

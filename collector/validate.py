@@ -1,0 +1,99 @@
+"""Checks a batch from the wire before anything of it is stored; says precisely what is wrong."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ironsight.schema import TABLES
+from ironsight.v1 import telemetry_pb2 as pb
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
+DEVICE = re.compile(r"^[\x20-\x7e]{0,256}$")
+MAX_ROWS_PER_TABLE = 2_000_000
+# Oldest accepted sample: far enough back for replaying a year of recorded
+# traces without --shift-to-now; newest: small clock skew only.
+MAX_AGE_NS = 400 * 24 * 3600 * 10**9
+MAX_FUTURE_NS = 300 * 10**9
+
+
+class InvalidBatch(ValueError):
+    """The batch is malformed or inconsistent; the message says where."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_age_ns: int = MAX_AGE_NS
+    max_future_ns: int = MAX_FUTURE_NS
+
+
+def validate(batch: pb.Batch, limits: Limits = Limits(), now_ns: int | None = None) -> int:
+    """Raises InvalidBatch naming the first problem; returns the number of samples (values)."""
+    where = f"batch seq {batch.seq}"
+    if not NAME.match(batch.node_id):
+        raise InvalidBatch(f"{where}: node_id {batch.node_id[:64]!r} must be 1-128 of A-Z a-z 0-9 . _ : @ -")
+    if not batch.boot_id or len(batch.boot_id) > 128:
+        raise InvalidBatch(f"{where}: boot_id must be 1-128 characters")
+    if not 0 < batch.interval_s <= 3600 or not np.isfinite(batch.interval_s):
+        raise InvalidBatch(f"{where}: interval_s {batch.interval_s!r} must be in (0, 3600]")
+    now = time.time_ns() if now_ns is None else now_ns
+    seen: set[str] = set()
+    samples = 0
+    for t in batch.tables:
+        samples += _table(t, f"{where} table {t.name!r}", seen, limits, now)
+    return samples
+
+
+def _table(t: pb.Table, where: str, seen: set[str], limits: Limits, now: int) -> int:
+    schema = TABLES.get(t.name)
+    if schema is None:
+        raise InvalidBatch(f"{where}: unknown table (known: {', '.join(sorted(TABLES))})")
+    if t.name in seen:
+        raise InvalidBatch(f"{where}: appears twice in one batch")
+    seen.add(t.name)
+    n = len(t.time_ns)
+    if n == 0 or n > MAX_ROWS_PER_TABLE:
+        raise InvalidBatch(f"{where}: has {n} rows; expected 1 to {MAX_ROWS_PER_TABLE}")
+    if len(t.device_index) != n:
+        raise InvalidBatch(f"{where}: device_index has {len(t.device_index)} entries for {n} rows")
+    times = np.asarray(t.time_ns, dtype=np.int64)
+    if times.min() < now - limits.max_age_ns or times.max() > now + limits.max_future_ns:
+        raise InvalidBatch(f"{where}: time_ns outside [now - {limits.max_age_ns // 10**9}s, now + {limits.max_future_ns // 10**9}s]")
+    if not t.devices:
+        raise InvalidBatch(f"{where}: no devices listed")
+    if int(np.asarray(t.device_index, dtype=np.int64).max()) >= len(t.devices):
+        raise InvalidBatch(f"{where}: device_index points past the {len(t.devices)} devices listed")
+    for d in t.devices:
+        if not DEVICE.match(d):
+            raise InvalidBatch(f"{where}: device name {d[:64]!r} must be printable ASCII, at most 256 characters")
+    names: set[str] = set()
+    samples = 0
+    for col in t.columns:
+        cw = f"{where} column {col.name!r}"
+        if col.name in names:
+            raise InvalidBatch(f"{cw}: appears twice")
+        names.add(col.name)
+        try:
+            field = schema.field(col.name)
+        except KeyError:
+            raise InvalidBatch(f"{cw}: not a column of {t.name}") from None
+        wrong, right = (col.f64, col.i64) if field.type == "int" else (col.i64, col.f64)
+        if len(wrong):
+            raise InvalidBatch(f"{cw}: is {field.type}, but values came in the other array")
+        if len(right) != n:
+            raise InvalidBatch(f"{cw}: has {len(right)} values for {n} rows")
+        if col.nulls and len(col.nulls) != (n + 7) // 8:
+            raise InvalidBatch(f"{cw}: nulls bitmap is {len(col.nulls)} bytes; {n} rows need {(n + 7) // 8}")
+        values = np.asarray(right, dtype=np.int64 if field.type == "int" else np.float64)
+        if col.nulls:
+            valid = ~np.unpackbits(np.frombuffer(col.nulls, dtype=np.uint8), count=n, bitorder="little").astype(bool)
+            values = values[valid]
+        if field.type == "float" and not np.isfinite(values).all():
+            raise InvalidBatch(f"{cw}: NaN or infinity (send NULL for a missing value)")
+        if field.kind == "counter" and len(values) and values.min() < 0:
+            raise InvalidBatch(f"{cw}: negative counter value {values.min()}")
+        samples += len(values)
+    return samples
