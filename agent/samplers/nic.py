@@ -141,7 +141,8 @@ class NicSampler(BaseSampler):
             return self._netlink.counters()
         text = read_text(self.paths.proc("net", "dev"))
         if text is None:
-            raise OSError(f"cannot read {self.paths.proc('net', 'dev')}")
+            log_once("nic.netdev", f"nic: {self.paths.proc('net', 'dev')} not found; interface counters not sampled")
+            return {}
         return parse_net_dev(text)
 
     def sample(self) -> Reading:

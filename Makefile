@@ -1,0 +1,20 @@
+# Shortcuts; each is one of the README's commands.
+.PHONY: up test proto check-proto lint bench
+
+up:
+	python3 dev.py up
+
+test:
+	python3 dev.py test
+
+proto:
+	.venv/bin/python tools/genproto.py
+
+check-proto:
+	.venv/bin/python tools/genproto.py --check
+
+lint:
+	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy
+
+bench:
+	.venv/bin/python bench/run.py

@@ -1,0 +1,98 @@
+"""Shared test fixtures: fixture trees from ../shared, free ports, a real collector process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fixturetree import FIXTURES, materialize  # noqa: E402
+
+BIN = Path(sys.executable).parent
+
+
+def need_shared(name: str) -> Path:
+    path = FIXTURES / name
+    if not path.is_dir():
+        pytest.skip(f"../shared/fixtures/{name} is not beside the project (see tests/fixturetree.py)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def node_exporter_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return materialize(need_shared("node_exporter"), tmp_path_factory.mktemp("fx") / "node_exporter")
+
+
+@pytest.fixture(scope="session")
+def procfs_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return materialize(need_shared("procfs"), tmp_path_factory.mktemp("fx") / "procfs")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {port} after {timeout}s")
+
+
+class CollectorProcess:
+    def __init__(self, db: Path, log: Path) -> None:
+        self.db = db
+        self.log = log
+        self.port = free_port()
+        self.target = f"127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> CollectorProcess:
+        out = open(self.log, "ab")  # noqa: SIM115 - closed with the process
+        self.proc = subprocess.Popen(
+            [str(BIN / "ironsight-collector"), "--db", str(self.db), "--listen", self.target],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        wait_port(self.port, self.proc)
+        return self
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+        return self.proc.returncode
+
+    def channel(self) -> grpc.Channel:
+        return grpc.insecure_channel(self.target)
+
+
+@pytest.fixture
+def collector(tmp_path: Path) -> Iterator[CollectorProcess]:
+    c = CollectorProcess(tmp_path / "db" / "ironsight.duckdb", tmp_path / "collector.log").start()
+    yield c
+    c.stop()
+
+
+def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([str(BIN / "ironsight"), *args], capture_output=True, text=True, timeout=60, env=os.environ)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"ironsight {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
+    return proc
