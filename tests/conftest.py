@@ -92,7 +92,8 @@ def collector(tmp_path: Path) -> Iterator[CollectorProcess]:
 
 
 def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([str(BIN / "ironsight"), *args], capture_output=True, text=True, timeout=60, env=os.environ)
+    env = {**os.environ, "COLUMNS": "200"}  # wide enough that rich does not wrap cells
+    proc = subprocess.run([str(BIN / "ironsight"), *args], capture_output=True, text=True, timeout=60, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"ironsight {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
     return proc

@@ -1,0 +1,201 @@
+"""Samplers on odd kernels and broken files, by pointing their roots at temporary trees."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.runner import Runner
+from agent.samplers import REGISTRY
+from agent.samplers.base import BaseSampler, Paths, Reading, SamplerContext
+from agent.samplers.cpu import CpuSampler, parse_stat
+from agent.samplers.disk import parse_diskstats
+from agent.samplers.memory import parse_meminfo
+from agent.samplers.nic import fold_stats64, parse_net_dev, parse_snmp_tcp
+from agent.samplers.pressure import PressureSampler
+from agent.samplers.rdma import parse_rate, parse_state, read_counter
+
+
+def write(root: Path, rel: str, text: str) -> None:
+    p = root / rel
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(text)
+
+
+def test_stat_old_kernel_without_guest_columns_is_null_not_zero() -> None:
+    cpus, host = parse_stat("cpu  1 2 3 4\ncpu0 100 200 300 400 500 600 700\nctxt 42\nprocs_running 3\n")
+    assert cpus["0"]["user_seconds"] == 1.0
+    assert cpus["0"]["softirq_seconds"] == 7.0
+    assert cpus["0"]["steal_seconds"] is None
+    assert cpus["0"]["guest_seconds"] is None
+    assert host == {"context_switches": 42, "procs_running": 3}
+
+
+@pytest.mark.parametrize(
+    ("fields", "discards", "flushes"),
+    [(14, None, None), (18, 5, None), (20, 5, 9)],
+)
+def test_diskstats_field_count_variants(fields: int, discards: int | None, flushes: int | None) -> None:
+    values = [str(v) for v in (10, 1, 8, 1000, 20, 2, 16, 2000, 0, 3000, 4000, 5, 0, 64, 700, 9, 90)]
+    line = "259 0 nvme0n1 " + " ".join(values[: fields - 3])
+    [(name, v)] = parse_diskstats(line).items()
+    assert name == "nvme0n1"
+    assert v["read_bytes"] == 8 * 512 and v["written_bytes"] == 16 * 512
+    assert v["read_time_seconds"] == 1.0 and v["io_time_weighted_seconds"] == 4.0
+    assert v["discards_completed"] == discards
+    assert v["flush_requests"] == flushes
+
+
+def test_diskstats_skips_partitions_and_garbage() -> None:
+    text = "8 1 sda1 1 1 1 1 1 1 1 1 1 1 1\n7 0 loop0 1 1 1 1 1 1 1 1 1 1 1\nbroken line\n8 0 sda x 1 1 1 1 1 1 1 1 1 1\n"
+    out = parse_diskstats(text)
+    assert list(out) == ["sda"]
+    assert out["sda"]["reads_completed"] is None and out["sda"]["reads_merged"] == 1
+
+
+def test_meminfo_without_memavailable() -> None:
+    v = parse_meminfo("MemTotal: 1000 kB\nMemFree: 10 kB\nHugePages_Total: 4\nbogus\nDirty: x kB\n")
+    assert v["mem_total_bytes"] == 1024000
+    assert v["hugepages_total"] == 4
+    assert v["mem_available_bytes"] is None
+    assert v["dirty_bytes"] is None
+
+
+def test_net_dev_and_netlink_fold_agree() -> None:
+    s64 = dict.fromkeys(
+        "rx_packets tx_packets rx_bytes tx_bytes rx_errors tx_errors rx_dropped tx_dropped multicast collisions "
+        "rx_length_errors rx_over_errors rx_crc_errors rx_frame_errors rx_fifo_errors rx_missed_errors "
+        "tx_aborted_errors tx_carrier_errors tx_fifo_errors tx_heartbeat_errors tx_window_errors "
+        "rx_compressed tx_compressed".split(),
+        1,
+    )
+    folded = fold_stats64(s64)
+    # The kernel prints drop = dropped + missed, frame = 4 error kinds, carrier = 4 error kinds.
+    line = "Inter-|\n face |\n  eth9: 1 1 1 2 1 4 1 1 1 1 1 1 1 1 4 1\n"
+    assert parse_net_dev(line)["eth9"] == folded
+
+
+def test_snmp_tcp() -> None:
+    text = "Tcp: RtoAlgorithm ActiveOpens RetransSegs CurrEstab\nTcp: 1 5 227 3\n"
+    v = parse_snmp_tcp(text)
+    assert v["retrans_segs"] == 227 and v["active_opens"] == 5 and v["curr_estab"] == 3
+    assert v["in_segs"] is None
+    assert parse_snmp_tcp("Ip: 1\nIp: 2\n") == {}
+
+
+def test_rdma_value_parsers() -> None:
+    assert read_counter("N/A (no PMA)") is None
+    assert read_counter("123\n") == 123
+    assert parse_state("4: ACTIVE") == 4 and parse_state("garbage") is None
+    assert parse_rate("100 Gb/sec (4X EDR)") == 12_500_000_000
+    assert parse_rate("2.5 Gb/sec (1X SDR)") == 312_500_000
+
+
+def test_pressure_missing_is_empty_not_error(tmp_path: Path) -> None:
+    (tmp_path / "proc").mkdir()
+    s = PressureSampler(SamplerContext(paths=Paths(tmp_path / "proc", tmp_path / "sys")))
+    assert s.sample().tables == {}
+
+
+def test_every_sampler_survives_garbage_files(tmp_path: Path) -> None:
+    junk = "\x00\xff garbage: 1 2 three\n" * 3
+    for rel in (
+        "proc/stat",
+        "proc/loadavg",
+        "proc/meminfo",
+        "proc/diskstats",
+        "proc/net/dev",
+        "proc/net/snmp",
+        "proc/pressure/io",
+        "sys/class/infiniband/mlx5_0/ports/1/counters/port_rcv_data",
+        "sys/class/infiniband/mlx5_0/ports/1/rate",
+        "sys/class/hwmon/hwmon0/temp1_input",
+        "sys/class/thermal/thermal_zone0/temp",
+        "sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq",
+    ):
+        write(tmp_path, rel, junk)
+    ctx = SamplerContext(paths=Paths(tmp_path / "proc", tmp_path / "sys"))
+    runner = Runner([spec.factory(ctx) for name, spec in REGISTRY.items() if name != "gpu"], budget_s=5)
+    tick = runner.tick()
+    ok = {dev: v["success"] for dev, v in tick.reading.rows("sampler")}
+    # Garbage parses to NULLs or nothing: no sampler raised.
+    assert ok == {"cpu": 1, "memory": 1, "pressure": 1, "disk": 1, "nic": 1, "rdma": 1, "hwmon": 1}
+    [(_, rdma)] = tick.reading.rows("rdma")
+    assert rdma["port_data_received_bytes"] is None and rdma["rate_bytes_per_second"] is None
+    runner.close()
+
+
+def test_missing_proc_stat_is_a_reported_failure(tmp_path: Path) -> None:
+    (tmp_path / "proc").mkdir()
+    runner = Runner([CpuSampler(SamplerContext(paths=Paths(tmp_path / "proc", tmp_path / "sys")))], budget_s=5)
+    [(name, v)] = runner.tick().reading.rows("sampler")
+    assert name == "cpu" and v["success"] == 0
+    runner.close()
+
+
+class Hanging(BaseSampler):
+    name = "hanging"
+
+    def __init__(self, release: threading.Event) -> None:
+        self.release = release
+
+    def sample(self) -> Reading:
+        self.release.wait(30)
+        return Reading()
+
+
+class Quick(BaseSampler):
+    name = "quick"
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+    def sample(self) -> Reading:
+        self.runs += 1
+        r = Reading()
+        r.add("load", "", {"load1": float(self.runs)})
+        return r
+
+
+def test_a_hanging_sampler_does_not_stall_the_others() -> None:
+    release = threading.Event()
+    quick = Quick()
+    runner = Runner([Hanging(release), quick], budget_s=0.2)
+    start = time.monotonic()
+    ticks = [runner.tick() for _ in range(5)]
+    elapsed = time.monotonic() - start
+    release.set()
+    # The first tick waits out the budget once; later ticks skip the stuck sampler at once.
+    assert elapsed < 0.2 * 2 + 0.5
+    assert quick.runs == 5
+    for tick in ticks:
+        status = {dev: v["success"] for dev, v in tick.reading.rows("sampler")}
+        assert status == {"hanging": 0, "quick": 1}
+    assert [t.reading.rows("load")[0][1]["load1"] for t in ticks] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    runner.close()
+
+
+def test_a_fifo_in_the_tree_blocks_only_its_sampler(tmp_path: Path, procfs_tree: Path) -> None:
+    import os
+    import shutil
+
+    root = tmp_path / "t"
+    shutil.copytree(procfs_tree / "proc", root / "proc", symlinks=True, ignore=shutil.ignore_patterns("self", "[0-9]*"))
+    (root / "sys").mkdir()
+    os.unlink(root / "proc" / "diskstats")
+    os.mkfifo(root / "proc" / "diskstats")  # open() blocks until a writer appears: a hung read
+    ctx = SamplerContext(paths=Paths(root / "proc", root / "sys"))
+    runner = Runner([REGISTRY[n].factory(ctx) for n in ("cpu", "memory", "disk")], budget_s=0.3)
+    try:
+        ticks = [runner.tick() for _ in range(3)]
+        for tick in ticks:
+            status = {dev: v["success"] for dev, v in tick.reading.rows("sampler")}
+            assert status == {"cpu": 1, "memory": 1, "disk": 0}
+            assert len(tick.reading.rows("cpu")) > 0
+    finally:
+        with open(root / "proc" / "diskstats", "w"):  # unblock the stuck reader thread
+            pass
+        runner.close()

@@ -1,0 +1,111 @@
+"""The wire contract: stubs are fresh, columnar tables round-trip, malformed batches are refused precisely."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from collector.validate import InvalidBatch, validate
+from ironsight.columnar import TableBuilder, to_arrow
+from ironsight.schema import TABLES
+from ironsight.v1 import telemetry_pb2 as pb
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_generated_stubs_are_not_stale() -> None:
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "genproto.py"), "--check"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_columnar_round_trip_keeps_values_devices_and_nulls() -> None:
+    b = TableBuilder("gpu")
+    t0 = 1_700_000_000_000_000_000
+    b.add(t0, "0", {"util_gpu_percent": 97.0, "memory_used_bytes": 2**34, "energy_joules": None})
+    b.add(t0, "1", {"util_gpu_percent": None, "memory_used_bytes": 5, "energy_joules": 1.5})
+    b.add(t0 + 10**9, "0", {"util_gpu_percent": 3.5, "memory_used_bytes": None, "energy_joules": 2.0})
+    wire = pb.Table.FromString(b.to_proto().SerializeToString())
+    assert list(wire.devices) == ["0", "1"]
+    names = {c.name for c in wire.columns}
+    assert "power_watts" not in names  # all-NULL columns are not sent
+    rows = to_arrow("n1", wire).to_pylist()
+    assert [r["device"] for r in rows] == ["0", "1", "0"]
+    assert [r["util_gpu_percent"] for r in rows] == [97.0, None, 3.5]
+    assert [r["memory_used_bytes"] for r in rows] == [2**34, 5, None]
+    assert [r["energy_joules"] for r in rows] == [None, 1.5, 2.0]
+    assert all(r["power_watts"] is None for r in rows)
+    assert rows[2]["time"].timestamp() == pytest.approx((t0 + 10**9) / 1e9)
+    assert [r["node"] for r in rows] == ["n1"] * 3
+
+
+def good_batch(now_ns: int) -> pb.Batch:
+    b = TableBuilder("load")
+    b.add(now_ns, "", {"load1": 0.5, "context_switches": 10})
+    batch = pb.Batch(node_id="n1", boot_id="boot", seq=7, interval_s=1.0)
+    batch.tables.append(b.to_proto())
+    return batch
+
+
+NOW = time.time_ns()
+
+
+def mutate(fn: object) -> pb.Batch:
+    batch = good_batch(NOW)
+    fn(batch)  # type: ignore[operator]
+    return batch
+
+
+def _col(batch: pb.Batch, name: str) -> pb.Column:
+    return next(c for c in batch.tables[0].columns if c.name == name)
+
+
+BAD = {
+    "unknown table": (lambda b: setattr(b.tables[0], "name", "gpus"), "unknown table"),
+    "unknown column": (lambda b: setattr(b.tables[0].columns[0], "name", "load2"), "not a column of load"),
+    "too few values": (lambda b: _col(b, "load1").f64.append(1.0), "has 2 values for 1 rows"),
+    "wrong array": (lambda b: _col(b, "load1").i64.append(1), "values came in the other array"),
+    "NaN": (lambda b: _col(b, "load1").f64.__setitem__(0, math.nan), "NaN or infinity"),
+    "infinity": (lambda b: _col(b, "load1").f64.__setitem__(0, math.inf), "NaN or infinity"),
+    "negative counter": (lambda b: _col(b, "context_switches").i64.__setitem__(0, -1), "negative counter"),
+    "device index": (lambda b: b.tables[0].device_index.__setitem__(0, 3), "points past"),
+    "index count": (lambda b: b.tables[0].device_index.append(0), "device_index has 2 entries"),
+    "future": (lambda b: b.tables[0].time_ns.__setitem__(0, NOW + 3600 * 10**9), "time_ns outside"),
+    "past": (lambda b: b.tables[0].time_ns.__setitem__(0, 10**9), "time_ns outside"),
+    "node id": (lambda b: setattr(b, "node_id", "bad node\n"), "node_id"),
+    "no boot id": (lambda b: setattr(b, "boot_id", ""), "boot_id"),
+    "interval": (lambda b: setattr(b, "interval_s", -1.0), "interval_s"),
+    "twice": (lambda b: b.tables.append(b.tables[0]), "appears twice"),
+    "nulls size": (lambda b: setattr(_col(b, "load1"), "nulls", b"\x00\x00"), "nulls bitmap"),
+    "device name": (lambda b: b.tables[0].devices.__setitem__(0, "\x00evil"), "printable ASCII"),
+}
+
+
+def test_good_batch_counts_its_samples() -> None:
+    assert validate(good_batch(NOW), now_ns=NOW) == 2
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_malformed_batches_are_refused_with_a_precise_message(case: str) -> None:
+    fn, message = BAD[case]
+    with pytest.raises(InvalidBatch, match=message) as err:
+        validate(mutate(fn), now_ns=NOW)
+    assert "batch seq 7" in str(err.value)
+
+
+def test_null_entries_may_hold_anything() -> None:
+    batch = good_batch(NOW)
+    col = _col(batch, "load1")
+    col.f64[0] = math.nan
+    col.nulls = b"\x01"  # row 0 is NULL: its placeholder is not checked
+    assert validate(batch, now_ns=NOW) == 1
+
+
+def test_schema_names_are_sql_identifiers() -> None:
+    for t in TABLES.values():
+        for name in (t.name, *t.field_names):
+            assert name.isidentifier() and name == name.lower(), name
