@@ -67,5 +67,3 @@ class Batcher:
 
 def default_node_id() -> str:
     return socket.gethostname()
-
-

@@ -146,9 +146,18 @@ class ReadingCollector(Collector):
             f.add("node_forks_total", "counter", {}, v.get("forks"))
         for _, v in r.rows("memory"):
             for column, key in _MEMINFO_NAME.items():
-                f.add(f"node_memory_{key}_bytes" if column.endswith("_bytes") else f"node_memory_{key}", "gauge", {}, v.get(column))
+                f.add(
+                    f"node_memory_{key}_bytes" if column.endswith("_bytes") else f"node_memory_{key}",
+                    "gauge",
+                    {},
+                    v.get(column),
+                )
         for node, v in r.rows("memory_numa"):
-            for column, key in (("mem_total_bytes", "MemTotal"), ("mem_free_bytes", "MemFree"), ("mem_used_bytes", "MemUsed")):
+            for column, key in (
+                ("mem_total_bytes", "MemTotal"),
+                ("mem_free_bytes", "MemFree"),
+                ("mem_used_bytes", "MemUsed"),
+            ):
                 f.add(f"node_memory_numa_{key}", "gauge", {"node": node}, v.get(column))
         for _, v in r.rows("pressure"):
             for column, name in _PRESSURE.items():
@@ -166,7 +175,12 @@ class ReadingCollector(Collector):
             f.add("node_network_carrier_changes_total", "counter", {"device": dev}, v.get("carrier_changes"))
         for _, v in r.rows("tcp"):
             for column, name in _TCP.items():
-                f.add(f"node_netstat_Tcp_{name}", "gauge" if column == "curr_estab" else "untyped", {}, v.get(column))
+                f.add(
+                    f"node_netstat_Tcp_{name}",
+                    "gauge" if column == "curr_estab" else "untyped",
+                    {},
+                    v.get(column),
+                )
         self._rdma(f)
         for dev, v in r.rows("hwmon"):
             chip, _, sensor = dev.rpartition(":")
@@ -190,9 +204,21 @@ class ReadingCollector(Collector):
         packages: dict[str, Value] = {}
         for cpu, v in self.reading.rows("cpu"):
             for mode in _CPU_MODES:
-                f.add("node_cpu_seconds_total", "counter", {"cpu": cpu, "mode": mode}, v.get(f"{mode}_seconds"))
-            f.add("node_cpu_guest_seconds_total", "counter", {"cpu": cpu, "mode": "user"}, v.get("guest_seconds"))
-            f.add("node_cpu_guest_seconds_total", "counter", {"cpu": cpu, "mode": "nice"}, v.get("guest_nice_seconds"))
+                f.add(
+                    "node_cpu_seconds_total", "counter", {"cpu": cpu, "mode": mode}, v.get(f"{mode}_seconds")
+                )
+            f.add(
+                "node_cpu_guest_seconds_total",
+                "counter",
+                {"cpu": cpu, "mode": "user"},
+                v.get("guest_seconds"),
+            )
+            f.add(
+                "node_cpu_guest_seconds_total",
+                "counter",
+                {"cpu": cpu, "mode": "nice"},
+                v.get("guest_nice_seconds"),
+            )
             f.add("node_cpu_scaling_frequency_hertz", "gauge", {"cpu": cpu}, v.get("frequency_hertz"))
             f.add("node_cpu_scaling_frequency_max_hertz", "gauge", {"cpu": cpu}, v.get("frequency_max_hertz"))
             core, package = v.get("core_id"), v.get("package_id")
@@ -201,10 +227,11 @@ class ReadingCollector(Collector):
                 # hyperthread: emit each once, as node_exporter does.
                 cores.setdefault((str(core), str(package)), v.get("core_throttles"))
                 packages.setdefault(str(package), v.get("package_throttles"))
-        for (core, package), count in sorted(cores.items()):
-            f.add("node_cpu_core_throttles_total", "counter", {"core": core, "package": package}, count)
-        for package, count in sorted(packages.items()):
-            f.add("node_cpu_package_throttles_total", "counter", {"package": package}, count)
+        for (core_label, package_label), count in sorted(cores.items()):
+            labels = {"core": core_label, "package": package_label}
+            f.add("node_cpu_core_throttles_total", "counter", labels, count)
+        for package_label, count in sorted(packages.items()):
+            f.add("node_cpu_package_throttles_total", "counter", {"package": package_label}, count)
 
     def _rdma(self, f: _Families) -> None:
         hw = set(RDMA_HW_COUNTERS.split())

@@ -58,14 +58,26 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--collector", type=host_port, help="collector gRPC address HOST:PORT")
-    p.add_argument("--once", action="store_true", help="sample every enabled source once, print Prometheus text, exit")
-    p.add_argument("--interval", type=interval, default=1.0, help="seconds between samples, 0.1 to 60 (default 1)")
+    p.add_argument(
+        "--once", action="store_true", help="sample every enabled source once, print Prometheus text, exit"
+    )
+    p.add_argument(
+        "--interval", type=interval, default=1.0, help="seconds between samples, 0.1 to 60 (default 1)"
+    )
     p.add_argument("--node-id", default=socket.gethostname(), help="this node's name (default: the hostname)")
-    p.add_argument("--batch-seconds", type=float, default=1.0, help="send a batch about this often (default 1)")
-    p.add_argument("--backlog-batches", type=int, default=3600, help="batches held while the collector is away")
-    p.add_argument("--path.procfs", dest="procfs", type=existing_dir, default=Path("/proc"), help="procfs root")
+    p.add_argument(
+        "--batch-seconds", type=float, default=1.0, help="send a batch about this often (default 1)"
+    )
+    p.add_argument(
+        "--backlog-batches", type=int, default=3600, help="batches held while the collector is away"
+    )
+    p.add_argument(
+        "--path.procfs", dest="procfs", type=existing_dir, default=Path("/proc"), help="procfs root"
+    )
     p.add_argument("--path.sysfs", dest="sysfs", type=existing_dir, default=Path("/sys"), help="sysfs root")
-    p.add_argument("--path.rootfs", dest="rootfs", type=existing_dir, default=Path("/"), help="root filesystem")
+    p.add_argument(
+        "--path.rootfs", dest="rootfs", type=existing_dir, default=Path("/"), help="root filesystem"
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     for spec in REGISTRY.values():
         p.add_argument(
@@ -131,17 +143,27 @@ def run_forever(args: argparse.Namespace, runner: Runner, paths: Paths) -> int:
     if batch is not None:
         sender.submit(batch)
     sender.stop()
-    log.info("stopped: %d batches acknowledged, %d unsent, %d dropped", sender.acked, sender.pending(), sender.dropped)
+    log.info(
+        "stopped: %d batches acknowledged, %d unsent, %d dropped",
+        sender.acked,
+        sender.pending(),
+        sender.dropped,
+    )
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
     )
     if not args.once and not args.collector:
-        print("ironsight-agent: give --collector HOST:PORT to stream, or --once to print one sample", file=sys.stderr)
+        print(
+            "ironsight-agent: give --collector HOST:PORT to stream, or --once to print one sample",
+            file=sys.stderr,
+        )
         return 2
     paths = Paths(procfs=args.procfs, sysfs=args.sysfs, rootfs=args.rootfs)
     samplers = build_samplers(args, SamplerContext(paths=paths))

@@ -7,6 +7,7 @@ nowhere else. Tests hand in a double with the same names as pynvml.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from typing import Any
@@ -16,7 +17,12 @@ from agent.samplers.base import log_once
 log = logging.getLogger("ironsight.agent")
 
 # Errors that mean "this value does not exist on this GPU / driver": NULL it.
-_ABSENT = ("NVML_ERROR_NOT_SUPPORTED", "NVML_ERROR_FUNCTION_NOT_FOUND", "NVML_ERROR_NOT_FOUND", "NVML_ERROR_NO_DATA")
+_ABSENT = (
+    "NVML_ERROR_NOT_SUPPORTED",
+    "NVML_ERROR_FUNCTION_NOT_FOUND",
+    "NVML_ERROR_NOT_FOUND",
+    "NVML_ERROR_NO_DATA",
+)
 
 
 class NvmlUnavailable(Exception):
@@ -34,12 +40,13 @@ class Nvml:
         with self._lock:
             if self._ready:
                 return
-            lib = self._module
+            lib: Any = self._module
             if lib is None:
                 try:
-                    import pynvml as lib
+                    import pynvml
                 except ImportError as exc:
                     raise NvmlUnavailable("nvidia-ml-py is not installed") from exc
+                lib = pynvml
             try:
                 lib.nvmlInit()
             except lib.NVMLError as exc:
@@ -69,8 +76,6 @@ class Nvml:
     def shutdown(self) -> None:
         with self._lock:
             if self._ready:
-                try:
+                with contextlib.suppress(self.lib.NVMLError):
                     self.lib.nvmlShutdown()
-                except self.lib.NVMLError:
-                    pass
                 self._ready = False

@@ -65,7 +65,9 @@ class Runner:
                 continue
             exc = fut.exception()
             if exc is not None:
-                self._report(reading, slot, time.perf_counter() - slot.started, False, f"{type(exc).__name__}: {exc}")
+                self._report(
+                    reading, slot, time.perf_counter() - slot.started, False, f"{type(exc).__name__}: {exc}"
+                )
                 continue
             result, duration = fut.result()
             reading.merge(result)

@@ -15,6 +15,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
 
@@ -70,7 +71,9 @@ class Sender:
                 self.backlog.popitem(last=False)
                 self.dropped += 1
                 if self.dropped == 1 or self.dropped % 100 == 0:
-                    log.warning("backlog full (%d batches): dropped %d oldest so far", self.max_backlog, self.dropped)
+                    log.warning(
+                        "backlog full (%d batches): dropped %d oldest so far", self.max_backlog, self.dropped
+                    )
             self.cond.notify_all()
 
     def pending(self) -> int:
@@ -138,15 +141,20 @@ class Sender:
             if down_since is None:
                 down_since = time.monotonic()
                 reason = error.details() if error is not None else "stream closed"
-                log.warning("collector %s unreachable (%s); buffering up to %d batches", self.target, reason, self.max_backlog)
+                log.warning(
+                    "collector %s unreachable (%s); buffering up to %d batches",
+                    self.target,
+                    reason,
+                    self.max_backlog,
+                )
             self.reconnects += 1
             # Full jitter: spread reconnects of a whole fleet after a collector restart.
             self._stop.wait(random.uniform(0, delay))
             delay = min(self.backoff_max_s, delay * 2)
 
     def _drop_rejected(self, error: grpc.RpcError) -> None:
-        meta = dict(error.trailing_metadata() or ())
-        seq = meta.get(REJECTED_SEQ_KEY)
+        trailing: Any = error.trailing_metadata() or ()
+        seq = next((str(v) for k, v in trailing if k == REJECTED_SEQ_KEY), None)
         log.error("collector rejected a batch: %s", error.details())
         with self.cond:
             if seq is not None and self.backlog.pop(int(seq), None) is not None:

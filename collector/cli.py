@@ -91,7 +91,9 @@ def emit(table: pa.Table, fmt: str, title: str | None = None) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--db", type=click.Path(path_type=Path), help="DuckDB file to read (default ./data/ironsight.duckdb)")
+@click.option(
+    "--db", type=click.Path(path_type=Path), help="DuckDB file to read (default ./data/ironsight.duckdb)"
+)
 @click.option("--collector", metavar="HOST:PORT", help="ask a running collector instead of opening the file")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.pass_context
@@ -207,7 +209,18 @@ def render_top(backend: Backend) -> Group:
         gpus = []
     now = datetime.now(UTC).replace(tzinfo=None)
     t = Table(title=f"ironsight top — {now:%H:%M:%S} UTC", expand=True)
-    for col in ("node", "seen", "cores", "cpu busy", "load1", "mem used", "disk read", "disk write", "net rx", "net tx"):
+    for col in (
+        "node",
+        "seen",
+        "cores",
+        "cpu busy",
+        "load1",
+        "mem used",
+        "disk read",
+        "disk write",
+        "net rx",
+        "net tx",
+    ):
         t.add_column(col, justify="left" if col == "node" else "right")
     for r in host:
         age = (now - r["last_seen"]).total_seconds() if r["last_seen"] else None
@@ -281,7 +294,13 @@ def run_top(c: Ctx, refresh: float, count: int, alive: Callable[[], bool] = lamb
 
 
 @cli.command()
-@click.option("--db", "db_path", type=click.Path(path_type=Path), default=Path("data/ironsight.duckdb"), show_default=True)
+@click.option(
+    "--db",
+    "db_path",
+    type=click.Path(path_type=Path),
+    default=Path("data/ironsight.duckdb"),
+    show_default=True,
+)
 @click.option("--listen", default="127.0.0.1:7070", show_default=True, help="collector gRPC address")
 @click.option("--interval", default=1.0, show_default=True, help="agent sampling interval, seconds")
 @click.option("--duration", default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
@@ -315,7 +334,9 @@ def up(c: Ctx, db_path: Path, listen: str, interval: float, duration: float) -> 
             raise click.ClickException(f"collector did not start: {tail[0] if tail else 'no output'}")
         time.sleep(0.1)
     spawn("ironsight-agent", ["--collector", listen, "--interval", str(interval)])
-    click.echo(f"collector on {listen} storing in {db_path}; agent every {interval:g}s; logs in {log_dir}/. Ctrl-C stops.")
+    click.echo(
+        f"collector on {listen} storing in {db_path}; agent every {interval:g}s; logs in {log_dir}/. Ctrl-C stops."
+    )
     end = time.monotonic() + duration if duration else None
     try:
         run_top(Ctx(None, listen, c.fmt), 1.0, 0, alive=lambda: end is None or time.monotonic() < end)

@@ -36,8 +36,12 @@ def parser() -> argparse.ArgumentParser:
         epilog="example:\n  ironsight-collector --db ./data/ironsight.duckdb --listen 127.0.0.1:7070",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--db", type=Path, default=Path("data/ironsight.duckdb"), help="DuckDB file (created if missing)")
-    p.add_argument("--listen", type=host_port, default="127.0.0.1:7070", help="gRPC HOST:PORT (default 127.0.0.1:7070)")
+    p.add_argument(
+        "--db", type=Path, default=Path("data/ironsight.duckdb"), help="DuckDB file (created if missing)"
+    )
+    p.add_argument(
+        "--listen", type=host_port, default="127.0.0.1:7070", help="gRPC HOST:PORT (default 127.0.0.1:7070)"
+    )
     p.add_argument("--http-listen", type=host_port, help="serve /metrics on HOST:PORT (off by default)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
@@ -52,7 +56,9 @@ class IngestMetrics(PromCollector):
 
     def collect(self) -> Iterator[Metric]:
         s = self.store.stats
-        batches = CounterMetricFamily("ironsight_collector_batches", "Batches received, by outcome", labels=["outcome"])
+        batches = CounterMetricFamily(
+            "ironsight_collector_batches", "Batches received, by outcome", labels=["outcome"]
+        )
         batches.add_metric(["stored"], s.batches_stored)
         batches.add_metric(["duplicate"], s.batches_duplicate)
         for reason, count in self.ingest.rejected.items():
@@ -60,7 +66,9 @@ class IngestMetrics(PromCollector):
         yield batches
         yield CounterMetricFamily("ironsight_collector_rows", "Rows stored", value=s.rows_stored)
         yield CounterMetricFamily("ironsight_collector_store_failures", "Failed commits", value=s.failures)
-        seen = GaugeMetricFamily("ironsight_collector_node_last_seen_seconds", "Unix time of the last batch", labels=["node"])
+        seen = GaugeMetricFamily(
+            "ironsight_collector_node_last_seen_seconds", "Unix time of the last batch", labels=["node"]
+        )
         for node, at in s.node_last_seen.items():
             seen.add_metric([node], at)
         yield seen
@@ -108,7 +116,9 @@ async def serve(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
     )
     return asyncio.run(serve(args))
 

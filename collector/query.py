@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import grpc
 import pyarrow as pa
@@ -66,7 +66,9 @@ class RemoteBackend:
             resp = self.stub.Sql(pb.QueryRequest(sql=query, max_rows=max_rows), timeout=QUERY_DEADLINE_S)
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.UNAVAILABLE:
-                raise QueryError(f"collector {self.target} is unreachable; is ironsight-collector running?") from exc
+                raise QueryError(
+                    f"collector {self.target} is unreachable; is ironsight-collector running?"
+                ) from exc
             raise QueryError(f"{exc.details()}") from exc
         return pa.ipc.open_stream(resp.arrow_ipc).read_all()
 
@@ -116,14 +118,23 @@ def parse_metric(name: str) -> Metric:
     try:
         f = schema.field(column)
     except KeyError:
-        near = [c for c in schema.field_names if column and (column in c or c.startswith(column.split("_")[0]))]
+        near = [
+            c for c in schema.field_names if column and (column in c or c.startswith(column.split("_")[0]))
+        ]
         hint = f"; did you mean {', '.join(table + '.' + c for c in near[:4])}?" if near else ""
-        raise QueryError(f"{table} has no column {column!r}{hint} (columns: ironsight series --list)") from None
+        raise QueryError(
+            f"{table} has no column {column!r}{hint} (columns: ironsight series --list)"
+        ) from None
     return Metric(table, column, f.kind == "counter")
 
 
-def series_sql(metric: Metric, node: str | None, device: str | None, since: datetime, until: datetime, rate: bool) -> str:
-    where = [f"time >= TIMESTAMP {quote(since.isoformat(sep=' '))}", f"time <= TIMESTAMP {quote(until.isoformat(sep=' '))}"]
+def series_sql(
+    metric: Metric, node: str | None, device: str | None, since: datetime, until: datetime, rate: bool
+) -> str:
+    where = [
+        f"time >= TIMESTAMP {quote(since.isoformat(sep=' '))}",
+        f"time <= TIMESTAMP {quote(until.isoformat(sep=' '))}",
+    ]
     if node:
         where.append(f"node = {quote(node)}")
     if device is not None:
@@ -223,7 +234,3 @@ def open_backend(db: Path | None, collector: str | None) -> Backend:
     if collector:
         return RemoteBackend(collector)
     return LocalBackend(db or Path("data/ironsight.duckdb"))
-
-
-def rows(table: pa.Table) -> list[dict[str, Any]]:
-    return table.to_pylist()

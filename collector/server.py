@@ -53,8 +53,8 @@ class IngestService(pb_grpc.IngestServicer):
             def resolve() -> None:
                 if fut.done():
                     return
-                if exc is not None:
-                    fut.set_exception(exc)
+                if exc is not None or ack is None:
+                    fut.set_exception(exc or RuntimeError("no acknowledgement"))
                 else:
                     fut.set_result(ack)
 
@@ -145,7 +145,7 @@ async def start(store: Store, listen: str, limits: Limits | None = None) -> Coll
     ingest = IngestService(store, limits or Limits())
     pb_grpc.add_IngestServicer_to_server(ingest, server)
     pb_grpc.add_QueryServicer_to_server(QueryService(store), server)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     port = server.add_insecure_port(listen)
     if port == 0:

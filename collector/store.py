@@ -46,7 +46,9 @@ def connect(path: str | Path, read_only: bool = False, sandboxed: bool = False) 
     elif not path.exists():
         raise FileNotFoundError(f"no database at {path}")
     try:
-        config = {"enable_external_access": False, "lock_configuration": True} if sandboxed else {}
+        config: dict[str, str | bool | int | float | list[str]] = (
+            {"enable_external_access": False, "lock_configuration": True} if sandboxed else {}
+        )
         return duckdb.connect(str(path), read_only=read_only, config=config)
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
@@ -78,7 +80,9 @@ def run_query(con: Any, sql: str, max_rows: int) -> tuple[pa.Table, bool]:
             rows += rb.num_rows
             if rows > max_rows:
                 break
-        table = pa.Table.from_batches(batches, schema=reader.schema) if batches else reader.schema.empty_table()
+        table = (
+            pa.Table.from_batches(batches, schema=reader.schema) if batches else reader.schema.empty_table()
+        )
     except duckdb.Error as exc:
         raise QueryRejected(str(exc).splitlines()[0]) from exc
     truncated = table.num_rows > max_rows
@@ -190,9 +194,12 @@ class Store:
             new_batches = []
             for b in batches:
                 key = (b.node_id, b.boot_id, b.seq)
-                dup = key in seen or con.execute(
-                    "SELECT 1 FROM batches WHERE node = ? AND boot_id = ? AND seq = ?", list(key)
-                ).fetchone()
+                dup = (
+                    key in seen
+                    or con.execute(
+                        "SELECT 1 FROM batches WHERE node = ? AND boot_id = ? AND seq = ?", list(key)
+                    ).fetchone()
+                )
                 seen.add(key)
                 if dup:
                     acks.append(pb.Ack(seq=b.seq, status=pb.Ack.DUPLICATE))
@@ -204,12 +211,18 @@ class Store:
                 new_batches.append((b.node_id, b.boot_id, b.seq, rows))
                 acks.append(pb.Ack(seq=b.seq, status=pb.Ack.STORED, rows=rows))
             if new_batches:
-                node, boot, seq, rows = zip(*new_batches, strict=True)
-                keys = pa.table({"node": node, "boot_id": boot, "seq": pa.array(seq, pa.uint64()), "rows": rows})
-                self._insert_arrow("INSERT INTO batches SELECT node, boot_id, seq, now()::TIMESTAMP, rows FROM incoming", keys)
+                nodes, boots, seqs, counts = zip(*new_batches, strict=True)
+                keys = pa.table(
+                    {"node": nodes, "boot_id": boots, "seq": pa.array(seqs, pa.uint64()), "rows": counts}
+                )
+                self._insert_arrow(
+                    "INSERT INTO batches SELECT node, boot_id, seq, now()::TIMESTAMP, rows FROM incoming",
+                    keys,
+                )
             for name, parts in tables.items():
                 self._insert_arrow(
-                    f"INSERT INTO {name} SELECT * FROM incoming ORDER BY node, device, time", pa.concat_tables(parts)
+                    f"INSERT INTO {name} SELECT * FROM incoming ORDER BY node, device, time",
+                    pa.concat_tables(parts),
                 )
             self._upsert_nodes(batches)
             con.execute("COMMIT")
@@ -248,7 +261,9 @@ class Store:
                         "node": [node] * len(info.devices),
                         "kind": [d.kind for d in info.devices],
                         "device": [d.name for d in info.devices],
-                        "attrs": pa.array([sorted(d.attrs.items()) for d in info.devices], pa.map_(pa.string(), pa.string())),
+                        "attrs": pa.array(
+                            [sorted(d.attrs.items()) for d in info.devices], pa.map_(pa.string(), pa.string())
+                        ),
                     }
                 )
                 self._insert_arrow(

@@ -61,14 +61,18 @@ def _table(t: pb.Table, where: str, seen: set[str], limits: Limits, now: int) ->
         raise InvalidBatch(f"{where}: device_index has {len(t.device_index)} entries for {n} rows")
     times = np.asarray(t.time_ns, dtype=np.int64)
     if times.min() < now - limits.max_age_ns or times.max() > now + limits.max_future_ns:
-        raise InvalidBatch(f"{where}: time_ns outside [now - {limits.max_age_ns // 10**9}s, now + {limits.max_future_ns // 10**9}s]")
+        raise InvalidBatch(
+            f"{where}: time_ns outside [now - {limits.max_age_ns // 10**9}s, now + {limits.max_future_ns // 10**9}s]"
+        )
     if not t.devices:
         raise InvalidBatch(f"{where}: no devices listed")
     if int(np.asarray(t.device_index, dtype=np.int64).max()) >= len(t.devices):
         raise InvalidBatch(f"{where}: device_index points past the {len(t.devices)} devices listed")
     for d in t.devices:
         if not DEVICE.match(d):
-            raise InvalidBatch(f"{where}: device name {d[:64]!r} must be printable ASCII, at most 256 characters")
+            raise InvalidBatch(
+                f"{where}: device name {d[:64]!r} must be printable ASCII, at most 256 characters"
+            )
     names: set[str] = set()
     samples = 0
     for col in t.columns:
@@ -89,7 +93,9 @@ def _table(t: pb.Table, where: str, seen: set[str], limits: Limits, now: int) ->
             raise InvalidBatch(f"{cw}: nulls bitmap is {len(col.nulls)} bytes; {n} rows need {(n + 7) // 8}")
         values = np.asarray(right, dtype=np.int64 if field.type == "int" else np.float64)
         if col.nulls:
-            valid = ~np.unpackbits(np.frombuffer(col.nulls, dtype=np.uint8), count=n, bitorder="little").astype(bool)
+            valid = ~np.unpackbits(
+                np.frombuffer(col.nulls, dtype=np.uint8), count=n, bitorder="little"
+            ).astype(bool)
             values = values[valid]
         if field.type == "float" and not np.isfinite(values).all():
             raise InvalidBatch(f"{cw}: NaN or infinity (send NULL for a missing value)")

@@ -15,7 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fixturetree import FIXTURES, materialize  # noqa: E402
+from fixturetree import FIXTURES, materialize
 
 BIN = Path(sys.executable).parent
 
@@ -93,7 +93,9 @@ def collector(tmp_path: Path) -> Iterator[CollectorProcess]:
 
 def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "200"}  # wide enough that rich does not wrap cells
-    proc = subprocess.run([str(BIN / "ironsight"), *args], capture_output=True, text=True, timeout=60, env=env)
+    proc = subprocess.run(
+        [str(BIN / "ironsight"), *args], capture_output=True, text=True, timeout=60, env=env
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"ironsight {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
     return proc

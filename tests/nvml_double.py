@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, ClassVar
 
 import pynvml as real
 
@@ -124,11 +124,15 @@ class CaptureNvml:
         raise NVMLError(real.NVML_ERROR_NOT_SUPPORTED)
 
     def nvmlDeviceGetUtilizationRates(self, h: object) -> Any:
-        return SimpleNamespace(gpu=int(self._num("utilization.gpu")), memory=int(self._num("utilization.memory")))
+        return SimpleNamespace(
+            gpu=int(self._num("utilization.gpu")), memory=int(self._num("utilization.memory"))
+        )
 
     def nvmlDeviceGetMemoryInfo(self, h: object) -> Any:
         mib = 2**20
-        return SimpleNamespace(total=int(self._num("memory.total")) * mib, used=int(self._num("memory.used")) * mib)
+        return SimpleNamespace(
+            total=int(self._num("memory.total")) * mib, used=int(self._num("memory.used")) * mib
+        )
 
     def nvmlDeviceGetTemperature(self, h: object, sensor: int) -> int:
         return int(self._num("temperature.gpu"))
@@ -157,11 +161,17 @@ class CaptureNvml:
     def nvmlDeviceGetCurrPcieLinkWidth(self, h: object) -> int:
         return int(self._num("pcie.link.width.current"))
 
-    FIELDS = {
+    FIELDS: ClassVar[dict[str, tuple[str, int]]] = {
         "NVML_FI_DEV_MEMORY_TEMP": ("temperature.memory", 1),
         "NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_POWER_CAP": ("clocks_event_reasons_counters.sw_power_cap", 1000),
-        "NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_THERM_SLOWDOWN": ("clocks_event_reasons_counters.sw_thermal_slowdown", 1000),
-        "NVML_FI_DEV_CLOCKS_EVENT_REASON_HW_THERM_SLOWDOWN": ("clocks_event_reasons_counters.hw_thermal_slowdown", 1000),
+        "NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_THERM_SLOWDOWN": (
+            "clocks_event_reasons_counters.sw_thermal_slowdown",
+            1000,
+        ),
+        "NVML_FI_DEV_CLOCKS_EVENT_REASON_HW_THERM_SLOWDOWN": (
+            "clocks_event_reasons_counters.hw_thermal_slowdown",
+            1000,
+        ),
         "NVML_FI_DEV_CLOCKS_EVENT_REASON_HW_POWER_BRAKE_SLOWDOWN": (
             "clocks_event_reasons_counters.hw_power_brake_slowdown",
             1000,
@@ -193,7 +203,10 @@ class CaptureNvml:
 
     def nvmlDeviceGetSamples(self, h: object, kind: int, since: int) -> tuple[int, list[Any]]:
         util = int(self._num("utilization.gpu"))
-        samples = [SimpleNamespace(timeStamp=since + i + 1, sampleValue=SimpleNamespace(uiVal=util)) for i in range(6)]
+        samples = [
+            SimpleNamespace(timeStamp=since + i + 1, sampleValue=SimpleNamespace(uiVal=util))
+            for i in range(6)
+        ]
         return 1, samples
 
     def nvmlGpmQueryDeviceSupport(self, h: object) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -112,7 +111,11 @@ def test_every_expected_series_is_printed_with_the_same_value(expected: Series, 
         assert per_family[family] >= minimum, f"e2e-output.txt has only {per_family[family]} {family}"
     missing = [key for key in expected if key not in ours]
     assert not missing, f"{len(missing)} series node_exporter prints are missing, e.g. {missing[:5]}"
-    wrong = [(key, expected[key], ours[key]) for key in expected if ours[key] != pytest.approx(expected[key], rel=1e-9)]
+    wrong = [
+        (key, expected[key], ours[key])
+        for key in expected
+        if ours[key] != pytest.approx(expected[key], rel=1e-9)
+    ]
     assert not wrong, f"{len(wrong)} values differ, e.g. {wrong[:5]}"
 
 
@@ -122,7 +125,9 @@ def test_no_extra_series_in_compared_families(expected: Series, ours: Series) ->
 
 
 def test_infiniband_data_counts_4_byte_words(node_exporter_tree: Path, ours: Series) -> None:
-    words = int((node_exporter_tree / "sys/class/infiniband/mlx4_0/ports/1/counters/port_rcv_data").read_text())
+    words = int(
+        (node_exporter_tree / "sys/class/infiniband/mlx4_0/ports/1/counters/port_rcv_data").read_text()
+    )
     key = ("node_infiniband_port_data_received_bytes_total", frozenset({("device", "mlx4_0"), ("port", "1")}))
     assert ours[key] == words * 4
 

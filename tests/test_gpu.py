@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from agent.exposition import render
 from agent.samplers.base import SamplerContext, log_once
 from agent.samplers.gpu import GpuSampler
+
 from conftest import need_shared
 from nvml_double import CaptureNvml, number, query_gpu
 
@@ -69,7 +70,13 @@ def test_dcgm_names_and_labels_on_the_exposition() -> None:
     sampler = GpuSampler(SamplerContext(nvml=CaptureNvml(path, "load")))
     text = render(sampler.sample(), sampler.inventory(), "node1").decode()
     q = query_gpu(path, "load")
-    labels = {"gpu": "0", "UUID": q["uuid"], "modelName": q["name"], "pci_bus_id": q["pci.bus_id"], "hostname": "node1"}
+    labels = {
+        "gpu": "0",
+        "UUID": q["uuid"],
+        "modelName": q["name"],
+        "pci_bus_id": q["pci.bus_id"],
+        "hostname": "node1",
+    }
     samples = {s.name: s for fam in text_string_to_metric_families(text) for s in fam.samples}
     for name, key in (
         ("DCGM_FI_DEV_GPU_UTIL", "utilization.gpu"),
@@ -90,7 +97,9 @@ def test_function_not_found_is_null_and_logged_once(caplog: pytest.LogCaptureFix
         first = sampler.sample().rows("gpu")[0][1]
         sampler.sample()
     # The old name is asked instead: same value.
-    assert first["clocks_event_reasons"] == int(query_gpu(capture(H100), "load")["clocks_event_reasons.active"], 16)
+    assert first["clocks_event_reasons"] == int(
+        query_gpu(capture(H100), "load")["clocks_event_reasons.active"], 16
+    )
     assert sum("nvmlDeviceGetCurrentClocksEventReasons" in r.message for r in caplog.records) <= 1
 
 

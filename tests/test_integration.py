@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import subprocess
@@ -14,10 +15,11 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from conftest import BIN, CollectorProcess, run_cli
 from ironsight.columnar import TableBuilder
 from ironsight.v1 import telemetry_pb2 as pb
 from ironsight.v1 import telemetry_pb2_grpc as pb_grpc
+
+from conftest import BIN, CollectorProcess, run_cli
 
 
 def start_agent(target: str, tmp: Path, *flags: str) -> subprocess.Popen[bytes]:
@@ -70,7 +72,7 @@ def test_agent_rows_are_stored_on_the_tick_grid(agent_run: CollectorProcess, tmp
         # Every timestamp sits on the 0.2 s grid, and consecutive ticks are 0.2 s apart.
         micros = [int(t[0].timestamp() * 1e6) for t in ticks]
         assert all(m % 200_000 == 0 for m in micros)
-        assert {b - a for a, b in zip(micros, micros[1:], strict=False)} == {200_000}
+        assert {b - a for a, b in itertools.pairwise(micros)} == {200_000}
         # Each sampler reported itself every tick; all succeeded.
         status = dict(con.execute("SELECT device, min(success) FROM sampler GROUP BY device").fetchall())
         assert status["cpu"] == 1 and status["memory"] == 1 and status["disk"] == 1 and status["gpu"] == 1
@@ -79,7 +81,9 @@ def test_agent_rows_are_stored_on_the_tick_grid(agent_run: CollectorProcess, tmp
         node = con.execute("SELECT node, interval_s FROM nodes").fetchall()
         assert node == [("it-node", 0.2)]
         # Exactly one row per (device, time): nothing was stored twice.
-        dup = con.execute("SELECT count(*) FROM (SELECT device, time FROM cpu GROUP BY ALL HAVING count(*) > 1)")
+        dup = con.execute(
+            "SELECT count(*) FROM (SELECT device, time FROM cpu GROUP BY ALL HAVING count(*) > 1)"
+        )
         assert dup.fetchone()[0] == 0
     finally:
         con.close()
@@ -90,12 +94,33 @@ def test_cli_reads_through_the_collector_and_from_the_file(agent_run: CollectorP
     nodes = json.loads(run_cli("--collector", c.target, "--format", "json", "nodes").stdout)
     assert [n["node"] for n in nodes] == ["it-node"]
     out = run_cli(
-        "--collector", c.target, "--format", "csv", "series", "--node", "it-node", "--metric", "memory.mem_total_bytes", "--since", "5m"
+        "--collector",
+        c.target,
+        "--format",
+        "csv",
+        "series",
+        "--node",
+        "it-node",
+        "--metric",
+        "memory.mem_total_bytes",
+        "--since",
+        "5m",
     )
     lines = out.stdout.strip().splitlines()
     assert lines[0] == "time,node,device,value" and len(lines) >= 11
     rate = json.loads(
-        run_cli("--collector", c.target, "--format", "json", "series", "--metric", "cpu.idle_seconds", "--rate", "--device", "0").stdout
+        run_cli(
+            "--collector",
+            c.target,
+            "--format",
+            "json",
+            "series",
+            "--metric",
+            "cpu.idle_seconds",
+            "--rate",
+            "--device",
+            "0",
+        ).stdout
     )
     # Idle time of one core grows at 0 to 1 seconds per second (with a little tick jitter).
     assert rate and all(-0.01 <= r["value"] <= 1.6 for r in rate)
@@ -111,10 +136,22 @@ def test_cli_reads_through_the_collector_and_from_the_file(agent_run: CollectorP
 
 def test_cli_user_errors_are_one_line(collector: CollectorProcess) -> None:
     bad = run_cli("--collector", collector.target, "query", "DELETE FROM cpu", check=False)
-    assert bad.returncode == 1 and bad.stderr.strip() == "Error: only SELECT queries are allowed here, not DELETE"
+    assert (
+        bad.returncode == 1
+        and bad.stderr.strip() == "Error: only SELECT queries are allowed here, not DELETE"
+    )
     typo = run_cli("--collector", collector.target, "series", "--metric", "gpu.temp", check=False)
     assert typo.returncode == 1 and "did you mean gpu.temperature_celsius" in typo.stderr
-    when = run_cli("--collector", collector.target, "series", "--metric", "cpu.user_seconds", "--since", "yesterday", check=False)
+    when = run_cli(
+        "--collector",
+        collector.target,
+        "series",
+        "--metric",
+        "cpu.user_seconds",
+        "--since",
+        "yesterday",
+        check=False,
+    )
     assert when.returncode == 1 and "is not a time" in when.stderr
     gone = run_cli("--collector", "127.0.0.1:1", "nodes", check=False)
     assert gone.returncode == 1 and "unreachable" in gone.stderr
@@ -156,7 +193,9 @@ def test_a_malformed_batch_is_refused_and_nothing_of_it_stored(collector: Collec
     assert count(collector, "SELECT count(*) FROM batches WHERE node = 'bad-node' AND seq = 9") == 0
     # The collector is still serving.
     with collector.channel() as ch:
-        health = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service="ironsight.v1.Ingest"), timeout=5)
+        health = health_pb2_grpc.HealthStub(ch).Check(
+            health_pb2.HealthCheckRequest(service="ironsight.v1.Ingest"), timeout=5
+        )
     assert health.status == health_pb2.HealthCheckResponse.SERVING
 
 
@@ -204,5 +243,7 @@ def test_agent_flags_are_checked(tmp_path: Path) -> None:
         (["--path.procfs", str(tmp_path / "missing"), "--once"], "is not a directory"),
         ([], "give --collector HOST:PORT"),
     ):
-        proc = subprocess.run([str(BIN / "ironsight-agent"), *flags], capture_output=True, text=True, timeout=30)
+        proc = subprocess.run(
+            [str(BIN / "ironsight-agent"), *flags], capture_output=True, text=True, timeout=30
+        )
         assert proc.returncode == 2 and message in proc.stderr, (flags, proc.stderr)

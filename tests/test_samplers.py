@@ -66,10 +66,31 @@ def test_meminfo_without_memavailable() -> None:
 
 def test_net_dev_and_netlink_fold_agree() -> None:
     s64 = dict.fromkeys(
-        "rx_packets tx_packets rx_bytes tx_bytes rx_errors tx_errors rx_dropped tx_dropped multicast collisions "
-        "rx_length_errors rx_over_errors rx_crc_errors rx_frame_errors rx_fifo_errors rx_missed_errors "
-        "tx_aborted_errors tx_carrier_errors tx_fifo_errors tx_heartbeat_errors tx_window_errors "
-        "rx_compressed tx_compressed".split(),
+        [
+            "rx_packets",
+            "tx_packets",
+            "rx_bytes",
+            "tx_bytes",
+            "rx_errors",
+            "tx_errors",
+            "rx_dropped",
+            "tx_dropped",
+            "multicast",
+            "collisions",
+            "rx_length_errors",
+            "rx_over_errors",
+            "rx_crc_errors",
+            "rx_frame_errors",
+            "rx_fifo_errors",
+            "rx_missed_errors",
+            "tx_aborted_errors",
+            "tx_carrier_errors",
+            "tx_fifo_errors",
+            "tx_heartbeat_errors",
+            "tx_window_errors",
+            "rx_compressed",
+            "tx_compressed",
+        ],
         1,
     )
     folded = fold_stats64(s64)
@@ -130,7 +151,9 @@ def test_every_sampler_survives_garbage_files(tmp_path: Path) -> None:
 
 def test_missing_proc_stat_is_a_reported_failure(tmp_path: Path) -> None:
     (tmp_path / "proc").mkdir()
-    runner = Runner([CpuSampler(SamplerContext(paths=Paths(tmp_path / "proc", tmp_path / "sys")))], budget_s=5)
+    runner = Runner(
+        [CpuSampler(SamplerContext(paths=Paths(tmp_path / "proc", tmp_path / "sys")))], budget_s=5
+    )
     [(name, v)] = runner.tick().reading.rows("sampler")
     assert name == "cpu" and v["success"] == 0
     runner.close()
@@ -183,7 +206,9 @@ def test_a_fifo_in_the_tree_blocks_only_its_sampler(tmp_path: Path, procfs_tree:
     import shutil
 
     root = tmp_path / "t"
-    shutil.copytree(procfs_tree / "proc", root / "proc", symlinks=True, ignore=shutil.ignore_patterns("self", "[0-9]*"))
+    shutil.copytree(
+        procfs_tree / "proc", root / "proc", symlinks=True, ignore=shutil.ignore_patterns("self", "[0-9]*")
+    )
     (root / "sys").mkdir()
     os.unlink(root / "proc" / "diskstats")
     os.mkfifo(root / "proc" / "diskstats")  # open() blocks until a writer appears: a hung read

@@ -88,7 +88,9 @@ def test_a_failed_transaction_stores_nothing(store: Store) -> None:
 def test_node_and_devices_registry(store: Store) -> None:
     store.ingest([batch("n1", 1, time.time_ns(), ["sda"])])
     assert store.con.execute("SELECT node, hostname FROM nodes").fetchall() == [("n1", "n1")]
-    assert store.con.execute("SELECT kind, device, attrs['model'] FROM devices").fetchall() == [("nvme", "nvme0", "X")]
+    assert store.con.execute("SELECT kind, device, attrs['model'] FROM devices").fetchall() == [
+        ("nvme", "nvme0", "X")
+    ]
 
 
 @pytest.mark.parametrize(
@@ -110,7 +112,7 @@ def test_queries_are_read_only(store: Store, sql: str) -> None:
 
 
 def test_queries_cannot_read_files(store: Store) -> None:
-    with pytest.raises(QueryRejected, match="(?i)permission|disabled"):
+    with pytest.raises(QueryRejected, match=r"(?i)permission|disabled"):
         run_query(store.reader(), "SELECT * FROM read_csv('/etc/hostname')", 10)
 
 
@@ -128,7 +130,11 @@ def test_a_held_file_says_so(tmp_path: Path) -> None:
     path = tmp_path / "held.duckdb"
     Store(path).close()
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"import duckdb,time; c=duckdb.connect({str(path)!r}); print('ok', flush=True); time.sleep(30)"],
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb,time; c=duckdb.connect({str(path)!r}); print('ok', flush=True); time.sleep(30)",
+        ],
         stdout=subprocess.PIPE,
     )
     try:

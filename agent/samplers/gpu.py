@@ -125,7 +125,9 @@ class GpuSampler(BaseSampler):
         for const, column, scale in FIELD_IDS:
             fid = getattr(lib, const, None)
             if fid is None:
-                log_once(f"nvml.field.{const}", f"gpu: {const} unknown to this nvidia-ml-py; {column} is NULL")
+                log_once(
+                    f"nvml.field.{const}", f"gpu: {const} unknown to this nvidia-ml-py; {column} is NULL"
+                )
                 continue
             ids.append(fid)
             columns.append((column, scale))
@@ -202,7 +204,9 @@ class GpuSampler(BaseSampler):
     def _sampled_util(self, gpu: Gpu) -> float | None:
         lib = self.nvml.lib
         try:
-            got = self.nvml.call("nvmlDeviceGetSamples", gpu.handle, lib.NVML_GPU_UTILIZATION_SAMPLES, gpu.last_sample_ts)
+            got = self.nvml.call(
+                "nvmlDeviceGetSamples", gpu.handle, lib.NVML_GPU_UTILIZATION_SAMPLES, gpu.last_sample_ts
+            )
         except lib.NVMLError:
             return None  # no new samples since last time is reported as an error by some drivers
         if not got:
@@ -250,7 +254,9 @@ class GpuSampler(BaseSampler):
             if index is None:
                 index = next((g.index for g in self.gpus if g.handle == event.device), -1)
             reading.add("gpu_xid", str(index), {"xid": int(event.eventData)})
-            log_once(f"gpu.xid.{index}.{event.eventData}", f"gpu {index}: XID {event.eventData}", logging.WARNING)
+            log_once(
+                f"gpu.xid.{index}.{event.eventData}", f"gpu {index}: XID {event.eventData}", logging.WARNING
+            )
 
     def inventory(self) -> list[DeviceInfo]:
         return [DeviceInfo("gpu", str(g.index), dict(g.info)) for g in self.gpus]

@@ -7,7 +7,16 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from agent.samplers.base import BaseSampler, DeviceInfo, Reading, Value, listdir, read_int, read_text, register
+from agent.samplers.base import (
+    BaseSampler,
+    DeviceInfo,
+    Reading,
+    Value,
+    listdir,
+    read_int,
+    read_text,
+    register,
+)
 
 _INVALID = re.compile(r"[^a-z0-9:_]")
 _TEMP_FILE = re.compile(r"^temp(\d+)_(input|max|crit|crit_alarm)$")
@@ -72,7 +81,9 @@ class HwmonSampler(BaseSampler):
             if zone.name.startswith("thermal_zone"):
                 milli = read_int(zone / "temp")
                 if milli is not None:
-                    reading.add("thermal", zone.name.removeprefix("thermal_zone"), {"temp_celsius": milli / 1000.0})
+                    reading.add(
+                        "thermal", zone.name.removeprefix("thermal_zone"), {"temp_celsius": milli / 1000.0}
+                    )
         return reading
 
     def inventory(self) -> list[DeviceInfo]:

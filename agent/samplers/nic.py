@@ -13,12 +13,36 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.samplers.base import BaseSampler, DeviceInfo, Reading, Value, log_once, read_int, read_text, register, to_int
+from agent.samplers.base import (
+    BaseSampler,
+    DeviceInfo,
+    Reading,
+    Value,
+    log_once,
+    read_int,
+    read_text,
+    register,
+    to_int,
+)
 
-DEV_COLUMNS = (
-    "rx_bytes rx_packets rx_errors rx_dropped rx_fifo_errors rx_frame_errors rx_compressed rx_multicast "
-    "tx_bytes tx_packets tx_errors tx_dropped tx_fifo_errors tx_collisions tx_carrier_errors tx_compressed"
-).split()
+DEV_COLUMNS = [
+    "rx_bytes",
+    "rx_packets",
+    "rx_errors",
+    "rx_dropped",
+    "rx_fifo_errors",
+    "rx_frame_errors",
+    "rx_compressed",
+    "rx_multicast",
+    "tx_bytes",
+    "tx_packets",
+    "tx_errors",
+    "tx_dropped",
+    "tx_fifo_errors",
+    "tx_collisions",
+    "tx_carrier_errors",
+    "tx_compressed",
+]
 
 TCP_COLUMNS = {
     "ActiveOpens": "active_opens",
@@ -55,7 +79,10 @@ def fold_stats64(s: dict[str, int]) -> dict[str, Value]:
         "rx_errors": s["rx_errors"],
         "rx_dropped": s["rx_dropped"] + s["rx_missed_errors"],
         "rx_fifo_errors": s["rx_fifo_errors"],
-        "rx_frame_errors": s["rx_length_errors"] + s["rx_over_errors"] + s["rx_crc_errors"] + s["rx_frame_errors"],
+        "rx_frame_errors": s["rx_length_errors"]
+        + s["rx_over_errors"]
+        + s["rx_crc_errors"]
+        + s["rx_frame_errors"],
         "rx_compressed": s["rx_compressed"],
         "rx_multicast": s["multicast"],
         "tx_bytes": s["tx_bytes"],
@@ -112,7 +139,9 @@ class Netlink:
     def counters(self) -> dict[str, dict[str, Value]]:
         out: dict[str, dict[str, Value]] = {}
         stats = list(self._ipr.stats("dump", filter_mask=1))  # 1 = IFLA_STATS_LINK_64 only
-        if time.monotonic() - self._names_at > LINK_REFRESH_S or any(m["ifindex"] not in self._names for m in stats):
+        if time.monotonic() - self._names_at > LINK_REFRESH_S or any(
+            m["ifindex"] not in self._names for m in stats
+        ):
             self._refresh_names()
         for msg in stats:
             name = self._names.get(msg["ifindex"])
@@ -141,7 +170,10 @@ class NicSampler(BaseSampler):
             return self._netlink.counters()
         text = read_text(self.paths.proc("net", "dev"))
         if text is None:
-            log_once("nic.netdev", f"nic: {self.paths.proc('net', 'dev')} not found; interface counters not sampled")
+            log_once(
+                "nic.netdev",
+                f"nic: {self.paths.proc('net', 'dev')} not found; interface counters not sampled",
+            )
             return {}
         return parse_net_dev(text)
 

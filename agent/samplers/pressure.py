@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from agent.samplers.base import BaseSampler, Reading, Value, log_once, read_text, register
 
 
@@ -15,10 +17,8 @@ def parse_psi(text: str) -> dict[str, float]:
         for part in parts[1:]:
             key, _, value = part.partition("=")
             if key == "total":
-                try:
+                with contextlib.suppress(ValueError):
                     out[parts[0]] = int(value) / 1e6
-                except ValueError:
-                    pass
     return out
 
 
@@ -41,5 +41,7 @@ class PressureSampler(BaseSampler):
         if found:
             reading.add("pressure", "", values)
         else:
-            log_once("pressure.missing", f"pressure: {self.paths.proc('pressure')} not found; PSI not sampled")
+            log_once(
+                "pressure.missing", f"pressure: {self.paths.proc('pressure')} not found; PSI not sampled"
+            )
         return reading

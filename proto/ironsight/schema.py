@@ -184,7 +184,11 @@ GPU = _table(
         "temperature_shutdown_celsius power_watts power_limit_watts fan_speed_percent "
         "gpm_sm_active_ratio gpm_sm_occupancy_ratio gpm_tensor_active_ratio gpm_dram_bandwidth_ratio",
     ),
-    _fields("gauge", "int", "memory_used_bytes memory_total_bytes clocks_event_reasons pcie_link_gen pcie_link_width"),
+    _fields(
+        "gauge",
+        "int",
+        "memory_used_bytes memory_total_bytes clocks_event_reasons pcie_link_gen pcie_link_width",
+    ),
     _fields("counter", "float", "energy_joules"),
     _fields(
         "counter",
@@ -200,7 +204,9 @@ GPU = _table(
         "ecc_sbe_volatile ecc_dbe_volatile ecc_sbe_aggregate ecc_dbe_aggregate",
     ),
     _fields(
-        "gauge", "int", "remapped_rows_correctable remapped_rows_uncorrectable remapped_rows_pending remapped_rows_failure"
+        "gauge",
+        "int",
+        "remapped_rows_correctable remapped_rows_uncorrectable remapped_rows_pending remapped_rows_failure",
     ),
 )
 
@@ -209,9 +215,26 @@ GPU_XID = _table("gpu_xid", "gpu index", _fields("gauge", "int", "xid"))
 
 # Every sampler run reports its own duration and success, so a failing source
 # is visible in the data rather than silent.
-SAMPLER = _table("sampler", "sampler", _fields("gauge", "float", "duration_seconds"), _fields("gauge", "int", "success"))
+SAMPLER = _table(
+    "sampler", "sampler", _fields("gauge", "float", "duration_seconds"), _fields("gauge", "int", "success")
+)
 
 TABLES: dict[str, Table] = {
     t.name: t
-    for t in (CPU, LOAD, MEMORY, MEMORY_NUMA, PRESSURE, DISK, NIC, TCP, RDMA, HWMON, THERMAL, GPU, GPU_XID, SAMPLER)
+    for t in (
+        CPU,
+        LOAD,
+        MEMORY,
+        MEMORY_NUMA,
+        PRESSURE,
+        DISK,
+        NIC,
+        TCP,
+        RDMA,
+        HWMON,
+        THERMAL,
+        GPU,
+        GPU_XID,
+        SAMPLER,
+    )
 }
