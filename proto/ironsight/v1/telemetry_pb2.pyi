@@ -1,16 +1,14 @@
-from collections.abc import Iterable as _Iterable
-from collections.abc import Mapping as _Mapping
-from typing import ClassVar as _ClassVar
-
-from google.protobuf import descriptor as _descriptor
-from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Column(_message.Message):
-    __slots__ = ("f64", "i64", "name", "nulls")
+    __slots__ = ("name", "f64", "i64", "nulls")
     NAME_FIELD_NUMBER: _ClassVar[int]
     F64_FIELD_NUMBER: _ClassVar[int]
     I64_FIELD_NUMBER: _ClassVar[int]
@@ -19,16 +17,10 @@ class Column(_message.Message):
     f64: _containers.RepeatedScalarFieldContainer[float]
     i64: _containers.RepeatedScalarFieldContainer[int]
     nulls: bytes
-    def __init__(
-        self,
-        name: str | None = ...,
-        f64: _Iterable[float] | None = ...,
-        i64: _Iterable[int] | None = ...,
-        nulls: bytes | None = ...,
-    ) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., f64: _Optional[_Iterable[float]] = ..., i64: _Optional[_Iterable[int]] = ..., nulls: _Optional[bytes] = ...) -> None: ...
 
 class Table(_message.Message):
-    __slots__ = ("columns", "device_index", "devices", "name", "time_ns")
+    __slots__ = ("name", "time_ns", "devices", "device_index", "columns")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TIME_NS_FIELD_NUMBER: _ClassVar[int]
     DEVICES_FIELD_NUMBER: _ClassVar[int]
@@ -39,40 +31,27 @@ class Table(_message.Message):
     devices: _containers.RepeatedScalarFieldContainer[str]
     device_index: _containers.RepeatedScalarFieldContainer[int]
     columns: _containers.RepeatedCompositeFieldContainer[Column]
-    def __init__(
-        self,
-        name: str | None = ...,
-        time_ns: _Iterable[int] | None = ...,
-        devices: _Iterable[str] | None = ...,
-        device_index: _Iterable[int] | None = ...,
-        columns: _Iterable[Column | _Mapping] | None = ...,
-    ) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., time_ns: _Optional[_Iterable[int]] = ..., devices: _Optional[_Iterable[str]] = ..., device_index: _Optional[_Iterable[int]] = ..., columns: _Optional[_Iterable[_Union[Column, _Mapping]]] = ...) -> None: ...
 
 class Device(_message.Message):
-    __slots__ = ("attrs", "kind", "name")
+    __slots__ = ("kind", "name", "attrs")
     class AttrsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
         key: str
         value: str
-        def __init__(self, key: str | None = ..., value: str | None = ...) -> None: ...
-
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     KIND_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ATTRS_FIELD_NUMBER: _ClassVar[int]
     kind: str
     name: str
     attrs: _containers.ScalarMap[str, str]
-    def __init__(
-        self,
-        kind: str | None = ...,
-        name: str | None = ...,
-        attrs: _Mapping[str, str] | None = ...,
-    ) -> None: ...
+    def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ..., attrs: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class NodeInfo(_message.Message):
-    __slots__ = ("agent_version", "devices", "hostname", "kernel")
+    __slots__ = ("hostname", "kernel", "agent_version", "devices")
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     KERNEL_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -81,16 +60,10 @@ class NodeInfo(_message.Message):
     kernel: str
     agent_version: str
     devices: _containers.RepeatedCompositeFieldContainer[Device]
-    def __init__(
-        self,
-        hostname: str | None = ...,
-        kernel: str | None = ...,
-        agent_version: str | None = ...,
-        devices: _Iterable[Device | _Mapping] | None = ...,
-    ) -> None: ...
+    def __init__(self, hostname: _Optional[str] = ..., kernel: _Optional[str] = ..., agent_version: _Optional[str] = ..., devices: _Optional[_Iterable[_Union[Device, _Mapping]]] = ...) -> None: ...
 
 class Batch(_message.Message):
-    __slots__ = ("boot_id", "interval_s", "node", "node_id", "seq", "tables")
+    __slots__ = ("node_id", "boot_id", "seq", "interval_s", "node", "tables")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     BOOT_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -103,24 +76,15 @@ class Batch(_message.Message):
     interval_s: float
     node: NodeInfo
     tables: _containers.RepeatedCompositeFieldContainer[Table]
-    def __init__(
-        self,
-        node_id: str | None = ...,
-        boot_id: str | None = ...,
-        seq: int | None = ...,
-        interval_s: float | None = ...,
-        node: NodeInfo | _Mapping | None = ...,
-        tables: _Iterable[Table | _Mapping] | None = ...,
-    ) -> None: ...
+    def __init__(self, node_id: _Optional[str] = ..., boot_id: _Optional[str] = ..., seq: _Optional[int] = ..., interval_s: _Optional[float] = ..., node: _Optional[_Union[NodeInfo, _Mapping]] = ..., tables: _Optional[_Iterable[_Union[Table, _Mapping]]] = ...) -> None: ...
 
 class Ack(_message.Message):
-    __slots__ = ("rows", "seq", "status")
+    __slots__ = ("seq", "status", "rows")
     class Status(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATUS_UNSPECIFIED: _ClassVar[Ack.Status]
         STORED: _ClassVar[Ack.Status]
         DUPLICATE: _ClassVar[Ack.Status]
-
     STATUS_UNSPECIFIED: Ack.Status
     STORED: Ack.Status
     DUPLICATE: Ack.Status
@@ -130,20 +94,15 @@ class Ack(_message.Message):
     seq: int
     status: Ack.Status
     rows: int
-    def __init__(
-        self,
-        seq: int | None = ...,
-        status: Ack.Status | str | None = ...,
-        rows: int | None = ...,
-    ) -> None: ...
+    def __init__(self, seq: _Optional[int] = ..., status: _Optional[_Union[Ack.Status, str]] = ..., rows: _Optional[int] = ...) -> None: ...
 
 class QueryRequest(_message.Message):
-    __slots__ = ("max_rows", "sql")
+    __slots__ = ("sql", "max_rows")
     SQL_FIELD_NUMBER: _ClassVar[int]
     MAX_ROWS_FIELD_NUMBER: _ClassVar[int]
     sql: str
     max_rows: int
-    def __init__(self, sql: str | None = ..., max_rows: int | None = ...) -> None: ...
+    def __init__(self, sql: _Optional[str] = ..., max_rows: _Optional[int] = ...) -> None: ...
 
 class QueryResponse(_message.Message):
     __slots__ = ("arrow_ipc", "truncated")
@@ -151,4 +110,4 @@ class QueryResponse(_message.Message):
     TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     arrow_ipc: bytes
     truncated: bool
-    def __init__(self, arrow_ipc: bytes | None = ..., truncated: bool | None = ...) -> None: ...
+    def __init__(self, arrow_ipc: _Optional[bytes] = ..., truncated: _Optional[bool] = ...) -> None: ...
