@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from agent.samplers.base import BaseSampler, Reading, Value, read_int, read_text, register, to_int
+import time
+
+from agent.samplers.base import (
+    BaseSampler,
+    Reading,
+    SamplerContext,
+    Value,
+    read_int,
+    read_text,
+    register,
+    to_int,
+)
 
 # /proc/stat counts in USER_HZ, which the kernel fixes at 100 for userspace
 # whatever CONFIG_HZ is (see man 5 proc).
@@ -54,9 +65,31 @@ def _khz(value: int | None) -> float | None:
     return None if value is None else value * 1000.0
 
 
+TOPOLOGY_REFRESH_S = 60.0
+
+
 @register("cpu", "per-core time by mode, frequency, thermal throttle counts, load")
 class CpuSampler(BaseSampler):
+    def __init__(self, ctx: SamplerContext) -> None:
+        super().__init__(ctx)
+        self._facts: dict[str, dict[str, Value]] = {}
+        self._facts_at = -TOPOLOGY_REFRESH_S
+
+    def _static(self, cpu: str) -> dict[str, Value]:
+        """Topology and maximum frequency change only with hotplug: read them once a minute."""
+        facts = self._facts.get(cpu)
+        if facts is None:
+            base = self.paths.sys("devices", "system", "cpu", f"cpu{cpu}")
+            facts = self._facts[cpu] = {
+                "frequency_max_hertz": _khz(read_int(base / "cpufreq" / "scaling_max_freq")),
+                "core_id": read_int(base / "topology" / "core_id"),
+                "package_id": read_int(base / "topology" / "physical_package_id"),
+            }
+        return facts
+
     def sample(self) -> Reading:
+        if time.monotonic() - self._facts_at > TOPOLOGY_REFRESH_S:
+            self._facts, self._facts_at = {}, time.monotonic()
         reading = Reading()
         stat = read_text(self.paths.proc("stat"))
         if stat is None:
@@ -66,9 +99,7 @@ class CpuSampler(BaseSampler):
         for cpu, values in cpus.items():
             base = sysdir / f"cpu{cpu}"
             values["frequency_hertz"] = _khz(read_int(base / "cpufreq" / "scaling_cur_freq"))
-            values["frequency_max_hertz"] = _khz(read_int(base / "cpufreq" / "scaling_max_freq"))
-            values["core_id"] = read_int(base / "topology" / "core_id")
-            values["package_id"] = read_int(base / "topology" / "physical_package_id")
+            values.update(self._static(cpu))
             values["core_throttles"] = read_int(base / "thermal_throttle" / "core_throttle_count")
             values["package_throttles"] = read_int(base / "thermal_throttle" / "package_throttle_count")
             reading.add("cpu", cpu, values)

@@ -1,7 +1,10 @@
 """Network interfaces: counters over netlink (pyroute2), link state and speed from sysfs, TCP counters.
 
-On the live /proc the counters come from RTM_GETSTATS, which returns only the
-64-bit stats (measured 0.5 ms a dump, against 2-3 ms for a full link dump).
+On the live /proc the counters come from an RTM_GETSTATS dump, which returns
+only the 64-bit stats, encoded and decoded with pyroute2's message classes on
+a plain netlink socket. Measured per dump on 4 interfaces: 0.28 ms this way,
+3 ms through pyroute2's IPRoute (which drives an asyncio loop per call), and
+2-3 ms for a full link dump.
 When --path.procfs points elsewhere (a fixture tree, a container's view) the
 same columns are parsed from <procfs>/net/dev, folded exactly as the kernel
 folds them there, so both paths report the same numbers.
@@ -9,6 +12,8 @@ folds them there, so both paths report the same numbers.
 
 from __future__ import annotations
 
+import socket
+import struct
 import time
 from pathlib import Path
 from typing import Any
@@ -113,45 +118,81 @@ def parse_snmp_tcp(text: str) -> dict[str, Value]:
 
 def link_state(sysfs_net: Path, name: str) -> dict[str, Value]:
     base = sysfs_net / name
-    speed_mbps = read_int(base / "speed")  # EINVAL on a down link: read_int gives None
     return {
         "up": None if (state := read_text(base / "operstate")) is None else int(state == "up"),
-        "speed_bytes_per_second": speed_mbps * 125_000 if speed_mbps is not None and speed_mbps > 0 else None,
-        "mtu": read_int(base / "mtu"),
         "carrier_changes": read_int(base / "carrier_changes"),
     }
 
 
+def link_facts(sysfs_net: Path, name: str) -> dict[str, Value]:
+    """Speed and MTU: they change only with the link itself, so they are re-read when it does."""
+    base = sysfs_net / name
+    speed_mbps = read_int(base / "speed")  # EINVAL on a down link: read_int gives None
+    return {
+        "speed_bytes_per_second": speed_mbps * 125_000 if speed_mbps is not None and speed_mbps > 0 else None,
+        "mtu": read_int(base / "mtu"),
+    }
+
+
 class Netlink:
-    """Counters for every interface of this network namespace, over one netlink socket."""
+    """64-bit counters of every interface in this network namespace, one RTM_GETSTATS dump a call."""
+
+    RTM_GETSTATS = 94
+    IFLA_STATS_LINK_64 = 1  # filter mask bit for struct rtnl_link_stats64
 
     def __init__(self) -> None:
-        from pyroute2 import IPRoute
+        from pyroute2.netlink import NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR
+        from pyroute2.netlink.rtnl.ifstatsmsg import ifstatsmsg
 
-        self._ipr: Any = IPRoute()
+        self._msg = ifstatsmsg
+        self._flags = NLM_F_REQUEST | NLM_F_DUMP
+        self._done, self._error = NLMSG_DONE, NLMSG_ERROR
+        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+        self._sock.settimeout(2.0)
+        self._sock.bind((0, 0))
+        self._seq = 0
         self._names: dict[int, str] = {}
         self._names_at = 0.0
 
-    def _refresh_names(self) -> None:
-        self._names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in self._ipr.get_links()}
-        self._names_at = time.monotonic()
+    def _dump(self) -> dict[int, dict[str, int]]:
+        self._seq += 1
+        req = self._msg()
+        req["filter_mask"] = self.IFLA_STATS_LINK_64
+        req["header"]["type"] = self.RTM_GETSTATS
+        req["header"]["flags"] = self._flags
+        req["header"]["sequence_number"] = self._seq
+        req.encode()
+        self._sock.send(req.data)
+        out: dict[int, dict[str, int]] = {}
+        while True:
+            data = self._sock.recv(1 << 16)
+            off = 0
+            while off + 16 <= len(data):
+                length, kind, _flags, seq = struct.unpack_from("=IHHI", data, off)
+                if length < 16:
+                    raise OSError("malformed netlink message")
+                if seq == self._seq:
+                    if kind == self._done:
+                        return out
+                    if kind == self._error:
+                        (errno,) = struct.unpack_from("=i", data, off + 16)
+                        raise OSError(-errno, "RTM_GETSTATS failed")
+                    msg = self._msg(data[off : off + length])
+                    msg.decode()
+                    stats = msg.get_attr("IFLA_STATS_LINK_64")
+                    if stats:
+                        out[msg["ifindex"]] = stats
+                off += (length + 3) & ~3
 
     def counters(self) -> dict[str, dict[str, Value]]:
-        out: dict[str, dict[str, Value]] = {}
-        stats = list(self._ipr.stats("dump", filter_mask=1))  # 1 = IFLA_STATS_LINK_64 only
-        if time.monotonic() - self._names_at > LINK_REFRESH_S or any(
-            m["ifindex"] not in self._names for m in stats
-        ):
-            self._refresh_names()
-        for msg in stats:
-            name = self._names.get(msg["ifindex"])
-            s64 = msg.get_attr("IFLA_STATS_LINK_64")
-            if name and s64:
-                out[name] = fold_stats64(s64)
-        return out
+        stats = self._dump()
+        if time.monotonic() - self._names_at > LINK_REFRESH_S or any(i not in self._names for i in stats):
+            self._names = dict(socket.if_nameindex())
+            self._names_at = time.monotonic()
+        return {self._names[i]: fold_stats64(s) for i, s in stats.items() if i in self._names}
 
     def close(self) -> None:
-        self._ipr.close()
+        self._sock.close()
 
 
 @register("nic", "interface counters (netlink), link state and speed, TCP retransmits")
@@ -159,6 +200,8 @@ class NicSampler(BaseSampler):
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
         self._netlink: Netlink | None = None
+        # name -> (facts, carrier_changes when read, monotonic time read)
+        self._facts: dict[str, tuple[dict[str, Value], Value, float]] = {}
         if self.paths.procfs.resolve() == Path("/proc"):
             try:
                 self._netlink = Netlink()
@@ -180,8 +223,13 @@ class NicSampler(BaseSampler):
     def sample(self) -> Reading:
         reading = Reading()
         sysfs_net = self.paths.sys("class", "net")
+        now = time.monotonic()
         for name, values in sorted(self._counters().items()):
             values.update(link_state(sysfs_net, name))
+            cached = self._facts.get(name)
+            if cached is None or cached[1] != values["carrier_changes"] or now - cached[2] > LINK_REFRESH_S:
+                cached = self._facts[name] = (link_facts(sysfs_net, name), values["carrier_changes"], now)
+            values.update(cached[0])
             reading.add("nic", name, values)
         snmp = read_text(self.paths.proc("net", "snmp"))
         if snmp:

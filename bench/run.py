@@ -1,0 +1,291 @@
+"""Benchmarks, each side by side with a peer or a stated target; prints a table and writes bench/out/*.json.
+
+    .venv/bin/python bench/run.py                  # all three
+    .venv/bin/python bench/run.py agent-vs-node-exporter
+    .venv/bin/python bench/run.py agent-overhead --seconds 60
+    .venv/bin/python bench/run.py ingest --streams 8
+
+agent-vs-node-exporter needs Debian's prometheus-node-exporter
+(apt-get install prometheus-node-exporter). Nothing here is a test: figures
+depend on the machine; the README's performance table says where they came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+OUT = ROOT / "bench" / "out"
+sys.path.insert(0, str(ROOT))
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+# node_exporter collectors that read what our host samplers read.
+NODE_EXPORTER_COLLECTORS = [
+    "cpu",
+    "cpufreq",
+    "stat",
+    "loadavg",
+    "meminfo",
+    "meminfo_numa",
+    "pressure",
+    "diskstats",
+    "nvme",
+    "netdev",
+    "netclass",
+    "netstat",
+    "infiniband",
+    "hwmon",
+    "thermal_zone",
+]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(port)
+
+
+def agent_vs_node_exporter(args: argparse.Namespace) -> dict[str, object]:
+    """CPU per sample of the host sources: our samplers vs node_exporter per scrape, same machine, same run."""
+    exe = "/usr/bin/prometheus-node-exporter"
+    if not Path(exe).exists():
+        raise SystemExit("needs Debian's prometheus-node-exporter: apt-get install prometheus-node-exporter")
+    port = free_port()
+    flags = ["--collector.disable-defaults", *[f"--collector.{c}" for c in NODE_EXPORTER_COLLECTORS]]
+    ne = subprocess.Popen([exe, f"--web.listen-address=127.0.0.1:{port}", *flags], stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        url = f"http://127.0.0.1:{port}/metrics"
+        urllib.request.urlopen(url).read()  # warm up
+        before = cpu_seconds(ne.pid)
+        for _ in range(args.rounds):
+            body = urllib.request.urlopen(url).read()
+        ne_cpu = (cpu_seconds(ne.pid) - before) / args.rounds
+        ne_series = sum(1 for line in body.decode().splitlines() if line and not line.startswith("#"))
+    finally:
+        ne.terminate()
+        ne.wait()
+
+    # Ours: the same sources, sampled by the agent's real runner in a child process.
+    code = f"""
+import os, time, sys
+sys.path.insert(0, {str(ROOT)!r})
+from agent.samplers import REGISTRY
+from agent.samplers.base import SamplerContext
+from agent.runner import Runner
+from agent.exposition import render
+r = Runner([s.factory(SamplerContext()) for n, s in REGISTRY.items() if n != "gpu"], 5.0)
+r.tick()
+t = time.process_time()
+for _ in range({args.rounds}):
+    tick = r.tick()
+cost = (time.process_time() - t) / {args.rounds}
+rows = sum(len(v) for k, v in tick.reading.tables.items() if k != "sampler")
+values = sum(sum(1 for x in vals.values() if x is not None) for k, v in tick.reading.tables.items() if k != "sampler" for _, vals in v)
+print(cost, rows, values)
+r.close()
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    ours_cpu, ours_rows, ours_values = float(out[0]), int(out[1]), int(out[2])
+    return {
+        "node_exporter_version": subprocess.run(
+            [exe, "--version"], capture_output=True, text=True
+        ).stderr.split("\n")[0]
+        or subprocess.run([exe, "--version"], capture_output=True, text=True).stdout.split("\n")[0],
+        "node_exporter_cpu_ms_per_scrape": ne_cpu * 1e3,
+        "node_exporter_series": ne_series,
+        "ironsight_cpu_ms_per_sample": ours_cpu * 1e3,
+        "ironsight_values_per_sample": ours_values,
+        "ironsight_rows_per_sample": ours_rows,
+        "ratio": ours_cpu / ne_cpu if ne_cpu else None,
+        "rounds": args.rounds,
+    }
+
+
+def agent_overhead(args: argparse.Namespace) -> dict[str, object]:
+    """A real agent at --interval 0.1 streaming to a real collector: CPU share of one core and RSS."""
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        col = subprocess.Popen(
+            [str(BIN / "ironsight-collector"), "--db", f"{tmp}/b.duckdb", "--listen", f"127.0.0.1:{port}"],
+            stderr=subprocess.DEVNULL,
+        )
+        wait_port(port)
+        agent = subprocess.Popen(
+            [str(BIN / "ironsight-agent"), "--collector", f"127.0.0.1:{port}", "--interval", "0.1"],
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            time.sleep(5)  # imports and first inventory are start-up, not steady state
+            c0, t0 = cpu_seconds(agent.pid), time.monotonic()
+            rss_max = 0
+            while time.monotonic() - t0 < args.seconds:
+                time.sleep(1)
+                rss_max = max(rss_max, rss_bytes(agent.pid))
+            cpu = cpu_seconds(agent.pid) - c0
+            wall = time.monotonic() - t0
+        finally:
+            agent.terminate()
+            agent.wait()
+            col.terminate()
+            col.wait()
+    return {"seconds": wall, "cpu_percent_of_one_core": 100 * cpu / wall, "rss_max_mb": rss_max / 2**20}
+
+
+def _gpu_batch(node: str, seq: int, t0: int, ticks: int, gpus: int) -> bytes:
+    from ironsight.columnar import TableBuilder
+    from ironsight.schema import TABLES
+    from ironsight.v1 import telemetry_pb2 as pb
+
+    builder = TableBuilder("gpu")
+    fields = TABLES["gpu"].fields
+    for i in range(ticks):
+        for g in range(gpus):
+            builder.add(
+                t0 + i * 10**8, str(g), {f.name: (i + g if f.type == "int" else 0.5 * i + g) for f in fields}
+            )
+    batch = pb.Batch(node_id=node, boot_id="bench", seq=seq, interval_s=0.1)
+    batch.tables.append(builder.to_proto())
+    return batch.SerializeToString()
+
+
+def ingest(args: argparse.Namespace) -> dict[str, object]:
+    """Many concurrent streams into a real collector, counting values in committed rows per second."""
+    from ironsight.schema import TABLES
+    from ironsight.v1 import telemetry_pb2 as pb
+
+    values_per_batch = args.ticks * args.gpus * len(TABLES["gpu"].fields)
+    t0 = time.time_ns() - 120 * 10**9
+    payloads = [
+        [
+            _gpu_batch(f"bench-{s}", seq, t0 + seq * args.ticks * 10**8, args.ticks, args.gpus)
+            for seq in range(args.batches)
+        ]
+        for s in range(args.streams)
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        col = subprocess.Popen(
+            [str(BIN / "ironsight-collector"), "--db", f"{tmp}/i.duckdb", "--listen", f"127.0.0.1:{port}"],
+            stderr=subprocess.DEVNULL,
+        )
+        wait_port(port)
+        acked = [0] * args.streams
+        errors: list[str] = []
+
+        def stream(i: int) -> None:
+            with grpc.insecure_channel(
+                f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 2**26)]
+            ) as ch:
+                call = ch.stream_stream(
+                    "/ironsight.v1.Ingest/Stream",
+                    request_serializer=lambda b: b,
+                    response_deserializer=pb.Ack.FromString,
+                )
+                try:
+                    for ack in call(iter(payloads[i]), timeout=600):
+                        acked[i] += ack.status == pb.Ack.STORED
+                except grpc.RpcError as exc:
+                    errors.append(exc.details() or str(exc))
+
+        threads = [threading.Thread(target=stream, args=(i,)) for i in range(args.streams)]
+        start = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - start
+        col.terminate()
+        col.wait()
+        size = Path(f"{tmp}/i.duckdb").stat().st_size
+    if errors:
+        raise SystemExit(f"ingest errors: {errors[:3]}")
+    total = sum(acked) * values_per_batch
+    return {
+        "streams": args.streams,
+        "batches": sum(acked),
+        "values_per_batch": values_per_batch,
+        "values": total,
+        "seconds": wall,
+        "values_per_second": total / wall,
+        "db_bytes_per_value": size / total,
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        "which",
+        nargs="?",
+        default="all",
+        choices=["all", "agent-vs-node-exporter", "agent-overhead", "ingest"],
+    )
+    p.add_argument("--rounds", type=int, default=200, help="samples/scrapes for agent-vs-node-exporter")
+    p.add_argument("--seconds", type=float, default=30, help="steady-state seconds for agent-overhead")
+    p.add_argument("--streams", type=int, default=8)
+    p.add_argument("--batches", type=int, default=40, help="batches per stream for ingest")
+    p.add_argument("--ticks", type=int, default=100, help="ticks per batch for ingest")
+    p.add_argument("--gpus", type=int, default=8)
+    args = p.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    runs = {
+        "agent-vs-node-exporter": agent_vs_node_exporter,
+        "agent-overhead": agent_overhead,
+        "ingest": ingest,
+    }
+    for name, fn in runs.items():
+        if args.which not in ("all", name):
+            continue
+        result = fn(args)
+        result["machine"] = (
+            f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+        )
+        (OUT / f"{name}.json").write_text(json.dumps(result, indent=2))
+        print(
+            f"{name}: "
+            + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items())
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
