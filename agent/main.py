@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 from agent.batch import Batcher, boot_id, node_info
-from agent.exposition import render
 from agent.runner import Runner
 from agent.samplers import REGISTRY
 from agent.samplers.base import Paths, Sampler, SamplerContext
@@ -99,6 +98,8 @@ def build_samplers(args: argparse.Namespace, ctx: SamplerContext) -> list[Sample
 
 
 def run_once(runner: Runner) -> int:
+    from agent.exposition import render  # prometheus_client: only where exposition is rendered
+
     tick = runner.tick()
     text = render(tick.reading, runner.inventory(), socket.gethostname())
     sys.stdout.buffer.write(text)

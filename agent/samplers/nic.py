@@ -1,10 +1,12 @@
 """Network interfaces: counters over netlink (pyroute2), link state and speed from sysfs, TCP counters.
 
 On the live /proc the counters come from an RTM_GETSTATS dump, which returns
-only the 64-bit stats, encoded and decoded with pyroute2's message classes on
-a plain netlink socket. Measured per dump on 4 interfaces: 0.28 ms this way,
-3 ms through pyroute2's IPRoute (which drives an asyncio loop per call), and
-2-3 ms for a full link dump.
+only the 64-bit stats: the request is built with pyroute2's ifstatsmsg on a
+plain netlink socket, and the answer's rtnl_link_stats64 (a fixed kernel ABI)
+is unpacked with one struct call. Measured per sample on 4 interfaces: 3 ms
+through pyroute2's IPRoute (an asyncio loop per call), 0.9 ms with pyroute2's
+generic decoder, well under that unpacked directly; a test checks pyroute2's
+decoder reads the same bytes to the same values.
 When --path.procfs points elsewhere (a fixture tree, a container's view) the
 same columns are parsed from <procfs>/net/dev, folded exactly as the kernel
 folds them there, so both paths report the same numbers.
@@ -61,6 +63,31 @@ TCP_COLUMNS = {
 }
 
 LINK_REFRESH_S = 60.0
+
+# struct rtnl_link_stats64 (include/uapi/linux/if_link.h): the first 23 u64 in
+# this order since 2.6.35; newer kernels append fields after them.
+STATS64_FIELDS = ["rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "rx_errors", "tx_errors", "rx_dropped", "tx_dropped", "multicast", "collisions", "rx_length_errors", "rx_over_errors", "rx_crc_errors", "rx_frame_errors", "rx_fifo_errors", "rx_missed_errors", "tx_aborted_errors", "tx_carrier_errors", "tx_fifo_errors", "tx_heartbeat_errors", "tx_window_errors", "rx_compressed", "tx_compressed"]
+STATS64 = struct.Struct(f"={len(STATS64_FIELDS)}Q")
+NLMSG_HDR = struct.Struct("=IHHI")  # length, type, flags, seq (+ pid, unused here)
+IFSTATS_HDR = struct.Struct("=BBHII")  # family, pad, pad, ifindex, filter_mask
+NLA_HDR = struct.Struct("=HH")
+IFLA_STATS_LINK_64 = 1
+
+
+def parse_ifstats(payload: bytes | memoryview) -> tuple[int, dict[str, int] | None]:
+    """(ifindex, rtnl_link_stats64 as a dict) from one RTM_NEWSTATS message body."""
+    _, _, _, ifindex, _ = IFSTATS_HDR.unpack_from(payload, 0)
+    off = IFSTATS_HDR.size
+    while off + NLA_HDR.size <= len(payload):
+        length, kind = NLA_HDR.unpack_from(payload, off)
+        if length < NLA_HDR.size:
+            break
+        if kind & 0x3FFF == IFLA_STATS_LINK_64 and length - NLA_HDR.size >= STATS64.size:
+            return ifindex, dict(
+                zip(STATS64_FIELDS, STATS64.unpack_from(payload, off + NLA_HDR.size), strict=True)
+            )
+        off += (length + 3) & ~3
+    return ifindex, None
 
 
 def parse_net_dev(text: str) -> dict[str, dict[str, Value]]:
@@ -138,7 +165,6 @@ class Netlink:
     """64-bit counters of every interface in this network namespace, one RTM_GETSTATS dump a call."""
 
     RTM_GETSTATS = 94
-    IFLA_STATS_LINK_64 = 1  # filter mask bit for struct rtnl_link_stats64
 
     def __init__(self) -> None:
         from pyroute2.netlink import NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR
@@ -154,21 +180,22 @@ class Netlink:
         self._names: dict[int, str] = {}
         self._names_at = 0.0
 
-    def _dump(self) -> dict[int, dict[str, int]]:
+    def messages(self) -> list[bytes]:
+        """The bodies of one RTM_GETSTATS dump's answers (after the netlink header)."""
         self._seq += 1
         req = self._msg()
-        req["filter_mask"] = self.IFLA_STATS_LINK_64
+        req["filter_mask"] = 1 << (IFLA_STATS_LINK_64 - 1)  # only struct rtnl_link_stats64
         req["header"]["type"] = self.RTM_GETSTATS
         req["header"]["flags"] = self._flags
         req["header"]["sequence_number"] = self._seq
         req.encode()
         self._sock.send(req.data)
-        out: dict[int, dict[str, int]] = {}
+        out: list[bytes] = []
         while True:
             data = self._sock.recv(1 << 16)
             off = 0
             while off + 16 <= len(data):
-                length, kind, _flags, seq = struct.unpack_from("=IHHI", data, off)
+                length, kind, _flags, seq = NLMSG_HDR.unpack_from(data, off)
                 if length < 16:
                     raise OSError("malformed netlink message")
                 if seq == self._seq:
@@ -177,15 +204,15 @@ class Netlink:
                     if kind == self._error:
                         (errno,) = struct.unpack_from("=i", data, off + 16)
                         raise OSError(-errno, "RTM_GETSTATS failed")
-                    msg = self._msg(data[off : off + length])
-                    msg.decode()
-                    stats = msg.get_attr("IFLA_STATS_LINK_64")
-                    if stats:
-                        out[msg["ifindex"]] = stats
+                    out.append(data[off + 16 : off + length])
                 off += (length + 3) & ~3
 
     def counters(self) -> dict[str, dict[str, Value]]:
-        stats = self._dump()
+        stats = {}
+        for body in self.messages():
+            ifindex, s64 = parse_ifstats(body)
+            if s64 is not None:
+                stats[ifindex] = s64
         if time.monotonic() - self._names_at > LINK_REFRESH_S or any(i not in self._names for i in stats):
             self._names = dict(socket.if_nameindex())
             self._names_at = time.monotonic()

@@ -1,19 +1,22 @@
 """Rows <-> columnar wire tables: the agent encodes, the collector decodes to Arrow.
 
 Only this module knows how a Table message lays out values, devices and
-NULLs, so the round trip is tested in one place.
+NULLs, so the round trip is tested in one place. Encoding is plain Python:
+the agent imports this module, and numpy with pyarrow would cost it about
+55 MB of resident memory for nothing; only decoding (collector) needs them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
-
-import numpy as np
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from ironsight.schema import TABLES
 from ironsight.v1 import telemetry_pb2 as pb
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
 
 Value = float | int | None
 
@@ -50,7 +53,7 @@ class TableBuilder:
                 continue  # an absent column means all NULL
             col = table.columns.add(name=f.name)
             if any(nulls):
-                col.nulls = np.packbits(np.array(nulls, dtype=bool), bitorder="little").tobytes()
+                col.nulls = pack_nulls(nulls)
             if f.type == "int":
                 col.i64.extend([0 if v is None else int(v) for v in values])
             else:
@@ -69,7 +72,18 @@ def encode(rows_by_table: dict[str, Iterable[tuple[int, str, dict[str, Value]]]]
     return out
 
 
+def pack_nulls(nulls: list[bool]) -> bytes:
+    """Bit i set (little-endian bit order, as Arrow's validity bitmaps) when row i is NULL."""
+    out = bytearray((len(nulls) + 7) // 8)
+    for i, is_null in enumerate(nulls):
+        if is_null:
+            out[i >> 3] |= 1 << (i & 7)
+    return bytes(out)
+
+
 def null_mask(nulls: bytes, n: int) -> np.ndarray[Any, np.dtype[np.bool_]] | None:
+    import numpy as np
+
     if not nulls:
         return None
     return np.unpackbits(np.frombuffer(nulls, dtype=np.uint8), count=n, bitorder="little").astype(bool)
@@ -77,6 +91,9 @@ def null_mask(nulls: bytes, n: int) -> np.ndarray[Any, np.dtype[np.bool_]] | Non
 
 def to_arrow(node: str, table: pb.Table) -> pa.Table:
     """One wire table as Arrow with columns node, device, time, then every schema column."""
+    import numpy as np
+    import pyarrow as pa
+
     schema = TABLES[table.name]
     n = len(table.time_ns)
     by_name = {c.name: c for c in table.columns}
