@@ -160,7 +160,7 @@ def read_text(path: Path | str) -> str | None:
     return b"".join(chunks).decode(errors="replace").strip()
 
 
-def read_int(path: Path) -> int | None:
+def read_int(path: Path | str) -> int | None:
     text = read_text(path)
     if text is None:
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from agent.samplers.base import (
     BaseSampler,
@@ -68,23 +69,52 @@ def _khz(value: int | None) -> float | None:
 TOPOLOGY_REFRESH_S = 60.0
 
 
+@dataclass(frozen=True)
+class CpuFacts:
+    static: dict[str, Value]
+    cur_freq: str | None
+    core_throttles: str | None
+    package_throttles: str | None
+
+
 @register("cpu", "per-core time by mode, frequency, thermal throttle counts, load")
 class CpuSampler(BaseSampler):
     def __init__(self, ctx: SamplerContext) -> None:
         super().__init__(ctx)
-        self._facts: dict[str, dict[str, Value]] = {}
+        self._facts: dict[str, CpuFacts] = {}
         self._facts_at = -TOPOLOGY_REFRESH_S
 
-    def _static(self, cpu: str) -> dict[str, Value]:
-        """Topology and maximum frequency change only with hotplug: read them once a minute."""
+    def _static(self, cpu: str) -> CpuFacts:
+        """Topology, maximum frequency and which files exist change only with
+        hotplug: found once a minute, so a tick opens only files that are there."""
         facts = self._facts.get(cpu)
         if facts is None:
             base = self.paths.sys("devices", "system", "cpu", f"cpu{cpu}")
-            facts = self._facts[cpu] = {
+            static: dict[str, Value] = {
                 "frequency_max_hertz": _khz(read_int(base / "cpufreq" / "scaling_max_freq")),
                 "core_id": read_int(base / "topology" / "core_id"),
                 "package_id": read_int(base / "topology" / "physical_package_id"),
             }
+
+            def existing(*parts: str) -> str | None:
+                path = base.joinpath(*parts)
+                return str(path) if path.exists() else None
+
+            # Throttle counts belong to a core and a package: read them from
+            # the first thread of each only, and share the value.
+            core_key = (static["package_id"], static["core_id"])
+            first_of_core = core_key not in {
+                (f.static["package_id"], f.static["core_id"]) for f in self._facts.values()
+            }
+            first_of_package = static["package_id"] not in {
+                f.static["package_id"] for f in self._facts.values()
+            }
+            facts = self._facts[cpu] = CpuFacts(
+                static,
+                existing("cpufreq", "scaling_cur_freq"),
+                existing("thermal_throttle", "core_throttle_count") if first_of_core else None,
+                existing("thermal_throttle", "package_throttle_count") if first_of_package else None,
+            )
         return facts
 
     def sample(self) -> Reading:
@@ -95,13 +125,19 @@ class CpuSampler(BaseSampler):
         if stat is None:
             raise OSError(f"cannot read {self.paths.proc('stat')}")
         cpus, host = parse_stat(stat)
-        sysdir = self.paths.sys("devices", "system", "cpu")
-        for cpu, values in cpus.items():
-            base = sysdir / f"cpu{cpu}"
-            values["frequency_hertz"] = _khz(read_int(base / "cpufreq" / "scaling_cur_freq"))
-            values.update(self._static(cpu))
-            values["core_throttles"] = read_int(base / "thermal_throttle" / "core_throttle_count")
-            values["package_throttles"] = read_int(base / "thermal_throttle" / "package_throttle_count")
+        core_counts: dict[tuple[Value, Value], Value] = {}
+        package_counts: dict[Value, Value] = {}
+        facts = [(cpu, values, self._static(cpu)) for cpu, values in cpus.items()]
+        for _, _, f in facts:
+            if f.core_throttles:
+                core_counts[(f.static["package_id"], f.static["core_id"])] = read_int(f.core_throttles)
+            if f.package_throttles:
+                package_counts[f.static["package_id"]] = read_int(f.package_throttles)
+        for cpu, values, f in facts:
+            values["frequency_hertz"] = _khz(read_int(f.cur_freq)) if f.cur_freq else None
+            values.update(f.static)
+            values["core_throttles"] = core_counts.get((f.static["package_id"], f.static["core_id"]))
+            values["package_throttles"] = package_counts.get(f.static["package_id"])
             reading.add("cpu", cpu, values)
         load = read_text(self.paths.proc("loadavg"))
         host.update(parse_loadavg(load or ""))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from agent.samplers.base import (
     BaseSampler,
     DeviceInfo,
     Reading,
+    SamplerContext,
     Value,
     listdir,
     read_int,
@@ -19,6 +21,7 @@ from agent.samplers.base import (
 )
 
 _INVALID = re.compile(r"[^a-z0-9:_]")
+SCAN_REFRESH_S = 60.0
 _TEMP_FILE = re.compile(r"^temp(\d+)_(input|max|crit|crit_alarm)$")
 
 
@@ -49,41 +52,68 @@ def chip_names(hwmons: list[Path]) -> dict[Path, str]:
     return names
 
 
-def read_temps(hwmon: Path) -> dict[str, dict[str, Value]]:
-    sensors: dict[str, dict[str, Value]] = {}
+def temp_files(hwmon: Path) -> dict[str, dict[str, str]]:
+    """{"temp1": {column: path}} for every temperature sensor with an input file."""
+    sensors: dict[str, dict[str, str]] = {}
     for folder in (hwmon, hwmon / "device"):
         for f in listdir(folder):
             m = _TEMP_FILE.match(f.name)
             if not m:
                 continue
-            raw = read_int(f)
-            values = sensors.setdefault(f"temp{m.group(1)}", {})
             prop = m.group(2)
-            if prop == "crit_alarm":
-                values["temp_crit_alarm"] = None if raw is None else float(raw)
-            else:
-                column = "temp_celsius" if prop == "input" else f"temp_{prop}_celsius"
-                values[column] = None if raw is None else raw / 1000.0
+            column = {"input": "temp_celsius", "crit_alarm": "temp_crit_alarm"}.get(
+                prop, f"temp_{prop}_celsius"
+            )
+            sensors.setdefault(f"temp{m.group(1)}", {})[column] = str(f)
     return {k: v for k, v in sensors.items() if "temp_celsius" in v}
+
+
+def read_temps(files: dict[str, str]) -> dict[str, Value]:
+    values: dict[str, Value] = {}
+    for column, path in files.items():
+        raw = read_int(path)
+        # Temperatures are millidegrees; the alarm is a 0/1 flag.
+        values[column] = (
+            None if raw is None else (float(raw) if column == "temp_crit_alarm" else raw / 1000.0)
+        )
+    return values
 
 
 @register("hwmon", "hwmon temperatures (CPU, NVMe, board) and thermal zones")
 class HwmonSampler(BaseSampler):
+    def __init__(self, ctx: SamplerContext) -> None:
+        super().__init__(ctx)
+        self._sensors: list[tuple[str, dict[str, str]]] = []
+        self._zones: list[tuple[str, str]] = []
+        self._scanned_at = -SCAN_REFRESH_S
+
     def _hwmons(self) -> list[Path]:
         return [p for p in listdir(self.paths.sys("class", "hwmon")) if p.is_dir()]
 
+    def _scan(self) -> None:
+        """Which sensors exist changes with drivers and hotplug: found once a minute, read every tick."""
+        self._sensors = [
+            (f"{chip}:{sensor}", files)
+            for hwmon, chip in chip_names(self._hwmons()).items()
+            for sensor, files in temp_files(hwmon).items()
+        ]
+        self._zones = [
+            (zone.name.removeprefix("thermal_zone"), str(zone / "temp"))
+            for zone in listdir(self.paths.sys("class", "thermal"))
+            if zone.name.startswith("thermal_zone")
+        ]
+        self._scanned_at = time.monotonic()
+
     def sample(self) -> Reading:
+        if time.monotonic() - self._scanned_at > SCAN_REFRESH_S:
+            self._scan()
         reading = Reading()
-        for hwmon, chip in chip_names(self._hwmons()).items():
-            for sensor, values in read_temps(hwmon).items():
-                reading.add("hwmon", f"{chip}:{sensor}", values)
-        for zone in listdir(self.paths.sys("class", "thermal")):
-            if zone.name.startswith("thermal_zone"):
-                milli = read_int(zone / "temp")
-                if milli is not None:
-                    reading.add(
-                        "thermal", zone.name.removeprefix("thermal_zone"), {"temp_celsius": milli / 1000.0}
-                    )
+        for device, files in self._sensors:
+            reading.add("hwmon", device, read_temps(files))
+        for zone, path in self._zones:
+            milli = read_int(path)
+            if milli is not None:
+                reading.add("thermal", zone, {"temp_celsius": milli / 1000.0})
         return reading
 
     def inventory(self) -> list[DeviceInfo]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+import time
 
-from agent.samplers.base import BaseSampler, Reading, Value, listdir, read_text, register
+from agent.samplers.base import BaseSampler, Reading, SamplerContext, Value, listdir, read_text, register
 
 # meminfo key -> our column. Values are kB in the file (really KiB).
 FIELDS = {
@@ -28,7 +29,7 @@ FIELDS = {
     "Hugepagesize": "hugepage_size_bytes",
 }
 
-_NUMA_LINE = re.compile(r"^Node\s+\d+\s+(\w+):\s+(\d+)")
+NODES_REFRESH_S = 60.0
 
 
 def parse_meminfo(text: str) -> dict[str, Value]:
@@ -48,11 +49,12 @@ def parse_meminfo(text: str) -> dict[str, Value]:
 
 
 def parse_numa_meminfo(text: str) -> dict[str, Value]:
+    """ "Node 0 MemTotal:  4417312 kB" lines -> our columns, in bytes."""
     raw: dict[str, int] = {}
     for line in text.splitlines():
-        m = _NUMA_LINE.match(line)
-        if m:
-            raw[m.group(1)] = int(m.group(2)) * 1024
+        parts = line.split()
+        if len(parts) >= 4 and parts[0] == "Node" and parts[3].isdigit():
+            raw[parts[2].rstrip(":")] = int(parts[3]) * 1024
     return {
         "mem_total_bytes": raw.get("MemTotal"),
         "mem_free_bytes": raw.get("MemFree"),
@@ -63,16 +65,27 @@ def parse_numa_meminfo(text: str) -> dict[str, Value]:
 
 @register("memory", "meminfo fields and NUMA nodes")
 class MemorySampler(BaseSampler):
+    def __init__(self, ctx: SamplerContext) -> None:
+        super().__init__(ctx)
+        self._meminfo = str(self.paths.proc("meminfo"))
+        self._nodes: list[tuple[str, str]] = []
+        self._nodes_at = -NODES_REFRESH_S
+
     def sample(self) -> Reading:
-        text = read_text(self.paths.proc("meminfo"))
+        text = read_text(self._meminfo)
         if text is None:
-            raise OSError(f"cannot read {self.paths.proc('meminfo')}")
+            raise OSError(f"cannot read {self._meminfo}")
         reading = Reading()
         reading.add("memory", "", parse_meminfo(text))
-        for node in listdir(self.paths.sys("devices", "system", "node")):
-            if not re.fullmatch(r"node\d+", node.name):
-                continue
-            numa = read_text(node / "meminfo")
+        if time.monotonic() - self._nodes_at > NODES_REFRESH_S:  # NUMA nodes come and go only with hotplug
+            self._nodes = [
+                (node.name[4:], str(node / "meminfo"))
+                for node in listdir(self.paths.sys("devices", "system", "node"))
+                if re.fullmatch(r"node\d+", node.name)
+            ]
+            self._nodes_at = time.monotonic()
+        for node, path in self._nodes:
+            numa = read_text(path)
             if numa:
-                reading.add("memory_numa", node.name[4:], parse_numa_meminfo(numa))
+                reading.add("memory_numa", node, parse_numa_meminfo(numa))
         return reading

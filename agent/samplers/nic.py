@@ -66,7 +66,31 @@ LINK_REFRESH_S = 60.0
 
 # struct rtnl_link_stats64 (include/uapi/linux/if_link.h): the first 23 u64 in
 # this order since 2.6.35; newer kernels append fields after them.
-STATS64_FIELDS = ["rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "rx_errors", "tx_errors", "rx_dropped", "tx_dropped", "multicast", "collisions", "rx_length_errors", "rx_over_errors", "rx_crc_errors", "rx_frame_errors", "rx_fifo_errors", "rx_missed_errors", "tx_aborted_errors", "tx_carrier_errors", "tx_fifo_errors", "tx_heartbeat_errors", "tx_window_errors", "rx_compressed", "tx_compressed"]
+STATS64_FIELDS = [
+    "rx_packets",
+    "tx_packets",
+    "rx_bytes",
+    "tx_bytes",
+    "rx_errors",
+    "tx_errors",
+    "rx_dropped",
+    "tx_dropped",
+    "multicast",
+    "collisions",
+    "rx_length_errors",
+    "rx_over_errors",
+    "rx_crc_errors",
+    "rx_frame_errors",
+    "rx_fifo_errors",
+    "rx_missed_errors",
+    "tx_aborted_errors",
+    "tx_carrier_errors",
+    "tx_fifo_errors",
+    "tx_heartbeat_errors",
+    "tx_window_errors",
+    "rx_compressed",
+    "tx_compressed",
+]
 STATS64 = struct.Struct(f"={len(STATS64_FIELDS)}Q")
 NLMSG_HDR = struct.Struct("=IHHI")  # length, type, flags, seq (+ pid, unused here)
 IFSTATS_HDR = struct.Struct("=BBHII")  # family, pad, pad, ifindex, filter_mask

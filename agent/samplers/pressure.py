@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
-from agent.samplers.base import BaseSampler, Reading, Value, log_once, read_text, register
+from agent.samplers.base import BaseSampler, Reading, SamplerContext, Value, log_once, read_text, register
 
 
 def parse_psi(text: str) -> dict[str, float]:
@@ -24,11 +24,17 @@ def parse_psi(text: str) -> dict[str, float]:
 
 @register("pressure", "PSI stall totals (needs a kernel with CONFIG_PSI)")
 class PressureSampler(BaseSampler):
+    RESOURCES = ("cpu", "io", "memory", "irq")
+
+    def __init__(self, ctx: SamplerContext) -> None:
+        super().__init__(ctx)
+        self._files = [(r, str(self.paths.proc("pressure", r))) for r in self.RESOURCES]
+
     def sample(self) -> Reading:
         values: dict[str, Value] = {}
         found = False
-        for resource in ("cpu", "io", "memory", "irq"):
-            text = read_text(self.paths.proc("pressure", resource))
+        for resource, path in self._files:
+            text = read_text(path)
             if text is None:
                 continue
             found = True
