@@ -198,7 +198,7 @@ class Store:
                     key in seen
                     or con.execute(
                         "SELECT 1 FROM batches WHERE node = ? AND boot_id = ? AND seq = ?", list(key)
-                    ).fetchone()
+                    ).fetchall()
                 )
                 seen.add(key)
                 if dup:

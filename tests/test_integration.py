@@ -247,3 +247,40 @@ def test_agent_flags_are_checked(tmp_path: Path) -> None:
             [str(BIN / "ironsight-agent"), *flags], capture_output=True, text=True, timeout=30
         )
         assert proc.returncode == 2 and message in proc.stderr, (flags, proc.stderr)
+
+
+def test_up_runs_collector_and_agent_and_stops_both(tmp_path: Path) -> None:
+    from conftest import free_port
+
+    db = tmp_path / "up" / "ironsight.duckdb"
+    listen = f"127.0.0.1:{free_port()}"
+    proc = subprocess.run(
+        [
+            str(BIN / "ironsight"),
+            "up",
+            "--db",
+            str(db),
+            "--listen",
+            listen,
+            "--interval",
+            "0.5",
+            "--duration",
+            "6",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env={**__import__("os").environ, "COLUMNS": "200"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "ironsight top" in proc.stdout and "stopped collector and agent" in proc.stdout
+    # Both children are gone and left the file closed: it opens read-only and holds what the agent sent.
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        assert con.execute("SELECT count(DISTINCT time) FROM cpu").fetchone()[0] >= 4
+        assert con.execute("SELECT count(*) FROM nodes").fetchone()[0] == 1
+    finally:
+        con.close()
+    collector_log = (db.parent / "ironsight-collector.log").read_text()
+    assert "stopped after" in collector_log
+    assert "stopped:" in (db.parent / "ironsight-agent.log").read_text()
