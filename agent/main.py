@@ -9,6 +9,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from agent.batch import Batcher, boot_id, node_info
@@ -42,6 +43,19 @@ def interval(value: str) -> float:
     return v
 
 
+def bounded(kind: type[int] | type[float], low: float, high: float) -> Callable[[str], int | float]:
+    def parse(value: str) -> int | float:
+        try:
+            v = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+        if not low <= v <= high:
+            raise argparse.ArgumentTypeError(f"{v:g} is outside {low:g} to {high:g}")
+        return v
+
+    return parse
+
+
 def existing_dir(value: str) -> Path:
     p = Path(value)
     if not p.is_dir():
@@ -65,10 +79,16 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--node-id", default=socket.gethostname(), help="this node's name (default: the hostname)")
     p.add_argument(
-        "--batch-seconds", type=float, default=1.0, help="send a batch about this often (default 1)"
+        "--batch-seconds",
+        type=bounded(float, 0.1, 60),
+        default=1.0,
+        help="send a batch about this often (default 1)",
     )
     p.add_argument(
-        "--backlog-batches", type=int, default=3600, help="batches held while the collector is away"
+        "--backlog-batches",
+        type=bounded(int, 1, 10_000_000),
+        default=3600,
+        help="batches held in memory while the collector is away; the oldest go first (default 3600: 1 h at 1 s)",
     )
     p.add_argument(
         "--path.procfs", dest="procfs", type=existing_dir, default=Path("/proc"), help="procfs root"
