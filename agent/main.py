@@ -16,6 +16,7 @@ from agent.batch import Batcher, boot_id, node_info
 from agent.runner import Runner
 from agent.samplers import REGISTRY
 from agent.samplers.base import Paths, Sampler, SamplerContext
+from ironsight.flags import dial_address, setup_logging
 
 log = logging.getLogger("ironsight.agent")
 
@@ -24,13 +25,6 @@ INVENTORY_REFRESH_S = 60.0
 
 class UsageError(Exception):
     pass
-
-
-def host_port(value: str) -> str:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:7070)")
-    return value
 
 
 def interval(value: str) -> float:
@@ -70,7 +64,7 @@ def parser() -> argparse.ArgumentParser:
         epilog="examples:\n  ironsight-agent --once\n  ironsight-agent --collector 127.0.0.1:7070 --interval 1",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--collector", type=host_port, help="collector gRPC address HOST:PORT")
+    p.add_argument("--collector", type=dial_address, help="collector gRPC address HOST:PORT")
     p.add_argument(
         "--once", action="store_true", help="sample every enabled source once, print Prometheus text, exit"
     )
@@ -175,11 +169,7 @@ def run_forever(args: argparse.Namespace, runner: Runner, paths: Paths) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(args.log_level)
     if not args.once and not args.collector:
         print(
             "ironsight-agent: give --collector HOST:PORT to stream, or --once to print one sample",

@@ -82,6 +82,17 @@ def wait_port(port: int, timeout: float = 20) -> None:
     raise TimeoutError(port)
 
 
+def start_collector(db: str) -> tuple[subprocess.Popen[bytes], int]:
+    """A real collector on a free loopback port, listening when this returns."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(BIN / "ironsight-collector"), "--db", db, "--listen", f"127.0.0.1:{port}"],
+        stderr=subprocess.DEVNULL,
+    )
+    wait_port(port)
+    return proc, port
+
+
 def agent_vs_node_exporter(args: argparse.Namespace) -> dict[str, object]:
     """CPU per sample of the host sources: our samplers vs node_exporter per scrape, same machine, same run."""
     exe = "/usr/bin/prometheus-node-exporter"
@@ -144,12 +155,7 @@ r.close()
 def agent_overhead(args: argparse.Namespace) -> dict[str, object]:
     """A real agent at --interval 0.1 streaming to a real collector: CPU share of one core and RSS."""
     with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
-        col = subprocess.Popen(
-            [str(BIN / "ironsight-collector"), "--db", f"{tmp}/b.duckdb", "--listen", f"127.0.0.1:{port}"],
-            stderr=subprocess.DEVNULL,
-        )
-        wait_port(port)
+        col, port = start_collector(f"{tmp}/b.duckdb")
         agent = subprocess.Popen(
             [str(BIN / "ironsight-agent"), "--collector", f"127.0.0.1:{port}", "--interval", "0.1"],
             stderr=subprocess.DEVNULL,
@@ -203,12 +209,7 @@ def ingest(args: argparse.Namespace) -> dict[str, object]:
         for s in range(args.streams)
     ]
     with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
-        col = subprocess.Popen(
-            [str(BIN / "ironsight-collector"), "--db", f"{tmp}/i.duckdb", "--listen", f"127.0.0.1:{port}"],
-            stderr=subprocess.DEVNULL,
-        )
-        wait_port(port)
+        col, port = start_collector(f"{tmp}/i.duckdb")
         acked = [0] * args.streams
         errors: list[str] = []
 

@@ -18,15 +18,9 @@ from prometheus_client.registry import CollectorRegistry
 from collector.server import IngestService, start
 from collector.store import Store, StoreLocked
 from collector.validate import Limits
+from ironsight.flags import listen_address, setup_logging
 
 log = logging.getLogger("ironsight.collector")
-
-
-def host_port(value: str) -> str:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:7070)")
-    return value
 
 
 def parser() -> argparse.ArgumentParser:
@@ -40,9 +34,12 @@ def parser() -> argparse.ArgumentParser:
         "--db", type=Path, default=Path("data/ironsight.duckdb"), help="DuckDB file (created if missing)"
     )
     p.add_argument(
-        "--listen", type=host_port, default="127.0.0.1:7070", help="gRPC HOST:PORT (default 127.0.0.1:7070)"
+        "--listen",
+        type=listen_address,
+        default="127.0.0.1:7070",
+        help="gRPC HOST:PORT (default 127.0.0.1:7070)",
     )
-    p.add_argument("--http-listen", type=host_port, help="serve /metrics on HOST:PORT (off by default)")
+    p.add_argument("--http-listen", type=listen_address, help="serve /metrics on HOST:PORT (off by default)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
 
@@ -115,11 +112,7 @@ async def serve(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(args.log_level)
     return asyncio.run(serve(args))
 
 

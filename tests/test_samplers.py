@@ -14,7 +14,7 @@ from agent.samplers.base import BaseSampler, Paths, Reading, SamplerContext
 from agent.samplers.cpu import CpuSampler, parse_stat
 from agent.samplers.disk import parse_diskstats
 from agent.samplers.memory import parse_meminfo
-from agent.samplers.nic import fold_stats64, parse_net_dev, parse_snmp_tcp
+from agent.samplers.nic import STATS64_FIELDS, fold_stats64, parse_net_dev, parse_snmp_tcp
 from agent.samplers.pressure import PressureSampler
 from agent.samplers.rdma import parse_rate, parse_state, read_counter
 
@@ -65,34 +65,7 @@ def test_meminfo_without_memavailable() -> None:
 
 
 def test_net_dev_and_netlink_fold_agree() -> None:
-    s64 = dict.fromkeys(
-        [
-            "rx_packets",
-            "tx_packets",
-            "rx_bytes",
-            "tx_bytes",
-            "rx_errors",
-            "tx_errors",
-            "rx_dropped",
-            "tx_dropped",
-            "multicast",
-            "collisions",
-            "rx_length_errors",
-            "rx_over_errors",
-            "rx_crc_errors",
-            "rx_frame_errors",
-            "rx_fifo_errors",
-            "rx_missed_errors",
-            "tx_aborted_errors",
-            "tx_carrier_errors",
-            "tx_fifo_errors",
-            "tx_heartbeat_errors",
-            "tx_window_errors",
-            "rx_compressed",
-            "tx_compressed",
-        ],
-        1,
-    )
+    s64 = dict.fromkeys(STATS64_FIELDS, 1)
     folded = fold_stats64(s64)
     # The kernel prints drop = dropped + missed, frame = 4 error kinds, carrier = 4 error kinds.
     line = "Inter-|\n face |\n  eth9: 1 1 1 2 1 4 1 1 1 1 1 1 1 1 4 1\n"

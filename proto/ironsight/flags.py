@@ -1,0 +1,31 @@
+"""Command-line pieces the agent and the collector share: addresses and log setup."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def _host_port(value: str, lowest_port: int) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not lowest_port <= int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:7070)")
+    return value
+
+
+def dial_address(value: str) -> str:
+    """HOST:PORT to connect to (port 1-65535)."""
+    return _host_port(value, 1)
+
+
+def listen_address(value: str) -> str:
+    """HOST:PORT to listen on; port 0 picks a free one."""
+    return _host_port(value, 0)
+
+
+def setup_logging(level: str) -> None:
+    """One line per event on stderr, which journald and `ironsight up` collect."""
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
