@@ -96,6 +96,38 @@ class Ack(_message.Message):
     rows: int
     def __init__(self, seq: _Optional[int] = ..., status: _Optional[_Union[Ack.Status, str]] = ..., rows: _Optional[int] = ...) -> None: ...
 
+class TraceLabel(_message.Message):
+    __slots__ = ("kind", "node", "device", "start_ns", "end_ns", "severity")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    START_NS_FIELD_NUMBER: _ClassVar[int]
+    END_NS_FIELD_NUMBER: _ClassVar[int]
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    node: str
+    device: str
+    start_ns: int
+    end_ns: int
+    severity: str
+    def __init__(self, kind: _Optional[str] = ..., node: _Optional[str] = ..., device: _Optional[str] = ..., start_ns: _Optional[int] = ..., end_ns: _Optional[int] = ..., severity: _Optional[str] = ...) -> None: ...
+
+class TraceHeader(_message.Message):
+    __slots__ = ("version", "interval_s", "nodes", "labels", "source", "created_ns")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_NS_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    interval_s: float
+    nodes: _containers.RepeatedCompositeFieldContainer[NodeInfo]
+    labels: _containers.RepeatedCompositeFieldContainer[TraceLabel]
+    source: str
+    created_ns: int
+    def __init__(self, version: _Optional[int] = ..., interval_s: _Optional[float] = ..., nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ..., labels: _Optional[_Iterable[_Union[TraceLabel, _Mapping]]] = ..., source: _Optional[str] = ..., created_ns: _Optional[int] = ...) -> None: ...
+
 class QueryRequest(_message.Message):
     __slots__ = ("sql", "max_rows")
     SQL_FIELD_NUMBER: _ClassVar[int]
