@@ -18,8 +18,9 @@ def boot_id(paths: Paths) -> str:
     return read_text(paths.proc("sys", "kernel", "random", "boot_id")) or f"agent-{uuid.uuid4()}"
 
 
-def node_info(inventory: list[DeviceInfo], paths: Paths) -> pb.NodeInfo:
+def node_info(inventory: list[DeviceInfo], paths: Paths, node_id: str = "") -> pb.NodeInfo:
     info = pb.NodeInfo(
+        node_id=node_id,
         hostname=socket.gethostname(),
         kernel=read_text(paths.proc("sys", "kernel", "osrelease")) or "",
         agent_version=__version__,

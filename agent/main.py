@@ -8,19 +8,17 @@ import signal
 import socket
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-from agent.batch import Batcher, boot_id, node_info
+from agent.batch import Batcher, boot_id
+from agent.loop import sample_loop
 from agent.runner import Runner
 from agent.samplers import REGISTRY
 from agent.samplers.base import Paths, Sampler, SamplerContext
 from ironsight.flags import dial_address, setup_logging
 
 log = logging.getLogger("ironsight.agent")
-
-INVENTORY_REFRESH_S = 60.0
 
 
 class UsageError(Exception):
@@ -69,6 +67,18 @@ def parser() -> argparse.ArgumentParser:
         "--once", action="store_true", help="sample every enabled source once, print Prometheus text, exit"
     )
     p.add_argument(
+        "--backlog-batches",
+        type=bounded(int, 1, 10_000_000),
+        default=3600,
+        help="batches held in memory while the collector is away; the oldest go first (default 3600: 1 h at 1 s)",
+    )
+    add_sampling_args(p)
+    return p
+
+
+def add_sampling_args(p: argparse.ArgumentParser) -> None:
+    """The flags that say what to sample and how often: shared by the agent and `ironsight record`."""
+    p.add_argument(
         "--interval", type=interval, default=1.0, help="seconds between samples, 0.1 to 60 (default 1)"
     )
     p.add_argument("--node-id", default=socket.gethostname(), help="this node's name (default: the hostname)")
@@ -77,12 +87,6 @@ def parser() -> argparse.ArgumentParser:
         type=bounded(float, 0.1, 60),
         default=1.0,
         help="send a batch about this often (default 1)",
-    )
-    p.add_argument(
-        "--backlog-batches",
-        type=bounded(int, 1, 10_000_000),
-        default=3600,
-        help="batches held in memory while the collector is away; the oldest go first (default 3600: 1 h at 1 s)",
     )
     p.add_argument(
         "--path.procfs", dest="procfs", type=existing_dir, default=Path("/proc"), help="procfs root"
@@ -100,7 +104,6 @@ def parser() -> argparse.ArgumentParser:
             default=spec.default_enabled,
             help=f"{spec.help} (default {'on' if spec.default_enabled else 'off'})",
         )
-    return p
 
 
 def build_samplers(args: argparse.Namespace, ctx: SamplerContext) -> list[Sampler]:
@@ -121,42 +124,22 @@ def run_once(runner: Runner) -> int:
     return 0
 
 
-def run_forever(args: argparse.Namespace, runner: Runner, paths: Paths) -> int:
-    from agent.stream import Sender
-
+def stop_on_signals() -> threading.Event:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    return stop
+
+
+def run_forever(args: argparse.Namespace, runner: Runner, paths: Paths) -> int:
+    from agent.stream import Sender
+
+    stop = stop_on_signals()
     sender = Sender(args.collector, max_backlog=args.backlog_batches)
     sender.start()
     batcher = Batcher(args.node_id, boot_id(paths), args.interval)
-    inventory_at = 0.0
-    last_flush = time.monotonic()
-    step_ns = int(args.interval * 1e9)
     log.info("sampling every %gs as node %s, sending to %s", args.interval, args.node_id, args.collector)
-    next_ns = (time.time_ns() // step_ns + 1) * step_ns
-    while not stop.is_set():
-        # Timestamps sit on the interval grid: rows of all nodes line up, and
-        # columnar compression sees constant deltas.
-        stop.wait(max(0.0, (next_ns - time.time_ns()) / 1e9))
-        if stop.is_set():
-            break
-        if time.monotonic() - inventory_at > INVENTORY_REFRESH_S:
-            batcher.info = node_info(runner.inventory(), paths)
-            inventory_at = time.monotonic()
-        batcher.add(runner.tick(next_ns))
-        now_ns = time.time_ns()
-        next_ns += step_ns
-        if next_ns <= now_ns:  # fell behind (suspend, overload): skip ahead, never burst
-            next_ns = (now_ns // step_ns + 1) * step_ns
-        if time.monotonic() - last_flush >= args.batch_seconds:
-            batch = batcher.flush()
-            if batch is not None:
-                sender.submit(batch)
-            last_flush = time.monotonic()
-    batch = batcher.flush()
-    if batch is not None:
-        sender.submit(batch)
+    sample_loop(runner, batcher, paths, [sender], stop, args.batch_seconds)
     sender.stop()
     log.info(
         "stopped: %d batches acknowledged, %d unsent, %d dropped",

@@ -345,6 +345,167 @@ def up(c: Ctx, db_path: Path, listen: str, interval: float, duration: float) -> 
     click.echo("stopped collector and agent")
 
 
+@cli.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
+    add_help_option=False,
+)
+@click.argument("agent_args", nargs=-1, type=click.UNPROCESSED)
+def record(agent_args: tuple[str, ...]) -> None:
+    """Sample this node like the agent and write a trace file (takes the agent's flags).
+
+    \b
+    Examples:
+      ironsight record --out idle.trace --duration 60s
+      ironsight record --out burn.trace --interval 0.1 --duration 5m --tee-collector 127.0.0.1:7070
+      ironsight record --help
+    """
+    from agent.record import main as record_main
+
+    raise SystemExit(record_main(list(agent_args)))
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--collector", "target", metavar="HOST:PORT", help="stream into this running collector")
+@click.option(
+    "--db", "db_path", type=click.Path(path_type=Path), help="load into this DuckDB file instead (no server)"
+)
+@click.option(
+    "--speed", type=click.FloatRange(min=0.001), help="replay at this multiple of real time (default 1)"
+)
+@click.option("--max", "as_fast", is_flag=True, help="replay as fast as the collector takes it")
+@click.option("--shift-to-now", is_flag=True, help="move timestamps so the replay happens now")
+@click.pass_obj
+def replay(
+    c: Ctx,
+    files: tuple[Path, ...],
+    target: str | None,
+    db_path: Path | None,
+    speed: float | None,
+    as_fast: bool,
+    shift_to_now: bool,
+) -> None:
+    """Replay trace files: into a collector as live agents would, or straight into a DuckDB file.
+
+    Every file is verified whole first: a damaged trace loads nothing.
+    Replaying a trace twice stores it once.
+
+    \b
+    Examples:
+      ironsight replay tests/traces/mixed.trace --collector 127.0.0.1:7070 --max
+      ironsight replay run1.trace run2.trace --collector 127.0.0.1:7070 --speed 10 --shift-to-now
+      ironsight replay run1.trace --db ./offline.duckdb
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from collector import replay as rp
+    from ironsight.trace import TraceError
+
+    target = target or c.collector
+    if bool(target) == bool(db_path):
+        raise click.UsageError("give exactly one of --collector HOST:PORT or --db PATH")
+    if speed is not None and as_fast:
+        raise click.UsageError("--speed and --max exclude each other")
+    try:
+        if db_path is not None:
+            stats = rp.to_db(list(files), db_path, shift_to_now)
+        else:
+            assert target is not None
+            plan = rp.plan(list(files))
+            columns = (
+                TextColumn("replaying"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("values"),
+                TimeRemainingColumn(),
+            )
+            with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+                task = bar.add_task("replay", total=plan.values)
+                stats = rp.to_collector(
+                    list(files),
+                    target,
+                    None if as_fast else (speed or 1.0),
+                    shift_to_now,
+                    progress=lambda n: bar.advance(task, n),
+                )
+    except (TraceError, rp.ReplayError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if stats.errors:
+        raise click.ClickException("; ".join(sorted(set(stats.errors))))
+    rate = stats.values / stats.seconds if stats.seconds else 0.0
+    click.echo(
+        f"replayed {stats.batches} batches ({stats.values} values) in {stats.seconds:.2f}s "
+        f"({rate:,.0f} values/s): {stats.stored} stored, {stats.duplicate} already there"
+    )
+
+
+@cli.command()
+@click.option("--scenario", help="scenario name (see --list)")
+@click.option("--nodes", default=2, show_default=True, type=click.IntRange(1, 1024))
+@click.option("--gpus", default=8, show_default=True, type=click.IntRange(1, 16), help="GPUs per node")
+@click.option("--duration", default="30m", show_default=True, help="simulated time: 600, 600s, 10m, 2h")
+@click.option(
+    "--interval",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 60),
+    help="seconds between samples",
+)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--start", default="2026-11-01T00:00:00", show_default=True, help="simulated start time (UTC)")
+@click.option("--out", type=click.Path(path_type=Path), help="trace file to write")
+@click.option("--list", "list_", is_flag=True, help="list the scenarios and exit")
+def simulate(
+    scenario: str | None,
+    nodes: int,
+    gpus: int,
+    duration: str,
+    interval: float,
+    seed: int,
+    start: str,
+    out: Path | None,
+    list_: bool,
+) -> None:
+    """Write a labelled trace of a simulated training job (H100-class nodes) for tests and detector scoring.
+
+    \b
+    Examples:
+      ironsight simulate --list
+      ironsight simulate --scenario thermal --nodes 4 --gpus 8 --duration 30m --seed 7 --out thermal.trace
+    """
+    from collector.simulate import SCENARIOS
+    from collector.simulate import simulate as run_simulation
+    from ironsight.trace import TraceWriter
+
+    if list_:
+        for sc in SCENARIOS.values():
+            click.echo(f"{sc.name:16} {sc.description} (nodes >= {sc.min_nodes})")
+        return
+    if not scenario or not out:
+        raise click.UsageError("give --scenario NAME and --out FILE (scenarios: ironsight simulate --list)")
+    if out.exists():
+        raise click.ClickException(f"{out} exists; choose another --out or remove it")
+    try:
+        seconds = _seconds(duration)
+        start_ns = int(parse_time(start).replace(tzinfo=UTC).timestamp() * 1e9)
+        header, batches = run_simulation(scenario, nodes, gpus, seconds, interval, seed, start_ns)
+    except (ValueError, QueryError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    with TraceWriter(out, header) as writer:
+        for batch in batches:
+            writer.write(batch)
+    kinds = sorted({label.kind for label in header.labels})
+    click.echo(f"wrote {writer.batches} batches to {out}; labels: {', '.join(kinds) if kinds else 'none'}")
+
+
+def _seconds(value: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        return float(value[:-1]) * units[value[-1]] if value and value[-1] in units else float(value)
+    except ValueError:
+        raise QueryError(f"{value!r} is not a duration (e.g. 600, 10m, 2h)") from None
+
+
 def _port_open(target: str) -> bool:
     import socket
 

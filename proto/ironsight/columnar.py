@@ -8,7 +8,7 @@ the agent imports this module, and numpy with pyarrow would cost it about
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ironsight.schema import TABLES
@@ -34,7 +34,7 @@ class TableBuilder:
     def __len__(self) -> int:
         return len(self.time_ns)
 
-    def add(self, time_ns: int, device: str, values: dict[str, Value]) -> None:
+    def add(self, time_ns: int, device: str, values: Mapping[str, Value]) -> None:
         self.time_ns.append(time_ns)
         idx = self.devices.get(device)
         if idx is None:

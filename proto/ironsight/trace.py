@@ -50,17 +50,21 @@ def _varint(n: int) -> bytes:
 
 
 class TraceWriter:
-    """Writes to PATH.part and renames to PATH on close, so a half-written trace never has the real name."""
+    """Writes a trace; the header may still change (labels found while writing) until close().
+
+    Records are compressed into PATH.part.body; close() writes PATH.part as
+    prefix, header and body, then renames it to PATH, so a half-written trace
+    never carries the real name.
+    """
 
     def __init__(self, path: str | Path, header: pb.TraceHeader, level: int = 6) -> None:
         self.path = Path(path)
+        self.header = header
         self._part = self.path.with_name(self.path.name + ".part")
-        header.version = VERSION
-        raw = header.SerializeToString()
-        self._file: IO[bytes] = open(self._part, "wb")  # noqa: SIM115 - closed in close()
-        self._file.write(_PREFIX.pack(MAGIC, VERSION, len(raw)) + raw)
+        self._body_path = self.path.with_name(self.path.name + ".part.body")
+        self._body: IO[bytes] = open(self._body_path, "wb")  # noqa: SIM115 - closed in close()
         self._zstd: Any = zstandard.ZstdCompressor(level=level, write_checksum=True).stream_writer(
-            self._file, closefd=False
+            self._body, closefd=False
         )
         self.batches = 0
 
@@ -71,10 +75,23 @@ class TraceWriter:
 
     def close(self) -> None:
         self._zstd.close()  # ends the one frame, checksum included
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
+        self._body.close()
+        self.header.version = VERSION
+        raw = self.header.SerializeToString()
+        with open(self._part, "wb") as out, open(self._body_path, "rb") as body:
+            out.write(_PREFIX.pack(MAGIC, VERSION, len(raw)) + raw)
+            while chunk := body.read(1 << 20):
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        self._body_path.unlink()
         os.replace(self._part, self.path)
+
+    def abort(self) -> None:
+        self._zstd.close()
+        self._body.close()
+        self._body_path.unlink(missing_ok=True)
+        self._part.unlink(missing_ok=True)
 
     def __enter__(self) -> TraceWriter:
         return self
@@ -83,9 +100,7 @@ class TraceWriter:
         if exc[0] is None:
             self.close()
         else:
-            self._zstd.close()
-            self._file.close()
-            self._part.unlink(missing_ok=True)
+            self.abort()
 
 
 def read_header(path: str | Path) -> tuple[pb.TraceHeader, int]:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cironsight/v1/telemetry.proto\x12\x0cironsight.v1\"?\n\x06\x43olumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03\x66\x36\x34\x18\x02 \x03(\x01\x12\x0b\n\x03i64\x18\x03 \x03(\x03\x12\r\n\x05nulls\x18\x04 \x01(\x0c\"t\n\x05Table\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07time_ns\x18\x02 \x03(\x03\x12\x0f\n\x07\x64\x65vices\x18\x03 \x03(\t\x12\x14\n\x0c\x64\x65vice_index\x18\x04 \x03(\r\x12%\n\x07\x63olumns\x18\x05 \x03(\x0b\x32\x14.ironsight.v1.Column\"\x82\x01\n\x06\x44\x65vice\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12.\n\x05\x61ttrs\x18\x03 \x03(\x0b\x32\x1f.ironsight.v1.Device.AttrsEntry\x1a,\n\nAttrsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"j\n\x08NodeInfo\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x0e\n\x06kernel\x18\x02 \x01(\t\x12\x15\n\ragent_version\x18\x03 \x01(\t\x12%\n\x07\x64\x65vices\x18\x04 \x03(\x0b\x32\x14.ironsight.v1.Device\"\x95\x01\n\x05\x42\x61tch\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x62oot_id\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x12\n\ninterval_s\x18\x04 \x01(\x01\x12$\n\x04node\x18\x05 \x01(\x0b\x32\x16.ironsight.v1.NodeInfo\x12#\n\x06tables\x18\x06 \x03(\x0b\x32\x13.ironsight.v1.Table\"\x87\x01\n\x03\x41\x63k\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12(\n\x06status\x18\x02 \x01(\x0e\x32\x18.ironsight.v1.Ack.Status\x12\x0c\n\x04rows\x18\x03 \x01(\x04\";\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\n\n\x06STORED\x10\x01\x12\r\n\tDUPLICATE\x10\x02\"l\n\nTraceLabel\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x03 \x01(\t\x12\x10\n\x08start_ns\x18\x04 \x01(\x03\x12\x0e\n\x06\x65nd_ns\x18\x05 \x01(\x03\x12\x10\n\x08severity\x18\x06 \x01(\t\"\xa7\x01\n\x0bTraceHeader\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x12\n\ninterval_s\x18\x02 \x01(\x01\x12%\n\x05nodes\x18\x03 \x03(\x0b\x32\x16.ironsight.v1.NodeInfo\x12(\n\x06labels\x18\x04 \x03(\x0b\x32\x18.ironsight.v1.TraceLabel\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x12\n\ncreated_ns\x18\x06 \x01(\x03\"-\n\x0cQueryRequest\x12\x0b\n\x03sql\x18\x01 \x01(\t\x12\x10\n\x08max_rows\x18\x02 \x01(\r\"5\n\rQueryResponse\x12\x11\n\tarrow_ipc\x18\x01 \x01(\x0c\x12\x11\n\ttruncated\x18\x02 \x01(\x08\x32>\n\x06Ingest\x12\x34\n\x06Stream\x12\x13.ironsight.v1.Batch\x1a\x11.ironsight.v1.Ack(\x01\x30\x01\x32G\n\x05Query\x12>\n\x03Sql\x12\x1a.ironsight.v1.QueryRequest\x1a\x1b.ironsight.v1.QueryResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cironsight/v1/telemetry.proto\x12\x0cironsight.v1\"?\n\x06\x43olumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03\x66\x36\x34\x18\x02 \x03(\x01\x12\x0b\n\x03i64\x18\x03 \x03(\x03\x12\r\n\x05nulls\x18\x04 \x01(\x0c\"t\n\x05Table\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07time_ns\x18\x02 \x03(\x03\x12\x0f\n\x07\x64\x65vices\x18\x03 \x03(\t\x12\x14\n\x0c\x64\x65vice_index\x18\x04 \x03(\r\x12%\n\x07\x63olumns\x18\x05 \x03(\x0b\x32\x14.ironsight.v1.Column\"\x82\x01\n\x06\x44\x65vice\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12.\n\x05\x61ttrs\x18\x03 \x03(\x0b\x32\x1f.ironsight.v1.Device.AttrsEntry\x1a,\n\nAttrsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"{\n\x08NodeInfo\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x0e\n\x06kernel\x18\x02 \x01(\t\x12\x15\n\ragent_version\x18\x03 \x01(\t\x12%\n\x07\x64\x65vices\x18\x04 \x03(\x0b\x32\x14.ironsight.v1.Device\x12\x0f\n\x07node_id\x18\x05 \x01(\t\"\x95\x01\n\x05\x42\x61tch\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x62oot_id\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x12\n\ninterval_s\x18\x04 \x01(\x01\x12$\n\x04node\x18\x05 \x01(\x0b\x32\x16.ironsight.v1.NodeInfo\x12#\n\x06tables\x18\x06 \x03(\x0b\x32\x13.ironsight.v1.Table\"\x87\x01\n\x03\x41\x63k\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12(\n\x06status\x18\x02 \x01(\x0e\x32\x18.ironsight.v1.Ack.Status\x12\x0c\n\x04rows\x18\x03 \x01(\x04\";\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\n\n\x06STORED\x10\x01\x12\r\n\tDUPLICATE\x10\x02\"{\n\nTraceLabel\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x03 \x01(\t\x12\x10\n\x08start_ns\x18\x04 \x01(\x03\x12\x0e\n\x06\x65nd_ns\x18\x05 \x01(\x03\x12\x10\n\x08severity\x18\x06 \x01(\t\x12\r\n\x05\x63\x61use\x18\x07 \x01(\t\"\xa7\x01\n\x0bTraceHeader\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x12\n\ninterval_s\x18\x02 \x01(\x01\x12%\n\x05nodes\x18\x03 \x03(\x0b\x32\x16.ironsight.v1.NodeInfo\x12(\n\x06labels\x18\x04 \x03(\x0b\x32\x18.ironsight.v1.TraceLabel\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x12\n\ncreated_ns\x18\x06 \x01(\x03\"-\n\x0cQueryRequest\x12\x0b\n\x03sql\x18\x01 \x01(\t\x12\x10\n\x08max_rows\x18\x02 \x01(\r\"5\n\rQueryResponse\x12\x11\n\tarrow_ipc\x18\x01 \x01(\x0c\x12\x11\n\ttruncated\x18\x02 \x01(\x08\x32>\n\x06Ingest\x12\x34\n\x06Stream\x12\x13.ironsight.v1.Batch\x1a\x11.ironsight.v1.Ack(\x01\x30\x01\x32G\n\x05Query\x12>\n\x03Sql\x12\x1a.ironsight.v1.QueryRequest\x1a\x1b.ironsight.v1.QueryResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,23 +42,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DEVICE_ATTRSENTRY']._serialized_start=316
   _globals['_DEVICE_ATTRSENTRY']._serialized_end=360
   _globals['_NODEINFO']._serialized_start=362
-  _globals['_NODEINFO']._serialized_end=468
-  _globals['_BATCH']._serialized_start=471
-  _globals['_BATCH']._serialized_end=620
-  _globals['_ACK']._serialized_start=623
-  _globals['_ACK']._serialized_end=758
-  _globals['_ACK_STATUS']._serialized_start=699
-  _globals['_ACK_STATUS']._serialized_end=758
-  _globals['_TRACELABEL']._serialized_start=760
-  _globals['_TRACELABEL']._serialized_end=868
-  _globals['_TRACEHEADER']._serialized_start=871
-  _globals['_TRACEHEADER']._serialized_end=1038
-  _globals['_QUERYREQUEST']._serialized_start=1040
-  _globals['_QUERYREQUEST']._serialized_end=1085
-  _globals['_QUERYRESPONSE']._serialized_start=1087
-  _globals['_QUERYRESPONSE']._serialized_end=1140
-  _globals['_INGEST']._serialized_start=1142
-  _globals['_INGEST']._serialized_end=1204
-  _globals['_QUERY']._serialized_start=1206
-  _globals['_QUERY']._serialized_end=1277
+  _globals['_NODEINFO']._serialized_end=485
+  _globals['_BATCH']._serialized_start=488
+  _globals['_BATCH']._serialized_end=637
+  _globals['_ACK']._serialized_start=640
+  _globals['_ACK']._serialized_end=775
+  _globals['_ACK_STATUS']._serialized_start=716
+  _globals['_ACK_STATUS']._serialized_end=775
+  _globals['_TRACELABEL']._serialized_start=777
+  _globals['_TRACELABEL']._serialized_end=900
+  _globals['_TRACEHEADER']._serialized_start=903
+  _globals['_TRACEHEADER']._serialized_end=1070
+  _globals['_QUERYREQUEST']._serialized_start=1072
+  _globals['_QUERYREQUEST']._serialized_end=1117
+  _globals['_QUERYRESPONSE']._serialized_start=1119
+  _globals['_QUERYRESPONSE']._serialized_end=1172
+  _globals['_INGEST']._serialized_start=1174
+  _globals['_INGEST']._serialized_end=1236
+  _globals['_QUERY']._serialized_start=1238
+  _globals['_QUERY']._serialized_end=1309
 # @@protoc_insertion_point(module_scope)

@@ -51,16 +51,18 @@ class Device(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ..., attrs: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class NodeInfo(_message.Message):
-    __slots__ = ("hostname", "kernel", "agent_version", "devices")
+    __slots__ = ("hostname", "kernel", "agent_version", "devices", "node_id")
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     KERNEL_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     DEVICES_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
     hostname: str
     kernel: str
     agent_version: str
     devices: _containers.RepeatedCompositeFieldContainer[Device]
-    def __init__(self, hostname: _Optional[str] = ..., kernel: _Optional[str] = ..., agent_version: _Optional[str] = ..., devices: _Optional[_Iterable[_Union[Device, _Mapping]]] = ...) -> None: ...
+    node_id: str
+    def __init__(self, hostname: _Optional[str] = ..., kernel: _Optional[str] = ..., agent_version: _Optional[str] = ..., devices: _Optional[_Iterable[_Union[Device, _Mapping]]] = ..., node_id: _Optional[str] = ...) -> None: ...
 
 class Batch(_message.Message):
     __slots__ = ("node_id", "boot_id", "seq", "interval_s", "node", "tables")
@@ -97,20 +99,22 @@ class Ack(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., status: _Optional[_Union[Ack.Status, str]] = ..., rows: _Optional[int] = ...) -> None: ...
 
 class TraceLabel(_message.Message):
-    __slots__ = ("kind", "node", "device", "start_ns", "end_ns", "severity")
+    __slots__ = ("kind", "node", "device", "start_ns", "end_ns", "severity", "cause")
     KIND_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     START_NS_FIELD_NUMBER: _ClassVar[int]
     END_NS_FIELD_NUMBER: _ClassVar[int]
     SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    CAUSE_FIELD_NUMBER: _ClassVar[int]
     kind: str
     node: str
     device: str
     start_ns: int
     end_ns: int
     severity: str
-    def __init__(self, kind: _Optional[str] = ..., node: _Optional[str] = ..., device: _Optional[str] = ..., start_ns: _Optional[int] = ..., end_ns: _Optional[int] = ..., severity: _Optional[str] = ...) -> None: ...
+    cause: str
+    def __init__(self, kind: _Optional[str] = ..., node: _Optional[str] = ..., device: _Optional[str] = ..., start_ns: _Optional[int] = ..., end_ns: _Optional[int] = ..., severity: _Optional[str] = ..., cause: _Optional[str] = ...) -> None: ...
 
 class TraceHeader(_message.Message):
     __slots__ = ("version", "interval_s", "nodes", "labels", "source", "created_ns")

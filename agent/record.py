@@ -1,0 +1,102 @@
+"""`ironsight record`: run the agent's samplers and write a trace file, optionally streaming too."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from agent.batch import Batcher, boot_id, node_info
+from agent.loop import Sink, sample_loop
+from agent.main import add_sampling_args, build_samplers, stop_on_signals
+from agent.runner import Runner
+from agent.samplers.base import Paths, SamplerContext
+from ironsight.flags import dial_address, setup_logging
+from ironsight.trace import TraceWriter
+from ironsight.v1 import telemetry_pb2 as pb
+
+log = logging.getLogger("ironsight.agent")
+
+
+def duration(value: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        return float(value[:-1]) * units[value[-1]] if value[-1] in units else float(value)
+    except (ValueError, IndexError):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a duration (e.g. 30, 30s, 5m, 1h)") from None
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ironsight record",
+        description="Sample this node like the agent does and write the batches to a trace file.",
+        epilog=(
+            "examples:\n  ironsight record --out idle.trace --duration 60s\n"
+            "  ironsight record --out burn.trace --interval 0.1 --duration 5m --tee-collector 127.0.0.1:7070"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--out", type=Path, required=True, help="trace file to write (refuses to overwrite)")
+    p.add_argument("--duration", type=duration, help="stop after this long (default: until Ctrl-C)")
+    p.add_argument(
+        "--tee-collector", type=dial_address, metavar="HOST:PORT", help="also stream to this collector"
+    )
+    add_sampling_args(p)
+    return p
+
+
+class TraceSink:
+    def __init__(self, writer: TraceWriter) -> None:
+        self.writer = writer
+
+    def submit(self, batch: pb.Batch) -> None:
+        self.writer.write(batch)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    setup_logging(args.log_level)
+    if args.out.exists():
+        print(f"ironsight record: {args.out} exists; choose another --out or remove it", file=sys.stderr)
+        return 2
+    if not args.out.parent.is_dir():
+        print(f"ironsight record: {args.out.parent} is not a directory", file=sys.stderr)
+        return 2
+    paths = Paths(procfs=args.procfs, sysfs=args.sysfs, rootfs=args.rootfs)
+    runner = Runner(
+        build_samplers(args, SamplerContext(paths=paths)), budget_s=min(5.0, max(0.05, args.interval * 0.8))
+    )
+    stop = stop_on_signals()
+    try:
+        header = pb.TraceHeader(interval_s=args.interval, source="record", created_ns=time.time_ns())
+        header.nodes.append(node_info(runner.inventory(), paths, args.node_id))
+        writer = TraceWriter(args.out, header)
+        sinks: list[Sink] = [TraceSink(writer)]
+        sender = None
+        if args.tee_collector:
+            from agent.stream import Sender
+
+            sender = Sender(args.tee_collector)
+            sender.start()
+            sinks.append(sender)
+        batcher = Batcher(args.node_id, boot_id(paths), args.interval)
+        log.info(
+            "recording every %gs into %s%s",
+            args.interval,
+            args.out,
+            "" if args.duration is None else f" for {args.duration:g}s",
+        )
+        ticks = sample_loop(runner, batcher, paths, sinks, stop, args.batch_seconds, args.duration)
+        writer.close()
+        if sender is not None:
+            sender.stop()
+        print(f"wrote {writer.batches} batches ({ticks} ticks) to {args.out}")
+        return 0
+    finally:
+        runner.close()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
