@@ -16,7 +16,7 @@ checks them against the captures.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -334,7 +334,7 @@ def _run(
     seqs = [0] * nodes
     xid_stall_at = min((e.start_s for e in events if e.kind == "xid"), default=math.inf)
 
-    def add(n: int, table: str, time_ns: int, device: str, values: dict[str, Value]) -> None:
+    def add(n: int, table: str, time_ns: int, device: str, values: Mapping[str, Value]) -> None:
         b = builders[n].get(table)
         if b is None:
             b = builders[n][table] = TableBuilder(table)
