@@ -1,9 +1,13 @@
 """A test double of the pynvml functions the GPU sampler calls, fed from real nvidia-smi captures.
 
-The captures (../shared/fixtures/nvidia_smi_captures) hold `nvidia-smi
---query-gpu` CSV of real cards idle and under load; this double answers NVML
-calls with those values in NVML's own units (MiB -> bytes, W -> mW, us -> ns)
-and raises NVML's errors where the capture says [N/A] or has no value.
+Two kinds of capture feed it, both normalised to `--query-gpu` field names:
+utkuozdemir/nvidia_gpu_exporter's captures (H100, H200, L40S, RTX; idle and
+under load: `--query-gpu` CSV plus `-q` text for PCIe throughput) and
+telegraf's `nvidia-smi -q -x` XML (A100 and others, with absolute slowdown
+and shutdown thresholds). The double answers NVML calls with those values
+in NVML's own units (MiB -> bytes, W -> mW, us -> ns) and raises NVML's
+errors where the capture says N/A or has no value. PCIe byte counters
+advance at the captured throughput on a clock the test moves (`advance`).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,14 +27,92 @@ NA = ("[N/A]", "N/A", "[Not Supported]", "[Requested functionality has been depr
 
 
 def query_gpu(capture: Path, phase: str) -> dict[str, str]:
-    """The `phase :: query-gpu` CSV section of a capture as {field: raw value} (first GPU)."""
+    """The `phase :: query-gpu` CSV section of a capture as {field: raw value} (first GPU),
+    plus the PCIe throughput and replay count its `phase :: query (-q)` section reports."""
     text = capture.read_text()
     m = re.search(rf"# {phase} :: query-gpu .*?\n#+\n(.*?)\n(.*?)\n", text, re.S)
     if not m:
         raise ValueError(f"no {phase} query-gpu section in {capture.name}")
     header = [h.strip() for h in next(csv.reader(io.StringIO(m.group(1))))]
     values = [v.strip() for v in next(csv.reader(io.StringIO(m.group(2))))]
-    return {re.sub(r"\s*\[.*\]$", "", h): v for h, v in zip(header, values, strict=True)}
+    q = {re.sub(r"\s*\[.*\]$", "", h): v for h, v in zip(header, values, strict=True)}
+    section = re.search(rf"# {phase} :: query \(-q\)\n.*?#+\n(.*?)\n#####", text, re.S)
+    if section:
+        for key, label in (
+            ("pcie.tx_util", "Tx Throughput"),
+            ("pcie.rx_util", "Rx Throughput"),
+            ("pcie.replay", "Replays Since Reset"),
+        ):
+            hit = re.search(rf"^\s*{label}\s*:\s*(.+)$", section.group(1), re.M)
+            if hit:
+                q[key] = hit.group(1).strip()
+    return q
+
+
+REASON_BITS = {
+    "gpu_idle": 0x1,
+    "applications_clocks_setting": 0x2,
+    "sw_power_cap": 0x4,
+    "hw_slowdown": 0x8,
+    "sync_boost": 0x10,
+    "sw_thermal_slowdown": 0x20,
+    "hw_thermal_slowdown": 0x40,
+    "hw_power_brake_slowdown": 0x80,
+    "display_clocks_setting": 0x100,
+}
+
+
+def query_xml(capture: Path) -> dict[str, str]:
+    """telegraf's `nvidia-smi -q -x` capture normalised to --query-gpu names (first GPU)."""
+    root = ET.parse(capture).getroot()
+    gpu = root.find("gpu")
+    assert gpu is not None
+
+    def text(path: str) -> str:
+        e = gpu.find(path)
+        return (e.text or "").strip() if e is not None and e.text else "[N/A]"
+
+    power = "gpu_power_readings" if gpu.find("gpu_power_readings") is not None else "power_readings"
+    reasons_el = gpu.find("clocks_event_reasons")
+    if reasons_el is None:
+        reasons_el = gpu.find("clocks_throttle_reasons")
+    active = 0
+    for child in reasons_el if reasons_el is not None else []:
+        name = child.tag.replace("clocks_event_reason_", "").replace("clocks_throttle_reason_", "")
+        if (child.text or "").strip() == "Active":
+            active |= REASON_BITS.get(name, 0)
+    return {
+        "driver_version": (root.findtext("driver_version") or "").strip(),
+        "name": text("product_name"),
+        "uuid": text("uuid"),
+        "serial": text("serial"),
+        "pci.bus_id": text("pci/pci_bus_id"),
+        "memory.total": text("fb_memory_usage/total"),
+        "memory.used": text("fb_memory_usage/used"),
+        "utilization.gpu": text("utilization/gpu_util"),
+        "utilization.memory": text("utilization/memory_util"),
+        "temperature.gpu": text("temperature/gpu_temp"),
+        "temperature.memory": text("temperature/memory_temp"),
+        "temperature.slowdown": text("temperature/gpu_temp_slow_threshold"),
+        "temperature.shutdown": text("temperature/gpu_temp_max_threshold"),
+        "power.draw": text(f"{power}/power_draw"),
+        "enforced.power.limit": text(f"{power}/enforced_power_limit")
+        if gpu.find(f"{power}/enforced_power_limit") is not None
+        else text(f"{power}/current_power_limit"),
+        "clocks.current.sm": text("clocks/sm_clock"),
+        "clocks.current.memory": text("clocks/mem_clock"),
+        "clocks.max.sm": text("max_clocks/sm_clock"),
+        "clocks.max.memory": text("max_clocks/mem_clock"),
+        "fan.speed": text("fan_speed"),
+        "clocks_event_reasons.active": hex(active) if reasons_el is not None else "[N/A]",
+        "pcie.link.gen.gpucurrent": text("pci/pci_gpu_link_info/pcie_gen/current_link_gen"),
+        "pcie.link.width.current": text("pci/pci_gpu_link_info/link_widths/current_link_width").rstrip("x"),
+        "pcie.tx_util": text("pci/tx_util"),
+        "pcie.rx_util": text("pci/rx_util"),
+        "pcie.replay": text("pci/replay_counter"),
+        "ecc.errors.corrected.volatile.total": text("ecc_errors/volatile/dram_correctable"),
+        "ecc.errors.uncorrected.volatile.total": text("ecc_errors/volatile/dram_uncorrectable"),
+    }
 
 
 def number(raw: str) -> float | None:
@@ -61,9 +144,11 @@ class CaptureNvml:
 
     NVMLError = NVMLError
 
-    def __init__(self, capture: Path, phase: str = "load", missing: tuple[str, ...] = ()) -> None:
-        self.q = query_gpu(capture, phase)
-        self.calls: list[str] = []
+    def __init__(
+        self, capture: Path | dict[str, str], phase: str = "load", missing: tuple[str, ...] = ()
+    ) -> None:
+        self.q = capture if isinstance(capture, dict) else query_gpu(capture, phase)
+        self.clock = 0.0  # seconds since the double started, moved by advance()
         for name in dir(real):
             if name.startswith(("NVML_", "nvmlEventType")):
                 setattr(self, name, getattr(real, name))
@@ -119,9 +204,15 @@ class CaptureNvml:
         key = {real.NVML_CLOCK_SM: "clocks.current.sm", real.NVML_CLOCK_MEM: "clocks.current.memory"}[clock]
         return int(self._num(key))
 
+    def advance(self, seconds: float) -> None:
+        self.clock += seconds
+
     def nvmlDeviceGetTemperatureThreshold(self, h: object, kind: int) -> int:
-        # --query-gpu carries no absolute slowdown/shutdown thresholds.
-        raise NVMLError(real.NVML_ERROR_NOT_SUPPORTED)
+        # --query-gpu carries no absolute thresholds (NotSupported); the XML captures do.
+        key = {real.NVML_TEMPERATURE_THRESHOLD_SLOWDOWN: "temperature.slowdown"}.get(
+            kind, "temperature.shutdown"
+        )
+        return int(self._num(key))
 
     def nvmlDeviceGetUtilizationRates(self, h: object) -> Any:
         return SimpleNamespace(
@@ -184,12 +275,28 @@ class CaptureNvml:
         "NVML_FI_DEV_REMAPPED_UNC": ("remapped_rows.uncorrectable", 1),
         "NVML_FI_DEV_REMAPPED_PENDING": ("remapped_rows.pending", 1),
         "NVML_FI_DEV_REMAPPED_FAILURE": ("remapped_rows.failure", 1),
+        "NVML_FI_DEV_PCIE_REPLAY_COUNTER": ("pcie.replay", 1),
     }
+    # PCIe byte counters advance at the captured throughput (KB/s, KB = 1024 bytes in NVML).
+    THROUGHPUT: ClassVar[dict[str, str]] = {
+        "NVML_FI_DEV_PCIE_COUNT_TX_BYTES": "pcie.tx_util",
+        "NVML_FI_DEV_PCIE_COUNT_RX_BYTES": "pcie.rx_util",
+    }
+    COUNTER_BASE = 10**12  # counters do not start at 0 on a real card
 
     def nvmlDeviceGetFieldValues(self, h: object, ids: list[int]) -> list[FieldValue]:
         by_id = {getattr(real, const): spec for const, spec in self.FIELDS.items()}
+        rates = {getattr(real, const): key for const, key in self.THROUGHPUT.items()}
         out = []
         for fid in ids:
+            if fid in rates:
+                kbps = number(self.q.get(rates[fid], ""))
+                if kbps is None:
+                    out.append(FieldValue(fid, real.NVML_ERROR_NOT_SUPPORTED, 3, SimpleNamespace(ullVal=0)))
+                else:
+                    value = self.COUNTER_BASE + round(kbps * 1024 * self.clock)
+                    out.append(FieldValue(fid, 0, 3, SimpleNamespace(ullVal=value)))
+                continue
             spec = by_id.get(fid)
             raw = number(self.q.get(spec[0], "")) if spec else None
             if raw is None and spec and self.q.get(spec[0]) in ("No", "Yes"):

@@ -14,7 +14,7 @@ from agent.samplers.base import SamplerContext, log_once
 from agent.samplers.gpu import GpuSampler
 
 from conftest import need_shared
-from nvml_double import CaptureNvml, number, query_gpu
+from nvml_double import CaptureNvml, number, query_gpu, query_xml
 
 MIB = 2**20
 
@@ -29,40 +29,78 @@ H100 = "linux-x86_64__nvidia-h100-80gb-hbm3__590.48.01.txt"
 L40S = "linux-x86_64__nvidia-l40s__595.80.txt"
 
 
-@pytest.mark.parametrize("card", [H100, L40S, "linux-x86_64__nvidia-h200__590.48.01.txt"])
-@pytest.mark.parametrize("phase", ["idle", "load"])
+CSV_CARDS = [
+    "linux-x86_64__nvidia-h100-80gb-hbm3__590.48.01.txt",
+    "linux-x86_64__nvidia-h200__590.48.01.txt",
+    "linux-x86_64__nvidia-l40s__595.80.txt",
+    "linux-x86_64__nvidia-geforce-rtx-4080-super__595.71.05.txt",
+    "linux-x86_64__nvidia-h100-mig__590.48.01.txt",
+]
+XML_CARDS = ["a100-sxm4-v12.xml", "a10g.xml", "tesla-t4.xml", "rtx-3090-v12.xml"]
+CAPTURES = [(c, p) for c in CSV_CARDS for p in ("idle", "load")] + [(c, "xml") for c in XML_CARDS]
+
+
+def load(card: str, phase: str) -> dict[str, str]:
+    if phase == "xml":
+        return query_xml(need_shared("nvidia_smi_xml") / card)
+    return query_gpu(capture(card), phase)
+
+
+def scaled(raw: str, factor: float = 1.0) -> float | None:
+    v = number(raw)
+    return None if v is None else v * factor
+
+
+@pytest.mark.parametrize(
+    ("card", "phase"), CAPTURES, ids=[f"{c.split('__')[1] if '__' in c else c}-{p}" for c, p in CAPTURES]
+)
 def test_values_equal_the_capture_in_base_units(card: str, phase: str) -> None:
-    path = capture(card)
-    q = query_gpu(path, phase)
-    sampler = GpuSampler(SamplerContext(nvml=CaptureNvml(path, phase)))
+    q = load(card, phase)
+    nvml = CaptureNvml(q)
+    sampler = GpuSampler(SamplerContext(nvml=nvml))
     [(device, v)] = sampler.sample().rows("gpu")
     assert device == "0"
-    assert v["util_gpu_percent"] == number(q["utilization.gpu"])
+    assert v["util_gpu_percent"] == number(q["utilization.gpu"])  # None where the capture says N/A (MIG)
     assert v["util_memory_percent"] == number(q["utilization.memory"])
-    assert v["util_gpu_sampled_percent"] == number(q["utilization.gpu"])
-    assert v["memory_used_bytes"] == int(number(q["memory.used"]) or 0) * MIB
-    assert v["memory_total_bytes"] == int(number(q["memory.total"]) or 0) * MIB
-    assert v["sm_clock_hertz"] == (number(q["clocks.current.sm"]) or 0) * 1e6
-    assert v["sm_clock_max_hertz"] == (number(q["clocks.max.sm"]) or 0) * 1e6
-    assert v["mem_clock_max_hertz"] == (number(q["clocks.max.memory"]) or 0) * 1e6
+    assert v["memory_used_bytes"] == scaled(q["memory.used"], MIB)
+    assert v["memory_total_bytes"] == scaled(q["memory.total"], MIB)
+    assert v["sm_clock_hertz"] == scaled(q["clocks.current.sm"], 1e6)
+    assert v["mem_clock_hertz"] == scaled(q["clocks.current.memory"], 1e6)
+    assert v["sm_clock_max_hertz"] == scaled(q["clocks.max.sm"], 1e6)
+    assert v["mem_clock_max_hertz"] == scaled(q["clocks.max.memory"], 1e6)
     assert v["temperature_celsius"] == number(q["temperature.gpu"])
-    assert v["power_watts"] == pytest.approx(number(q["power.draw"]), abs=1e-3)
-    assert v["power_limit_watts"] == pytest.approx(number(q["enforced.power.limit"]))
-    assert v["clocks_event_reasons"] == int(q["clocks_event_reasons.active"], 16)
-    assert v["throttle_sw_power_seconds"] == pytest.approx(
-        (number(q["clocks_event_reasons_counters.sw_power_cap"]) or 0) / 1e6
-    )
+    assert v["memory_temperature_celsius"] == number(q["temperature.memory"])
+    # Absolute thresholds exist in the XML captures; the CSV ones carry none (NULL).
+    assert v["temperature_slowdown_celsius"] == number(q.get("temperature.slowdown", "[N/A]"))
+    assert v["temperature_shutdown_celsius"] == number(q.get("temperature.shutdown", "[N/A]"))
+    power = number(q["power.draw"])
+    assert v["power_watts"] == (None if power is None else pytest.approx(power, abs=1e-3))
+    assert v["power_limit_watts"] == number(q["enforced.power.limit"])
+    assert v["clocks_event_reasons"] == number(q["clocks_event_reasons.active"])
     assert v["pcie_link_gen"] == number(q["pcie.link.gen.gpucurrent"])
-    mem_temp = number(q["temperature.memory"])
-    assert v["memory_temperature_celsius"] == mem_temp  # None on cards without HBM sensors
-    assert v["remapped_rows_correctable"] == number(q["remapped_rows.correctable"])
-    # Not in the capture, not supported by the double: NULL, never 0.
+    assert v["pcie_link_width"] == number(q["pcie.link.width.current"])
+    assert v["pcie_replays"] == number(q.get("pcie.replay", "[N/A]"))
+    assert v["ecc_sbe_volatile"] == number(q.get("ecc.errors.corrected.volatile.total", "[N/A]"))
+    assert v["remapped_rows_correctable"] == number(q.get("remapped_rows.correctable", "[N/A]"))
+    if "clocks_event_reasons_counters.sw_power_cap" in q:
+        assert v["throttle_sw_power_seconds"] == pytest.approx(
+            number(q["clocks_event_reasons_counters.sw_power_cap"]) / 1e6
+        )
+    # Not in any capture: NULL, never 0.
     assert v["energy_joules"] is None
-    assert v["pcie_tx_bytes"] is None
-    assert v["temperature_slowdown_celsius"] is None
     assert v["gpm_sm_active_ratio"] is None
+    # PCIe throughput: counters read twice, 10 s apart, give the captured rate (KB/s of 1024 bytes).
+    nvml.advance(10.0)
+    [(_, later)] = sampler.sample().rows("gpu")
+    for column, key in (("pcie_tx_bytes", "pcie.tx_util"), ("pcie_rx_bytes", "pcie.rx_util")):
+        rate = number(q.get(key, "[N/A]"))
+        if rate is None:
+            assert later[column] is None
+        else:
+            assert (later[column] - v[column]) / 10.0 == pytest.approx(rate * 1024)
     [inv] = sampler.inventory()
     assert inv.attrs["model"] == q["name"] and inv.attrs["uuid"] == q["uuid"]
+    assert inv.attrs["pci_bus_id"] == q["pci.bus_id"] and inv.attrs["driver"] == q["driver_version"]
 
 
 def test_dcgm_names_and_labels_on_the_exposition() -> None:
@@ -123,3 +161,57 @@ def test_xid_events_become_rows() -> None:
     rows = sampler.sample().rows("gpu_xid")
     assert rows == [("0", {"xid": 79}), ("0", {"xid": 48})]
     assert sampler.sample().rows("gpu_xid") == []
+
+
+def test_the_double_drives_an_agent_into_a_real_collector(collector: object) -> None:
+    import json
+    import threading
+
+    from agent.batch import Batcher
+    from agent.loop import sample_loop
+    from agent.runner import Runner
+    from agent.samplers.base import Paths
+    from agent.stream import Sender
+    from conftest import CollectorProcess, run_cli
+
+    assert isinstance(collector, CollectorProcess)
+    q = load(CSV_CARDS[0], "load")
+    runner = Runner([GpuSampler(SamplerContext(nvml=CaptureNvml(q)))], budget_s=1.0)
+    sender = Sender(collector.target)
+    sender.start()
+    try:
+        ticks = sample_loop(
+            runner,
+            Batcher("gpu-node", "boot-1", 0.2),
+            Paths(),
+            [sender],
+            threading.Event(),
+            0.5,
+            duration_s=2.0,
+        )
+    finally:
+        sender.stop()
+        runner.close()
+    assert ticks >= 8 and sender.acked >= 3 and sender.pending() == 0
+    sql = (
+        "SELECT count(*) AS n, min(util_gpu_percent) AS util, max(memory_used_bytes) AS mem, "
+        "max(temperature_celsius) AS temp, max(power_watts) AS power, max(sm_clock_hertz) AS sm, "
+        "count(energy_joules) AS energy_rows FROM gpu WHERE node = 'gpu-node'"
+    )
+    [row] = json.loads(run_cli("--collector", collector.target, "--format", "json", "query", sql).stdout)
+    assert row["n"] == ticks
+    assert row["util"] == number(q["utilization.gpu"])
+    assert row["mem"] == number(q["memory.used"]) * MIB
+    assert row["temp"] == number(q["temperature.gpu"])
+    assert row["power"] == pytest.approx(number(q["power.draw"]))
+    assert row["sm"] == number(q["clocks.current.sm"]) * 1e6
+    assert row["energy_rows"] == 0  # NULL all along, not 0
+    nodes = run_cli(
+        "--collector",
+        collector.target,
+        "--format",
+        "json",
+        "query",
+        "SELECT attrs['model'] AS m FROM devices WHERE node = 'gpu-node' AND kind = 'gpu'",
+    )
+    assert json.loads(nodes.stdout) == [{"m": q["name"]}]
