@@ -34,7 +34,9 @@ def sample_loop(
     step_ns = int(batcher.interval_s * 1e9)
     deadline = None if duration_s is None else time.monotonic() + duration_s
     inventory_at = -INVENTORY_REFRESH_S
-    last_flush = time.monotonic()
+    # Counted in ticks, not measured in wall time: timer jitter would push every
+    # flush one tick late.
+    ticks_per_batch = max(1, round(batch_seconds / batcher.interval_s))
     ticks = 0
 
     def flush() -> None:
@@ -59,8 +61,7 @@ def sample_loop(
         next_ns += step_ns
         if next_ns <= now_ns:  # fell behind (suspend, overload): skip ahead, never burst
             next_ns = (now_ns // step_ns + 1) * step_ns
-        if time.monotonic() - last_flush >= batch_seconds:
+        if ticks % ticks_per_batch == 0:
             flush()
-            last_flush = time.monotonic()
     flush()
     return ticks

@@ -60,12 +60,14 @@ CORES = 8  # simulated host cores (a real host has more; the model only needs th
 LOADER_CORES = 4
 NVME_READ_CEILING = 3.2e9  # bytes a second
 LOADER_DEMAND_PER_GPU = 0.3e9  # bytes a second each busy GPU consumes
-ITERATION_S = 1.6
+# Long enough for 1 s sampling to resolve (Nyquist): a 1.6 s period aliases so that a
+# slower node looks faster. Large-model steps take seconds.
+ITERATION_S = 4.0
 COMPUTE_FRACTION = 0.78  # of an iteration; the rest is the all-reduce
 JOB_START_S = 60.0
 CHECKPOINT_EVERY_S, CHECKPOINT_S = 600.0, 25.0
 EVAL_EVERY_S, EVAL_S = 900.0, 40.0
-THERMAL_TAU_S = 30.0
+THERMAL_TAU_S = 12.0  # a GPU die under a heatsink: seconds, not minutes
 
 
 @dataclass
@@ -329,6 +331,7 @@ def _run(
     ticks = round(duration_s / dt)
     per_batch = max(1, round(batch_s / dt))
     label_start: dict[tuple[str, int, int], float] = {}
+    critical: set[tuple[str, int, int]] = set()
     labels: dict[tuple[str, int, int], tuple[float, float, Event]] = {}
     builders: list[dict[str, TableBuilder]] = [{} for _ in range(nodes)]
     seqs = [0] * nodes
@@ -396,9 +399,11 @@ def _run(
             else:
                 st.thermal_gain += (gain - st.thermal_gain) * (1 - 0.95**dt)
             target = g.idle_temp_c + diurnal + st.thermal_gain * (power - g.idle_power_w)
-            hot = target > g.slowdown_c - 1
+            # The driver throttles on the die's temperature: within 2 C of slowdown it
+            # holds power where the temperature would settle just under it.
+            hot = (st.gpu_temp >= g.slowdown_c - 2) & (target > g.slowdown_c - 0.5)
             if hot.any():
-                allowed = g.idle_power_w + (g.slowdown_c - 1 - g.idle_temp_c - diurnal) / st.thermal_gain
+                allowed = g.idle_power_w + (g.slowdown_c - 0.5 - g.idle_temp_c - diurnal) / st.thermal_gain
                 power = np.where(hot, np.minimum(power, allowed), power)
                 clock_factor = np.where(
                     hot,
@@ -412,10 +417,17 @@ def _run(
                     hot, g.idle_temp_c + diurnal + st.thermal_gain * (power - g.idle_power_w), target
                 )
             st.gpu_temp += (target - st.gpu_temp) * (1 - math.exp(-dt / THERMAL_TAU_S))
+            if therm is not None and t >= therm.start_s + 0.6 * (therm.end_s - therm.start_s):
+                # The fault worsens (a failing fan, a hotspot): more heat than SW control
+                # can hold, so the die crosses slowdown and hardware slowdown steps in.
+                for d in therm.gpus:
+                    st.gpu_temp[d] = max(st.gpu_temp[d], g.slowdown_c + 1.0 + rng.random())
             # SW thermal slowdown is the driver trading clocks for temperature.
             sw_thermal = hot | (st.gpu_temp >= g.slowdown_c - 3)
             hw_thermal = st.gpu_temp >= g.slowdown_c + 0.5
             sw_thermal |= hw_thermal
+            clock_factor = np.where(hw_thermal, clock_factor * 0.5, clock_factor)
+            power = np.where(hw_thermal, g.idle_power_w + (power - g.idle_power_w) * 0.45, power)
             # A throttled GPU is slower but not idler: the same busy time buys less work.
             st.energy += power * dt
             st.throttle[:, 0] += np.where(capped, dt, 0.0)
@@ -483,6 +495,8 @@ def _run(
                 )
                 if therm is not None and d in therm.gpus and sw_thermal[d]:
                     mark("thermal", n, d, t, therm)
+                    if hw_thermal[d]:
+                        critical.add(("thermal", n, d))
                 if cap is not None and d in cap.gpus and capped[d]:
                     mark("power_cap", n, d, t, cap)
                 if starve is not None and d in starve.gpus:
@@ -643,4 +657,5 @@ def _run(
             start_ns=start_ns + round(start * 1e9),
             end_ns=start_ns + round(end * 1e9),
             cause=e.cause,
+            severity="critical" if (kind, n, d) in critical else ("warning" if kind == "thermal" else ""),
         )

@@ -172,6 +172,7 @@ def test_the_double_drives_an_agent_into_a_real_collector(collector: object) -> 
     from agent.runner import Runner
     from agent.samplers.base import Paths
     from agent.stream import Sender
+
     from conftest import CollectorProcess, run_cli
 
     assert isinstance(collector, CollectorProcess)
