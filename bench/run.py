@@ -4,6 +4,7 @@
     .venv/bin/python bench/run.py agent-vs-node-exporter
     .venv/bin/python bench/run.py agent-overhead --seconds 60
     .venv/bin/python bench/run.py ingest --streams 8
+    .venv/bin/python bench/run.py replay --replay-nodes 8
 
 agent-vs-node-exporter needs Debian's prometheus-node-exporter
 (apt-get install prometheus-node-exporter). Nothing here is a test: figures
@@ -252,13 +253,45 @@ def ingest(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+def replay(args: argparse.Namespace) -> dict[str, object]:
+    """`ironsight replay --max` of a simulated multi-node trace into a real collector, end to end."""
+    from collector.replay import to_collector
+    from collector.simulate import simulate
+    from ironsight.trace import TraceWriter
+
+    with tempfile.TemporaryDirectory() as tmp:
+        trace = Path(tmp) / "bench.trace"
+        header, batches = simulate(
+            "mixed", nodes=args.replay_nodes, gpus=8, duration_s=args.replay_seconds, seed=1
+        )
+        with TraceWriter(trace, header) as writer:
+            for batch in batches:
+                writer.write(batch)
+        col, port = start_collector(f"{tmp}/r.duckdb")
+        try:
+            stats = to_collector([trace], f"127.0.0.1:{port}", speed=None)
+        finally:
+            col.terminate()
+            col.wait()
+    if stats.errors:
+        raise SystemExit(f"replay errors: {stats.errors[:3]}")
+    return {
+        "nodes": args.replay_nodes,
+        "batches": stats.batches,
+        "values": stats.values,
+        "seconds": stats.seconds,
+        "values_per_second": stats.values / stats.seconds,
+        "trace_bytes_per_value": trace.stat().st_size / stats.values if trace.exists() else None,
+    }
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         "which",
         nargs="?",
         default="all",
-        choices=["all", "agent-vs-node-exporter", "agent-overhead", "ingest"],
+        choices=["all", "agent-vs-node-exporter", "agent-overhead", "ingest", "replay"],
     )
     p.add_argument("--rounds", type=int, default=200, help="samples/scrapes for agent-vs-node-exporter")
     p.add_argument("--seconds", type=float, default=30, help="steady-state seconds for agent-overhead")
@@ -266,12 +299,15 @@ def main() -> int:
     p.add_argument("--batches", type=int, default=40, help="batches per stream for ingest")
     p.add_argument("--ticks", type=int, default=100, help="ticks per batch for ingest")
     p.add_argument("--gpus", type=int, default=8)
+    p.add_argument("--replay-nodes", type=int, default=8, help="nodes in the simulated trace for replay")
+    p.add_argument("--replay-seconds", type=float, default=900, help="simulated seconds for replay")
     args = p.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     runs = {
         "agent-vs-node-exporter": agent_vs_node_exporter,
         "agent-overhead": agent_overhead,
         "ingest": ingest,
+        "replay": replay,
     }
     for name, fn in runs.items():
         if args.which not in ("all", name):

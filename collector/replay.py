@@ -17,7 +17,7 @@ from pathlib import Path
 import grpc
 
 from collector.store import Store
-from collector.validate import InvalidBatch, validate
+from collector.validate import InvalidBatch, Limits, validate
 from ironsight.trace import iter_batches, verify
 from ironsight.v1 import telemetry_pb2 as pb
 from ironsight.v1 import telemetry_pb2_grpc as pb_grpc
@@ -93,12 +93,15 @@ def to_db(files: list[Path], db: Path, shift_to_now: bool = False) -> ReplayStat
     """Loads traces into a DuckDB file in one transaction: all of it, or (on any error) none."""
     p = plan(files)
     shift = time.time_ns() - p.end_ns if shift_to_now else 0
-    batches = [b for f in files for b in iter_batches(f)]
-    for b in batches:
+    # Offline loading takes history of any age; only the sender-side checks apply.
+    limits = Limits(max_age_ns=2**62)
+    now = time.time_ns() if shift_to_now else max(time.time_ns(), p.end_ns)
+    batches = []
+    for b in (b for f in files for b in iter_batches(f)):
         if shift:
             shift_batch(b, shift)
         try:
-            validate(b, now_ns=time.time_ns() if shift_to_now else max(time.time_ns(), p.end_ns))
+            batches.append(validate(b, limits, now_ns=now))
         except InvalidBatch as exc:
             raise ReplayError(f"invalid batch in trace: {exc}") from exc
     start = time.perf_counter()

@@ -13,7 +13,7 @@ import pyarrow as pa
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from collector.store import Pending, QueryRejected, Store, run_query
-from collector.validate import InvalidBatch, Limits, validate
+from collector.validate import InvalidBatch, Limits, ValidBatch, validate
 from ironsight.v1 import telemetry_pb2 as pb
 from ironsight.v1 import telemetry_pb2_grpc as pb_grpc
 
@@ -45,7 +45,7 @@ class IngestService(pb_grpc.IngestServicer):
         self.limits = limits
         self.rejected: dict[str, int] = {}
 
-    def _submit(self, batch: pb.Batch, samples: int) -> asyncio.Future[pb.Ack]:
+    def _submit(self, batch: ValidBatch) -> asyncio.Future[pb.Ack]:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[pb.Ack] = loop.create_future()
 
@@ -60,7 +60,7 @@ class IngestService(pb_grpc.IngestServicer):
 
             loop.call_soon_threadsafe(resolve)
 
-        self.store.submit(Pending(batch, samples, done))
+        self.store.submit(Pending(batch, done))
         return fut
 
     async def Stream(self, request_iterator: AsyncIterator[pb.Batch], context: Any) -> AsyncIterator[pb.Ack]:
@@ -72,11 +72,11 @@ class IngestService(pb_grpc.IngestServicer):
             try:
                 async for batch in request_iterator:
                     try:
-                        samples = validate(batch, self.limits)
+                        valid = validate(batch, self.limits)
                     except InvalidBatch as exc:
                         exc.seq = batch.seq  # type: ignore[attr-defined]
                         raise
-                    await pending.put(self._submit(batch, samples))
+                    await pending.put(self._submit(valid))
                 await pending.put(_StreamEnd())
             except Exception as exc:
                 await pending.put(_StreamEnd(exc))

@@ -12,7 +12,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,8 @@ import duckdb
 import pyarrow as pa
 
 from collector.migrations import migrate
-from ironsight.columnar import to_arrow
+from collector.validate import ValidBatch
+from ironsight.columnar import Decoded, arrow_table, decode
 from ironsight.v1 import telemetry_pb2 as pb
 
 log = logging.getLogger("ironsight.collector")
@@ -91,9 +92,12 @@ def run_query(con: Any, sql: str, max_rows: int) -> tuple[pa.Table, bool]:
 
 @dataclass
 class Pending:
-    batch: pb.Batch
-    samples: int
+    batch: ValidBatch
     done: Callable[[pb.Ack | None, BaseException | None], None]
+
+    @property
+    def samples(self) -> int:
+        return self.batch.samples
 
 
 @dataclass
@@ -182,36 +186,40 @@ class Store:
         for p, ack in zip(group, acks, strict=True):
             p.done(ack, None)
 
-    def ingest(self, batches: list[pb.Batch]) -> list[pb.Ack]:
-        """Stores batches in one transaction; duplicates (already stored, or twice here) are skipped."""
+    def ingest(self, batches: Sequence[pb.Batch | ValidBatch]) -> list[pb.Ack]:
+        """Stores batches in one transaction; duplicates (already stored, or twice here) are skipped.
+
+        Batches that come as plain messages are decoded here without validation:
+        callers that take input from outside validate first (collector.validate).
+        """
+        valid = [
+            b if isinstance(b, ValidBatch) else ValidBatch(b, [decode(t) for t in b.tables], 0)
+            for b in batches
+        ]
         con = self.con
-        acks: list[pb.Ack] = []
-        tables: dict[str, list[pa.Table]] = {}
         self._pending_inventory = {}
         con.execute("BEGIN TRANSACTION")
         try:
+            stored = self._already_stored(valid)
             seen: set[tuple[str, str, int]] = set()
-            new_batches = []
-            for b in batches:
+            acks: list[pb.Ack] = []
+            parts: dict[str, list[tuple[str, Decoded]]] = {}
+            new_keys: list[tuple[str, str, int, int]] = []
+            for v in valid:
+                b = v.batch
                 key = (b.node_id, b.boot_id, b.seq)
-                dup = (
-                    key in seen
-                    or con.execute(
-                        "SELECT 1 FROM batches WHERE node = ? AND boot_id = ? AND seq = ?", list(key)
-                    ).fetchall()
-                )
-                seen.add(key)
-                if dup:
+                if key in seen or key in stored:
                     acks.append(pb.Ack(seq=b.seq, status=pb.Ack.DUPLICATE))
                     continue
+                seen.add(key)
                 rows = 0
-                for t in b.tables:
-                    tables.setdefault(t.name, []).append(to_arrow(b.node_id, t))
-                    rows += len(t.time_ns)
-                new_batches.append((b.node_id, b.boot_id, b.seq, rows))
+                for d in v.tables:
+                    parts.setdefault(d.name, []).append((b.node_id, d))
+                    rows += d.rows
+                new_keys.append((*key, rows))
                 acks.append(pb.Ack(seq=b.seq, status=pb.Ack.STORED, rows=rows))
-            if new_batches:
-                nodes, boots, seqs, counts = zip(*new_batches, strict=True)
+            if new_keys:
+                nodes, boots, seqs, counts = zip(*new_keys, strict=True)
                 keys = pa.table(
                     {"node": nodes, "boot_id": boots, "seq": pa.array(seqs, pa.uint64()), "rows": counts}
                 )
@@ -219,20 +227,20 @@ class Store:
                     "INSERT INTO batches SELECT node, boot_id, seq, now()::TIMESTAMP, rows FROM incoming",
                     keys,
                 )
-            for name, parts in tables.items():
+            for name, table_parts in parts.items():
                 self._insert_arrow(
                     f"INSERT INTO {name} SELECT * FROM incoming ORDER BY node, device, time",
-                    pa.concat_tables(parts),
+                    arrow_table(name, table_parts),
                 )
-            self._upsert_nodes(batches)
+            self._upsert_nodes([v.batch for v in valid])
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")
             raise
         self._inventory.update(self._pending_inventory)
         now = time.time()
-        for b, ack in zip(batches, acks, strict=True):
-            self.stats.node_last_seen[b.node_id] = now
+        for v, ack in zip(valid, acks, strict=True):
+            self.stats.node_last_seen[v.batch.node_id] = now
             if ack.status == pb.Ack.STORED:
                 self.stats.batches_stored += 1
             else:
@@ -240,6 +248,24 @@ class Store:
         self.stats.rows_stored += sum(a.rows for a in acks)
         self.stats.commits += 1
         return acks
+
+    def _already_stored(self, valid: list[ValidBatch]) -> set[tuple[str, str, int]]:
+        """One join for the whole group: which of these (node, boot id, seq) are stored already."""
+        keys = pa.table(
+            {
+                "node": [v.batch.node_id for v in valid],
+                "boot_id": [v.batch.boot_id for v in valid],
+                "seq": pa.array([v.batch.seq for v in valid], pa.uint64()),
+            }
+        )
+        self.con.register("incoming_keys", keys)
+        try:
+            rows = self.con.execute(
+                "SELECT k.node, k.boot_id, k.seq FROM incoming_keys k JOIN batches b USING (node, boot_id, seq)"
+            ).fetchall()
+        finally:
+            self.con.unregister("incoming_keys")
+        return {(r[0], r[1], int(r[2])) for r in rows}
 
     def _upsert_nodes(self, batches: list[pb.Batch]) -> None:
         latest: dict[str, pb.Batch] = {}

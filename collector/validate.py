@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ironsight.columnar import Decoded, decode
 from ironsight.schema import TABLES
 from ironsight.v1 import telemetry_pb2 as pb
 
@@ -30,8 +31,17 @@ class Limits:
     max_future_ns: int = MAX_FUTURE_NS
 
 
-def validate(batch: pb.Batch, limits: Limits = Limits(), now_ns: int | None = None) -> int:
-    """Raises InvalidBatch naming the first problem; returns the number of samples (values)."""
+@dataclass
+class ValidBatch:
+    """A batch that passed validation, with its tables already decoded for storage."""
+
+    batch: pb.Batch
+    tables: list[Decoded]
+    samples: int
+
+
+def validate(batch: pb.Batch, limits: Limits = Limits(), now_ns: int | None = None) -> ValidBatch:
+    """Raises InvalidBatch naming the first problem; returns the batch decoded, with its sample (value) count."""
     where = f"batch seq {batch.seq}"
     if not NAME.match(batch.node_id):
         raise InvalidBatch(f"{where}: node_id {batch.node_id[:64]!r} must be 1-128 of A-Z a-z 0-9 . _ : @ -")
@@ -41,13 +51,16 @@ def validate(batch: pb.Batch, limits: Limits = Limits(), now_ns: int | None = No
         raise InvalidBatch(f"{where}: interval_s {batch.interval_s!r} must be in (0, 3600]")
     now = time.time_ns() if now_ns is None else now_ns
     seen: set[str] = set()
+    tables = []
     samples = 0
     for t in batch.tables:
-        samples += _table(t, f"{where} table {t.name!r}", seen, limits, now)
-    return samples
+        decoded, count = _table(t, f"{where} table {t.name!r}", seen, limits, now)
+        tables.append(decoded)
+        samples += count
+    return ValidBatch(batch, tables, samples)
 
 
-def _table(t: pb.Table, where: str, seen: set[str], limits: Limits, now: int) -> int:
+def _table(t: pb.Table, where: str, seen: set[str], limits: Limits, now: int) -> tuple[Decoded, int]:
     schema = TABLES.get(t.name)
     if schema is None:
         raise InvalidBatch(f"{where}: unknown table (known: {', '.join(sorted(TABLES))})")
@@ -59,22 +72,14 @@ def _table(t: pb.Table, where: str, seen: set[str], limits: Limits, now: int) ->
         raise InvalidBatch(f"{where}: has {n} rows; expected 1 to {MAX_ROWS_PER_TABLE}")
     if len(t.device_index) != n:
         raise InvalidBatch(f"{where}: device_index has {len(t.device_index)} entries for {n} rows")
-    times = np.asarray(t.time_ns, dtype=np.int64)
-    if times.min() < now - limits.max_age_ns or times.max() > now + limits.max_future_ns:
-        raise InvalidBatch(
-            f"{where}: time_ns outside [now - {limits.max_age_ns // 10**9}s, now + {limits.max_future_ns // 10**9}s]"
-        )
     if not t.devices:
         raise InvalidBatch(f"{where}: no devices listed")
-    if int(np.asarray(t.device_index, dtype=np.int64).max()) >= len(t.devices):
-        raise InvalidBatch(f"{where}: device_index points past the {len(t.devices)} devices listed")
     for d in t.devices:
         if not DEVICE.match(d):
             raise InvalidBatch(
                 f"{where}: device name {d[:64]!r} must be printable ASCII, at most 256 characters"
             )
     names: set[str] = set()
-    samples = 0
     for col in t.columns:
         cw = f"{where} column {col.name!r}"
         if col.name in names:
@@ -91,15 +96,21 @@ def _table(t: pb.Table, where: str, seen: set[str], limits: Limits, now: int) ->
             raise InvalidBatch(f"{cw}: has {len(right)} values for {n} rows")
         if col.nulls and len(col.nulls) != (n + 7) // 8:
             raise InvalidBatch(f"{cw}: nulls bitmap is {len(col.nulls)} bytes; {n} rows need {(n + 7) // 8}")
-        values = np.asarray(right, dtype=np.int64 if field.type == "int" else np.float64)
-        if col.nulls:
-            valid = ~np.unpackbits(
-                np.frombuffer(col.nulls, dtype=np.uint8), count=n, bitorder="little"
-            ).astype(bool)
-            values = values[valid]
-        if field.type == "float" and not np.isfinite(values).all():
-            raise InvalidBatch(f"{cw}: NaN or infinity (send NULL for a missing value)")
-        if field.kind == "counter" and len(values) and values.min() < 0:
-            raise InvalidBatch(f"{cw}: negative counter value {values.min()}")
-        samples += len(values)
-    return samples
+    decoded = decode(t)
+    times = decoded.time_ns
+    if times.min() < now - limits.max_age_ns or times.max() > now + limits.max_future_ns:
+        raise InvalidBatch(
+            f"{where}: time_ns outside [now - {limits.max_age_ns // 10**9}s, now + {limits.max_future_ns // 10**9}s]"
+        )
+    if int(decoded.device_index.max()) >= len(t.devices):
+        raise InvalidBatch(f"{where}: device_index points past the {len(t.devices)} devices listed")
+    samples = 0
+    for name, (values, mask) in decoded.columns.items():
+        field = schema.field(name)
+        checked = values if mask is None else values[~mask]
+        if field.type == "float" and not np.isfinite(checked).all():
+            raise InvalidBatch(f"{where} column {name!r}: NaN or infinity (send NULL for a missing value)")
+        if field.kind == "counter" and len(checked) and checked.min() < 0:
+            raise InvalidBatch(f"{where} column {name!r}: negative counter value {checked.min()}")
+        samples += len(checked)
+    return decoded, samples

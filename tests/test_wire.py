@@ -88,7 +88,7 @@ BAD = {
 
 
 def test_good_batch_counts_its_samples() -> None:
-    assert validate(good_batch(NOW), now_ns=NOW) == 2
+    assert validate(good_batch(NOW), now_ns=NOW).samples == 2
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
@@ -104,7 +104,7 @@ def test_null_entries_may_hold_anything() -> None:
     col = _col(batch, "load1")
     col.f64[0] = math.nan
     col.nulls = b"\x01"  # row 0 is NULL: its placeholder is not checked
-    assert validate(batch, now_ns=NOW) == 1
+    assert validate(batch, now_ns=NOW).samples == 1
 
 
 def test_schema_names_are_sql_identifiers() -> None:

@@ -9,6 +9,7 @@ the agent imports this module, and numpy with pyarrow would cost it about
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ironsight.schema import TABLES
@@ -89,29 +90,93 @@ def null_mask(nulls: bytes, n: int) -> np.ndarray[Any, np.dtype[np.bool_]] | Non
     return np.unpackbits(np.frombuffer(nulls, dtype=np.uint8), count=n, bitorder="little").astype(bool)
 
 
-def to_arrow(node: str, table: pb.Table) -> pa.Table:
-    """One wire table as Arrow with columns node, device, time, then every schema column."""
+@dataclass
+class Decoded:
+    """One wire table as numpy arrays: converted from protobuf once, then shared by
+    validation and storage (each conversion costs microseconds per column)."""
+
+    name: str
+    time_ns: np.ndarray[Any, Any]
+    device_index: np.ndarray[Any, Any]
+    devices: list[str]
+    # Only the columns that came: name -> (values, null mask or None).
+    columns: dict[str, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any] | None]]
+
+    @property
+    def rows(self) -> int:
+        return len(self.time_ns)
+
+
+def decode(table: pb.Table) -> Decoded:
+    """Converts the arrays; assumes the lengths and column types were checked (collector.validate)."""
     import numpy as np
-    import pyarrow as pa
 
     schema = TABLES[table.name]
     n = len(table.time_ns)
-    by_name = {c.name: c for c in table.columns}
-    devices = pa.array(list(table.devices), type=pa.string())
-    index = pa.array(np.asarray(table.device_index, dtype=np.int32))
+    columns = {}
+    for col in table.columns:
+        is_int = schema.field(col.name).type == "int"
+        raw: Sequence[Any] = col.i64 if is_int else col.f64
+        columns[col.name] = (
+            np.asarray(raw, dtype=np.int64 if is_int else np.float64),
+            null_mask(col.nulls, n),
+        )
+    return Decoded(
+        table.name,
+        np.asarray(table.time_ns, dtype=np.int64),
+        np.asarray(table.device_index, dtype=np.int64),
+        list(table.devices),
+        columns,
+    )
+
+
+def arrow_table(name: str, parts: Sequence[tuple[str, Decoded]]) -> pa.Table:
+    """Decoded parts of one table (from many batches and nodes) as one Arrow table with
+    columns node, device, time, then every schema column: one pa.array per column, not per part."""
+    import numpy as np
+    import pyarrow as pa
+
+    schema = TABLES[name]
+    sizes = [d.rows for _, d in parts]
+    total = sum(sizes)
+    nodes = sorted({node for node, _ in parts})
+    node_ids = {node: i for i, node in enumerate(nodes)}
+    node_index = np.repeat(np.array([node_ids[node] for node, _ in parts], dtype=np.int32), sizes)
+    devices: list[str] = []
+    device_index = []
+    for _, d in parts:
+        device_index.append(d.device_index + len(devices))
+        devices.extend(d.devices)
     arrays: dict[str, pa.Array] = {
-        "node": pa.array([node] * n, type=pa.string()),
-        "device": pa.DictionaryArray.from_arrays(index, devices).dictionary_decode(),
+        "node": pa.DictionaryArray.from_arrays(
+            pa.array(node_index), pa.array(nodes, pa.string())
+        ).dictionary_decode(),
+        "device": pa.DictionaryArray.from_arrays(
+            pa.array(np.concatenate(device_index).astype(np.int32)), pa.array(devices, pa.string())
+        ).dictionary_decode(),
         # Stored at microsecond precision (DuckDB's TIMESTAMP); ticks are far coarser.
-        "time": pa.array(np.asarray(table.time_ns, dtype=np.int64) // 1000, type=pa.timestamp("us")),
+        "time": pa.array(np.concatenate([d.time_ns for _, d in parts]) // 1000, type=pa.timestamp("us")),
     }
     for f in schema.fields:
-        col = by_name.get(f.name)
-        arrow_type = pa.int64() if f.type == "int" else pa.float64()
-        if col is None:
-            arrays[f.name] = pa.nulls(n, type=arrow_type)
+        is_int = f.type == "int"
+        arrow_type = pa.int64() if is_int else pa.float64()
+        present = [d.columns.get(f.name) for _, d in parts]
+        if all(p is None for p in present):
+            arrays[f.name] = pa.nulls(total, type=arrow_type)
             continue
-        raw: Sequence[Any] = col.i64 if f.type == "int" else col.f64
-        values = np.asarray(raw, dtype=np.int64 if f.type == "int" else np.float64)
-        arrays[f.name] = pa.array(values, type=arrow_type, mask=null_mask(col.nulls, n))
+        values, masks = [], []
+        for (_, d), col in zip(parts, present, strict=True):
+            if col is None:  # an absent column is all NULL for that part
+                values.append(np.zeros(d.rows, dtype=np.int64 if is_int else np.float64))
+                masks.append(np.ones(d.rows, dtype=bool))
+            else:
+                values.append(col[0])
+                masks.append(col[1] if col[1] is not None else np.zeros(d.rows, dtype=bool))
+        mask = np.concatenate(masks)
+        arrays[f.name] = pa.array(np.concatenate(values), type=arrow_type, mask=mask if mask.any() else None)
     return pa.table(arrays)
+
+
+def to_arrow(node: str, table: pb.Table) -> pa.Table:
+    """One wire table as Arrow with columns node, device, time, then every schema column."""
+    return arrow_table(table.name, [(node, decode(table))])
