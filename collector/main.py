@@ -101,11 +101,12 @@ async def serve(args: argparse.Namespace) -> int:
     await collector.stop()
     s = store.stats
     log.info(
-        "stopped after %.0fs: %d batches stored, %d duplicates, %d rows",
+        "stopped after %.0fs: %d batches stored, %d duplicates, %d rows, %d commits",
         time.monotonic() - started,
         s.batches_stored,
         s.batches_duplicate,
         s.rows_stored,
+        s.commits,
     )
     return 0
 

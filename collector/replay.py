@@ -20,7 +20,6 @@ from collector.store import Store
 from collector.validate import InvalidBatch, Limits, validate
 from ironsight.trace import iter_batches, verify
 from ironsight.v1 import telemetry_pb2 as pb
-from ironsight.v1 import telemetry_pb2_grpc as pb_grpc
 
 
 class ReplayError(Exception):
@@ -134,25 +133,36 @@ def to_collector(
         shift = 0
     stats = ReplayStats(batches=p.batches, values=p.values)
     lock = threading.Lock()
-    t0 = time.monotonic()
+    t0 = 0.0
 
-    def paced(batches: list[pb.Batch]) -> Iterator[pb.Batch]:
+    # Shifted and serialized before the clock starts: the stream then only sends bytes.
+    wire: dict[str, list[tuple[int, int, bytes]]] = {}
+    for node, batches in by_node.items():
         for b in batches:
-            if speed is not None:
-                due = t0 + (first_time_ns(b) - p.start_ns) / 1e9 / speed
-                delay = due - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
+            due_ns = first_time_ns(b) - p.start_ns
             if shift:
                 shift_batch(b, shift)
-            yield b
+            wire.setdefault(node, []).append((due_ns, b.seq, b.SerializeToString()))
 
-    def stream(node: str, batches: list[pb.Batch]) -> None:
-        values = {b.seq: _values(b) for b in batches}
+    def paced(records: list[tuple[int, int, bytes]]) -> Iterator[bytes]:
+        for due_ns, _, raw in records:
+            if speed is not None:
+                delay = t0 + due_ns / 1e9 / speed - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            yield raw
+
+    def stream(node: str, records: list[tuple[int, int, bytes]]) -> None:
+        values = {b.seq: _values(b) for b in by_node[node]}
         options = [("grpc.max_send_message_length", 64 * 1024 * 1024)]
         try:
             with grpc.insecure_channel(target, options=options) as channel:
-                for ack in pb_grpc.IngestStub(channel).Stream(paced(batches)):
+                call = channel.stream_stream(
+                    "/ironsight.v1.Ingest/Stream",
+                    request_serializer=lambda raw: raw,  # already the wire bytes
+                    response_deserializer=pb.Ack.FromString,
+                )
+                for ack in call(paced(records)):
                     with lock:
                         if ack.status == pb.Ack.STORED:
                             stats.stored += 1
@@ -168,7 +178,8 @@ def to_collector(
             with lock:
                 stats.errors.append(message)
 
-    threads = [threading.Thread(target=stream, args=(n, b), name=f"replay-{n}") for n, b in by_node.items()]
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=stream, args=(n, r), name=f"replay-{n}") for n, r in wire.items()]
     for t in threads:
         t.start()
     for t in threads:

@@ -63,7 +63,9 @@ class IngestService(pb_grpc.IngestServicer):
         self.store.submit(Pending(batch, done))
         return fut
 
-    async def Stream(self, request_iterator: AsyncIterator[pb.Batch], context: Any) -> AsyncIterator[pb.Ack]:
+    async def Stream(
+        self, request_iterator: AsyncIterator[pb.BatchView], context: Any
+    ) -> AsyncIterator[pb.Ack]:
         # Reading and acknowledging run side by side, so one stream keeps
         # several batches in the writer's queue instead of one commit at a time.
         pending: asyncio.Queue[asyncio.Future[pb.Ack] | _StreamEnd] = asyncio.Queue(IN_FLIGHT_PER_STREAM)
@@ -143,7 +145,19 @@ class Collector:
 async def start(store: Store, listen: str, limits: Limits | None = None) -> Collector:
     server = grpc.aio.server(options=SERVER_OPTIONS)
     ingest = IngestService(store, limits or Limits())
-    pb_grpc.add_IngestServicer_to_server(ingest, server)
+    # Registered by hand rather than through the generated helper, so requests
+    # are parsed as BatchView (arrays as bytes) instead of Batch.
+    handler = grpc.method_handlers_generic_handler(
+        "ironsight.v1.Ingest",
+        {
+            "Stream": grpc.stream_stream_rpc_method_handler(
+                ingest.Stream,
+                request_deserializer=pb.BatchView.FromString,
+                response_serializer=pb.Ack.SerializeToString,
+            )
+        },
+    )
+    server.add_generic_rpc_handlers((handler,))
     pb_grpc.add_QueryServicer_to_server(QueryService(store), server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from collector.migrations import migrate
 from collector.validate import ValidBatch
-from ironsight.columnar import Decoded, arrow_table, decode
+from ironsight.columnar import Decoded, arrow_table, decode, view
 from ironsight.v1 import telemetry_pb2 as pb
 
 log = logging.getLogger("ironsight.collector")
@@ -36,6 +36,11 @@ class StoreLocked(Exception):
 
 class QueryRejected(ValueError):
     """A query that is not read-only, or not valid SQL."""
+
+
+def _unchecked(batch: pb.Batch) -> ValidBatch:
+    v = view(batch)
+    return ValidBatch(v, [decode(t) for t in v.tables], 0)
 
 
 def connect(path: str | Path, read_only: bool = False, sandboxed: bool = False) -> Any:
@@ -192,10 +197,7 @@ class Store:
         Batches that come as plain messages are decoded here without validation:
         callers that take input from outside validate first (collector.validate).
         """
-        valid = [
-            b if isinstance(b, ValidBatch) else ValidBatch(b, [decode(t) for t in b.tables], 0)
-            for b in batches
-        ]
+        valid = [b if isinstance(b, ValidBatch) else _unchecked(b) for b in batches]
         con = self.con
         self._pending_inventory = {}
         con.execute("BEGIN TRANSACTION")
@@ -267,8 +269,8 @@ class Store:
             self.con.unregister("incoming_keys")
         return {(r[0], r[1], int(r[2])) for r in rows}
 
-    def _upsert_nodes(self, batches: list[pb.Batch]) -> None:
-        latest: dict[str, pb.Batch] = {}
+    def _upsert_nodes(self, batches: list[pb.BatchView]) -> None:
+        latest: dict[str, pb.BatchView] = {}
         for b in batches:
             latest[b.node_id] = b
         for node, b in latest.items():

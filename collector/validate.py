@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ironsight.columnar import Decoded, decode
+from ironsight.columnar import Decoded, decode, view
 from ironsight.schema import TABLES
 from ironsight.v1 import telemetry_pb2 as pb
 
@@ -35,13 +35,17 @@ class Limits:
 class ValidBatch:
     """A batch that passed validation, with its tables already decoded for storage."""
 
-    batch: pb.Batch
+    batch: pb.BatchView
     tables: list[Decoded]
     samples: int
 
 
-def validate(batch: pb.Batch, limits: Limits = Limits(), now_ns: int | None = None) -> ValidBatch:
+def validate(
+    batch: pb.BatchView | pb.Batch, limits: Limits = Limits(), now_ns: int | None = None
+) -> ValidBatch:
     """Raises InvalidBatch naming the first problem; returns the batch decoded, with its sample (value) count."""
+    if isinstance(batch, pb.Batch):
+        batch = view(batch)
     where = f"batch seq {batch.seq}"
     if not NAME.match(batch.node_id):
         raise InvalidBatch(f"{where}: node_id {batch.node_id[:64]!r} must be 1-128 of A-Z a-z 0-9 . _ : @ -")
@@ -60,18 +64,26 @@ def validate(batch: pb.Batch, limits: Limits = Limits(), now_ns: int | None = No
     return ValidBatch(batch, tables, samples)
 
 
-def _table(t: pb.Table, where: str, seen: set[str], limits: Limits, now: int) -> tuple[Decoded, int]:
+def _values(raw: bytes, width: int, what: str, where: str) -> int:
+    if len(raw) % width:
+        raise InvalidBatch(
+            f"{where}: {what} is {len(raw)} bytes, not whole {width}-byte values (unpacked array?)"
+        )
+    return len(raw) // width
+
+
+def _table(t: pb.TableView, where: str, seen: set[str], limits: Limits, now: int) -> tuple[Decoded, int]:
     schema = TABLES.get(t.name)
     if schema is None:
         raise InvalidBatch(f"{where}: unknown table (known: {', '.join(sorted(TABLES))})")
     if t.name in seen:
         raise InvalidBatch(f"{where}: appears twice in one batch")
     seen.add(t.name)
-    n = len(t.time_ns)
+    n = _values(t.time_ns, 8, "time_ns", where)
     if n == 0 or n > MAX_ROWS_PER_TABLE:
         raise InvalidBatch(f"{where}: has {n} rows; expected 1 to {MAX_ROWS_PER_TABLE}")
-    if len(t.device_index) != n:
-        raise InvalidBatch(f"{where}: device_index has {len(t.device_index)} entries for {n} rows")
+    if (entries := _values(t.device_index, 4, "device_index", where)) != n:
+        raise InvalidBatch(f"{where}: device_index has {entries} entries for {n} rows")
     if not t.devices:
         raise InvalidBatch(f"{where}: no devices listed")
     for d in t.devices:
@@ -92,8 +104,8 @@ def _table(t: pb.Table, where: str, seen: set[str], limits: Limits, now: int) ->
         wrong, right = (col.f64, col.i64) if field.type == "int" else (col.i64, col.f64)
         if len(wrong):
             raise InvalidBatch(f"{cw}: is {field.type}, but values came in the other array")
-        if len(right) != n:
-            raise InvalidBatch(f"{cw}: has {len(right)} values for {n} rows")
+        if (count := _values(right, 8, "its array", cw)) != n:
+            raise InvalidBatch(f"{cw}: has {count} values for {n} rows")
         if col.nulls and len(col.nulls) != (n + 7) // 8:
             raise InvalidBatch(f"{cw}: nulls bitmap is {len(col.nulls)} bytes; {n} rows need {(n + 7) // 8}")
     decoded = decode(t)
@@ -104,13 +116,27 @@ def _table(t: pb.Table, where: str, seen: set[str], limits: Limits, now: int) ->
         )
     if int(decoded.device_index.max()) >= len(t.devices):
         raise InvalidBatch(f"{where}: device_index points past the {len(t.devices)} devices listed")
-    samples = 0
+    # Checked a table at a time over all its columns (a few numpy calls, not a few
+    # per column); only a failure goes back to find which column.
+    floats, counters, samples = [], [], 0
     for name, (values, mask) in decoded.columns.items():
         field = schema.field(name)
         checked = values if mask is None else values[~mask]
-        if field.type == "float" and not np.isfinite(checked).all():
-            raise InvalidBatch(f"{where} column {name!r}: NaN or infinity (send NULL for a missing value)")
-        if field.kind == "counter" and len(checked) and checked.min() < 0:
-            raise InvalidBatch(f"{where} column {name!r}: negative counter value {checked.min()}")
         samples += len(checked)
+        if field.type == "float":
+            floats.append(checked)
+        if field.kind == "counter":
+            counters.append(checked.astype(np.float64, copy=False) if field.type == "int" else checked)
+    bad_float = bool(floats) and not np.isfinite(np.concatenate(floats)).all()
+    bad_counter = bool(counters) and bool((np.concatenate(counters) < 0).any())
+    if bad_float or bad_counter:
+        for name, (values, mask) in decoded.columns.items():
+            field = schema.field(name)
+            checked = values if mask is None else values[~mask]
+            if field.type == "float" and not np.isfinite(checked).all():
+                raise InvalidBatch(
+                    f"{where} column {name!r}: NaN or infinity (send NULL for a missing value)"
+                )
+            if field.kind == "counter" and len(checked) and checked.min() < 0:
+                raise InvalidBatch(f"{where} column {name!r}: negative counter value {checked.min()}")
     return decoded, samples

@@ -107,27 +107,44 @@ class Decoded:
         return len(self.time_ns)
 
 
-def decode(table: pb.Table) -> Decoded:
-    """Converts the arrays; assumes the lengths and column types were checked (collector.validate)."""
+def decode(table: pb.Table | pb.TableView) -> Decoded:
+    """Converts the arrays; assumes the lengths and column types were checked (collector.validate).
+
+    A TableView (the collector's parse of the same bytes) maps its packed arrays
+    straight into numpy; a Table's repeated fields are converted value by value.
+    """
     import numpy as np
 
     schema = TABLES[table.name]
-    n = len(table.time_ns)
     columns = {}
-    for col in table.columns:
-        is_int = schema.field(col.name).type == "int"
-        raw: Sequence[Any] = col.i64 if is_int else col.f64
-        columns[col.name] = (
-            np.asarray(raw, dtype=np.int64 if is_int else np.float64),
-            null_mask(col.nulls, n),
-        )
-    return Decoded(
-        table.name,
-        np.asarray(table.time_ns, dtype=np.int64),
-        np.asarray(table.device_index, dtype=np.int64),
-        list(table.devices),
-        columns,
-    )
+    if isinstance(table, pb.TableView):
+        n = len(table.time_ns) // 8
+        for col_view in table.columns:
+            is_int = schema.field(col_view.name).type == "int"
+            raw = col_view.i64 if is_int else col_view.f64
+            columns[col_view.name] = (
+                np.frombuffer(raw, dtype="<i8" if is_int else "<f8"),
+                null_mask(col_view.nulls, n),
+            )
+        times = np.frombuffer(table.time_ns, dtype="<i8")
+        index = np.frombuffer(table.device_index, dtype="<u4").astype(np.int64)
+    else:
+        n = len(table.time_ns)
+        for col in table.columns:
+            is_int = schema.field(col.name).type == "int"
+            values: Sequence[Any] = col.i64 if is_int else col.f64
+            columns[col.name] = (
+                np.asarray(values, dtype=np.int64 if is_int else np.float64),
+                null_mask(col.nulls, n),
+            )
+        times = np.asarray(table.time_ns, dtype=np.int64)
+        index = np.asarray(table.device_index, dtype=np.int64)
+    return Decoded(table.name, times, index, list(table.devices), columns)
+
+
+def view(batch: pb.Batch) -> pb.BatchView:
+    """The collector's reading of a batch: the same bytes, arrays as raw bytes."""
+    return pb.BatchView.FromString(batch.SerializeToString())
 
 
 def arrow_table(name: str, parts: Sequence[tuple[str, Decoded]]) -> pa.Table:
@@ -157,6 +174,7 @@ def arrow_table(name: str, parts: Sequence[tuple[str, Decoded]]) -> pa.Table:
         # Stored at microsecond precision (DuckDB's TIMESTAMP); ticks are far coarser.
         "time": pa.array(np.concatenate([d.time_ns for _, d in parts]) // 1000, type=pa.timestamp("us")),
     }
+    starts = np.cumsum([0, *sizes])
     for f in schema.fields:
         is_int = f.type == "int"
         arrow_type = pa.int64() if is_int else pa.float64()
@@ -164,16 +182,21 @@ def arrow_table(name: str, parts: Sequence[tuple[str, Decoded]]) -> pa.Table:
         if all(p is None for p in present):
             arrays[f.name] = pa.nulls(total, type=arrow_type)
             continue
-        values, masks = [], []
-        for (_, d), col in zip(parts, present, strict=True):
-            if col is None:  # an absent column is all NULL for that part
-                values.append(np.zeros(d.rows, dtype=np.int64 if is_int else np.float64))
-                masks.append(np.ones(d.rows, dtype=bool))
-            else:
-                values.append(col[0])
-                masks.append(col[1] if col[1] is not None else np.zeros(d.rows, dtype=bool))
-        mask = np.concatenate(masks)
-        arrays[f.name] = pa.array(np.concatenate(values), type=arrow_type, mask=mask if mask.any() else None)
+        dtype = np.int64 if is_int else np.float64
+        values = [
+            col[0] if col is not None else np.zeros(size, dtype=dtype)
+            for col, size in zip(present, sizes, strict=True)
+        ]
+        mask = None
+        if any(col is None or col[1] is not None for col in present):
+            # NULLs only where they are: an absent column is all NULL for its part.
+            mask = np.zeros(total, dtype=bool)
+            for i, col in enumerate(present):
+                if col is None:
+                    mask[starts[i] : starts[i + 1]] = True
+                elif col[1] is not None:
+                    mask[starts[i] : starts[i + 1]] = col[1]
+        arrays[f.name] = pa.array(np.concatenate(values), type=arrow_type, mask=mask)
     return pa.table(arrays)
 
 

@@ -9,6 +9,7 @@ values are in base units (bytes, seconds, hertz, watts, joules, celsius).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 ColumnType = Literal["int", "float"]
@@ -32,11 +33,15 @@ class Table:
     device: str  # what the device key names: "cpu", "disk", "" for host-wide tables
     fields: tuple[Field, ...]
 
+    @cached_property
+    def _by_name(self) -> dict[str, Field]:
+        return {f.name: f for f in self.fields}
+
     def field(self, name: str) -> Field:
-        for f in self.fields:
-            if f.name == name:
-                return f
-        raise KeyError(f"{self.name} has no column {name!r}")
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise KeyError(f"{self.name} has no column {name!r}") from None
 
     @property
     def field_names(self) -> tuple[str, ...]:

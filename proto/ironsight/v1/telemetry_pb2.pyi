@@ -80,6 +80,48 @@ class Batch(_message.Message):
     tables: _containers.RepeatedCompositeFieldContainer[Table]
     def __init__(self, node_id: _Optional[str] = ..., boot_id: _Optional[str] = ..., seq: _Optional[int] = ..., interval_s: _Optional[float] = ..., node: _Optional[_Union[NodeInfo, _Mapping]] = ..., tables: _Optional[_Iterable[_Union[Table, _Mapping]]] = ...) -> None: ...
 
+class ColumnView(_message.Message):
+    __slots__ = ("name", "f64", "i64", "nulls")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    F64_FIELD_NUMBER: _ClassVar[int]
+    I64_FIELD_NUMBER: _ClassVar[int]
+    NULLS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    f64: bytes
+    i64: bytes
+    nulls: bytes
+    def __init__(self, name: _Optional[str] = ..., f64: _Optional[bytes] = ..., i64: _Optional[bytes] = ..., nulls: _Optional[bytes] = ...) -> None: ...
+
+class TableView(_message.Message):
+    __slots__ = ("name", "time_ns", "devices", "device_index", "columns")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TIME_NS_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    time_ns: bytes
+    devices: _containers.RepeatedScalarFieldContainer[str]
+    device_index: bytes
+    columns: _containers.RepeatedCompositeFieldContainer[ColumnView]
+    def __init__(self, name: _Optional[str] = ..., time_ns: _Optional[bytes] = ..., devices: _Optional[_Iterable[str]] = ..., device_index: _Optional[bytes] = ..., columns: _Optional[_Iterable[_Union[ColumnView, _Mapping]]] = ...) -> None: ...
+
+class BatchView(_message.Message):
+    __slots__ = ("node_id", "boot_id", "seq", "interval_s", "node", "tables")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    BOOT_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    TABLES_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    boot_id: str
+    seq: int
+    interval_s: float
+    node: NodeInfo
+    tables: _containers.RepeatedCompositeFieldContainer[TableView]
+    def __init__(self, node_id: _Optional[str] = ..., boot_id: _Optional[str] = ..., seq: _Optional[int] = ..., interval_s: _Optional[float] = ..., node: _Optional[_Union[NodeInfo, _Mapping]] = ..., tables: _Optional[_Iterable[_Union[TableView, _Mapping]]] = ...) -> None: ...
+
 class Ack(_message.Message):
     __slots__ = ("seq", "status", "rows")
     class Status(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
