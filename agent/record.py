@@ -13,19 +13,11 @@ from agent.loop import Sink, sample_loop
 from agent.main import add_sampling_args, build_samplers, stop_on_signals
 from agent.runner import Runner
 from agent.samplers.base import Paths, SamplerContext
-from ironsight.flags import dial_address, setup_logging
+from ironsight.flags import dial_address, duration_arg, setup_logging
 from ironsight.trace import TraceWriter
 from ironsight.v1 import telemetry_pb2 as pb
 
 log = logging.getLogger("ironsight.agent")
-
-
-def duration(value: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600}
-    try:
-        return float(value[:-1]) * units[value[-1]] if value[-1] in units else float(value)
-    except (ValueError, IndexError):
-        raise argparse.ArgumentTypeError(f"{value!r} is not a duration (e.g. 30, 30s, 5m, 1h)") from None
 
 
 def parser() -> argparse.ArgumentParser:
@@ -39,7 +31,7 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", type=Path, required=True, help="trace file to write (refuses to overwrite)")
-    p.add_argument("--duration", type=duration, help="stop after this long (default: until Ctrl-C)")
+    p.add_argument("--duration", type=duration_arg, help="stop after this long (default: until Ctrl-C)")
     p.add_argument(
         "--tee-collector", type=dial_address, metavar="HOST:PORT", help="also stream to this collector"
     )

@@ -33,6 +33,7 @@ from collector.query import (
     series_sql,
     top_host_sql,
 )
+from ironsight.flags import parse_duration
 from ironsight.schema import TABLES
 
 FORMATS = ["table", "json", "csv"]
@@ -486,7 +487,7 @@ def simulate(
     if out.exists():
         raise click.ClickException(f"{out} exists; choose another --out or remove it")
     try:
-        seconds = _seconds(duration)
+        seconds = parse_duration(duration)
         start_ns = int(parse_time(start).replace(tzinfo=UTC).timestamp() * 1e9)
         header, batches = run_simulation(scenario, nodes, gpus, seconds, interval, seed, start_ns)
     except (ValueError, QueryError) as exc:
@@ -496,14 +497,6 @@ def simulate(
             writer.write(batch)
     kinds = sorted({label.kind for label in header.labels})
     click.echo(f"wrote {writer.batches} batches to {out}; labels: {', '.join(kinds) if kinds else 'none'}")
-
-
-def _seconds(value: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    try:
-        return float(value[:-1]) * units[value[-1]] if value and value[-1] in units else float(value)
-    except ValueError:
-        raise QueryError(f"{value!r} is not a duration (e.g. 600, 10m, 2h)") from None
 
 
 def _port_open(target: str) -> bool:

@@ -7,7 +7,6 @@ over gRPC (RemoteBackend); otherwise it opens the file read-only
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +16,7 @@ import grpc
 import pyarrow as pa
 
 from collector.store import StoreLocked, connect, run_query
+from ironsight.flags import parse_duration
 from ironsight.schema import TABLES
 from ironsight.v1 import telemetry_pb2 as pb
 from ironsight.v1 import telemetry_pb2_grpc as pb_grpc
@@ -76,19 +76,17 @@ class RemoteBackend:
         self.channel.close()
 
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
 def parse_time(value: str, now: datetime | None = None) -> datetime:
     """'10m' (ago), 'now', or an ISO timestamp (UTC unless it says otherwise) -> naive UTC datetime."""
     now = now or datetime.now(UTC).replace(tzinfo=None)
     value = value.strip()
     if value == "now":
         return now
-    m = _DURATION.match(value)
-    if m:
-        return now - timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+    if value[-1:].isalpha() and value[:-1].replace(".", "", 1).isdigit():
+        try:
+            return now - timedelta(seconds=parse_duration(value))
+        except ValueError:
+            pass
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:

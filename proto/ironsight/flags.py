@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 
 
@@ -22,6 +23,26 @@ def dial_address(value: str) -> str:
 def listen_address(value: str) -> str:
     """HOST:PORT to listen on; port 0 picks a free one."""
     return _host_port(value, 0)
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: str) -> float:
+    """'90', '90s', '10m', '2h', '1d', '1w' -> seconds; ValueError with the accepted forms otherwise."""
+    m = _DURATION.match(value.strip())
+    if not m:
+        raise ValueError(f"{value!r} is not a duration (e.g. 30, 30s, 10m, 2h, 1d)")
+    return float(m.group(1)) * _UNITS[m.group(2) or "s"]
+
+
+def duration_arg(value: str) -> float:
+    """parse_duration as an argparse type."""
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def setup_logging(level: str) -> None:
