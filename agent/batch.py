@@ -64,7 +64,3 @@ class Batcher:
         self.builders = {}
         self.ticks = 0
         return batch
-
-
-def default_node_id() -> str:
-    return socket.gethostname()

@@ -10,7 +10,7 @@ sub-second utilization comes from the driver's own sample buffer
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from agent.nvml import Nvml, NvmlUnavailable
@@ -77,7 +77,6 @@ class Gpu:
     last_sample_ts: int = 0
     gpm_prev: Any = None
     gpm_supported: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @register("gpu", "NVIDIA GPUs through NVML (none here is a normal state)")

@@ -8,7 +8,7 @@ the agent imports this module, and numpy with pyarrow would cost it about
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -60,17 +60,6 @@ class TableBuilder:
             else:
                 col.f64.extend([0.0 if v is None else float(v) for v in values])
         return table
-
-
-def encode(rows_by_table: dict[str, Iterable[tuple[int, str, dict[str, Value]]]]) -> list[pb.Table]:
-    out = []
-    for name, rows in rows_by_table.items():
-        builder = TableBuilder(name)
-        for time_ns, device, values in rows:
-            builder.add(time_ns, device, values)
-        if len(builder):
-            out.append(builder.to_proto())
-    return out
 
 
 def pack_nulls(nulls: list[bool]) -> bytes:
