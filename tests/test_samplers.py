@@ -197,3 +197,28 @@ def test_a_fifo_in_the_tree_blocks_only_its_sampler(tmp_path: Path, procfs_tree:
         with open(root / "proc" / "diskstats", "w"):  # unblock the stuck reader thread
             pass
         runner.close()
+
+
+def test_kept_descriptors_read_fresh_content_and_stay_bounded(tmp_path: Path) -> None:
+    from agent.samplers.base import OpenFiles
+
+    files = OpenFiles()
+    first = files.read("/proc/uptime")
+    time.sleep(0.05)
+    second = files.read("/proc/uptime")
+    assert first is not None and second is not None
+    assert float(second.split()[0]) > float(first.split()[0])  # procfs regenerates on a read at offset 0
+    attr = tmp_path / "attr"
+    attr.write_text("1\n")
+    assert files.read(attr) == b"1\n"
+    with open(attr, "r+") as f:  # rewritten in place, as sysfs attributes are
+        f.write("2\n")
+    assert files.read(attr) == b"2\n"
+    for i in range(OpenFiles.MAX + 20):
+        (tmp_path / f"f{i}").write_text(str(i))
+        assert files.read(tmp_path / f"f{i}") == str(i).encode()
+    assert len(files._fds) == OpenFiles.MAX
+    assert files.read(tmp_path / "missing") is None
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * (65536 * 2 + 5))
+    assert len(files.read(big) or b"") == 65536 * 2 + 5

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,29 +138,101 @@ class LogOnce:
 log_once = LogOnce()
 
 
-def read_text(path: Path | str) -> str | None:
-    """The file's content stripped, or None when it is missing or unreadable.
+class OpenFiles:
+    """Open descriptors of the proc and sys files samplers read every tick.
 
-    os.open/os.read, not open(): proc and sys files are small, and skipping the
-    buffered text layer makes a read about 3x cheaper, which matters when
-    the agent reads hundreds of them ten times a second.
+    Both filesystems generate a file's content afresh on a read at offset 0,
+    so a kept descriptor and pread() replace the path lookup, open and close
+    of every tick (measured: /proc/stat 22 -> 12 us, a sysfs attribute 15 ->
+    1.5 us). Only regular files are kept (a FIFO or device keeps the plain
+    path), at most MAX of them, all closed once a minute so a replaced file
+    is picked up, and any error drops the descriptor.
     """
+
+    MAX = 256
+    REFRESH_S = 60.0
+
+    def __init__(self) -> None:
+        self._fds: OrderedDict[str, int] = OrderedDict()
+        self._lock = threading.Lock()
+        self._opened_at = time.monotonic()
+
+    def _get(self, key: str) -> int | None:
+        with self._lock:
+            if time.monotonic() - self._opened_at > self.REFRESH_S:
+                self._close_all()
+            fd = self._fds.get(key)
+            if fd is not None:
+                self._fds.move_to_end(key)
+            return fd
+
+    def _keep(self, key: str, fd: int) -> None:
+        with self._lock:
+            self._fds[key] = fd
+            while len(self._fds) > self.MAX:
+                os.close(self._fds.popitem(last=False)[1])
+
+    def _drop(self, key: str) -> None:
+        with self._lock:
+            fd = self._fds.pop(key, None)
+        if fd is not None:
+            os.close(fd)
+
+    def _close_all(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+        self._opened_at = time.monotonic()
+
+    def read(self, path: Path | str) -> bytes | None:
+        key = os.fspath(path)
+        fd = self._get(key)
+        if fd is None:
+            try:
+                fd = os.open(key, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                return None
+            try:
+                regular = stat.S_ISREG(os.fstat(fd).st_mode)
+            except OSError:
+                os.close(fd)
+                return None
+            if not regular:
+                try:
+                    return _read_all(fd)
+                finally:
+                    os.close(fd)
+            self._keep(key, fd)
+        try:
+            data = os.pread(fd, 65536, 0)
+            while len(data) % 65536 == 0 and data:
+                more = os.pread(fd, 65536, len(data))
+                if not more:
+                    break
+                data += more
+            return data
+        except OSError:
+            self._drop(key)  # gone (ENODEV) or unreadable now
+            return None
+
+
+def _read_all(fd: int) -> bytes | None:
+    chunks = []
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        chunks = []
-        while True:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
+        while chunk := os.read(fd, 65536):
             chunks.append(chunk)
     except OSError:
         return None
-    finally:
-        os.close(fd)
-    return b"".join(chunks).decode(errors="replace").strip()
+    return b"".join(chunks)
+
+
+open_files = OpenFiles()
+
+
+def read_text(path: Path | str) -> str | None:
+    """The file's content stripped, or None when it is missing or unreadable."""
+    data = open_files.read(path)
+    return None if data is None else data.decode(errors="replace").strip()
 
 
 def read_int(path: Path | str) -> int | None:
