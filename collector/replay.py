@@ -106,9 +106,11 @@ def to_db(files: list[Path], db: Path, shift_to_now: bool = False) -> ReplayStat
     start = time.perf_counter()
     store = Store(db)
     try:
-        acks = store.ingest(batches)
+        outcomes = store.ingest(batches)
     finally:
         store.close()
+    # Every batch was validated whole above, so none can be refused here.
+    acks = [o for o in outcomes if isinstance(o, pb.Ack)]
     stats = ReplayStats(batches=len(batches), values=p.values, seconds=time.perf_counter() - start)
     stats.stored = sum(a.status == pb.Ack.STORED for a in acks)
     stats.duplicate = len(acks) - stats.stored

@@ -13,7 +13,7 @@ import pyarrow as pa
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from collector.store import Pending, QueryRejected, Store, run_query
-from collector.validate import InvalidBatch, Limits, ValidBatch, validate
+from collector.validate import InvalidBatch, Limits, ValidBatch, check
 from ironsight.v1 import telemetry_pb2 as pb
 from ironsight.v1 import telemetry_pb2_grpc as pb_grpc
 
@@ -73,12 +73,8 @@ class IngestService(pb_grpc.IngestServicer):
         async def reader() -> None:
             try:
                 async for batch in request_iterator:
-                    try:
-                        valid = validate(batch, self.limits)
-                    except InvalidBatch as exc:
-                        exc.seq = batch.seq  # type: ignore[attr-defined]
-                        raise
-                    await pending.put(self._submit(valid))
+                    # Structure here, per batch; values in the store, per commit group.
+                    await pending.put(self._submit(check(batch, self.limits)))
                 await pending.put(_StreamEnd())
             except Exception as exc:
                 await pending.put(_StreamEnd(exc))
@@ -89,18 +85,24 @@ class IngestService(pb_grpc.IngestServicer):
                 item = await pending.get()
                 if isinstance(item, _StreamEnd):
                     if isinstance(item.error, InvalidBatch):
-                        self.rejected["invalid"] = self.rejected.get("invalid", 0) + 1
-                        context.set_trailing_metadata(((REJECTED_SEQ_KEY, str(item.error.seq)),))  # type: ignore[attr-defined]
-                        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(item.error))
+                        await self._reject(context, item.error)
                     if item.error is not None and not isinstance(item.error, asyncio.CancelledError):
                         log.debug("ingest stream ended: %s", item.error)
                     return
                 try:
-                    yield await item
+                    ack = await item
+                except InvalidBatch as exc:
+                    await self._reject(context, exc)
                 except Exception as exc:
                     await context.abort(grpc.StatusCode.UNAVAILABLE, f"store failed, resend later: {exc}")
+                yield ack
         finally:
             task.cancel()
+
+    async def _reject(self, context: Any, error: InvalidBatch) -> None:
+        self.rejected["invalid"] = self.rejected.get("invalid", 0) + 1
+        context.set_trailing_metadata(((REJECTED_SEQ_KEY, str(error.seq)),))
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
 
 
 class QueryService(pb_grpc.QueryServicer):

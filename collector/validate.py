@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ironsight.columnar import Decoded, decode, view
+from ironsight.columnar import bad_values, decode_group, view
 from ironsight.schema import TABLES
 from ironsight.v1 import telemetry_pb2 as pb
 
@@ -24,6 +24,10 @@ MAX_FUTURE_NS = 300 * 10**9
 class InvalidBatch(ValueError):
     """The batch is malformed or inconsistent; the message says where."""
 
+    def __init__(self, message: str, seq: int | None = None) -> None:
+        super().__init__(message)
+        self.seq = seq
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -33,35 +37,63 @@ class Limits:
 
 @dataclass
 class ValidBatch:
-    """A batch that passed validation, with its tables already decoded for storage."""
+    """A batch whose structure passed: names, lengths, types, times, devices.
+
+    Its values (NaN, infinities, negative counters) are checked by the store for a
+    whole commit group at once (collector.store), or here by check_values.
+    """
 
     batch: pb.BatchView
-    tables: list[Decoded]
     samples: int
 
 
 def validate(
     batch: pb.BatchView | pb.Batch, limits: Limits = Limits(), now_ns: int | None = None
 ) -> ValidBatch:
-    """Raises InvalidBatch naming the first problem; returns the batch decoded, with its sample (value) count."""
+    """Everything: structure and values. Raises InvalidBatch naming the first problem."""
+    valid = check(batch, limits, now_ns)
+    check_values(valid.batch)
+    return valid
+
+
+def check(batch: pb.BatchView | pb.Batch, limits: Limits = Limits(), now_ns: int | None = None) -> ValidBatch:
+    """The structure of one batch; raises InvalidBatch naming the first problem."""
     if isinstance(batch, pb.Batch):
         batch = view(batch)
     where = f"batch seq {batch.seq}"
-    if not NAME.match(batch.node_id):
-        raise InvalidBatch(f"{where}: node_id {batch.node_id[:64]!r} must be 1-128 of A-Z a-z 0-9 . _ : @ -")
-    if not batch.boot_id or len(batch.boot_id) > 128:
-        raise InvalidBatch(f"{where}: boot_id must be 1-128 characters")
-    if not 0 < batch.interval_s <= 3600 or not np.isfinite(batch.interval_s):
-        raise InvalidBatch(f"{where}: interval_s {batch.interval_s!r} must be in (0, 3600]")
-    now = time.time_ns() if now_ns is None else now_ns
-    seen: set[str] = set()
-    tables = []
-    samples = 0
+    try:
+        if not NAME.match(batch.node_id):
+            raise InvalidBatch(
+                f"{where}: node_id {batch.node_id[:64]!r} must be 1-128 of A-Z a-z 0-9 . _ : @ -"
+            )
+        if not batch.boot_id or len(batch.boot_id) > 128:
+            raise InvalidBatch(f"{where}: boot_id must be 1-128 characters")
+        if not 0 < batch.interval_s <= 3600 or not np.isfinite(batch.interval_s):
+            raise InvalidBatch(f"{where}: interval_s {batch.interval_s!r} must be in (0, 3600]")
+        now = time.time_ns() if now_ns is None else now_ns
+        seen: set[str] = set()
+        samples = sum(_table(t, f"{where} table {t.name!r}", seen, limits, now) for t in batch.tables)
+    except InvalidBatch as exc:
+        exc.seq = batch.seq
+        raise
+    return ValidBatch(batch, samples)
+
+
+def check_values(batch: pb.BatchView) -> None:
+    """NaN or infinities in non-NULL floats, negative counters: raises InvalidBatch saying where."""
     for t in batch.tables:
-        decoded, count = _table(t, f"{where} table {t.name!r}", seen, limits, now)
-        tables.append(decoded)
-        samples += count
-    return ValidBatch(batch, tables, samples)
+        group = decode_group(t.name, [(batch.node_id, t)])
+        if not bad_values(group):
+            continue
+        schema = TABLES[t.name]
+        for name, (values, mask) in group.columns.items():
+            field = schema.field(name)
+            checked = values if mask is None else values[~mask]
+            cw = f"batch seq {batch.seq} table {t.name!r} column {name!r}"
+            if field.type == "float" and not np.isfinite(checked).all():
+                raise InvalidBatch(f"{cw}: NaN or infinity (send NULL for a missing value)", seq=batch.seq)
+            if field.kind == "counter" and len(checked) and checked.min() < 0:
+                raise InvalidBatch(f"{cw}: negative counter value {checked.min()}", seq=batch.seq)
 
 
 def _values(raw: bytes, width: int, what: str, where: str) -> int:
@@ -72,7 +104,7 @@ def _values(raw: bytes, width: int, what: str, where: str) -> int:
     return len(raw) // width
 
 
-def _table(t: pb.TableView, where: str, seen: set[str], limits: Limits, now: int) -> tuple[Decoded, int]:
+def _table(t: pb.TableView, where: str, seen: set[str], limits: Limits, now: int) -> int:
     schema = TABLES.get(t.name)
     if schema is None:
         raise InvalidBatch(f"{where}: unknown table (known: {', '.join(sorted(TABLES))})")
@@ -91,7 +123,15 @@ def _table(t: pb.TableView, where: str, seen: set[str], limits: Limits, now: int
             raise InvalidBatch(
                 f"{where}: device name {d[:64]!r} must be printable ASCII, at most 256 characters"
             )
+    times = np.frombuffer(t.time_ns, dtype="<i8")
+    if times.min() < now - limits.max_age_ns or times.max() > now + limits.max_future_ns:
+        raise InvalidBatch(
+            f"{where}: time_ns outside [now - {limits.max_age_ns // 10**9}s, now + {limits.max_future_ns // 10**9}s]"
+        )
+    if int(np.frombuffer(t.device_index, dtype="<u4").max()) >= len(t.devices):
+        raise InvalidBatch(f"{where}: device_index points past the {len(t.devices)} devices listed")
     names: set[str] = set()
+    samples = 0
     for col in t.columns:
         cw = f"{where} column {col.name!r}"
         if col.name in names:
@@ -106,37 +146,11 @@ def _table(t: pb.TableView, where: str, seen: set[str], limits: Limits, now: int
             raise InvalidBatch(f"{cw}: is {field.type}, but values came in the other array")
         if (count := _values(right, 8, "its array", cw)) != n:
             raise InvalidBatch(f"{cw}: has {count} values for {n} rows")
-        if col.nulls and len(col.nulls) != (n + 7) // 8:
-            raise InvalidBatch(f"{cw}: nulls bitmap is {len(col.nulls)} bytes; {n} rows need {(n + 7) // 8}")
-    decoded = decode(t)
-    times = decoded.time_ns
-    if times.min() < now - limits.max_age_ns or times.max() > now + limits.max_future_ns:
-        raise InvalidBatch(
-            f"{where}: time_ns outside [now - {limits.max_age_ns // 10**9}s, now + {limits.max_future_ns // 10**9}s]"
-        )
-    if int(decoded.device_index.max()) >= len(t.devices):
-        raise InvalidBatch(f"{where}: device_index points past the {len(t.devices)} devices listed")
-    # Checked a table at a time over all its columns (a few numpy calls, not a few
-    # per column); only a failure goes back to find which column.
-    floats, counters, samples = [], [], 0
-    for name, (values, mask) in decoded.columns.items():
-        field = schema.field(name)
-        checked = values if mask is None else values[~mask]
-        samples += len(checked)
-        if field.type == "float":
-            floats.append(checked)
-        if field.kind == "counter":
-            counters.append(checked.astype(np.float64, copy=False) if field.type == "int" else checked)
-    bad_float = bool(floats) and not np.isfinite(np.concatenate(floats)).all()
-    bad_counter = bool(counters) and bool((np.concatenate(counters) < 0).any())
-    if bad_float or bad_counter:
-        for name, (values, mask) in decoded.columns.items():
-            field = schema.field(name)
-            checked = values if mask is None else values[~mask]
-            if field.type == "float" and not np.isfinite(checked).all():
+        if col.nulls:
+            if len(col.nulls) != (n + 7) // 8:
                 raise InvalidBatch(
-                    f"{where} column {name!r}: NaN or infinity (send NULL for a missing value)"
+                    f"{cw}: nulls bitmap is {len(col.nulls)} bytes; {n} rows need {(n + 7) // 8}"
                 )
-            if field.kind == "counter" and len(checked) and checked.min() < 0:
-                raise InvalidBatch(f"{where} column {name!r}: negative counter value {checked.min()}")
-    return decoded, samples
+            count -= (int.from_bytes(col.nulls, "little") & ((1 << n) - 1)).bit_count()
+        samples += count
+    return samples

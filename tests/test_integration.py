@@ -199,6 +199,22 @@ def test_a_malformed_batch_is_refused_and_nothing_of_it_stored(collector: Collec
     assert health.status == health_pb2.HealthCheckResponse.SERVING
 
 
+def test_a_nan_found_in_the_commit_group_refuses_only_that_batch(collector: CollectorProcess) -> None:
+    bad = one_batch(21, node="nan-node")
+    bad.tables[0].columns[0].f64[0] = float("inf")
+    with collector.channel() as ch:
+        stub = pb_grpc.IngestStub(ch)
+        with pytest.raises(grpc.RpcError) as err:
+            list(stub.Stream(iter([one_batch(20, node="nan-node"), bad]), timeout=20))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (
+        err.value.details()
+        == "batch seq 21 table 'load' column 'load1': NaN or infinity (send NULL for a missing value)"
+    )
+    assert dict(err.value.trailing_metadata())["ironsight-rejected-seq"] == "21"
+    assert count(collector, "SELECT count(*) FROM batches WHERE node = 'nan-node' AND seq = 21") == 0
+
+
 def test_agent_holds_its_backlog_through_a_collector_outage(tmp_path: Path) -> None:
     c = CollectorProcess(tmp_path / "o.duckdb", tmp_path / "collector.log").start()
     agent = start_agent(c.target, tmp_path, "--interval", "0.1", "--no-collector.nic", "--no-collector.hwmon")

@@ -77,16 +77,41 @@ def test_rows_land_sorted_by_node_device_time(store: Store) -> None:
     assert got == sorted(got)
 
 
-def test_a_failed_transaction_stores_nothing(store: Store) -> None:
+def test_a_failed_transaction_stores_nothing(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     t0 = time.time_ns()
     good = batch("n1", 1, t0, ["sda"])
-    bad = batch("n1", 2, t0, ["sda"])
-    bad.tables[0].name = "nope"  # validation would refuse it; here the store must roll back mid-way
-    with pytest.raises(KeyError):
-        store.ingest([good, bad])
-    assert store.con.execute("SELECT count(*) FROM disk").fetchone() == (0,)
-    assert store.con.execute("SELECT count(*) FROM batches").fetchone() == (0,)
+
+    def fail(*_: object) -> None:
+        raise RuntimeError("disk full")  # after the rows went in, before COMMIT
+
+    monkeypatch.setattr(store, "_upsert_nodes", fail)
+    with pytest.raises(RuntimeError):
+        store.ingest([good, batch("n1", 2, t0, ["sda"])])
+    monkeypatch.undo()
+    assert store.con.execute("SELECT count(*) FROM disk").fetchall() == [(0,)]
+    assert store.con.execute("SELECT count(*) FROM batches").fetchall() == [(0,)]
     assert store.ingest([good])[0].status == pb.Ack.STORED
+    assert store.con.execute("SELECT count(*) FROM disk").fetchall() == [(3,)]
+
+
+def test_a_bad_batch_in_a_group_is_refused_and_the_rest_stored(store: Store) -> None:
+    from collector.validate import InvalidBatch
+
+    t0 = time.time_ns()
+    good1, good2 = batch("n1", 1, t0, ["sda"]), batch("n1", 3, t0 + 9 * 10**9, ["sda"])
+    nan = batch("n1", 2, t0 + 3 * 10**9, ["sda"])
+    col = next(c for c in nan.tables[0].columns if c.name == "io_time_seconds")
+    col.f64[1] = float("nan")
+    negative = batch("n2", 1, t0, ["sda"])
+    col = next(c for c in negative.tables[0].columns if c.name == "read_bytes")
+    col.i64[0] = -5
+    outcomes = store.ingest([good1, nan, negative, good2])
+    assert [o.status for o in outcomes if isinstance(o, pb.Ack)] == [pb.Ack.STORED, pb.Ack.STORED]
+    assert isinstance(outcomes[1], InvalidBatch) and outcomes[1].seq == 2
+    assert "column 'io_time_seconds': NaN or infinity" in str(outcomes[1])
+    assert isinstance(outcomes[2], InvalidBatch) and "negative counter value -5" in str(outcomes[2])
+    assert store.con.execute("SELECT node, count(*) FROM disk GROUP BY node").fetchall() == [("n1", 6)]
+    assert store.con.execute("SELECT seq FROM batches ORDER BY seq").fetchall() == [(1,), (3,)]
 
 
 def test_node_and_devices_registry(store: Store) -> None:

@@ -80,115 +80,125 @@ def null_mask(nulls: bytes, n: int) -> np.ndarray[Any, np.dtype[np.bool_]] | Non
 
 
 @dataclass
-class Decoded:
-    """One wire table as numpy arrays: converted from protobuf once, then shared by
-    validation and storage (each conversion costs microseconds per column)."""
+class GroupColumns:
+    """One table's rows from many batches (a commit group), as whole-group numpy arrays.
+
+    Decoding a group at once costs one join and one numpy call per column, where
+    decoding batch by batch cost several per column per batch: with agents' batches
+    of a tick or ten, that per-batch work was most of the collector's time.
+    """
 
     name: str
-    time_ns: np.ndarray[Any, Any]
-    device_index: np.ndarray[Any, Any]
-    devices: list[str]
-    # Only the columns that came: name -> (values, null mask or None).
+    rows: list[int]  # per part
+    node: pa.Array
+    device: pa.Array
+    time_us: np.ndarray[Any, Any]
+    # name -> (values, NULL mask or None); absent columns are all NULL
     columns: dict[str, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any] | None]]
 
-    @property
-    def rows(self) -> int:
-        return len(self.time_ns)
+
+def _as_view(table: pb.Table | pb.TableView) -> pb.TableView:
+    return table if isinstance(table, pb.TableView) else pb.TableView.FromString(table.SerializeToString())
 
 
-def decode(table: pb.Table | pb.TableView) -> Decoded:
-    """Converts the arrays; assumes the lengths and column types were checked (collector.validate).
+def decode_group(name: str, parts: Sequence[tuple[str, pb.Table | pb.TableView]]) -> GroupColumns:
+    """Assumes each part passed collector.validate's structure checks (lengths, types)."""
+    import numpy as np
+    import pyarrow as pa
 
-    A TableView (the collector's parse of the same bytes) maps its packed arrays
-    straight into numpy; a Table's repeated fields are converted value by value.
-    """
+    schema = TABLES[name]
+    views = [(node, _as_view(t)) for node, t in parts]
+    rows = [len(t.time_ns) // 8 for _, t in views]
+    total = sum(rows)
+    starts = np.cumsum([0, *rows])
+    nodes = sorted({node for node, _ in views})
+    node_ids = {node: i for i, node in enumerate(nodes)}
+    node_index = np.repeat(np.array([node_ids[node] for node, _ in views], dtype=np.int32), rows)
+    devices: list[str] = []
+    device_index = []
+    for _, t in views:
+        device_index.append(np.frombuffer(t.device_index, dtype="<u4").astype(np.int32) + len(devices))
+        devices.extend(t.devices)
+    by_name = [{c.name: c for c in t.columns} for _, t in views]
+    columns: dict[str, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any] | None]] = {}
+    for f in schema.fields:
+        is_int = f.type == "int"
+        present = [cols.get(f.name) for cols in by_name]
+        if all(c is None for c in present):
+            continue
+        raw = b"".join(
+            (c.i64 if is_int else c.f64) if c is not None else bytes(8 * n)
+            for c, n in zip(present, rows, strict=True)
+        )
+        values = np.frombuffer(raw, dtype="<i8" if is_int else "<f8")
+        mask = None
+        if any(c is None or c.nulls for c in present):
+            mask = np.zeros(total, dtype=bool)
+            for i, c in enumerate(present):
+                if c is None:
+                    mask[starts[i] : starts[i + 1]] = True
+                elif c.nulls:
+                    mask[starts[i] : starts[i + 1]] = null_mask(c.nulls, rows[i])
+        columns[f.name] = (values, mask)
+    return GroupColumns(
+        name,
+        rows,
+        pa.DictionaryArray.from_arrays(
+            pa.array(node_index), pa.array(nodes, pa.string())
+        ).dictionary_decode(),
+        pa.DictionaryArray.from_arrays(
+            pa.array(np.concatenate(device_index) if device_index else np.zeros(0, np.int32)),
+            pa.array(devices, pa.string()),
+        ).dictionary_decode(),
+        # Stored at microsecond precision (DuckDB's TIMESTAMP); ticks are far coarser.
+        np.frombuffer(b"".join(t.time_ns for _, t in views), dtype="<i8") // 1000,
+        columns,
+    )
+
+
+def bad_values(group: GroupColumns) -> bool:
+    """Whether any non-NULL value is NaN or infinite, or any counter negative: one check per column."""
     import numpy as np
 
-    schema = TABLES[table.name]
-    columns = {}
-    if isinstance(table, pb.TableView):
-        n = len(table.time_ns) // 8
-        for col_view in table.columns:
-            is_int = schema.field(col_view.name).type == "int"
-            raw = col_view.i64 if is_int else col_view.f64
-            columns[col_view.name] = (
-                np.frombuffer(raw, dtype="<i8" if is_int else "<f8"),
-                null_mask(col_view.nulls, n),
+    schema = TABLES[group.name]
+    for name, (values, mask) in group.columns.items():
+        field = schema.field(name)
+        checked = values if mask is None else values[~mask]
+        if field.type == "float" and not np.isfinite(checked).all():
+            return True
+        if field.kind == "counter" and len(checked) and checked.min() < 0:
+            return True
+    return False
+
+
+def group_arrow(group: GroupColumns) -> pa.Table:
+    """The group as an Arrow table: node, device, time, then every schema column."""
+    import pyarrow as pa
+
+    total = len(group.time_us)
+    arrays: dict[str, pa.Array] = {
+        "node": group.node,
+        "device": group.device,
+        "time": pa.array(group.time_us, type=pa.timestamp("us")),
+    }
+    for f in TABLES[group.name].fields:
+        arrow_type = pa.int64() if f.type == "int" else pa.float64()
+        col = group.columns.get(f.name)
+        if col is None:
+            arrays[f.name] = pa.nulls(total, type=arrow_type)
+        else:
+            values, mask = col
+            arrays[f.name] = pa.array(
+                values, type=arrow_type, mask=mask if mask is not None and mask.any() else None
             )
-        times = np.frombuffer(table.time_ns, dtype="<i8")
-        index = np.frombuffer(table.device_index, dtype="<u4").astype(np.int64)
-    else:
-        n = len(table.time_ns)
-        for col in table.columns:
-            is_int = schema.field(col.name).type == "int"
-            values: Sequence[Any] = col.i64 if is_int else col.f64
-            columns[col.name] = (
-                np.asarray(values, dtype=np.int64 if is_int else np.float64),
-                null_mask(col.nulls, n),
-            )
-        times = np.asarray(table.time_ns, dtype=np.int64)
-        index = np.asarray(table.device_index, dtype=np.int64)
-    return Decoded(table.name, times, index, list(table.devices), columns)
+    return pa.table(arrays)
+
+
+def to_arrow(node: str, table: pb.Table | pb.TableView) -> pa.Table:
+    """One wire table as Arrow with columns node, device, time, then every schema column."""
+    return group_arrow(decode_group(table.name, [(node, table)]))
 
 
 def view(batch: pb.Batch) -> pb.BatchView:
     """The collector's reading of a batch: the same bytes, arrays as raw bytes."""
     return pb.BatchView.FromString(batch.SerializeToString())
-
-
-def arrow_table(name: str, parts: Sequence[tuple[str, Decoded]]) -> pa.Table:
-    """Decoded parts of one table (from many batches and nodes) as one Arrow table with
-    columns node, device, time, then every schema column: one pa.array per column, not per part."""
-    import numpy as np
-    import pyarrow as pa
-
-    schema = TABLES[name]
-    sizes = [d.rows for _, d in parts]
-    total = sum(sizes)
-    nodes = sorted({node for node, _ in parts})
-    node_ids = {node: i for i, node in enumerate(nodes)}
-    node_index = np.repeat(np.array([node_ids[node] for node, _ in parts], dtype=np.int32), sizes)
-    devices: list[str] = []
-    device_index = []
-    for _, d in parts:
-        device_index.append(d.device_index + len(devices))
-        devices.extend(d.devices)
-    arrays: dict[str, pa.Array] = {
-        "node": pa.DictionaryArray.from_arrays(
-            pa.array(node_index), pa.array(nodes, pa.string())
-        ).dictionary_decode(),
-        "device": pa.DictionaryArray.from_arrays(
-            pa.array(np.concatenate(device_index).astype(np.int32)), pa.array(devices, pa.string())
-        ).dictionary_decode(),
-        # Stored at microsecond precision (DuckDB's TIMESTAMP); ticks are far coarser.
-        "time": pa.array(np.concatenate([d.time_ns for _, d in parts]) // 1000, type=pa.timestamp("us")),
-    }
-    starts = np.cumsum([0, *sizes])
-    for f in schema.fields:
-        is_int = f.type == "int"
-        arrow_type = pa.int64() if is_int else pa.float64()
-        present = [d.columns.get(f.name) for _, d in parts]
-        if all(p is None for p in present):
-            arrays[f.name] = pa.nulls(total, type=arrow_type)
-            continue
-        dtype = np.int64 if is_int else np.float64
-        values = [
-            col[0] if col is not None else np.zeros(size, dtype=dtype)
-            for col, size in zip(present, sizes, strict=True)
-        ]
-        mask = None
-        if any(col is None or col[1] is not None for col in present):
-            # NULLs only where they are: an absent column is all NULL for its part.
-            mask = np.zeros(total, dtype=bool)
-            for i, col in enumerate(present):
-                if col is None:
-                    mask[starts[i] : starts[i + 1]] = True
-                elif col[1] is not None:
-                    mask[starts[i] : starts[i + 1]] = col[1]
-        arrays[f.name] = pa.array(np.concatenate(values), type=arrow_type, mask=mask)
-    return pa.table(arrays)
-
-
-def to_arrow(node: str, table: pb.Table) -> pa.Table:
-    """One wire table as Arrow with columns node, device, time, then every schema column."""
-    return arrow_table(table.name, [(node, decode(table))])
