@@ -5,6 +5,7 @@
     .venv/bin/python bench/run.py agent-overhead --seconds 60
     .venv/bin/python bench/run.py ingest --streams 8
     .venv/bin/python bench/run.py replay --replay-nodes 8
+    .venv/bin/python bench/run.py replay --replay-batch-seconds 1 --replay-seconds 300
 
 agent-vs-node-exporter needs Debian's prometheus-node-exporter
 (apt-get install prometheus-node-exporter). Nothing here is a test: figures
@@ -262,11 +263,17 @@ def replay(args: argparse.Namespace) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         trace = Path(tmp) / "bench.trace"
         header, batches = simulate(
-            "mixed", nodes=args.replay_nodes, gpus=8, duration_s=args.replay_seconds, seed=1
+            "mixed",
+            nodes=args.replay_nodes,
+            gpus=8,
+            duration_s=args.replay_seconds,
+            seed=1,
+            batch_s=args.replay_batch_seconds,
         )
         with TraceWriter(trace, header) as writer:
             for batch in batches:
                 writer.write(batch)
+        trace_bytes = trace.stat().st_size
         col, port = start_collector(f"{tmp}/r.duckdb")
         try:
             stats = to_collector([trace], f"127.0.0.1:{port}", speed=None)
@@ -277,11 +284,12 @@ def replay(args: argparse.Namespace) -> dict[str, object]:
         raise SystemExit(f"replay errors: {stats.errors[:3]}")
     return {
         "nodes": args.replay_nodes,
+        "ticks_per_batch": args.replay_batch_seconds,
         "batches": stats.batches,
         "values": stats.values,
         "seconds": stats.seconds,
         "values_per_second": stats.values / stats.seconds,
-        "trace_bytes_per_value": trace.stat().st_size / stats.values if trace.exists() else None,
+        "trace_bytes_per_value": trace_bytes / stats.values,
     }
 
 
@@ -301,6 +309,12 @@ def main() -> int:
     p.add_argument("--gpus", type=int, default=8)
     p.add_argument("--replay-nodes", type=int, default=8, help="nodes in the simulated trace for replay")
     p.add_argument("--replay-seconds", type=float, default=900, help="simulated seconds for replay")
+    p.add_argument(
+        "--replay-batch-seconds",
+        type=float,
+        default=10,
+        help="ticks per batch in the replayed trace (1 s ticks)",
+    )
     args = p.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     runs = {
