@@ -30,6 +30,7 @@ from collector.query import (
     open_backend,
     parse_metric,
     parse_time,
+    quote,
     series_sql,
     top_host_sql,
 )
@@ -497,6 +498,82 @@ def simulate(
             writer.write(batch)
     kinds = sorted({label.kind for label in header.labels})
     click.echo(f"wrote {writer.batches} batches to {out}; labels: {', '.join(kinds) if kinds else 'none'}")
+
+
+@cli.command()
+@click.option(
+    "--since", default="24h", show_default=True, help="start of the range: 10m, 24h, 7d or an ISO time (UTC)"
+)
+@click.option("--until", default="now", show_default=True, help="end of the range")
+@click.pass_obj
+def detect(c: Ctx, since: str, until: str) -> None:
+    """Run the detector over a stored range and record its findings in the events table.
+
+    Finds thermal throttling (graded pre-warning, warning, critical), power
+    capping, XID events and hardware faults (uncorrectable ECC, row remaps,
+    NVLink errors, PCIe replays) on every GPU at once. Re-running over the
+    same range replaces those findings. Works on the file (--db), which no
+    collector may hold while it runs.
+
+    \b
+    Example:
+      ironsight detect --db ./data/ironsight.duckdb --since 24h
+    """
+    from collector.detect.findings import detect as run_detect
+    from collector.detect.findings import store as store_findings
+    from collector.migrations import migrate
+    from collector.store import StoreLocked, connect
+
+    if c.collector:
+        raise click.UsageError("detect works on the file (--db); the collector runs no detector yet")
+    path = c.db or Path("data/ironsight.duckdb")
+    if not path.exists():
+        raise click.ClickException(f"no database at {path}")
+    try:
+        start, end = parse_time(since), parse_time(until)
+        con = connect(path)
+    except QueryError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except StoreLocked as exc:
+        raise click.ClickException(f"{exc}; stop it to run detect on the file") from exc
+    try:
+        migrate(con)
+        found = run_detect(con, start, end)
+        store_findings(con, found, start, end)
+    finally:
+        con.close()
+    emit(found.drop_columns(["evidence"]), c.fmt, f"{found.num_rows} findings")
+
+
+@cli.command()
+@click.option("--open", "only_open", is_flag=True, help="only findings still open")
+@click.option("--kind", help="thermal, power_cap, xid, hardware_fault")
+@click.option("--node", help="only this node")
+@click.option("--evidence", is_flag=True, help="include each finding's evidence (JSON)")
+@click.pass_obj
+def events(c: Ctx, only_open: bool, kind: str | None, node: str | None, evidence: bool) -> None:
+    """List the detector's findings, newest first.
+
+    \b
+    Examples:
+      ironsight events --open
+      ironsight --format json events --kind thermal --node gpu-017 --evidence
+    """
+    where = ["TRUE"]
+    if only_open:
+        where.append("end_time IS NULL")
+    if kind:
+        where.append(f"kind = {quote(kind)}")
+    if node:
+        where.append(f"node = {quote(node)}")
+    cols = "id, kind, severity, node, device, start_time, end_time, cause" + (
+        ", evidence" if evidence else ""
+    )
+    emit(
+        c.run(f"SELECT {cols} FROM events WHERE {' AND '.join(where)} ORDER BY start_time DESC, id"),
+        c.fmt,
+        "findings",
+    )
 
 
 def _port_open(target: str) -> bool:

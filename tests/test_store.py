@@ -49,7 +49,10 @@ def test_migrations_apply_once_and_are_recorded(tmp_path: Path) -> None:
     con = duckdb.connect(str(tmp_path / "m.duckdb"))
     assert migrate(con) == [v for v, _, _ in available()]
     assert migrate(con) == []
-    assert con.execute("SELECT version, name FROM schema_migrations").fetchall() == [(1, "initial")]
+    assert con.execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall() == [
+        (1, "initial"),
+        (2, "events"),
+    ]
 
 
 def test_duplicates_are_stored_once(store: Store) -> None:

@@ -1,0 +1,88 @@
+"""Flagged steps -> findings: contiguous steps merge into one incident, which closes once clear for a while.
+
+All in SQL (gaps and islands), over every node and device at once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+
+from collector.detect import gpu
+from collector.detect.config import Thresholds
+from collector.detect.sql import ts
+
+KINDS = ("thermal", "power_cap", "xid", "hardware_fault")
+SEVERITY_RANK = "CASE severity WHEN 'critical' THEN 3 WHEN 'warning' THEN 2 ELSE 1 END"
+
+
+def findings_sql(start: datetime, end: datetime, data_end: datetime, t: Thresholds) -> str:
+    gap = t.close_after_s + t.step_s
+    return f"""
+    WITH flagged AS ({gpu.flagged_sql(start, end, t)}),
+    marked AS (
+        SELECT *, {SEVERITY_RANK} AS rank,
+            CASE WHEN step_end - lag(step_end) OVER p <= INTERVAL {gap} SECOND THEN 0 ELSE 1 END AS new_island
+        FROM flagged
+        WINDOW p AS (PARTITION BY node, device, kind, coalesce(cause, '') ORDER BY step_end)
+    ),
+    islands AS (
+        SELECT *, sum(new_island) OVER (
+            PARTITION BY node, device, kind, coalesce(cause, '') ORDER BY step_end) AS island
+        FROM marked
+    )
+    SELECT kind,
+        CASE max(rank) WHEN 3 THEN 'critical' WHEN 2 THEN 'warning' ELSE 'pre-warning' END AS severity,
+        node, device,
+        min(step_end) - INTERVAL {t.step_s} SECOND AS start_time,
+        CASE WHEN max(step_end) + INTERVAL {t.close_after_s} SECOND > {ts(data_end)} THEN NULL
+             ELSE max(step_end) END AS end_time,
+        cause,
+        json_object(
+            'window_s', {t.window_s}, 'steps', count(*),
+            'first_window_end', min(step_end), 'last_window_end', max(step_end),
+            'temperature_max_c', max(temp_max), 'slowdown_c', max(slowdown),
+            'busy_sm_clock_min_mhz', min(busy_clock_min) / 1e6, 'sm_clock_max_mhz', max(clock_max) / 1e6,
+            'sw_thermal_s_per_window_max', max(sw_thermal_s), 'hw_slowdown_s_per_window_max', max(hw_slowdown_s),
+            'sw_power_cap_s_per_window_max', max(sw_power_s), 'count', max(count)
+        ) AS evidence
+    FROM islands
+    GROUP BY kind, node, device, cause, island
+    ORDER BY start_time, node, device, kind
+    """
+
+
+DEFAULTS = Thresholds()
+
+
+def detect(con: Any, start: datetime, end: datetime, t: Thresholds = DEFAULTS) -> pa.Table:
+    """Findings over [start, end] as Arrow: kind, severity, node, device, start_time, end_time, cause, evidence."""
+    row = con.execute(f"SELECT max(time) FROM gpu WHERE time <= {ts(end)}").fetchall()
+    data_end = min(end, row[0][0]) if row and row[0][0] is not None else end
+    return con.sql(findings_sql(start, end, data_end, t)).to_arrow_table()
+
+
+def store(con: Any, findings: pa.Table, start: datetime, end: datetime) -> int:
+    """Replaces the findings of these kinds that started in [start, end] with these; returns how many."""
+    kinds = ", ".join(f"'{k}'" for k in KINDS)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(
+            f"DELETE FROM events WHERE kind IN ({kinds}) AND start_time >= {ts(start)} AND start_time <= {ts(end)}"
+        )
+        con.register("found", findings)
+        try:
+            con.execute(
+                """INSERT INTO events (kind, severity, node, device, start_time, end_time, cause, evidence, detected_at)
+                   SELECT kind, severity, node, device, start_time, end_time, cause, evidence, now()::TIMESTAMP
+                   FROM found"""
+            )
+        finally:
+            con.unregister("found")
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    return int(findings.num_rows)

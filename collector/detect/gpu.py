@@ -1,0 +1,106 @@
+"""GPU findings from the gpu and gpu_xid tables: thermal throttling, power capping, hardware faults.
+
+Returns one row per (node, GPU, step) whose window meets a condition, with
+the figures that met it; collector.detect.findings merges them into incidents.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from collector.detect.config import Thresholds
+from collector.detect.sql import increment, rolling, ts
+
+COUNTERS = (
+    "throttle_sw_thermal_seconds",
+    "throttle_hw_thermal_seconds",
+    "throttle_hw_power_brake_seconds",
+    "throttle_sw_power_seconds",
+    "ecc_dbe_volatile",
+    "pcie_replays",
+    "nvlink_crc_errors",
+    "nvlink_replay_errors",
+    "nvlink_recovery_errors",
+    "remapped_rows_uncorrectable",
+)
+THERMAL_REASONS = 0x20 | 0x40  # SW thermal slowdown | HW thermal slowdown
+
+
+def flagged_sql(start: datetime, end: datetime, t: Thresholds) -> str:
+    """(node, device, step_end, kind, severity, cause, evidence...) for every window that meets a rule."""
+    w, s = t.window_s, t.step_s
+    lookback = f"{ts(start)} - INTERVAL {w} SECOND"
+    incs = ",\n            ".join(f"{increment(c)} AS {c}" for c in COUNTERS)
+    sums = ",\n            ".join(f"sum(coalesce({c}, 0)) AS {c}" for c in COUNTERS)
+    rolls = ",\n            ".join(f"{rolling(c, w, s)} AS {c}_w" for c in COUNTERS)
+    return f"""
+    WITH inc AS (
+        SELECT node, device, time, temperature_celsius, temperature_slowdown_celsius,
+            sm_clock_hertz, sm_clock_max_hertz, util_gpu_percent, clocks_event_reasons,
+            remapped_rows_pending,
+            {incs}
+        FROM gpu WHERE time > {lookback} AND time <= {ts(end)}
+    ),
+    buckets AS (
+        SELECT node, device, time_bucket(INTERVAL {s} SECOND, time) AS bucket, count(*) AS n,
+            max(temperature_celsius) AS temp_max, max(temperature_slowdown_celsius) AS slowdown,
+            min(sm_clock_hertz) FILTER (util_gpu_percent >= 50) AS busy_clock_min,
+            max(sm_clock_max_hertz) AS clock_max,
+            bit_or(clocks_event_reasons) AS reasons,
+            max(remapped_rows_pending) AS remap_pending,
+            {sums}
+        FROM inc GROUP BY ALL
+    ),
+    xids AS (
+        SELECT node, device, time_bucket(INTERVAL {s} SECOND, time) AS bucket, list(DISTINCT xid) AS xids
+        FROM gpu_xid WHERE time > {lookback} AND time <= {ts(end)} GROUP BY ALL
+    ),
+    windows AS (
+        SELECT b.node, b.device, b.bucket + INTERVAL {s} SECOND AS step_end,
+            {rolling("n", w, s)} AS samples,
+            max(temp_max) OVER win AS temp_max, max(slowdown) OVER win AS slowdown,
+            min(busy_clock_min) OVER win AS busy_clock_min, max(clock_max) OVER win AS clock_max,
+            bit_or(reasons) OVER win AS reasons, max(remap_pending) OVER win AS remap_pending,
+            {rolls},
+            x.xids
+        FROM buckets b LEFT JOIN xids x USING (node, device, bucket)
+        WINDOW win AS (PARTITION BY b.node, b.device ORDER BY b.bucket
+                       RANGE BETWEEN INTERVAL {w - s} SECOND PRECEDING AND CURRENT ROW)
+    ),
+    judged AS (
+        SELECT *,
+            throttle_hw_thermal_seconds_w + throttle_hw_power_brake_seconds_w > 0 AS hw_slowdown,
+            throttle_sw_thermal_seconds_w >= {t.sw_thermal_fraction} * {w} AS sw_thermal,
+            busy_clock_min < {t.clock_fraction} * clock_max AND (reasons & {THERMAL_REASONS}) != 0 AS clock_thermal,
+            temp_max >= slowdown - {t.prewarn_margin_c} AS near_slowdown,
+            throttle_sw_power_seconds_w >= {t.power_cap_fraction} * {w} AS power_capped
+        FROM windows WHERE samples >= {t.min_samples} AND step_end > {ts(start)}
+    )
+    SELECT node, device, step_end, 'thermal' AS kind,
+        CASE WHEN hw_slowdown THEN 'critical' WHEN sw_thermal OR clock_thermal THEN 'warning' ELSE 'pre-warning' END
+            AS severity, NULL AS cause,
+        temp_max, slowdown, busy_clock_min, clock_max, throttle_sw_thermal_seconds_w AS sw_thermal_s,
+        throttle_hw_thermal_seconds_w + throttle_hw_power_brake_seconds_w AS hw_slowdown_s,
+        throttle_sw_power_seconds_w AS sw_power_s, NULL AS count
+    FROM judged WHERE hw_slowdown OR sw_thermal OR clock_thermal OR near_slowdown
+    UNION ALL
+    SELECT node, device, step_end, 'power_cap', 'warning', NULL, temp_max, slowdown, busy_clock_min, clock_max,
+        throttle_sw_thermal_seconds_w, throttle_hw_thermal_seconds_w + throttle_hw_power_brake_seconds_w,
+        throttle_sw_power_seconds_w, NULL
+    FROM judged WHERE power_capped AND NOT (hw_slowdown OR sw_thermal OR clock_thermal)
+    UNION ALL
+    SELECT node, device, step_end, 'xid', 'critical', 'xid ' || array_to_string(xids, ','), temp_max, slowdown,
+        busy_clock_min, clock_max, NULL, NULL, NULL, len(xids)
+    FROM judged WHERE xids IS NOT NULL
+    UNION ALL
+    SELECT node, device, step_end, 'hardware_fault', c.severity, c.cause, temp_max, slowdown, busy_clock_min,
+        clock_max, NULL, NULL, NULL, c.count
+    FROM judged, LATERAL (VALUES
+        ('ecc_dbe', 'critical', ecc_dbe_volatile_w),
+        ('remapped_rows_uncorrectable', 'critical', remapped_rows_uncorrectable_w),
+        ('remapped_rows_pending', 'warning', CASE WHEN remap_pending > 0 THEN remap_pending ELSE 0 END),
+        ('nvlink_errors', 'warning', nvlink_crc_errors_w + nvlink_replay_errors_w + nvlink_recovery_errors_w),
+        ('pcie_replays', 'warning', CASE WHEN pcie_replays_w >= {t.pcie_replays_per_window} THEN pcie_replays_w ELSE 0 END)
+    ) AS c(cause, severity, count)
+    WHERE c.count > 0
+    """

@@ -1,0 +1,27 @@
+"""SQL building blocks shared by the detectors: counter increments and step windows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+
+def ts(value: datetime) -> str:
+    return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
+
+
+def increment(col: str, partition: str = "node, device") -> str:
+    """A raw counter's increase since the previous sample: the one place resets are handled.
+
+    A counter that went down was reset (driver reload, wrap): like Prometheus,
+    the new value counts as the increase since the reset.
+    """
+    prev = f"lag({col}) OVER (PARTITION BY {partition} ORDER BY time)"
+    return f"CASE WHEN {prev} IS NULL THEN 0 WHEN {col} >= {prev} THEN {col} - {prev} ELSE {col} END"
+
+
+def rolling(expr: str, window_s: int, step_s: int) -> str:
+    """expr summed over the window ending at each step bucket."""
+    return (
+        f"sum({expr}) OVER (PARTITION BY node, device ORDER BY bucket "
+        f"RANGE BETWEEN INTERVAL {window_s - step_s} SECOND PRECEDING AND CURRENT ROW)"
+    )
