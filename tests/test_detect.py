@@ -141,7 +141,7 @@ def test_any_hw_slowdown_is_critical_and_near_slowdown_is_a_pre_warning(tmp_path
     grades = sorted((f["severity"], f["end_time"] is None) for f in found if f["kind"] == "thermal")
     assert grades == [("critical", False), ("pre-warning", False)]
     crit = next(f for f in found if f["severity"] == "critical")
-    assert json.loads(crit["evidence"])["hw_slowdown_s_per_window_max"] == pytest.approx(0.001)
+    assert json.loads(crit["evidence"])["peak"]["hw_slowdown_s"] == pytest.approx(0.001)
 
 
 def test_clock_under_90_percent_with_a_thermal_reason(tmp_path: Path) -> None:
@@ -218,5 +218,5 @@ def test_detect_and_events_commands(tmp_path: Path) -> None:
     thermal = json.loads(
         run_cli("--db", db, "--format", "json", "events", "--kind", "thermal", "--evidence").stdout
     )
-    assert len(thermal) == 1 and json.loads(thermal[0]["evidence"])["slowdown_c"] == 87.0
+    assert len(thermal) == 1 and json.loads(thermal[0]["evidence"])["peak"]["slowdown_c"] == 87.0
     assert json.loads(run_cli("--db", db, "--format", "json", "events", "--open").stdout) == []

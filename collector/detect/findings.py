@@ -15,22 +15,32 @@ from collector.detect.config import Thresholds
 from collector.detect.sql import ts
 
 KINDS = ("thermal", "power_cap", "xid", "hardware_fault")
+
+
+def detector_sqls(start: datetime, end: datetime, t: Thresholds) -> list[str]:
+    return [gpu.flagged_sql(start, end, t)]
+
+
 SEVERITY_RANK = "CASE severity WHEN 'critical' THEN 3 WHEN 'warning' THEN 2 ELSE 1 END"
 
 
 def findings_sql(start: datetime, end: datetime, data_end: datetime, t: Thresholds) -> str:
     gap = t.close_after_s + t.step_s
     return f"""
-    WITH flagged AS ({gpu.flagged_sql(start, end, t)}),
+    WITH flagged AS ({" UNION ALL ".join(f"({sql})" for sql in detector_sqls(start, end, t))}),
+    keyed AS (
+        -- Different hardware faults on one GPU are different incidents; a starving GPU
+        -- whose cause shifts (storage, then CPU) is one.
+        SELECT *, CASE WHEN kind = 'hardware_fault' THEN cause ELSE '' END AS part FROM flagged
+    ),
     marked AS (
         SELECT *, {SEVERITY_RANK} AS rank,
             CASE WHEN step_end - lag(step_end) OVER p <= INTERVAL {gap} SECOND THEN 0 ELSE 1 END AS new_island
-        FROM flagged
-        WINDOW p AS (PARTITION BY node, device, kind, coalesce(cause, '') ORDER BY step_end)
+        FROM keyed
+        WINDOW p AS (PARTITION BY node, device, kind, part ORDER BY step_end)
     ),
     islands AS (
-        SELECT *, sum(new_island) OVER (
-            PARTITION BY node, device, kind, coalesce(cause, '') ORDER BY step_end) AS island
+        SELECT *, sum(new_island) OVER (PARTITION BY node, device, kind, part ORDER BY step_end) AS island
         FROM marked
     )
     SELECT kind,
@@ -39,17 +49,14 @@ def findings_sql(start: datetime, end: datetime, data_end: datetime, t: Threshol
         min(step_end) - INTERVAL {t.step_s} SECOND AS start_time,
         CASE WHEN max(step_end) + INTERVAL {t.close_after_s} SECOND > {ts(data_end)} THEN NULL
              ELSE max(step_end) END AS end_time,
-        cause,
+        mode(cause) AS cause,
         json_object(
             'window_s', {t.window_s}, 'steps', count(*),
             'first_window_end', min(step_end), 'last_window_end', max(step_end),
-            'temperature_max_c', max(temp_max), 'slowdown_c', max(slowdown),
-            'busy_sm_clock_min_mhz', min(busy_clock_min) / 1e6, 'sm_clock_max_mhz', max(clock_max) / 1e6,
-            'sw_thermal_s_per_window_max', max(sw_thermal_s), 'hw_slowdown_s_per_window_max', max(hw_slowdown_s),
-            'sw_power_cap_s_per_window_max', max(sw_power_s), 'count', max(count)
+            'peak_window_end', arg_max(step_end, score), 'peak', arg_max(evidence, score)
         ) AS evidence
     FROM islands
-    GROUP BY kind, node, device, cause, island
+    GROUP BY kind, node, device, part, island
     ORDER BY start_time, node, device, kind
     """
 

@@ -1,7 +1,9 @@
 """GPU findings from the gpu and gpu_xid tables: thermal throttling, power capping, hardware faults.
 
-Returns one row per (node, GPU, step) whose window meets a condition, with
-the figures that met it; collector.detect.findings merges them into incidents.
+Like every detector, returns one row per (node, device, step) whose window
+meets a rule: kind, severity, cause, a score (which step of an incident is
+its peak) and the step's evidence as JSON; collector.detect.findings merges
+them into incidents.
 """
 
 from __future__ import annotations
@@ -79,22 +81,25 @@ def flagged_sql(start: datetime, end: datetime, t: Thresholds) -> str:
     SELECT node, device, step_end, 'thermal' AS kind,
         CASE WHEN hw_slowdown THEN 'critical' WHEN sw_thermal OR clock_thermal THEN 'warning' ELSE 'pre-warning' END
             AS severity, NULL AS cause,
-        temp_max, slowdown, busy_clock_min, clock_max, throttle_sw_thermal_seconds_w AS sw_thermal_s,
-        throttle_hw_thermal_seconds_w + throttle_hw_power_brake_seconds_w AS hw_slowdown_s,
-        throttle_sw_power_seconds_w AS sw_power_s, NULL AS count
+        1000 * (throttle_hw_thermal_seconds_w + throttle_hw_power_brake_seconds_w)
+            + throttle_sw_thermal_seconds_w + temp_max / 100 AS score,
+        json_object('temperature_max_c', temp_max, 'slowdown_c', slowdown,
+            'busy_sm_clock_min_mhz', busy_clock_min / 1e6, 'sm_clock_max_mhz', clock_max / 1e6,
+            'sw_thermal_s', throttle_sw_thermal_seconds_w,
+            'hw_slowdown_s', throttle_hw_thermal_seconds_w + throttle_hw_power_brake_seconds_w) AS evidence
     FROM judged WHERE hw_slowdown OR sw_thermal OR clock_thermal OR near_slowdown
     UNION ALL
-    SELECT node, device, step_end, 'power_cap', 'warning', NULL, temp_max, slowdown, busy_clock_min, clock_max,
-        throttle_sw_thermal_seconds_w, throttle_hw_thermal_seconds_w + throttle_hw_power_brake_seconds_w,
-        throttle_sw_power_seconds_w, NULL
+    SELECT node, device, step_end, 'power_cap', 'warning', NULL, throttle_sw_power_seconds_w,
+        json_object('sw_power_cap_s', throttle_sw_power_seconds_w, 'busy_sm_clock_min_mhz', busy_clock_min / 1e6,
+            'sm_clock_max_mhz', clock_max / 1e6, 'temperature_max_c', temp_max)
     FROM judged WHERE power_capped AND NOT (hw_slowdown OR sw_thermal OR clock_thermal)
     UNION ALL
-    SELECT node, device, step_end, 'xid', 'critical', 'xid ' || array_to_string(xids, ','), temp_max, slowdown,
-        busy_clock_min, clock_max, NULL, NULL, NULL, len(xids)
+    SELECT node, device, step_end, 'xid', 'critical', 'xid ' || array_to_string(xids, ','), len(xids),
+        json_object('xids', xids)
     FROM judged WHERE xids IS NOT NULL
     UNION ALL
-    SELECT node, device, step_end, 'hardware_fault', c.severity, c.cause, temp_max, slowdown, busy_clock_min,
-        clock_max, NULL, NULL, NULL, c.count
+    SELECT node, device, step_end, 'hardware_fault', c.severity, c.cause, c.count,
+        json_object('cause', c.cause, 'count_in_window', c.count)
     FROM judged, LATERAL (VALUES
         ('ecc_dbe', 'critical', ecc_dbe_volatile_w),
         ('remapped_rows_uncorrectable', 'critical', remapped_rows_uncorrectable_w),
