@@ -51,7 +51,7 @@ def overlaps(finding: dict[str, object], label: pb.TraceLabel) -> bool:
 def test_finds_exactly_the_labelled_gpu_faults(tmp_path: Path, scenario: str, seed: int) -> None:
     header, con = simulated(tmp_path, scenario, seed)
     found = detect(con, *WHOLE).to_pylist()
-    labels = [lb for lb in header.labels if lb.kind in ("thermal", "power_cap", "xid")]
+    labels = [lb for lb in header.labels if lb.kind in ("thermal", "power_cap", "xid", "data_starvation")]
     assert labels
     for label in labels:
         hits = [
@@ -69,10 +69,31 @@ def test_finds_exactly_the_labelled_gpu_faults(tmp_path: Path, scenario: str, se
 
 
 @pytest.mark.parametrize("seed", [303, 404])
-@pytest.mark.parametrize("scenario", ["healthy", "starved-storage", "straggler"])
+@pytest.mark.parametrize("scenario", ["healthy", "straggler", "network-jitter"])
 def test_no_gpu_findings_where_no_gpu_fault_was_injected(tmp_path: Path, scenario: str, seed: int) -> None:
     _, con = simulated(tmp_path, scenario, seed, nodes=2)
     assert detect(con, *WHOLE).num_rows == 0
+
+
+@pytest.mark.parametrize("seed", [505, 606])
+@pytest.mark.parametrize(
+    ("scenario", "nodes", "cause"),
+    [("starved-storage", 2, "storage"), ("starved-cpu", 2, "cpu"), ("starved-storage", 1, "storage")],
+)
+def test_starvation_on_the_starved_gpus_with_its_cause(
+    tmp_path: Path, scenario: str, nodes: int, cause: str, seed: int
+) -> None:
+    header, con = simulated(tmp_path, scenario, seed, nodes=nodes)
+    found = detect(con, *WHOLE).to_pylist()
+    labels = [lb for lb in header.labels if lb.kind == "data_starvation"]
+    assert labels
+    for label in labels:
+        [hit] = [f for f in found if f["node"] == label.node and f["device"] == label.device]
+        assert hit["kind"] == "data_starvation" and hit["cause"] == cause and hit["severity"] == "critical"
+        assert overlaps(hit, label)
+        peak = json.loads(hit["evidence"])["peak"]
+        assert peak["gpu_util_mean_pct"] < 0.5 * peak["job_gpu_util_p75_pct"] or nodes == 1
+    assert len(found) == len(labels)  # nothing on the healthy node
 
 
 def hand_store(
@@ -206,7 +227,7 @@ def test_detect_and_events_commands(tmp_path: Path) -> None:
     db = str(tmp_path / "mixed.duckdb")
     out = run_cli("--db", db, "--format", "json", "detect", "--since", "2026-10-31", "--until", "2026-11-02")
     found = json.loads(out.stdout)
-    assert {f["kind"] for f in found} == {"thermal", "power_cap"}
+    assert {f["kind"] for f in found} == {"thermal", "power_cap", "data_starvation"}
     again = json.loads(
         run_cli(
             "--db", db, "--format", "json", "detect", "--since", "2026-10-31", "--until", "2026-11-02"

@@ -22,3 +22,21 @@ class Thresholds:
     # Hardware faults: any growth of uncorrectable ECC or NVLink error counters, new
     # pending or uncorrectable row remaps, and PCIe replays beyond a trickle.
     pcie_replays_per_window: int = 10
+    # Data starvation. DESIGN.md starts from TensorFlow's input-pipeline rule (share
+    # of seconds a GPU is under 50 % busy: moderate at 5 %, high at 20 %), but a
+    # synchronous job's per-second utilization dips at every all-reduce: a healthy
+    # GPU spends 0-25 % of its seconds under 50 % depending on how the iteration
+    # falls on the sampling grid. So a GPU is starved when, holding memory and not
+    # throttled, its mean utilization over the window is under 70 % of the job's
+    # busier active GPUs' (75th percentile; job-wide dips such as checkpoints and
+    # evaluation cancel out),
+    # or under 60 % outright while a host bottleneck coincides (a whole job starved
+    # by shared storage has no healthy peers). Critical under half.
+    starved_peer_ratio: float = 0.70
+    job_busy_percent: float = 50.0  # the job's baseline must be training, not stalled or idle
+    starved_util_percent: float = 60.0
+    active_memory_bytes: int = 2**30
+    storage_busy_fraction: float = 0.90  # NVMe time busy
+    io_full_fraction: float = 0.10  # PSI io full stall time
+    cpu_core_busy_fraction: float = 0.95  # the busiest core (a data loader's)
+    h2d_link_fraction: float = 0.80  # PCIe RX of the link's ceiling
