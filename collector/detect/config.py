@@ -40,3 +40,12 @@ class Thresholds:
     io_full_fraction: float = 0.10  # PSI io full stall time
     cpu_core_busy_fraction: float = 0.95  # the busiest core (a data loader's)
     h2d_link_fraction: float = 0.80  # PCIe RX of the link's ceiling
+    # Network jitter per RDMA port. Loss on a fabric that should be lossless: any
+    # growth of out_of_sequence, packet_seq_err or local_ack_timeout_err. Congestion:
+    # CNP and ECN-marked packet rates at least 10x both the port's own baseline (the
+    # median of the 10 minutes before) and its peers' (the median over all ports in
+    # the same step), above a floor, in each of the last 3 steps.
+    congestion_factor: float = 10.0
+    congestion_floor_per_s: float = 20.0
+    congestion_baseline_s: int = 600
+    congestion_held_steps: int = 3

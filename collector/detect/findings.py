@@ -10,15 +10,19 @@ from typing import Any
 
 import pyarrow as pa
 
-from collector.detect import gpu, starvation
+from collector.detect import gpu, network, starvation
 from collector.detect.config import Thresholds
 from collector.detect.sql import ts
 
-KINDS = ("thermal", "power_cap", "xid", "hardware_fault", "data_starvation")
+KINDS = ("thermal", "power_cap", "xid", "hardware_fault", "data_starvation", "network_jitter")
 
 
 def detector_sqls(start: datetime, end: datetime, t: Thresholds) -> list[str]:
-    return [gpu.flagged_sql(start, end, t), starvation.flagged_sql(start, end, t)]
+    return [
+        gpu.flagged_sql(start, end, t),
+        starvation.flagged_sql(start, end, t),
+        network.flagged_sql(start, end, t),
+    ]
 
 
 SEVERITY_RANK = "CASE severity WHEN 'critical' THEN 3 WHEN 'warning' THEN 2 ELSE 1 END"

@@ -1,0 +1,69 @@
+"""Network jitter per RDMA port: loss on a lossless fabric, and congestion far above baseline and peers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from collector.detect.config import Thresholds
+from collector.detect.sql import increment, rolling, ts
+
+LOSS = ("out_of_sequence", "packet_seq_err", "local_ack_timeout_err")
+CONGESTION = ("np_cnp_sent", "rp_cnp_handled", "np_ecn_marked_roce_packets")
+
+
+def flagged_sql(start: datetime, end: datetime, t: Thresholds) -> str:
+    w, s = t.window_s, t.step_s
+    since = f"{ts(start)} - INTERVAL {w + t.congestion_baseline_s} SECOND"
+    cols = (*LOSS, *CONGESTION)
+    incs = ", ".join(f"{increment(c)} AS {c}" for c in cols)
+    sums = ", ".join(f"sum(coalesce({c}, 0)) AS {c}" for c in cols)
+    rolls = ", ".join(f"{rolling(c, w, s)} AS {c}_w" for c in cols)
+    loss = " + ".join(f"{c}_w" for c in LOSS)
+    held = t.congestion_held_steps
+    return f"""
+    WITH inc AS (SELECT node, device, time, {incs} FROM rdma WHERE time > {since} AND time <= {ts(end)}),
+    buckets AS (
+        SELECT node, device, time_bucket(INTERVAL {s} SECOND, time) AS bucket, count(*) AS n, {sums}
+        FROM inc GROUP BY ALL
+    ),
+    windows AS (
+        SELECT node, device, bucket + INTERVAL {s} SECOND AS step_end, {rolling("n", w, s)} AS samples, {rolls}
+        FROM buckets
+    ),
+    rates AS (
+        -- Congestion is judged per step, not per window: overlapping windows would
+        -- let one short burst count as held for as many windows as it spans.
+        SELECT w.*, {loss} AS loss, ({" + ".join(f"b.{c}" for c in CONGESTION)}) / {s} AS congestion_per_s
+        FROM windows w JOIN buckets b ON w.node = b.node AND w.device = b.device
+            AND b.bucket = w.step_end - INTERVAL {s} SECOND
+    ),
+    baselines AS (
+        SELECT *,
+            median(congestion_per_s) OVER (PARTITION BY node, device ORDER BY step_end
+                RANGE BETWEEN INTERVAL {t.congestion_baseline_s} SECOND PRECEDING AND INTERVAL {w} SECOND PRECEDING)
+                AS own_baseline,
+            median(congestion_per_s) OVER (PARTITION BY step_end) AS peer_baseline
+        FROM rates
+    ),
+    judged AS (
+        SELECT *,
+            congestion_per_s >= {t.congestion_floor_per_s}
+                AND congestion_per_s >= {t.congestion_factor} * coalesce(own_baseline, 0)
+                AND congestion_per_s >= {t.congestion_factor} * peer_baseline AS congested
+        FROM baselines WHERE samples >= {t.min_samples}
+    ),
+    held AS (
+        SELECT *, sum(congested::INT) OVER (PARTITION BY node, device ORDER BY step_end
+            ROWS BETWEEN {held - 1} PRECEDING AND CURRENT ROW) = {held} AS held_congested
+        FROM judged
+    )
+    SELECT node, device, step_end, 'network_jitter' AS kind,
+        CASE WHEN loss > 0 THEN 'critical' ELSE 'warning' END AS severity,
+        CASE WHEN loss > 0 THEN 'loss' ELSE 'congestion' END AS cause,
+        1000 * loss + congestion_per_s AS score,
+        json_object('loss_in_window', loss, 'out_of_sequence', out_of_sequence_w, 'packet_seq_err', packet_seq_err_w,
+            'local_ack_timeout_err', local_ack_timeout_err_w, 'congestion_per_s', congestion_per_s,
+            'own_baseline_per_s', own_baseline, 'peer_baseline_per_s', peer_baseline,
+            'np_cnp_sent', np_cnp_sent_w, 'np_ecn_marked_roce_packets', np_ecn_marked_roce_packets_w) AS evidence
+    FROM held WHERE step_end > {ts(start)} AND (loss > 0 OR held_congested)
+    """
