@@ -51,7 +51,11 @@ def overlaps(finding: dict[str, object], label: pb.TraceLabel) -> bool:
 def test_finds_exactly_the_labelled_gpu_faults(tmp_path: Path, scenario: str, seed: int) -> None:
     header, con = simulated(tmp_path, scenario, seed)
     found = detect(con, *WHOLE).to_pylist()
-    labels = [lb for lb in header.labels if lb.kind in ("thermal", "power_cap", "xid", "data_starvation")]
+    labels = [
+        lb
+        for lb in header.labels
+        if lb.kind in ("thermal", "power_cap", "xid", "data_starvation", "network_jitter")
+    ]
     assert labels
     for label in labels:
         hits = [
@@ -228,7 +232,7 @@ def test_detect_and_events_commands(tmp_path: Path) -> None:
     db = str(tmp_path / "mixed.duckdb")
     out = run_cli("--db", db, "--format", "json", "detect", "--since", "2026-10-31", "--until", "2026-11-02")
     found = json.loads(out.stdout)
-    assert {f["kind"] for f in found} == {"thermal", "power_cap", "data_starvation"}
+    assert {f["kind"] for f in found} == {"thermal", "power_cap", "data_starvation", "network_jitter"}
     again = json.loads(
         run_cli(
             "--db", db, "--format", "json", "detect", "--since", "2026-10-31", "--until", "2026-11-02"
