@@ -6,6 +6,7 @@
     .venv/bin/python bench/run.py ingest --streams 8
     .venv/bin/python bench/run.py replay --replay-nodes 8
     .venv/bin/python bench/run.py replay --replay-batch-seconds 1 --replay-seconds 300
+    .venv/bin/python bench/run.py accuracy --accuracy-seeds 9001 9002
 
 agent-vs-node-exporter needs Debian's prometheus-node-exporter
 (apt-get install prometheus-node-exporter). Nothing here is a test: figures
@@ -293,13 +294,36 @@ def replay(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+def accuracy(args: argparse.Namespace) -> dict[str, object]:
+    """`ironsight eval` over fresh simulated scenarios, with seeds the detector was not written on."""
+    from collector.detect.config import Thresholds
+    from collector.evaluate import evaluate, table
+    from collector.simulate import SCENARIOS, simulate
+    from ironsight.trace import TraceWriter
+
+    with tempfile.TemporaryDirectory() as tmp:
+        traces = []
+        for name, sc in SCENARIOS.items():
+            for seed in args.accuracy_seeds:
+                path = Path(tmp) / f"{name}-{seed}.trace"
+                header, batches = simulate(
+                    name, nodes=max(3, sc.min_nodes), gpus=4, duration_s=1800, seed=seed
+                )
+                with TraceWriter(path, header) as writer:
+                    for batch in batches:
+                        writer.write(batch)
+                traces.append(path)
+        rows = table(evaluate(traces), Thresholds().step_s)
+    return {"seeds": args.accuracy_seeds, "traces": len(traces), "kinds": rows}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         "which",
         nargs="?",
         default="all",
-        choices=["all", "agent-vs-node-exporter", "agent-overhead", "ingest", "replay"],
+        choices=["all", "agent-vs-node-exporter", "agent-overhead", "ingest", "replay", "accuracy"],
     )
     p.add_argument("--rounds", type=int, default=200, help="samples/scrapes for agent-vs-node-exporter")
     p.add_argument("--seconds", type=float, default=30, help="steady-state seconds for agent-overhead")
@@ -308,6 +332,7 @@ def main() -> int:
     p.add_argument("--ticks", type=int, default=100, help="ticks per batch for ingest")
     p.add_argument("--gpus", type=int, default=8)
     p.add_argument("--replay-nodes", type=int, default=8, help="nodes in the simulated trace for replay")
+    p.add_argument("--accuracy-seeds", type=int, nargs="+", default=[9001, 9002], help="seeds for accuracy")
     p.add_argument("--replay-seconds", type=float, default=900, help="simulated seconds for replay")
     p.add_argument(
         "--replay-batch-seconds",
@@ -322,6 +347,7 @@ def main() -> int:
         "agent-overhead": agent_overhead,
         "ingest": ingest,
         "replay": replay,
+        "accuracy": accuracy,
     }
     for name, fn in runs.items():
         if args.which not in ("all", name):

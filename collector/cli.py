@@ -576,6 +576,34 @@ def events(c: Ctx, only_open: bool, kind: str | None, node: str | None, evidence
     )
 
 
+@cli.command("eval")
+@click.argument("traces", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.pass_obj
+def eval_(c: Ctx, traces: tuple[Path, ...]) -> None:
+    """Score the detector on labelled traces: range-based precision and recall, and latency, per kind.
+
+    Precision and recall are range-based (Tatbul et al., NeurIPS 2018; flat
+    bias, cardinality 1/x, no existence reward), never point-adjusted F1.
+    Latency runs from a label's start to the end of the first window that
+    alerted. Findings on traces without labels count against precision.
+
+    \b
+    Examples:
+      ironsight simulate --scenario mixed --nodes 4 --gpus 8 --seed 9 --out m.trace
+      ironsight eval m.trace tests/traces/healthy-2n2g.trace
+      ironsight --format json eval *.trace
+    """
+    from collector.detect.config import Thresholds
+    from collector.evaluate import evaluate, table
+    from ironsight.trace import TraceError
+
+    try:
+        scores = evaluate(list(traces))
+    except TraceError as exc:
+        raise click.ClickException(str(exc)) from exc
+    emit(pa.Table.from_pylist(table(scores, Thresholds().step_s)), c.fmt, "detector accuracy")
+
+
 def _port_open(target: str) -> bool:
     import socket
 

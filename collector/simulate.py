@@ -493,8 +493,20 @@ def _run(
                         "gpm_dram_bandwidth_ratio": round(0.38 * gb[d], 4),
                     },
                 )
-                if therm is not None and d in therm.gpus and sw_thermal[d]:
-                    mark("thermal", n, d, t, therm)
+                # A thermal incident shows from its pre-warning (within 5 C of slowdown)
+                # until the die has cooled below it again, after the fault too.
+                hot_fault = next(
+                    (
+                        e
+                        for e in events
+                        if e.kind == "thermal" and e.node == n and d in e.gpus and t >= e.start_s
+                    ),
+                    None,
+                )
+                if hot_fault is not None and (
+                    (therm is not None and bool(sw_thermal[d])) or st.gpu_temp[d] >= g.slowdown_c - 5
+                ):
+                    mark("thermal", n, d, t, hot_fault)
                     if hw_thermal[d]:
                         critical.add(("thermal", n, d))
                 if cap is not None and d in cap.gpus and capped[d]:
@@ -505,7 +517,8 @@ def _run(
                 if e.kind == "xid" and e.node == n and not st.xid_sent and t >= e.start_s:
                     add(n, "gpu_xid", tns, str(e.gpus[0]), {"xid": e.xid})
                     st.xid_sent = True
-                if e.kind == "xid" and t >= e.start_s:
+                if e.kind == "xid" and e.start_s <= t < e.start_s + 10:
+                    # The label is the event; the stall that follows is its consequence.
                     for d in e.gpus if e.node == n else []:
                         mark("xid", n, d, t, e)
             if straggle is not None:

@@ -32,6 +32,9 @@ class Thresholds:
     # evaluation cancel out),
     # or under 60 % outright while a host bottleneck coincides (a whole job starved
     # by shared storage has no healthy peers). Critical under half.
+    starvation_window_s: int = (
+        20  # five 4 s iterations; a 60 s mean took 3-4 steps to cross the bar, 30 s 2.3
+    )
     starved_peer_ratio: float = 0.70
     job_busy_percent: float = 50.0  # the job's baseline must be training, not stalled or idle
     starved_util_percent: float = 60.0

@@ -50,13 +50,20 @@ def findings_sql(start: datetime, end: datetime, data_end: datetime, t: Threshol
     SELECT kind,
         CASE max(rank) WHEN 3 THEN 'critical' WHEN 2 THEN 'warning' ELSE 'pre-warning' END AS severity,
         node, device,
-        min(step_end) - INTERVAL {t.step_s} SECOND AS start_time,
-        CASE WHEN max(step_end) + INTERVAL {t.close_after_s} SECOND > {ts(data_end)} THEN NULL
-             ELSE max(step_end) END AS end_time,
+        -- The incident spans the steps where its rule held on their own; the
+        -- trailing windows that still saw it only keep it open.
+        -- Point events (XIDs) carry their own time.
+        coalesce(min(onset), coalesce(min(step_end) FILTER (active), min(step_end)) - INTERVAL {t.step_s} SECOND)
+            AS start_time,
+        CASE WHEN min(onset) IS NOT NULL THEN max(onset) + INTERVAL {t.step_s} SECOND
+             WHEN max(step_end) + INTERVAL {t.close_after_s} SECOND > {ts(data_end)} THEN NULL
+             ELSE coalesce(max(step_end) FILTER (active), max(step_end)) END AS end_time,
         mode(cause) AS cause,
         json_object(
             'window_s', {t.window_s}, 'steps', count(*),
             'first_window_end', min(step_end), 'last_window_end', max(step_end),
+            'last_active_end', coalesce(max(onset) + INTERVAL {t.step_s} SECOND,
+                                        max(step_end) FILTER (active), max(step_end)),
             'peak_window_end', arg_max(step_end, score), 'peak', arg_max(evidence, score)
         ) AS evidence
     FROM islands

@@ -54,7 +54,8 @@ def flagged_sql(start: datetime, end: datetime, t: Thresholds) -> str:
         FROM inc GROUP BY ALL
     ),
     xids AS (
-        SELECT node, device, time_bucket(INTERVAL {s} SECOND, time) AS bucket, list(DISTINCT xid) AS xids
+        SELECT node, device, time_bucket(INTERVAL {s} SECOND, time) AS bucket, list(DISTINCT xid) AS xids,
+            min(time) AS xid_time
         FROM gpu_xid WHERE time > {lookback} AND time <= {ts(end)} GROUP BY ALL
     ),
     windows AS (
@@ -64,7 +65,14 @@ def flagged_sql(start: datetime, end: datetime, t: Thresholds) -> str:
             min(busy_clock_min) OVER win AS busy_clock_min, max(clock_max) OVER win AS clock_max,
             bit_or(reasons) OVER win AS reasons, max(remap_pending) OVER win AS remap_pending,
             {rolls},
-            x.xids
+            x.xids, x.xid_time,
+            -- Whether the rule holds within this step alone: an incident spans the
+            -- steps where it did, not the trailing windows that still saw it.
+            b.throttle_hw_thermal_seconds + b.throttle_hw_power_brake_seconds + b.throttle_sw_thermal_seconds > 0
+                OR b.temp_max >= b.slowdown - {t.prewarn_margin_c}
+                OR (b.busy_clock_min < {t.clock_fraction} * b.clock_max AND (b.reasons & {THERMAL_REASONS}) != 0)
+                AS thermal_step,
+            b.throttle_sw_power_seconds > 0 AS power_step
         FROM buckets b LEFT JOIN xids x USING (node, device, bucket)
         WINDOW win AS (PARTITION BY b.node, b.device ORDER BY b.bucket
                        RANGE BETWEEN INTERVAL {w - s} SECOND PRECEDING AND CURRENT ROW)
@@ -82,23 +90,25 @@ def flagged_sql(start: datetime, end: datetime, t: Thresholds) -> str:
         CASE WHEN hw_slowdown THEN 'critical' WHEN sw_thermal OR clock_thermal THEN 'warning' ELSE 'pre-warning' END
             AS severity, NULL AS cause,
         1000 * (throttle_hw_thermal_seconds_w + throttle_hw_power_brake_seconds_w)
-            + throttle_sw_thermal_seconds_w + temp_max / 100 AS score,
+            + throttle_sw_thermal_seconds_w + temp_max / 100 AS score, thermal_step AS active,
+        NULL::TIMESTAMP AS onset,
         json_object('temperature_max_c', temp_max, 'slowdown_c', slowdown,
             'busy_sm_clock_min_mhz', busy_clock_min / 1e6, 'sm_clock_max_mhz', clock_max / 1e6,
             'sw_thermal_s', throttle_sw_thermal_seconds_w,
             'hw_slowdown_s', throttle_hw_thermal_seconds_w + throttle_hw_power_brake_seconds_w) AS evidence
     FROM judged WHERE hw_slowdown OR sw_thermal OR clock_thermal OR near_slowdown
     UNION ALL
-    SELECT node, device, step_end, 'power_cap', 'warning', NULL, throttle_sw_power_seconds_w,
+    SELECT node, device, step_end, 'power_cap', 'warning', NULL, throttle_sw_power_seconds_w, power_step, NULL,
         json_object('sw_power_cap_s', throttle_sw_power_seconds_w, 'busy_sm_clock_min_mhz', busy_clock_min / 1e6,
             'sm_clock_max_mhz', clock_max / 1e6, 'temperature_max_c', temp_max)
     FROM judged WHERE power_capped AND NOT (hw_slowdown OR sw_thermal OR clock_thermal)
     UNION ALL
-    SELECT node, device, step_end, 'xid', 'critical', 'xid ' || array_to_string(xids, ','), len(xids),
+    SELECT node, device, step_end, 'xid', 'critical', 'xid ' || array_to_string(xids, ','), len(xids), TRUE,
+        xid_time,
         json_object('xids', xids)
     FROM judged WHERE xids IS NOT NULL
     UNION ALL
-    SELECT node, device, step_end, 'hardware_fault', c.severity, c.cause, c.count,
+    SELECT node, device, step_end, 'hardware_fault', c.severity, c.cause, c.count, TRUE, NULL,
         json_object('cause', c.cause, 'count_in_window', c.count)
     FROM judged, LATERAL (VALUES
         ('ecc_dbe', 'critical', ecc_dbe_volatile_w),

@@ -33,7 +33,8 @@ def flagged_sql(start: datetime, end: datetime, t: Thresholds) -> str:
     rates AS (
         -- Congestion is judged per step, not per window: overlapping windows would
         -- let one short burst count as held for as many windows as it spans.
-        SELECT w.*, {loss} AS loss, ({" + ".join(f"b.{c}" for c in CONGESTION)}) / {s} AS congestion_per_s
+        SELECT w.*, {loss} AS loss, ({" + ".join(f"b.{c}" for c in CONGESTION)}) / {s} AS congestion_per_s,
+            {" + ".join(f"b.{c}" for c in LOSS)} > 0 AS loss_step
         FROM windows w JOIN buckets b ON w.node = b.node AND w.device = b.device
             AND b.bucket = w.step_end - INTERVAL {s} SECOND
     ),
@@ -60,7 +61,7 @@ def flagged_sql(start: datetime, end: datetime, t: Thresholds) -> str:
     SELECT node, device, step_end, 'network_jitter' AS kind,
         CASE WHEN loss > 0 THEN 'critical' ELSE 'warning' END AS severity,
         CASE WHEN loss > 0 THEN 'loss' ELSE 'congestion' END AS cause,
-        1000 * loss + congestion_per_s AS score,
+        1000 * loss + congestion_per_s AS score, loss_step OR congested AS active, NULL::TIMESTAMP AS onset,
         json_object('loss_in_window', loss, 'out_of_sequence', out_of_sequence_w, 'packet_seq_err', packet_seq_err_w,
             'local_ack_timeout_err', local_ack_timeout_err_w, 'congestion_per_s', congestion_per_s,
             'own_baseline_per_s', own_baseline, 'peer_baseline_per_s', peer_baseline,

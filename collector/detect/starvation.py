@@ -22,7 +22,7 @@ PCIE_GTS = (
 
 
 def flagged_sql(start: datetime, end: datetime, t: Thresholds) -> str:
-    w, s = t.window_s, t.step_s
+    w, s = t.starvation_window_s, t.step_s
     since, until = f"{ts(start)} - INTERVAL {w} SECOND", ts(end)
 
     def window(table: str, body: str) -> str:
@@ -49,6 +49,7 @@ def flagged_sql(start: datetime, end: datetime, t: Thresholds) -> str:
             {rolling("n", w, s)} AS samples,
             {rolling("util_sum", w, s)} / nullif({rolling("util_n", w, s)}, 0) AS util,
             {rolling("low_n", w, s)} / {rolling("n", w, s)} AS low_fraction,
+            util_sum / nullif(util_n, 0) AS step_util,
             max(mem) OVER win AS mem, {rolling("rx", w, s)} / {w} AS rx_bps,
             {rolling("throttled", w, s)} / {w} AS throttled_fraction,
             ({PCIE_GTS}) * 1e9 * width * (CASE WHEN gen >= 3 THEN 128.0 / 130 ELSE 0.8 END) / 8 AS link_bps
@@ -108,6 +109,8 @@ def flagged_sql(start: datetime, end: datetime, t: Thresholds) -> str:
         CASE WHEN util < 0.5 * greatest(peer_util, {t.starved_util_percent}) THEN 'critical' ELSE 'warning' END
             AS severity,
         cause, peer_util - util AS score,
+        step_util < {t.starved_peer_ratio} * peer_util
+            OR (step_util < {t.starved_util_percent} AND cause <> 'unknown') AS active, NULL::TIMESTAMP AS onset,
         json_object('gpu_util_mean_pct', util, 'job_gpu_util_p75_pct', peer_util, 'job_gpus', gpus,
             'seconds_under_50pct_fraction', low_fraction, 'storage_busy_fraction', storage_busy,
             'io_full_pressure_fraction', io_full, 'busiest_core_fraction', core_busy,

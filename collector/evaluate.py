@@ -1,0 +1,123 @@
+"""Scores the detector on labelled traces: range-based precision and recall, and detection latency.
+
+Precision and recall follow Tatbul et al., "Precision and Recall for Time
+Series" (NeurIPS 2018), with flat positional bias, cardinality factor 1/x
+and no existence reward (alpha = 0), never point-adjusted F1. A label and a
+finding are compared only when kind, node and device agree. Latency is from a
+label's start to the end of the first window that alerted.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+
+from collector.detect.config import Thresholds
+from collector.detect.findings import detect
+from collector.replay import to_db
+from ironsight.trace import read_header
+
+Range = tuple[float, float]  # seconds since the epoch, [start, end)
+
+
+def _overlap(a: Range, b: Range) -> float:
+    return max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+
+
+def _score(one: Range, others: list[Range]) -> float:
+    """Flat-bias overlap of one range with a set, times the cardinality factor 1/x."""
+    hits = [o for o in others if _overlap(one, o) > 0]
+    if not hits:
+        return 0.0
+    covered = sum(_overlap(one, o) for o in hits) / (one[1] - one[0])
+    return min(1.0, covered) / len(hits)
+
+
+@dataclass
+class KindScore:
+    labels: int = 0
+    findings: int = 0
+    recall_sum: float = 0.0
+    precision_sum: float = 0.0
+    latencies_s: list[float] = field(default_factory=list)
+
+    @property
+    def recall(self) -> float | None:
+        return self.recall_sum / self.labels if self.labels else None
+
+    @property
+    def precision(self) -> float | None:
+        return self.precision_sum / self.findings if self.findings else None
+
+
+def _utc(value: datetime) -> float:
+    return value.replace(tzinfo=UTC).timestamp()
+
+
+def evaluate(traces: list[Path], t: Thresholds = Thresholds()) -> dict[str, KindScore]:  # noqa: B008 - frozen
+    scores: dict[str, KindScore] = defaultdict(KindScore)
+    for trace in traces:
+        header, _ = read_header(trace)
+        with tempfile.TemporaryDirectory() as tmp:
+            db = Path(tmp) / "eval.duckdb"
+            to_db([trace], db)
+            con = duckdb.connect(str(db))
+            try:
+                bounds = con.execute("SELECT min(time), max(time) FROM gpu").fetchall()[0]
+                if bounds[0] is None:
+                    continue
+                found = detect(con, bounds[0] - timedelta(seconds=1), bounds[1], t).to_pylist()
+            finally:
+                con.close()
+        labels: dict[tuple[str, str, str], list[Range]] = defaultdict(list)
+        for lb in header.labels:
+            labels[(lb.kind, lb.node, lb.device)].append((lb.start_ns / 1e9, lb.end_ns / 1e9))
+        preds: dict[tuple[str, str, str], list[tuple[Range, float]]] = defaultdict(list)
+        for f in found:
+            evidence = json.loads(f["evidence"])
+            # An open finding has lasted, so far, until its last active step.
+            end = _utc(f["end_time"] or datetime.fromisoformat(evidence["last_active_end"]))
+            first_alert = _utc(datetime.fromisoformat(evidence["first_window_end"]))
+            preds[(f["kind"], f["node"], f["device"])].append(((_utc(f["start_time"]), end), first_alert))
+        for key, real in labels.items():
+            s = scores[key[0]]
+            predicted = [p for p, _ in preds.get(key, [])]
+            for r in real:
+                s.labels += 1
+                s.recall_sum += _score(r, predicted)
+                alerts = [a for p, a in preds.get(key, []) if _overlap(r, p) > 0]
+                if alerts:
+                    s.latencies_s.append(max(0.0, min(alerts) - r[0]))
+        for key, predicted_alerts in preds.items():
+            s = scores[key[0]]
+            real = labels.get(key, [])
+            for p, _ in predicted_alerts:
+                s.findings += 1
+                s.precision_sum += _score(p, real)
+    return dict(scores)
+
+
+def table(scores: dict[str, KindScore], step_s: int) -> list[dict[str, object]]:
+    rows = []
+    for kind in sorted(scores):
+        s = scores[kind]
+        latency = statistics.median(s.latencies_s) if s.latencies_s else None
+        rows.append(
+            {
+                "kind": kind,
+                "labels": s.labels,
+                "findings": s.findings,
+                "precision": None if s.precision is None else round(s.precision, 3),
+                "recall": None if s.recall is None else round(s.recall, 3),
+                "median_latency_s": latency,
+                "median_latency_steps": None if latency is None else round(latency / step_s, 2),
+            }
+        )
+    return rows
