@@ -6,7 +6,7 @@
     .venv/bin/python bench/run.py ingest --streams 8
     .venv/bin/python bench/run.py replay --replay-nodes 8
     .venv/bin/python bench/run.py replay --replay-batch-seconds 1 --replay-seconds 300
-    .venv/bin/python bench/run.py accuracy --accuracy-seeds 9001 9002
+    .venv/bin/python bench/run.py accuracy --accuracy-seeds 9301 9302
 
 agent-vs-node-exporter needs Debian's prometheus-node-exporter
 (apt-get install prometheus-node-exporter). Nothing here is a test: figures
@@ -332,7 +332,7 @@ def main() -> int:
     p.add_argument("--ticks", type=int, default=100, help="ticks per batch for ingest")
     p.add_argument("--gpus", type=int, default=8)
     p.add_argument("--replay-nodes", type=int, default=8, help="nodes in the simulated trace for replay")
-    p.add_argument("--accuracy-seeds", type=int, nargs="+", default=[9001, 9002], help="seeds for accuracy")
+    p.add_argument("--accuracy-seeds", type=int, nargs="+", default=[9301, 9302], help="seeds for accuracy")
     p.add_argument("--replay-seconds", type=float, default=900, help="simulated seconds for replay")
     p.add_argument(
         "--replay-batch-seconds",
