@@ -7,6 +7,7 @@
     .venv/bin/python bench/run.py replay --replay-nodes 8
     .venv/bin/python bench/run.py replay --replay-batch-seconds 1 --replay-seconds 300
     .venv/bin/python bench/run.py accuracy --accuracy-seeds 9301 9302
+    .venv/bin/python bench/run.py detect --detect-nodes 16
 
 agent-vs-node-exporter needs Debian's prometheus-node-exporter
 (apt-get install prometheus-node-exporter). Nothing here is a test: figures
@@ -317,13 +318,51 @@ def accuracy(args: argparse.Namespace) -> dict[str, object]:
     return {"seeds": args.accuracy_seeds, "traces": len(traces), "kinds": rows}
 
 
+def detect_speed(args: argparse.Namespace) -> dict[str, object]:
+    """Offline detection over stored history: all detectors, every node and GPU at once."""
+    from datetime import datetime
+
+    import duckdb
+
+    from collector.detect.findings import detect
+    from collector.replay import to_db
+    from collector.simulate import simulate
+    from ironsight.trace import TraceWriter
+
+    with tempfile.TemporaryDirectory() as tmp:
+        trace, db = Path(tmp) / "d.trace", Path(tmp) / "d.duckdb"
+        header, batches = simulate("mixed", nodes=args.detect_nodes, gpus=8, duration_s=3600, seed=3)
+        with TraceWriter(trace, header) as writer:
+            for batch in batches:
+                writer.write(batch)
+        to_db([trace], db)
+        con = duckdb.connect(str(db))
+        values = sum(
+            con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] * width
+            for t, width in (("gpu", 44), ("disk", 17), ("cpu", 16), ("rdma", 35), ("pressure", 7))
+        )
+        start = time.perf_counter()
+        found = detect(con, datetime(2026, 10, 31), datetime(2026, 11, 2))
+        seconds = time.perf_counter() - start
+        con.close()
+    return {
+        "nodes": args.detect_nodes,
+        "gpus_per_node": 8,
+        "hours": 1,
+        "stored_values_read": values,
+        "seconds": seconds,
+        "values_per_second": values / seconds,
+        "findings": found.num_rows,
+    }
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         "which",
         nargs="?",
         default="all",
-        choices=["all", "agent-vs-node-exporter", "agent-overhead", "ingest", "replay", "accuracy"],
+        choices=["all", "agent-vs-node-exporter", "agent-overhead", "ingest", "replay", "accuracy", "detect"],
     )
     p.add_argument("--rounds", type=int, default=200, help="samples/scrapes for agent-vs-node-exporter")
     p.add_argument("--seconds", type=float, default=30, help="steady-state seconds for agent-overhead")
@@ -332,6 +371,7 @@ def main() -> int:
     p.add_argument("--ticks", type=int, default=100, help="ticks per batch for ingest")
     p.add_argument("--gpus", type=int, default=8)
     p.add_argument("--replay-nodes", type=int, default=8, help="nodes in the simulated trace for replay")
+    p.add_argument("--detect-nodes", type=int, default=16, help="nodes of 8 GPUs for detect")
     p.add_argument("--accuracy-seeds", type=int, nargs="+", default=[9301, 9302], help="seeds for accuracy")
     p.add_argument("--replay-seconds", type=float, default=900, help="simulated seconds for replay")
     p.add_argument(
@@ -348,6 +388,7 @@ def main() -> int:
         "ingest": ingest,
         "replay": replay,
         "accuracy": accuracy,
+        "detect": detect_speed,
     }
     for name, fn in runs.items():
         if args.which not in ("all", name):
