@@ -413,7 +413,6 @@ def replay(
             stats = rp.to_db(list(files), db_path, shift_to_now)
         else:
             assert target is not None
-            plan = rp.plan(list(files))
             columns = (
                 TextColumn("replaying"),
                 BarColumn(),
@@ -422,13 +421,14 @@ def replay(
                 TimeRemainingColumn(),
             )
             with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-                task = bar.add_task("replay", total=plan.values)
+                task = bar.add_task("replay", total=None)
                 stats = rp.to_collector(
                     list(files),
                     target,
                     None if as_fast else (speed or 1.0),
                     shift_to_now,
                     progress=lambda n: bar.advance(task, n),
+                    on_plan=lambda plan: bar.update(task, total=plan.values),
                 )
     except (TraceError, rp.ReplayError) as exc:
         raise click.ClickException(str(exc)) from exc

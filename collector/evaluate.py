@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 
 from collector.detect.config import Thresholds
-from collector.detect.findings import detect
+from collector.detect.findings import DEFAULTS, detect
 from collector.replay import to_db
 from ironsight.trace import read_header
 
@@ -61,7 +61,7 @@ def _utc(value: datetime) -> float:
     return value.replace(tzinfo=UTC).timestamp()
 
 
-def evaluate(traces: list[Path], t: Thresholds = Thresholds()) -> dict[str, KindScore]:  # noqa: B008 - frozen
+def evaluate(traces: list[Path], t: Thresholds = DEFAULTS) -> dict[str, KindScore]:
     scores: dict[str, KindScore] = defaultdict(KindScore)
     for trace in traces:
         header, _ = read_header(trace)

@@ -18,7 +18,7 @@ import grpc
 
 from collector.store import Store
 from collector.validate import InvalidBatch, Limits, validate
-from ironsight.trace import iter_batches, verify
+from ironsight.trace import iter_batches
 from ironsight.v1 import telemetry_pb2 as pb
 
 
@@ -66,37 +66,25 @@ class Plan:
     end_ns: int
 
 
-def plan(files: list[Path]) -> Plan:
-    batches = values = 0
-    start, end = None, None
-    for f in files:
-        _, n, v = verify(f)
-        batches += n
-        values += v
-        for b in iter_batches(f):
-            s, e = first_time_ns(b), last_time_ns(b)
-            start = s if start is None else min(start, s)
-            end = e if end is None else max(end, e)
-    return Plan(files, batches, values, start or 0, end or 0)
-
-
-def batches_by_node(files: list[Path]) -> dict[str, list[pb.Batch]]:
-    out: dict[str, list[pb.Batch]] = {}
-    for f in files:
-        for b in iter_batches(f):
-            out.setdefault(b.node_id, []).append(b)
-    return out
+def load(files: list[Path]) -> tuple[Plan, list[pb.Batch]]:
+    """Every batch of every file, in one pass. Reading a file whole verifies it (a damaged
+    one raises TraceError), so nothing is sent or stored before all files have been read."""
+    batches = [b for f in files for b in iter_batches(f)]
+    values = sum(_values(b) for b in batches)
+    start = min((first_time_ns(b) for b in batches), default=0)
+    end = max((last_time_ns(b) for b in batches), default=0)
+    return Plan(files, len(batches), values, start, end), batches
 
 
 def to_db(files: list[Path], db: Path, shift_to_now: bool = False) -> ReplayStats:
     """Loads traces into a DuckDB file in one transaction: all of it, or (on any error) none."""
-    p = plan(files)
+    p, loaded = load(files)
     shift = time.time_ns() - p.end_ns if shift_to_now else 0
     # Offline loading takes history of any age; only the sender-side checks apply.
     limits = Limits(max_age_ns=2**62)
     now = time.time_ns() if shift_to_now else max(time.time_ns(), p.end_ns)
     batches = []
-    for b in (b for f in files for b in iter_batches(f)):
+    for b in loaded:
         if shift:
             shift_batch(b, shift)
         try:
@@ -123,10 +111,17 @@ def to_collector(
     speed: float | None,
     shift_to_now: bool = False,
     progress: Callable[[int], None] = lambda values: None,
+    on_plan: Callable[[Plan], None] = lambda plan: None,
 ) -> ReplayStats:
-    """Streams traces into a collector, one stream per node. speed None means as fast as it takes them."""
-    p = plan(files)
-    by_node = batches_by_node(files)
+    """Streams traces into a collector, one stream per node. speed None means as fast as it takes them.
+
+    on_plan hears what the files hold once they are read, before anything is sent;
+    progress hears each acknowledged batch's value count."""
+    p, loaded = load(files)
+    on_plan(p)
+    by_node: dict[str, list[pb.Batch]] = {}
+    for b in loaded:
+        by_node.setdefault(b.node_id, []).append(b)
     wall_start_ns = time.time_ns()
     if shift_to_now:
         # Paced: data arrives "live" from now on. As fast as possible: the trace ends now.

@@ -224,6 +224,7 @@ class Store:
                     outcomes[i] = exc
             fresh = [i for i in fresh if outcomes[i] is None]
             groups = self._decode(views, fresh)
+        rows = {i: sum(len(t.time_ns) // 8 for t in views[i].tables) for i in fresh}
         con = self.con
         self._pending_inventory = {}
         con.execute("BEGIN TRANSACTION")
@@ -234,7 +235,7 @@ class Store:
                         "node": [views[i].node_id for i in fresh],
                         "boot_id": [views[i].boot_id for i in fresh],
                         "seq": pa.array([views[i].seq for i in fresh], pa.uint64()),
-                        "rows": [sum(len(t.time_ns) // 8 for t in views[i].tables) for i in fresh],
+                        "rows": [rows[i] for i in fresh],
                     }
                 )
                 self._insert_arrow(
@@ -253,9 +254,8 @@ class Store:
             raise
         self._inventory.update(self._pending_inventory)
         for i in fresh:
-            rows = sum(len(t.time_ns) // 8 for t in views[i].tables)
-            outcomes[i] = pb.Ack(seq=views[i].seq, status=pb.Ack.STORED, rows=rows)
-            self.stats.rows_stored += rows
+            outcomes[i] = pb.Ack(seq=views[i].seq, status=pb.Ack.STORED, rows=rows[i])
+            self.stats.rows_stored += rows[i]
         now = time.time()
         for b, outcome in zip(views, outcomes, strict=True):
             self.stats.node_last_seen[b.node_id] = now
