@@ -40,7 +40,7 @@ class _Families:
         fam.add_metric(list(labels.values()), float(value))
 
 
-_MEMINFO_NAME = {column: key.replace("(", "_").replace(")", "") for key, column in MEMINFO_FIELDS.items()}
+_MEMINFO_NAME = {column: key for key, column in MEMINFO_FIELDS.items()}
 _CPU_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
 _DISK = {
     "reads_completed": "node_disk_reads_completed_total",
