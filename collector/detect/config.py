@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 
 @dataclass(frozen=True)
@@ -52,3 +52,45 @@ class Thresholds:
     congestion_floor_per_s: float = 20.0
     congestion_baseline_s: int = 600
     congestion_held_steps: int = 3
+    # Stragglers: a node's iteration period (autocorrelation of its GPUs' mean
+    # utilization over the window) at least 10 % above its peers' median, and,
+    # with 4 or more peers, a robust z-score (median absolute deviation, floored at
+    # 2 % of the median) of at least 3.5. Critical from 50 % slower. A period needs
+    # an autocorrelation peak of 0.6: checkpoint pauses and idle spells have none.
+    # 40 s holds ten 4 s steps and answers within two steps of an onset.
+    straggler_window_s: int = 24
+    straggler_min_strength: float = 0.6
+    straggler_level_shift: float = 0.2  # window halves' means apart by more: a phase change, not judged
+    straggler_slower_fraction: float = 0.10
+    straggler_hold_s: int = 120  # an unjudged window (a checkpoint pause) keeps the last verdict this long
+    straggler_critical_fraction: float = 0.50
+    straggler_z: float = 3.5
+    straggler_z_min_peers: int = 4
+
+
+def with_overrides(items: list[str] | tuple[str, ...], base: Thresholds | None = None) -> Thresholds:
+    """Thresholds from KEY=VALUE strings (e.g. window_s=120); ValueError names what is wrong."""
+    known = {f.name: f.type for f in fields(Thresholds)}
+    changes: dict[str, int | float] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep:
+            raise ValueError(f"threshold {item!r}: expected KEY=VALUE")
+        if key not in known:
+            raise ValueError(f"unknown threshold {key!r}; known: {', '.join(sorted(known))}")
+        try:
+            value: int | float = int(raw) if known[key] in ("int", int) else float(raw)
+        except ValueError:
+            raise ValueError(
+                f"threshold {key}: expected {'an integer' if known[key] in ('int', int) else 'a number'}, got {raw!r}"
+            ) from None
+        if value < 0 or (
+            key in ("step_s", "window_s", "straggler_window_s", "starvation_window_s") and value <= 0
+        ):
+            raise ValueError(f"threshold {key}: must be positive, got {raw!r}")
+        changes[key] = value
+    t = replace(base or Thresholds(), **changes)  # type: ignore[arg-type]
+    if t.window_s % t.step_s or t.starvation_window_s % t.step_s or t.window_s < t.step_s:
+        raise ValueError("threshold windows must be whole multiples of step_s")
+    return t

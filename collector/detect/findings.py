@@ -10,19 +10,37 @@ from typing import Any
 
 import pyarrow as pa
 
-from collector.detect import gpu, network, starvation
+from collector.detect import gpu, network, starvation, straggler
 from collector.detect.config import Thresholds
 from collector.detect.sql import ts
 
-KINDS = ("thermal", "power_cap", "xid", "hardware_fault", "data_starvation", "network_jitter")
+KINDS = ("thermal", "power_cap", "xid", "hardware_fault", "data_starvation", "network_jitter", "straggler")
+STRAGGLERS = "straggler_flagged"  # the straggler detector's rows (numpy), registered beside the SQL ones
 
 
-def detector_sqls(start: datetime, end: datetime, t: Thresholds) -> list[str]:
-    return [
-        gpu.flagged_sql(start, end, t),
-        starvation.flagged_sql(start, end, t),
-        network.flagged_sql(start, end, t),
-    ]
+def flagged_sql(start: datetime, end: datetime, t: Thresholds) -> str:
+    """Every detector's flagged steps in (start, end]; needs STRAGGLERS registered (see flag())."""
+    union = " UNION ALL ".join(
+        f"({sql})"
+        for sql in (
+            gpu.flagged_sql(start, end, t),
+            starvation.flagged_sql(start, end, t),
+            network.flagged_sql(start, end, t),
+            "SELECT node, device, step_end, kind, severity, cause, score, active, onset, evidence::JSON "
+            f"FROM {STRAGGLERS}",
+        )
+    )
+    # A node slowed by its own network (loss, congestion) is that, not a straggler.
+    return f"""
+    WITH raw AS MATERIALIZED ({union})
+    SELECT * FROM raw r
+    WHERE r.kind <> 'straggler' OR NOT EXISTS (
+        SELECT 1 FROM raw n WHERE n.kind = 'network_jitter' AND n.node = r.node AND n.step_end = r.step_end)
+    """
+
+
+def register_stragglers(con: Any, start: datetime, end: datetime, t: Thresholds) -> None:
+    con.register(STRAGGLERS, straggler.flagged(con, start, end, t))
 
 
 SEVERITY_RANK = "CASE severity WHEN 'critical' THEN 3 WHEN 'warning' THEN 2 ELSE 1 END"
@@ -31,7 +49,7 @@ SEVERITY_RANK = "CASE severity WHEN 'critical' THEN 3 WHEN 'warning' THEN 2 ELSE
 def findings_sql(start: datetime, end: datetime, data_end: datetime, t: Thresholds) -> str:
     gap = t.close_after_s + t.step_s
     return f"""
-    WITH flagged AS ({" UNION ALL ".join(f"({sql})" for sql in detector_sqls(start, end, t))}),
+    WITH flagged AS ({flagged_sql(start, end, t)}),
     keyed AS (
         -- Different hardware faults on one GPU are different incidents; a starving GPU
         -- whose cause shifts (storage, then CPU) is one.
@@ -58,16 +76,19 @@ def findings_sql(start: datetime, end: datetime, data_end: datetime, t: Threshol
         CASE WHEN min(onset) IS NOT NULL THEN max(onset) + INTERVAL {t.step_s} SECOND
              WHEN max(step_end) + INTERVAL {t.close_after_s} SECOND > {ts(data_end)} THEN NULL
              ELSE coalesce(max(step_end) FILTER (active), max(step_end)) END AS end_time,
-        mode(cause) AS cause,
+        arg_max(cause, score) AS cause,  -- the cause at the peak, as the live detector keeps it
         json_object(
             'window_s', {t.window_s}, 'steps', count(*),
             'first_window_end', min(step_end), 'last_window_end', max(step_end),
             'last_active_end', coalesce(max(onset) + INTERVAL {t.step_s} SECOND,
                                         max(step_end) FILTER (active), max(step_end)),
-            'peak_window_end', arg_max(step_end, score), 'peak', arg_max(evidence, score)
+            'peak_window_end', arg_max(step_end, score), 'peak', arg_max(evidence, score),
+            'peak_score', max(score)
         ) AS evidence
     FROM islands
     GROUP BY kind, node, device, part, island
+    -- An incident needs a step where its rule held on its own.
+    HAVING bool_or(active) OR min(onset) IS NOT NULL
     ORDER BY start_time, node, device, kind
     """
 
@@ -79,7 +100,11 @@ def detect(con: Any, start: datetime, end: datetime, t: Thresholds = DEFAULTS) -
     """Findings over [start, end] as Arrow: kind, severity, node, device, start_time, end_time, cause, evidence."""
     row = con.execute(f"SELECT max(time) FROM gpu WHERE time <= {ts(end)}").fetchall()
     data_end = min(end, row[0][0]) if row and row[0][0] is not None else end
-    return con.sql(findings_sql(start, end, data_end, t)).to_arrow_table()
+    register_stragglers(con, start, end, t)
+    try:
+        return con.sql(findings_sql(start, end, data_end, t)).to_arrow_table()
+    finally:
+        con.unregister(STRAGGLERS)
 
 
 def store(con: Any, findings: pa.Table, start: datetime, end: datetime) -> int:
