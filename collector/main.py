@@ -15,6 +15,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector as PromCollector
 from prometheus_client.registry import CollectorRegistry
 
+from collector.detect.config import with_overrides
+from collector.detect.live import LiveDetector
 from collector.server import IngestService, start
 from collector.store import Store, StoreLocked
 from collector.validate import Limits
@@ -40,8 +42,50 @@ def parser() -> argparse.ArgumentParser:
         help="gRPC HOST:PORT (default 127.0.0.1:7070)",
     )
     p.add_argument("--http-listen", type=listen_address, help="serve /metrics on HOST:PORT (off by default)")
+    p.add_argument(
+        "--detect-delay",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="judge each detector step this long after it ends, for batches in flight (default 5)",
+    )
+    p.add_argument("--no-detect", action="store_true", help="do not run the bottleneck detector")
+    p.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a detector threshold or window (repeatable; README lists them), e.g. step_s=10",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
+
+
+class DetectorMetrics(PromCollector):
+    """Open findings as ironsight_bottleneck_active, and what the detector's steps cost."""
+
+    def __init__(self, detector: LiveDetector) -> None:
+        self.detector = detector
+
+    def collect(self) -> Iterator[Metric]:
+        st = self.detector.status
+        active = GaugeMetricFamily(
+            "ironsight_bottleneck_active",
+            "1 while the detector has an open finding of this kind on this node and device",
+            labels=["kind", "node", "device", "severity"],
+        )
+        for kind, node, device, severity in st.open:
+            active.add_metric([kind, node, device, severity], 1.0)
+        yield active
+        yield GaugeMetricFamily(
+            "ironsight_detector_step_seconds",
+            "Duration of the last detector step",
+            value=st.last_step_seconds,
+        )
+        yield CounterMetricFamily("ironsight_detector_steps", "Detector steps run", value=st.steps)
+        yield CounterMetricFamily(
+            "ironsight_detector_failures", "Detector steps that failed", value=st.failures
+        )
 
 
 class IngestMetrics(PromCollector):
@@ -83,11 +127,17 @@ async def serve(args: argparse.Namespace) -> int:
         store.close()
         print(f"ironsight-collector: cannot listen on {args.listen}: {exc}", file=sys.stderr)
         return 1
+    detector = None
+    if not args.no_detect:
+        detector = LiveDetector(store.reader(), args.thresholds, args.detect_delay)
+        detector.start()
     if args.http_listen:
         from prometheus_client import start_http_server
 
         registry = CollectorRegistry()
         registry.register(IngestMetrics(store, collector.ingest))
+        if detector is not None:
+            registry.register(DetectorMetrics(detector))
         host, _, port = args.http_listen.rpartition(":")
         start_http_server(int(port), addr=host, registry=registry)
     log.info("listening on %s (port %d), storing in %s", args.listen, collector.port, args.db)
@@ -98,6 +148,8 @@ async def serve(args: argparse.Namespace) -> int:
     started = time.monotonic()
     await stop.wait()
     log.info("stopping: draining in-flight batches")
+    if detector is not None:
+        detector.stop()
     await collector.stop()
     s = store.stats
     log.info(
@@ -112,7 +164,14 @@ async def serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    try:
+        args.thresholds = with_overrides(args.threshold)
+    except ValueError as exc:
+        p.error(str(exc))
+    if args.detect_delay < 0:
+        p.error("--detect-delay must be 0 or more seconds")
     setup_logging(args.log_level)
     return asyncio.run(serve(args))
 

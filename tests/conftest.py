@@ -56,9 +56,10 @@ def wait_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: f
 
 
 class CollectorProcess:
-    def __init__(self, db: Path, log: Path) -> None:
+    def __init__(self, db: Path, log: Path, extra: list[str] | None = None) -> None:
         self.db = db
         self.log = log
+        self.extra = extra or []
         self.port = free_port()
         self.target = f"127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -66,7 +67,7 @@ class CollectorProcess:
     def start(self) -> CollectorProcess:
         out = open(self.log, "ab")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(
-            [str(BIN / "ironsight-collector"), "--db", str(self.db), "--listen", self.target],
+            [str(BIN / "ironsight-collector"), "--db", str(self.db), "--listen", self.target, *self.extra],
             stdout=out,
             stderr=subprocess.STDOUT,
         )

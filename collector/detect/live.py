@@ -1,0 +1,236 @@
+"""The detector inside the collector: every step, judge the newest window and carry findings forward.
+
+Each step runs the same detectors as `ironsight detect` for one step end and
+merges what they flag into the events table in three statements: flagged
+keys that have a recent finding continue it, the others open one, and open
+findings clear for longer than close_after_s close. The result matches the
+offline gaps-and-islands merge, step by step. One log line per opened and
+closed finding; the open ones feed the ironsight_bottleneck_active gauge.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from collector.detect.config import Thresholds
+from collector.detect.findings import DEFAULTS, SEVERITY_RANK, STRAGGLERS, flagged_sql, register_stragglers
+from collector.detect.sql import ts
+
+log = logging.getLogger("ironsight.detect")
+
+MAX_CATCH_UP_STEPS = 30  # after a stall, judge at most this many missed steps, then jump to now
+
+
+def _rank(col: str) -> str:
+    return f"CASE {col} WHEN 'critical' THEN 3 WHEN 'warning' THEN 2 ELSE 1 END"
+
+
+def _same_finding(e: str, f: str, since: datetime) -> str:
+    # Different hardware faults on one GPU are different findings (as offline).
+    return (
+        f"{e}.kind = {f}.kind AND {e}.node = {f}.node AND {e}.device = {f}.device "
+        f"AND ({f}.kind <> 'hardware_fault' OR {e}.cause = {f}.cause) "
+        f"AND ({e}.evidence->>'last_window_end')::TIMESTAMP >= {ts(since)}"
+    )
+
+
+@dataclass
+class StepResult:
+    end: datetime
+    flagged: int
+    opened: list[dict[str, Any]]
+    closed: list[dict[str, Any]]
+    seconds: float
+
+
+@dataclass
+class Status:
+    """What the metrics endpoint shows: open findings and the last step's cost."""
+
+    open: list[tuple[str, str, str, str]] = field(default_factory=list)  # kind, node, device, severity
+    last_step_end: datetime | None = None
+    last_step_seconds: float = 0.0
+    steps: int = 0
+    failures: int = 0
+
+
+def step(con: Any, end: datetime, t: Thresholds = DEFAULTS) -> StepResult:
+    """Judges the step ending at `end` and updates the events table; con is the collector's cursor."""
+    began = time.perf_counter()
+    start = end - timedelta(seconds=t.step_s)
+    gap_since = end - timedelta(seconds=t.close_after_s + t.step_s)
+    register_stragglers(con, start, end, t)
+    try:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE step_flags AS SELECT *, {SEVERITY_RANK} AS rank "
+            f"FROM ({flagged_sql(start, end, t)}) WHERE step_end = {ts(end)}"
+        )
+    finally:
+        con.unregister(STRAGGLERS)
+    flagged = con.execute("SELECT count(*) FROM step_flags").fetchall()[0][0]
+    s = t.step_s
+    con.execute("BEGIN TRANSACTION")
+    try:
+        # Continue: a flagged key with a finding whose last window is within the merge gap.
+        con.execute(
+            f"""
+            UPDATE events AS e SET
+                severity = CASE WHEN f.rank > {_rank("e.severity")} THEN f.severity ELSE e.severity END,
+                end_time = CASE WHEN f.onset IS NOT NULL THEN f.onset + INTERVAL {s} SECOND ELSE NULL END,
+                cause = CASE WHEN f.score > (e.evidence->>'peak_score')::DOUBLE THEN f.cause ELSE e.cause END,
+                evidence = json_object(
+                    'window_s', {t.window_s},
+                    'steps', (e.evidence->>'steps')::BIGINT + 1,
+                    'first_window_end', (e.evidence->>'first_window_end')::TIMESTAMP,
+                    'last_window_end', f.step_end,
+                    'last_active_end', CASE WHEN f.onset IS NOT NULL THEN f.onset + INTERVAL {s} SECOND
+                                            WHEN f.active THEN f.step_end
+                                            ELSE (e.evidence->>'last_active_end')::TIMESTAMP END,
+                    'peak_window_end', CASE WHEN f.score > (e.evidence->>'peak_score')::DOUBLE THEN f.step_end
+                                            ELSE (e.evidence->>'peak_window_end')::TIMESTAMP END,
+                    'peak', CASE WHEN f.score > (e.evidence->>'peak_score')::DOUBLE THEN f.evidence
+                                 ELSE e.evidence->'peak' END,
+                    'peak_score', greatest(f.score, (e.evidence->>'peak_score')::DOUBLE))
+            FROM step_flags f
+            WHERE {_same_finding("e", "f", gap_since)}
+            """
+        )
+        # Open: a step where the rule held on its own (or an XID), with no finding to continue.
+        opened = con.execute(
+            f"""
+            INSERT INTO events (kind, severity, node, device, start_time, end_time, cause, evidence, detected_at)
+            SELECT f.kind, f.severity, f.node, f.device,
+                coalesce(f.onset, f.step_end - INTERVAL {s} SECOND),
+                f.onset + INTERVAL {s} SECOND, f.cause,
+                json_object('window_s', {t.window_s}, 'steps', 1, 'first_window_end', f.step_end,
+                    'last_window_end', f.step_end,
+                    'last_active_end', coalesce(f.onset + INTERVAL {s} SECOND, f.step_end),
+                    'peak_window_end', f.step_end, 'peak', f.evidence, 'peak_score', f.score),
+                now()::TIMESTAMP
+            FROM step_flags f
+            WHERE (f.active OR f.onset IS NOT NULL)
+                AND NOT EXISTS (SELECT 1 FROM events e WHERE {_same_finding("e", "f", gap_since)})
+            RETURNING id, kind, severity, node, device, cause, start_time
+            """
+        ).fetchall()
+        # Close: clear for longer than close_after_s; it ends where its rule last held.
+        closed = con.execute(
+            f"""
+            UPDATE events SET end_time = (evidence->>'last_active_end')::TIMESTAMP
+            WHERE end_time IS NULL
+                AND (evidence->>'last_window_end')::TIMESTAMP < {ts(end - timedelta(seconds=t.close_after_s))}
+            RETURNING id, kind, severity, node, device, cause, start_time, end_time
+            """
+        ).fetchall()
+        con.execute(
+            "INSERT INTO detector_state VALUES ('live', ?) ON CONFLICT (name) DO UPDATE SET last_step_end = ?",
+            [end, end],
+        )
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    cols = ("id", "kind", "severity", "node", "device", "cause", "start_time", "end_time")
+    return StepResult(
+        end,
+        int(flagged),
+        [dict(zip(cols, r, strict=False)) for r in opened],
+        [dict(zip(cols, r, strict=True)) for r in closed],
+        time.perf_counter() - began,
+    )
+
+
+def open_findings(con: Any) -> list[tuple[str, str, str, str]]:
+    rows = con.execute(
+        "SELECT kind, node, device, severity FROM events WHERE end_time IS NULL ORDER BY kind, node, device"
+    ).fetchall()
+    return [(str(k), str(n), str(d), str(s)) for k, n, d, s in rows]
+
+
+def _log(result: StepResult) -> None:
+    for f in result.opened:
+        log.warning(
+            "finding opened id=%s kind=%s severity=%s node=%s device=%s cause=%s start=%s",
+            f["id"], f["kind"], f["severity"], f["node"], f["device"] or "-", f["cause"] or "-",
+            f["start_time"].isoformat(sep=" "),
+        )  # fmt: skip
+    for f in result.closed:
+        lasted = (f["end_time"] - f["start_time"]).total_seconds()
+        log.info(
+            "finding closed id=%s kind=%s severity=%s node=%s device=%s lasted=%.0fs",
+            f["id"], f["kind"], f["severity"], f["node"], f["device"] or "-", lasted,
+        )  # fmt: skip
+
+
+class LiveDetector:
+    """A thread that runs step() on the step grid, delay_s behind the wall clock (data in flight)."""
+
+    def __init__(self, con: Any, t: Thresholds = DEFAULTS, delay_s: float = 5.0) -> None:
+        self.con, self.t, self.delay_s = con, t, delay_s
+        self.status = Status()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="detector", daemon=True)
+        self._next: datetime | None = None
+
+    def start(self) -> None:
+        """Resumes after the last step judged before a restart (within the catch-up bound)."""
+        row = self.con.execute("SELECT last_step_end FROM detector_state WHERE name = 'live'").fetchall()
+        if row:
+            self._next = row[0][0] + timedelta(seconds=self.t.step_s)
+        else:  # a new store, or one loaded offline: judge the last few minutes too
+            now = datetime.now(UTC).replace(tzinfo=None)
+            self._next = self.due(now)[-1] - timedelta(seconds=self.t.step_s * (MAX_CATCH_UP_STEPS - 1))
+        self.status.open = open_findings(self.con)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def due(self, now: datetime) -> list[datetime]:
+        """Step ends not yet judged up to now - delay (all of them after a short stall)."""
+        s = self.t.step_s
+        latest_epoch = int((now - datetime(1970, 1, 1)).total_seconds() - self.delay_s) // s * s
+        latest = datetime(1970, 1, 1) + timedelta(seconds=latest_epoch)
+        first = self._next or latest
+        if (latest - first).total_seconds() / s >= MAX_CATCH_UP_STEPS:
+            log.warning(
+                "detector %s behind; judging the last %d steps only", latest - first, MAX_CATCH_UP_STEPS
+            )
+            first = latest - timedelta(seconds=s * (MAX_CATCH_UP_STEPS - 1))
+        out = []
+        while first <= latest:
+            out.append(first)
+            first += timedelta(seconds=s)
+        return out
+
+    def run_due(self, now: datetime) -> None:
+        for end in self.due(now):
+            try:
+                result = step(self.con, end, self.t)
+            except Exception as exc:  # a bad step must not end detection; the next one retries
+                self.status.failures += 1
+                log.error(
+                    "detector step at %s failed: %s", end, str(exc).splitlines()[0] if str(exc) else exc
+                )
+                self._next = end + timedelta(seconds=self.t.step_s)
+                continue
+            self._next = end + timedelta(seconds=self.t.step_s)
+            _log(result)
+            self.status.last_step_end = end
+            self.status.last_step_seconds = result.seconds
+            self.status.steps += 1
+            self.status.open = open_findings(self.con)  # severities can rise without an open or close
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.run_due(datetime.now(UTC).replace(tzinfo=None))
+            s = self.t.step_s
+            wait = s - (time.time() - self.delay_s) % s + 0.05
+            self._stop.wait(wait)

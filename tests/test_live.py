@@ -1,0 +1,118 @@
+"""The collector's live detector: step by step it finds what offline detection finds, in a real collector."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from datetime import timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+from test_detect import WHOLE, simulated
+
+from collector.detect.findings import detect
+from collector.detect.live import LiveDetector, step
+from collector.replay import to_db
+from collector.simulate import simulate
+from ironsight.trace import TraceWriter
+
+from conftest import CollectorProcess, free_port, run_cli
+
+
+@pytest.mark.parametrize(("scenario", "seed"), [("mixed", 1212), ("straggler", 1313), ("xid", 1414)])
+def test_steps_find_what_offline_detection_finds(tmp_path: Path, scenario: str, seed: int) -> None:
+    _, con = simulated(tmp_path, scenario, seed, nodes=3, duration_s=900)
+    offline = detect(con, *WHOLE).to_pylist()
+    assert offline
+    first, last = con.execute("SELECT min(time), max(time) FROM gpu").fetchall()[0]
+    end = first.replace(second=0, microsecond=0) + timedelta(seconds=10)
+    opened = closed = 0
+    while end <= last + timedelta(seconds=60):
+        result = step(con, end)
+        opened += len(result.opened)
+        closed += len(result.closed)
+        end += timedelta(seconds=10)
+    live = con.execute(
+        "SELECT kind, node, device, start_time, end_time, severity, evidence FROM events ORDER BY start_time, node, device, kind"
+    ).fetchall()
+    key = lambda f: (f[0], f[1], f[2], f[3])  # noqa: E731
+    assert sorted(map(key, live)) == sorted(
+        (f["kind"], f["node"], f["device"], f["start_time"]) for f in offline
+    )
+    assert opened == len(offline)
+    by_key = {key(f): f for f in live}
+    for f in offline:
+        mine = by_key[(f["kind"], f["node"], f["device"], f["start_time"])]
+        assert mine[5] == f["severity"]
+        if f["end_time"] is not None:
+            # Offline ends where the rule last held; live too, once it has closed.
+            assert mine[4] == f["end_time"]
+        ours, theirs = json.loads(mine[6]), json.loads(f["evidence"])
+        assert ours["steps"] == theirs["steps"] and ours["peak_score"] == pytest.approx(theirs["peak_score"])
+    assert closed == sum(1 for f in live if f[4] is not None and f[0] != "xid")
+
+
+def trace_until_now(tmp_path: Path, scenario: str, seconds_before_now: int, duration_s: int) -> Path:
+    """A simulated trace that started seconds_before_now ago, cut at now (the rest has not happened)."""
+    now_ns = time.time_ns()
+    start_ns = (now_ns - seconds_before_now * 10**9) // 10**9 * 10**9
+    header, batches = simulate(scenario, nodes=2, gpus=2, duration_s=duration_s, seed=77, start_ns=start_ns)
+    path = tmp_path / f"{scenario}.trace"
+    with TraceWriter(path, header) as w:
+        for b in batches:
+            if max(max(t.time_ns, default=0) for t in b.tables) <= now_ns:
+                w.write(b)
+    return path
+
+
+def metrics(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        return r.read().decode()
+
+
+def test_collector_opens_findings_as_data_arrives_and_shows_them(tmp_path: Path) -> None:
+    # A GPU overheating right now: the thermal window is 25-80 % of the job, here ~290 s into 600 s.
+    trace = trace_until_now(tmp_path, "thermal", 290, 600)
+    db = tmp_path / "live.duckdb"
+    to_db([trace], db)
+    http = free_port()
+    c = CollectorProcess(db, tmp_path / "collector.log", ["--http-listen", f"127.0.0.1:{http}"]).start()
+    try:
+        deadline = time.monotonic() + 60
+        text = ""
+        while time.monotonic() < deadline:
+            text = metrics(http)
+            if "ironsight_bottleneck_active{" in text:
+                break
+            time.sleep(0.5)
+        active = [line for line in text.splitlines() if line.startswith("ironsight_bottleneck_active{")]
+        assert len(active) == 1 and 'kind="thermal"' in active[0] and 'node="sim-' in active[0], text
+        assert active[0].endswith(" 1.0")
+        assert "ironsight_detector_steps_total" in text
+        opened = json.loads(run_cli("--collector", c.target, "--format", "json", "events", "--open").stdout)
+        assert [(f["kind"], f["end_time"]) for f in opened] == [("thermal", None)]
+    finally:
+        assert c.stop() == 0
+    log = (tmp_path / "collector.log").read_text()
+    assert log.count("finding opened") == 1 and "kind=thermal" in log
+    # A restart resumes where the detector stopped: the finding is continued, not opened again.
+    c = CollectorProcess(db, tmp_path / "collector2.log").start()
+    try:
+        time.sleep(12)
+    finally:
+        c.stop()
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT count(*) FROM events WHERE kind = 'thermal'").fetchall() == [(1,)]
+    assert "finding opened" not in (tmp_path / "collector2.log").read_text()
+
+
+def test_detector_survives_a_failing_step(tmp_path: Path) -> None:
+    _, con = simulated(tmp_path, "healthy", 5, nodes=1, duration_s=300)
+    con.execute("DROP TABLE detector_state")  # a step can no longer record itself
+    d = LiveDetector(con)
+    first = con.execute("SELECT max(time) FROM gpu").fetchall()[0][0]
+    d._next = first.replace(microsecond=0, second=0)
+    d.run_due(first + timedelta(seconds=30))
+    assert d.status.failures >= 1 and d.status.steps == 0
