@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import os
 import signal
 import subprocess
@@ -16,80 +13,25 @@ from pathlib import Path
 from typing import Any
 
 import click
-import pyarrow as pa
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from collector.cli_common import FORMATS, Ctx, emit, format_option
+from collector.cli_findings import COMMANDS
 from collector.query import (
     NODES_SQL,
     TOP_GPU_SQL,
     Backend,
     QueryError,
-    open_backend,
     parse_metric,
     parse_time,
-    quote,
     series_sql,
     top_host_sql,
 )
 from ironsight.flags import parse_duration
 from ironsight.schema import TABLES
-
-FORMATS = ["table", "json", "csv"]
-
-
-class Ctx:
-    def __init__(self, db: Path | None, collector: str | None, fmt: str) -> None:
-        self.db, self.collector, self.fmt = db, collector, fmt
-
-    def backend(self) -> Backend:
-        try:
-            return open_backend(self.db, self.collector)
-        except QueryError as exc:
-            raise click.ClickException(str(exc)) from exc
-
-    def run(self, sql: str, max_rows: int = 100_000) -> pa.Table:
-        backend = self.backend()
-        try:
-            return backend.sql(sql, max_rows)
-        except QueryError as exc:
-            raise click.ClickException(str(exc)) from exc
-        finally:
-            backend.close()
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    if isinstance(value, datetime):
-        return value.isoformat(sep=" ", timespec="milliseconds")
-    return str(value)
-
-
-def emit(table: pa.Table, fmt: str, title: str | None = None) -> None:
-    rows = table.to_pylist()
-    if fmt == "json":
-        click.echo(json.dumps(rows, default=_cell, indent=None))
-    elif fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.writer(buf)
-        writer.writerow(table.column_names)
-        for row in rows:
-            writer.writerow([_cell(row[c]) for c in table.column_names])
-        click.echo(buf.getvalue(), nl=False)
-    else:
-        out = Table(title=title, show_lines=False)
-        for name in table.column_names:
-            out.add_column(name, overflow="fold")
-        for row in rows:
-            out.add_row(*[_cell(row[c]) for c in table.column_names])
-        Console().print(out)
-        if not rows:
-            click.echo("(no rows)", err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -112,6 +54,7 @@ def cli(ctx: click.Context, db: Path | None, collector: str | None, fmt: str) ->
 
 
 @cli.command()
+@format_option
 @click.pass_obj
 def nodes(c: Ctx) -> None:
     """Each node, its hardware, and when it was last seen.
@@ -138,6 +81,7 @@ def _list_metrics() -> None:
 @click.option("--rate", is_flag=True, help="per-second increase of a counter (resets handled)")
 @click.option("--list", "list_", is_flag=True, help="list every TABLE.COLUMN and exit")
 @click.option("--limit", default=100_000, show_default=True, help="at most this many rows")
+@format_option
 @click.pass_obj
 def series(
     c: Ctx,
@@ -178,6 +122,7 @@ def series(
 @cli.command()
 @click.argument("sql")
 @click.option("--limit", default=100_000, show_default=True, help="at most this many rows")
+@format_option
 @click.pass_obj
 def query(c: Ctx, sql: str, limit: int) -> None:
     """Read-only SQL over the stored tables (cpu, gpu, disk, nic, rdma, memory, nodes, devices, ...).
@@ -500,110 +445,6 @@ def simulate(
     click.echo(f"wrote {writer.batches} batches to {out}; labels: {', '.join(kinds) if kinds else 'none'}")
 
 
-@cli.command()
-@click.option(
-    "--since", default="24h", show_default=True, help="start of the range: 10m, 24h, 7d or an ISO time (UTC)"
-)
-@click.option("--until", default="now", show_default=True, help="end of the range")
-@click.pass_obj
-def detect(c: Ctx, since: str, until: str) -> None:
-    """Run the detector over a stored range and record its findings in the events table.
-
-    Finds thermal throttling (graded pre-warning, warning, critical), power
-    capping, XID events and hardware faults (uncorrectable ECC, row remaps,
-    NVLink errors, PCIe replays) on every GPU at once. Re-running over the
-    same range replaces those findings. Works on the file (--db), which no
-    collector may hold while it runs.
-
-    \b
-    Example:
-      ironsight detect --db ./data/ironsight.duckdb --since 24h
-    """
-    from collector.detect.findings import detect as run_detect
-    from collector.detect.findings import store as store_findings
-    from collector.migrations import migrate
-    from collector.store import StoreLocked, connect
-
-    if c.collector:
-        raise click.UsageError("detect works on the file (--db); the collector runs no detector yet")
-    path = c.db or Path("data/ironsight.duckdb")
-    if not path.exists():
-        raise click.ClickException(f"no database at {path}")
-    try:
-        start, end = parse_time(since), parse_time(until)
-        con = connect(path)
-    except QueryError as exc:
-        raise click.ClickException(str(exc)) from exc
-    except StoreLocked as exc:
-        raise click.ClickException(f"{exc}; stop it to run detect on the file") from exc
-    try:
-        migrate(con)
-        found = run_detect(con, start, end)
-        store_findings(con, found, start, end)
-    finally:
-        con.close()
-    emit(found.drop_columns(["evidence"]), c.fmt, f"{found.num_rows} findings")
-
-
-@cli.command()
-@click.option("--open", "only_open", is_flag=True, help="only findings still open")
-@click.option("--kind", help="thermal, power_cap, xid, hardware_fault")
-@click.option("--node", help="only this node")
-@click.option("--evidence", is_flag=True, help="include each finding's evidence (JSON)")
-@click.pass_obj
-def events(c: Ctx, only_open: bool, kind: str | None, node: str | None, evidence: bool) -> None:
-    """List the detector's findings, newest first.
-
-    \b
-    Examples:
-      ironsight events --open
-      ironsight --format json events --kind thermal --node gpu-017 --evidence
-    """
-    where = ["TRUE"]
-    if only_open:
-        where.append("end_time IS NULL")
-    if kind:
-        where.append(f"kind = {quote(kind)}")
-    if node:
-        where.append(f"node = {quote(node)}")
-    cols = "id, kind, severity, node, device, start_time, end_time, cause" + (
-        ", evidence" if evidence else ""
-    )
-    emit(
-        c.run(f"SELECT {cols} FROM events WHERE {' AND '.join(where)} ORDER BY start_time DESC, id"),
-        c.fmt,
-        "findings",
-    )
-
-
-@cli.command("eval")
-@click.argument("traces", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.pass_obj
-def eval_(c: Ctx, traces: tuple[Path, ...]) -> None:
-    """Score the detector on labelled traces: range-based precision and recall, and latency, per kind.
-
-    Precision and recall are range-based (Tatbul et al., NeurIPS 2018; flat
-    bias, cardinality 1/x, no existence reward), never point-adjusted F1.
-    Latency runs from a label's start to the end of the first window that
-    alerted. Findings on traces without labels count against precision.
-
-    \b
-    Examples:
-      ironsight simulate --scenario mixed --nodes 4 --gpus 8 --seed 9 --out m.trace
-      ironsight eval m.trace tests/traces/healthy-2n2g.trace
-      ironsight --format json eval *.trace
-    """
-    from collector.detect.config import Thresholds
-    from collector.evaluate import evaluate, table
-    from ironsight.trace import TraceError
-
-    try:
-        scores = evaluate(list(traces))
-    except TraceError as exc:
-        raise click.ClickException(str(exc)) from exc
-    emit(pa.Table.from_pylist(table(scores, Thresholds().step_s)), c.fmt, "detector accuracy")
-
-
 def _port_open(target: str) -> bool:
     import socket
 
@@ -622,6 +463,10 @@ def _stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
                 p.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+for _command in COMMANDS:
+    cli.add_command(_command)
 
 
 def main() -> None:

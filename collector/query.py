@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import grpc
 import pyarrow as pa
@@ -23,6 +23,7 @@ from ironsight.v1 import telemetry_pb2_grpc as pb_grpc
 
 DEFAULT_MAX_ROWS = 100_000
 QUERY_DEADLINE_S = 30.0
+DETECT_DEADLINE_S = 600.0  # a day of a large fleet takes a while
 
 
 class QueryError(Exception):
@@ -62,8 +63,21 @@ class RemoteBackend:
         self.stub = pb_grpc.QueryStub(self.channel)
 
     def sql(self, query: str, max_rows: int = DEFAULT_MAX_ROWS) -> pa.Table:
+        return self._call(self.stub.Sql, pb.QueryRequest(sql=query, max_rows=max_rows), QUERY_DEADLINE_S)
+
+    def detect(self, start: datetime, end: datetime, thresholds: list[str]) -> pa.Table:
+        """The collector's detector over [start, end] (naive UTC); findings are returned, not stored."""
+        epoch = datetime(1970, 1, 1)
+        req = pb.DetectRequest(
+            start_ns=int((start - epoch).total_seconds() * 1e9),
+            end_ns=int((end - epoch).total_seconds() * 1e9),
+            thresholds=thresholds,
+        )
+        return self._call(self.stub.Detect, req, DETECT_DEADLINE_S)
+
+    def _call(self, method: Any, request: Any, timeout: float) -> pa.Table:
         try:
-            resp = self.stub.Sql(pb.QueryRequest(sql=query, max_rows=max_rows), timeout=QUERY_DEADLINE_S)
+            resp = method(request, timeout=timeout)
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.UNAVAILABLE:
                 raise QueryError(

@@ -6,12 +6,15 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import grpc
 import pyarrow as pa
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from collector.detect.config import Thresholds, with_overrides
+from collector.detect.findings import detect
 from collector.store import Pending, QueryRejected, Store, run_query
 from collector.validate import InvalidBatch, Limits, ValidBatch, check
 from ironsight.v1 import telemetry_pb2 as pb
@@ -105,6 +108,13 @@ class IngestService(pb_grpc.IngestServicer):
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
 
 
+def _ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
 class QueryService(pb_grpc.QueryServicer):
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -115,10 +125,27 @@ class QueryService(pb_grpc.QueryServicer):
             table, truncated = await asyncio.to_thread(self._run, request.sql, max_rows)
         except QueryRejected as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
-        return pb.QueryResponse(arrow_ipc=sink.getvalue().to_pybytes(), truncated=truncated)
+        return pb.QueryResponse(arrow_ipc=_ipc(table), truncated=truncated)
+
+    async def Detect(self, request: pb.DetectRequest, context: Any) -> pb.QueryResponse:
+        try:
+            t = with_overrides(list(request.thresholds))
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        epoch = datetime(1970, 1, 1)
+        start = epoch + timedelta(microseconds=request.start_ns // 1000)
+        end = epoch + timedelta(microseconds=request.end_ns // 1000)
+        if not start < end:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the range's start must be before its end")
+        table = await asyncio.to_thread(self._detect, start, end, t)
+        return pb.QueryResponse(arrow_ipc=_ipc(table))
+
+    def _detect(self, start: datetime, end: datetime, t: Thresholds) -> pa.Table:
+        cursor = self.store.reader()
+        try:
+            return detect(cursor, start, end, t)
+        finally:
+            cursor.close()
 
     def _run(self, sql: str, max_rows: int) -> tuple[pa.Table, bool]:
         cursor = self.store.reader()

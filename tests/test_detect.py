@@ -320,3 +320,27 @@ def test_congestion_everywhere_is_not_one_nics_jitter(tmp_path: Path) -> None:
     store.ingest(batches)
     store.close()
     assert [f for f in run(duckdb.connect(str(same / "net.duckdb"))) if f["kind"] == "network_jitter"] == []
+
+
+def test_explain_shows_evidence_and_plots_the_metrics_behind_it(tmp_path: Path) -> None:
+    _, con = simulated(tmp_path, "mixed", 7)
+    con.close()
+    db = str(tmp_path / "mixed.duckdb")
+    run_cli("--db", db, "detect", "--since", "2026-10-31", "--until", "2026-11-02")
+    listed = json.loads(run_cli("--db", db, "events", "--kind", "thermal", "--format", "json").stdout)
+    [thermal] = listed
+    out = run_cli("--db", db, "explain", str(thermal["id"])).stdout
+    assert (
+        f"finding {thermal['id']}: thermal (critical) on {thermal['node']} device {thermal['device']}" in out
+    )
+    assert "slowdown_c" in out and "87" in out  # the peak's evidence
+    assert "GPU temperature (C)" in out and "* temperature   o slowdown threshold" in out
+    assert "SM clock (MHz)" in out and "| start (+0s), end (+" in out
+    plot_rows = [line for line in out.splitlines() if " |" in line and "*" in line]
+    assert len(plot_rows) >= 5  # points were drawn, not an empty frame
+    as_json = json.loads(run_cli("--db", db, "explain", str(thermal["id"]), "--format", "json").stdout)
+    assert as_json["kind"] == "thermal" and as_json["evidence"]["peak"]["slowdown_c"] == 87.0
+    missing = run_cli("--db", db, "explain", "99999", check=False)
+    assert missing.returncode != 0 and "no finding with id 99999" in missing.stderr
+    bad = run_cli("--db", db, "detect", "--threshold", "window_s=abc", check=False)
+    assert bad.returncode == 2 and "threshold window_s: expected an integer, got 'abc'" in bad.stderr

@@ -93,6 +93,17 @@ def test_collector_opens_findings_as_data_arrives_and_shows_them(tmp_path: Path)
         assert "ironsight_detector_steps_total" in text
         opened = json.loads(run_cli("--collector", c.target, "--format", "json", "events", "--open").stdout)
         assert [(f["kind"], f["end_time"]) for f in opened] == [("thermal", None)]
+        # The same through the collector: offline detection over its store, and explain.
+        found = json.loads(
+            run_cli("--collector", c.target, "detect", "--since", "15m", "--format", "json").stdout
+        )
+        assert [(f["kind"], f["node"], f["device"]) for f in found] == [
+            (opened[0]["kind"], opened[0]["node"], opened[0]["device"])
+        ]
+        explained = run_cli("--collector", c.target, "explain", str(opened[0]["id"])).stdout
+        assert "thermal" in explained and "now, open" in explained and "GPU temperature (C)" in explained
+        bad = run_cli("--collector", c.target, "detect", "--threshold", "nope=1", check=False)
+        assert bad.returncode == 2 and "unknown threshold 'nope'" in bad.stderr
     finally:
         assert c.stop() == 0
     log = (tmp_path / "collector.log").read_text()
@@ -116,3 +127,19 @@ def test_detector_survives_a_failing_step(tmp_path: Path) -> None:
     d._next = first.replace(microsecond=0, second=0)
     d.run_due(first + timedelta(seconds=30))
     assert d.status.failures >= 1 and d.status.steps == 0
+
+
+def test_collector_refuses_a_bad_threshold_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+
+    from conftest import BIN
+
+    proc = subprocess.run(
+        [str(BIN / "ironsight-collector"), "--db", str(tmp_path / "x.duckdb"), "--threshold", "step_s=0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].endswith("threshold step_s: must be positive, got '0'")
+    assert not (tmp_path / "x.duckdb").exists()  # refused before opening anything

@@ -189,3 +189,13 @@ class QueryResponse(_message.Message):
     arrow_ipc: bytes
     truncated: bool
     def __init__(self, arrow_ipc: _Optional[bytes] = ..., truncated: _Optional[bool] = ...) -> None: ...
+
+class DetectRequest(_message.Message):
+    __slots__ = ("start_ns", "end_ns", "thresholds")
+    START_NS_FIELD_NUMBER: _ClassVar[int]
+    END_NS_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
+    start_ns: int
+    end_ns: int
+    thresholds: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, start_ns: _Optional[int] = ..., end_ns: _Optional[int] = ..., thresholds: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -114,6 +114,11 @@ class QueryStub:
                 request_serializer=ironsight_dot_v1_dot_telemetry__pb2.QueryRequest.SerializeToString,
                 response_deserializer=ironsight_dot_v1_dot_telemetry__pb2.QueryResponse.FromString,
                 _registered_method=True)
+        self.Detect = channel.unary_unary(
+                '/ironsight.v1.Query/Detect',
+                request_serializer=ironsight_dot_v1_dot_telemetry__pb2.DetectRequest.SerializeToString,
+                response_deserializer=ironsight_dot_v1_dot_telemetry__pb2.QueryResponse.FromString,
+                _registered_method=True)
 
 
 class QueryServicer:
@@ -126,12 +131,25 @@ class QueryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Detect(self, request, context):
+        """Runs the bottleneck detector over a stored range; the findings as Arrow IPC
+        (not stored: the collector's live detector keeps its own events table).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueryServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Sql': grpc.unary_unary_rpc_method_handler(
                     servicer.Sql,
                     request_deserializer=ironsight_dot_v1_dot_telemetry__pb2.QueryRequest.FromString,
+                    response_serializer=ironsight_dot_v1_dot_telemetry__pb2.QueryResponse.SerializeToString,
+            ),
+            'Detect': grpc.unary_unary_rpc_method_handler(
+                    servicer.Detect,
+                    request_deserializer=ironsight_dot_v1_dot_telemetry__pb2.DetectRequest.FromString,
                     response_serializer=ironsight_dot_v1_dot_telemetry__pb2.QueryResponse.SerializeToString,
             ),
     }
@@ -161,6 +179,33 @@ class Query:
             target,
             '/ironsight.v1.Query/Sql',
             ironsight_dot_v1_dot_telemetry__pb2.QueryRequest.SerializeToString,
+            ironsight_dot_v1_dot_telemetry__pb2.QueryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Detect(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ironsight.v1.Query/Detect',
+            ironsight_dot_v1_dot_telemetry__pb2.DetectRequest.SerializeToString,
             ironsight_dot_v1_dot_telemetry__pb2.QueryResponse.FromString,
             options,
             channel_credentials,

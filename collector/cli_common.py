@@ -1,0 +1,93 @@
+"""What every `ironsight` subcommand shares: the backend it asks, and how it prints a table."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import pyarrow as pa
+from rich.console import Console
+from rich.table import Table
+
+from collector.query import Backend, QueryError, open_backend
+
+FORMATS = ["table", "json", "csv"]
+
+
+class Ctx:
+    def __init__(self, db: Path | None, collector: str | None, fmt: str) -> None:
+        self.db, self.collector, self.fmt = db, collector, fmt
+
+    def backend(self) -> Backend:
+        try:
+            return open_backend(self.db, self.collector)
+        except QueryError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    def run(self, sql: str, max_rows: int = 100_000) -> pa.Table:
+        backend = self.backend()
+        try:
+            return backend.sql(sql, max_rows)
+        except QueryError as exc:
+            raise click.ClickException(str(exc)) from exc
+        finally:
+            backend.close()
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ", timespec="milliseconds")
+    return str(value)
+
+
+def emit(table: pa.Table, fmt: str, title: str | None = None) -> None:
+    rows = table.to_pylist()
+    if fmt == "json":
+        click.echo(json.dumps(rows, default=_cell, indent=None))
+    elif fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(table.column_names)
+        for row in rows:
+            writer.writerow([_cell(row[c]) for c in table.column_names])
+        click.echo(buf.getvalue(), nl=False)
+    else:
+        out = Table(title=title, show_lines=False)
+        for name in table.column_names:
+            out.add_column(name, overflow="fold")
+        for row in rows:
+            out.add_row(*[_cell(row[c]) for c in table.column_names])
+        Console().print(out)
+        if not rows:
+            click.echo("(no rows)", err=True)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def format_option(f: F) -> F:
+    """--format on a subcommand too (`ironsight eval x.trace --format json`), overriding the group's."""
+
+    def apply(ctx: click.Context, _: click.Parameter, value: str | None) -> None:
+        obj = ctx.find_object(Ctx)
+        if value and obj is not None:
+            obj.fmt = value
+
+    return click.option(
+        "--format",
+        "fmt_here",
+        type=click.Choice(FORMATS),
+        expose_value=False,
+        callback=apply,
+        help="table, json or csv (same as the global --format)",
+    )(f)
