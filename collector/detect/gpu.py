@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from collector.detect.config import Thresholds
-from collector.detect.sql import increment, rolling, ts
+from collector.detect.sql import bucket_increment, bucket_last, rolling, ts
 
 COUNTERS = (
     "throttle_sw_thermal_seconds",
@@ -32,27 +32,22 @@ def flagged_sql(start: datetime, end: datetime, t: Thresholds) -> str:
     """(node, device, step_end, kind, severity, cause, evidence...) for every window that meets a rule."""
     w, s = t.window_s, t.step_s
     lookback = f"{ts(start)} - INTERVAL {w} SECOND"
-    incs = ",\n            ".join(f"{increment(c)} AS {c}" for c in COUNTERS)
-    sums = ",\n            ".join(f"sum(coalesce({c}, 0)) AS {c}" for c in COUNTERS)
+    lasts = ",\n            ".join(bucket_last(c) for c in COUNTERS)
+    incs = ", ".join(f"coalesce({bucket_increment(c)}, 0) AS {c}" for c in COUNTERS)
     rolls = ",\n            ".join(f"{rolling(c, w, s)} AS {c}_w" for c in COUNTERS)
     return f"""
-    WITH inc AS (
-        SELECT node, device, time, temperature_celsius, temperature_slowdown_celsius,
-            sm_clock_hertz, sm_clock_max_hertz, util_gpu_percent, clocks_event_reasons,
-            remapped_rows_pending,
-            {incs}
-        FROM gpu WHERE time > {lookback} AND time <= {ts(end)}
-    ),
-    buckets AS (
+    WITH lasts AS (
         SELECT node, device, time_bucket(INTERVAL {s} SECOND, time) AS bucket, count(*) AS n,
             max(temperature_celsius) AS temp_max, max(temperature_slowdown_celsius) AS slowdown,
             min(sm_clock_hertz) FILTER (util_gpu_percent >= 50) AS busy_clock_min,
             max(sm_clock_max_hertz) AS clock_max,
             bit_or(clocks_event_reasons) AS reasons,
             max(remapped_rows_pending) AS remap_pending,
-            {sums}
-        FROM inc GROUP BY ALL
+            {lasts}
+        FROM gpu WHERE time > {lookback} AND time <= {ts(end)} GROUP BY ALL
     ),
+    -- Counter increments per bucket (from each bucket's last value), not per sample.
+    buckets AS (SELECT * REPLACE ({incs}) FROM lasts),
     xids AS (
         SELECT node, device, time_bucket(INTERVAL {s} SECOND, time) AS bucket, list(DISTINCT xid) AS xids,
             min(time) AS xid_time

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from collector.detect.config import Thresholds
-from collector.detect.sql import increment, rolling, ts
+from collector.detect.sql import bucket_increment, bucket_last, rolling, ts
 
 LOSS = ("out_of_sequence", "packet_seq_err", "local_ack_timeout_err")
 CONGESTION = ("np_cnp_sent", "rp_cnp_handled", "np_ecn_marked_roce_packets")
@@ -15,17 +15,18 @@ def flagged_sql(start: datetime, end: datetime, t: Thresholds) -> str:
     w, s = t.window_s, t.step_s
     since = f"{ts(start)} - INTERVAL {w + t.congestion_baseline_s} SECOND"
     cols = (*LOSS, *CONGESTION)
-    incs = ", ".join(f"{increment(c)} AS {c}" for c in cols)
-    sums = ", ".join(f"sum(coalesce({c}, 0)) AS {c}" for c in cols)
+    lasts = ", ".join(bucket_last(c) for c in cols)
+    incs = ", ".join(f"coalesce({bucket_increment(c)}, 0) AS {c}" for c in cols)
     rolls = ", ".join(f"{rolling(c, w, s)} AS {c}_w" for c in cols)
     loss = " + ".join(f"{c}_w" for c in LOSS)
     held = t.congestion_held_steps
     return f"""
-    WITH inc AS (SELECT node, device, time, {incs} FROM rdma WHERE time > {since} AND time <= {ts(end)}),
-    buckets AS (
-        SELECT node, device, time_bucket(INTERVAL {s} SECOND, time) AS bucket, count(*) AS n, {sums}
-        FROM inc GROUP BY ALL
+    WITH last AS (
+        SELECT node, device, time_bucket(INTERVAL {s} SECOND, time) AS bucket, count(*) AS n, {lasts}
+        FROM rdma WHERE time > {since} AND time <= {ts(end)} GROUP BY ALL
     ),
+    -- Increments per bucket, not per sample: the baseline looks back 10 minutes.
+    buckets AS (SELECT node, device, bucket, n, {incs} FROM last),
     windows AS (
         SELECT node, device, bucket + INTERVAL {s} SECOND AS step_end, {rolling("n", w, s)} AS samples, {rolls}
         FROM buckets

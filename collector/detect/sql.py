@@ -25,3 +25,18 @@ def rolling(expr: str, window_s: int, step_s: int) -> str:
         f"sum({expr}) OVER (PARTITION BY node, device ORDER BY bucket "
         f"RANGE BETWEEN INTERVAL {window_s - step_s} SECOND PRECEDING AND CURRENT ROW)"
     )
+
+
+def bucket_last(col: str) -> str:
+    """A counter's last value in each step bucket (pair with bucket_increment)."""
+    return f"arg_max({col}, time) AS {col}"
+
+
+def bucket_increment(col: str) -> str:
+    """A counter's increase over each step bucket, from the buckets' last values.
+
+    Cheaper than per-sample increments over long lookbacks (one lag per bucket,
+    not per sample); resets are handled as in increment(), at bucket resolution.
+    """
+    prev = f"lag({col}) OVER (PARTITION BY node, device ORDER BY bucket)"
+    return f"CASE WHEN {prev} IS NULL THEN 0 WHEN {col} >= {prev} THEN {col} - {prev} ELSE {col} END"

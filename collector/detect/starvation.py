@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from collector.detect.config import Thresholds
-from collector.detect.sql import increment, rolling, ts
+from collector.detect.sql import bucket_increment, bucket_last, increment, rolling, ts
 
 # PCIe transfer rate per lane in GT/s by generation, and line-code efficiency.
 PCIE_GTS = (
@@ -28,6 +28,19 @@ def flagged_sql(start: datetime, end: datetime, t: Thresholds) -> str:
     def window(table: str, body: str) -> str:
         return f"FROM {table} WHERE time > {since} AND time <= {until} {body}"
 
+    busy_cols = (
+        "user_seconds",
+        "nice_seconds",
+        "system_seconds",
+        "irq_seconds",
+        "softirq_seconds",
+        "steal_seconds",
+    )
+    idle_cols = ("idle_seconds", "iowait_seconds")
+    cpu_lasts = ", ".join(bucket_last(c) for c in (*busy_cols, *idle_cols))
+    cpu_incs = ", ".join(f"coalesce({bucket_increment(c)}, 0) AS {c}" for c in (*busy_cols, *idle_cols))
+    cpu_busy = " + ".join(busy_cols)
+    cpu_idle = " + ".join(idle_cols)
     return f"""
     WITH g AS (
         SELECT node, device, time, util_gpu_percent, memory_used_bytes, pcie_link_gen, pcie_link_width,
@@ -65,24 +78,19 @@ def flagged_sql(start: datetime, end: datetime, t: Thresholds) -> str:
     disk_w AS (
         SELECT node, step_end, max(busy) AS storage_busy FROM (
             SELECT node, device, bucket + INTERVAL {s} SECOND AS step_end, {rolling("io", w, s)} / {w} AS busy
-            FROM (SELECT node, device, time_bucket(INTERVAL {s} SECOND, time) AS bucket, sum(coalesce(io, 0)) AS io
-                  FROM (SELECT node, device, time, {increment("io_time_seconds")} AS io {window("disk", "")})
-                  GROUP BY ALL)
+            FROM (SELECT node, device, bucket, coalesce({bucket_increment("io_time_seconds")}, 0) AS io
+                  FROM (SELECT node, device, time_bucket(INTERVAL {s} SECOND, time) AS bucket,
+                            {bucket_last("io_time_seconds")} {window("disk", "GROUP BY ALL")}))
         ) GROUP BY ALL
     ),
     cpu_w AS (
         SELECT node, step_end, max(busy_w / nullif(total_w, 0)) AS core_busy FROM (
             SELECT node, device, bucket + INTERVAL {s} SECOND AS step_end,
                 {rolling("busy", w, s)} AS busy_w, {rolling("total", w, s)} AS total_w
-            FROM (SELECT node, device, time_bucket(INTERVAL {s} SECOND, time) AS bucket,
-                      sum(coalesce(busy, 0)) AS busy, sum(coalesce(busy, 0) + coalesce(idle, 0)) AS total
-                  FROM (SELECT node, device, time,
-                            {increment("user_seconds")} + {increment("nice_seconds")} + {increment("system_seconds")}
-                            + {increment("irq_seconds")} + {increment("softirq_seconds")}
-                            + coalesce({increment("steal_seconds")}, 0) AS busy,
-                            {increment("idle_seconds")} + coalesce({increment("iowait_seconds")}, 0) AS idle
-                        {window("cpu", "")})
-                  GROUP BY ALL)
+            FROM (SELECT node, device, bucket, {cpu_busy} AS busy, {cpu_busy} + {cpu_idle} AS total
+                  FROM (SELECT node, device, bucket, {cpu_incs} FROM (
+                      SELECT node, device, time_bucket(INTERVAL {s} SECOND, time) AS bucket, {cpu_lasts}
+                      {window("cpu", "GROUP BY ALL")})))
         ) GROUP BY ALL
     ),
     psi_w AS (

@@ -77,8 +77,9 @@ def node_series(
     nodes = node_col.dictionary.to_pylist()
     idx = node_col.indices.to_numpy()
     sec = rows["sec"].to_numpy()
-    first = int(_epoch(start)) - t.straggler_window_s
-    last = int(_epoch(end))
+    # Only the span that has data: an offline range is often far wider.
+    first = max(int(_epoch(start)) - t.straggler_window_s, int(sec.min()))
+    last = min(int(_epoch(end)), int(sec.max()) + t.step_s)
     width = max(last - first, 0) + 1
     keep = (sec >= first) & (sec <= last)
     series = np.full((len(nodes), width), np.nan)
@@ -195,7 +196,8 @@ def flagged(con: Any, start: datetime, end: datetime, t: Thresholds) -> pa.Table
     if not nodes:
         return COLUMNS.empty_table()
     # Step ends on the step grid, as time_bucket places them.
-    step_ends = np.arange((int(_epoch(lookback)) // s + 1) * s, int(_epoch(end)) + 1, s)
+    last = min(int(_epoch(end)), first + series.shape[1] - 1)
+    step_ends = np.arange((int(_epoch(lookback)) // s + 1) * s, last + 1, s)
     step_ends = step_ends[step_ends - w >= first]
     shape = (len(nodes), len(step_ends))
     period, strength, samples = np.full(shape, np.nan), np.full(shape, np.nan), np.zeros(shape)
