@@ -316,7 +316,13 @@ def accuracy(args: argparse.Namespace) -> dict[str, object]:
                         writer.write(batch)
                 traces.append(path)
         rows = table(evaluate(traces), Thresholds().step_s)
-    return {"seeds": args.accuracy_seeds, "traces": len(traces), "kinds": rows}
+        healthy = evaluate([p for p in traces if p.name.startswith("healthy-")])
+    return {
+        "seeds": args.accuracy_seeds,
+        "traces": len(traces),
+        "kinds": rows,
+        "findings_on_healthy_traces": sum(s.findings for s in healthy.values()),
+    }
 
 
 def detect_speed(args: argparse.Namespace) -> dict[str, object]:

@@ -344,3 +344,15 @@ def test_explain_shows_evidence_and_plots_the_metrics_behind_it(tmp_path: Path) 
     assert missing.returncode != 0 and "no finding with id 99999" in missing.stderr
     bad = run_cli("--db", db, "detect", "--threshold", "window_s=abc", check=False)
     assert bad.returncode == 2 and "threshold window_s: expected an integer, got 'abc'" in bad.stderr
+
+
+def test_readme_lists_every_threshold_with_its_default() -> None:
+    import re
+    from dataclasses import fields
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    listed = dict(re.findall(r"`([a-z_0-9]+)=([0-9.]+)`", readme))
+    t = Thresholds()
+    assert {f.name: float(getattr(t, f.name)) for f in fields(t)} == {
+        f.name: float(listed[f.name]) for f in fields(t) if f.name in listed
+    }
