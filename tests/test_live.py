@@ -68,8 +68,12 @@ def trace_until_now(tmp_path: Path, scenario: str, seconds_before_now: int, dura
 
 
 def metrics(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        return r.read().decode()
+    """The collector's /metrics; empty while its HTTP server is still starting."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            return str(r.read().decode())
+    except OSError:  # refused: the gRPC port opens first
+        return ""
 
 
 def test_collector_opens_findings_as_data_arrives_and_shows_them(tmp_path: Path) -> None:

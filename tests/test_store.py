@@ -52,6 +52,7 @@ def test_migrations_apply_once_and_are_recorded(tmp_path: Path) -> None:
     assert con.execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall() == [
         (1, "initial"),
         (2, "events"),
+        (3, "detector_state"),
     ]
 
 
