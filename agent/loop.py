@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from agent.batch import Batcher, node_info
-from agent.runner import Runner
-from agent.samplers.base import Paths
+from agent.runner import Runner, Tick
+from agent.samplers.base import DeviceInfo, Paths
 from ironsight.v1 import telemetry_pb2 as pb
 
 log = logging.getLogger("ironsight.agent")
@@ -29,11 +30,13 @@ def sample_loop(
     stop: threading.Event,
     batch_seconds: float = 1.0,
     duration_s: float | None = None,
+    on_tick: Callable[[Tick, list[DeviceInfo]], None] | None = None,
 ) -> int:
     """Samples until stop is set (or duration_s has passed); returns the number of ticks."""
     step_ns = int(batcher.interval_s * 1e9)
     deadline = None if duration_s is None else time.monotonic() + duration_s
     inventory_at = -INVENTORY_REFRESH_S
+    inventory: list[DeviceInfo] = []
     # Counted in ticks, not measured in wall time: timer jitter would push every
     # flush one tick late.
     ticks_per_batch = max(1, round(batch_seconds / batcher.interval_s))
@@ -53,9 +56,13 @@ def sample_loop(
         if stop.is_set() or (deadline is not None and time.monotonic() >= deadline):
             break
         if time.monotonic() - inventory_at > INVENTORY_REFRESH_S:
-            batcher.info = node_info(runner.inventory(), paths, batcher.node_id)
+            inventory = runner.inventory()
+            batcher.info = node_info(inventory, paths, batcher.node_id)
             inventory_at = time.monotonic()
-        batcher.add(runner.tick(next_ns))
+        tick = runner.tick(next_ns)
+        batcher.add(tick)
+        if on_tick is not None:
+            on_tick(tick, inventory)
         ticks += 1
         now_ns = time.time_ns()
         next_ns += step_ns

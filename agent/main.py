@@ -12,11 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agent.batch import Batcher, boot_id
-from agent.loop import sample_loop
+from agent.loop import Sink, sample_loop
 from agent.runner import Runner
 from agent.samplers import REGISTRY
 from agent.samplers.base import Paths, Sampler, SamplerContext
-from ironsight.flags import dial_address, setup_logging
+from ironsight.flags import dial_address, listen_address, setup_logging
 
 log = logging.getLogger("ironsight.agent")
 
@@ -71,6 +71,15 @@ def parser() -> argparse.ArgumentParser:
         type=bounded(int, 1, 10_000_000),
         default=3600,
         help="batches held in memory while the collector is away; the oldest go first (default 3600: 1 h at 1 s)",
+    )
+    p.add_argument(
+        "--metrics-listen",
+        nargs="?",
+        const="127.0.0.1:9471",
+        type=listen_address,
+        metavar="HOST:PORT",
+        help="serve the latest sample as Prometheus /metrics (node_exporter and dcgm-exporter names); "
+        "off unless given; alone it means 127.0.0.1:9471",
     )
     add_sampling_args(p)
     return p
@@ -132,30 +141,54 @@ def stop_on_signals() -> threading.Event:
 
 
 def run_forever(args: argparse.Namespace, runner: Runner, paths: Paths) -> int:
+    """Samples until SIGTERM: streams to the collector, serves /metrics, or both."""
     from agent.stream import Sender
 
     stop = stop_on_signals()
-    sender = Sender(args.collector, max_backlog=args.backlog_batches)
-    sender.start()
+    sender = Sender(args.collector, max_backlog=args.backlog_batches) if args.collector else None
+    on_tick, server = None, None
+    if args.metrics_listen:
+        from agent.metrics import Latest, serve
+
+        latest = Latest(socket.gethostname(), sender)
+        try:
+            server = serve(args.metrics_listen, latest)
+        except OSError as exc:
+            print(f"ironsight-agent: cannot serve metrics on {args.metrics_listen}: {exc}", file=sys.stderr)
+            return 1
+        on_tick = latest.update
+        log.info("serving /metrics on %s", args.metrics_listen)
+    if sender is not None:
+        sender.start()
     batcher = Batcher(args.node_id, boot_id(paths), args.interval)
-    log.info("sampling every %gs as node %s, sending to %s", args.interval, args.node_id, args.collector)
-    sample_loop(runner, batcher, paths, [sender], stop, args.batch_seconds)
-    sender.stop()
     log.info(
-        "stopped: %d batches acknowledged, %d unsent, %d dropped",
-        sender.acked,
-        sender.pending(),
-        sender.dropped,
+        "sampling every %gs as node %s, %s",
+        args.interval,
+        args.node_id,
+        f"sending to {args.collector}" if sender else "serving /metrics only",
     )
+    sinks: list[Sink] = [sender] if sender is not None else []
+    sample_loop(runner, batcher, paths, sinks, stop, args.batch_seconds, on_tick=on_tick)
+    if server is not None:
+        server.shutdown()
+    if sender is not None:
+        sender.stop()
+        log.info(
+            "stopped: %d batches acknowledged, %d unsent, %d dropped",
+            sender.acked,
+            sender.pending(),
+            sender.dropped,
+        )
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     setup_logging(args.log_level)
-    if not args.once and not args.collector:
+    if not args.once and not args.collector and not args.metrics_listen:
         print(
-            "ironsight-agent: give --collector HOST:PORT to stream, or --once to print one sample",
+            "ironsight-agent: give --collector HOST:PORT to stream, --metrics-listen to serve /metrics, "
+            "or --once to print one sample",
             file=sys.stderr,
         )
         return 2

@@ -1,0 +1,71 @@
+"""The agent's /metrics endpoint: what the last tick read, under node_exporter and dcgm-exporter names.
+
+A scrape never samples: the loop hands each tick here (one assignment), and
+a scrape renders the newest one, plus the agent's own figures under
+ironsight_agent_. So Prometheus at any scrape interval costs no hardware reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from agent.exposition import ReadingCollector
+from agent.runner import Tick
+from agent.samplers.base import DeviceInfo
+
+DEFAULT_LISTEN = "127.0.0.1:9471"
+
+
+class Latest(Collector):
+    def __init__(self, hostname: str, sender: Any = None) -> None:
+        self.hostname = hostname
+        self.sender = sender  # agent.stream.Sender, when streaming
+        self.tick: Tick | None = None
+        self.inventory: list[DeviceInfo] = []
+        self.ticks = 0
+
+    def update(self, tick: Tick, inventory: list[DeviceInfo]) -> None:
+        # Called from the sampling loop: keep it to assignments.
+        self.tick, self.inventory = tick, inventory
+        self.ticks += 1
+
+    def collect(self) -> Iterator[Metric]:
+        tick = self.tick
+        if tick is not None:
+            yield from ReadingCollector(tick.reading, self.inventory, self.hostname).collect()
+            yield GaugeMetricFamily(
+                "ironsight_agent_last_sample_timestamp_seconds",
+                "Unix time of the sample these figures come from",
+                value=tick.time_ns / 1e9,
+            )
+        yield CounterMetricFamily("ironsight_agent_ticks", "Sampling ticks since start", value=self.ticks)
+        s = self.sender
+        if s is not None:
+            yield CounterMetricFamily(
+                "ironsight_agent_batches_sent", "Batches the collector acknowledged", value=s.acked
+            )
+            yield CounterMetricFamily(
+                "ironsight_agent_batches_dropped", "Batches dropped from a full backlog", value=s.dropped
+            )
+            yield GaugeMetricFamily(
+                "ironsight_agent_backlog_batches", "Batches waiting to be acknowledged", value=s.pending()
+            )
+            yield CounterMetricFamily(
+                "ironsight_agent_reconnects", "Times the stream to the collector was re-established",
+                value=s.reconnects,
+            )  # fmt: skip
+
+
+def serve(listen: str, latest: Latest) -> Any:
+    """Starts the HTTP server on a daemon thread; returns it (shutdown() stops it)."""
+    from prometheus_client import start_http_server
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(latest)
+    host, _, port = listen.rpartition(":")
+    server, _thread = start_http_server(int(port), addr=host.strip("[]"), registry=registry)
+    return server
