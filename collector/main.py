@@ -98,12 +98,14 @@ class IngestMetrics(PromCollector):
     def collect(self) -> Iterator[Metric]:
         s = self.store.stats
         batches = CounterMetricFamily(
-            "ironsight_collector_batches", "Batches received, by outcome", labels=["outcome"]
+            "ironsight_collector_batches",
+            "Batches received, by outcome (stored, duplicate, rejected) and why rejected",
+            labels=["outcome", "reason"],
         )
-        batches.add_metric(["stored"], s.batches_stored)
-        batches.add_metric(["duplicate"], s.batches_duplicate)
-        for reason, count in self.ingest.rejected.items():
-            batches.add_metric([f"rejected_{reason}"], count)
+        batches.add_metric(["stored", ""], s.batches_stored)
+        batches.add_metric(["duplicate", ""], s.batches_duplicate)
+        for reason in ("malformed", "values", "time"):
+            batches.add_metric(["rejected", reason], self.ingest.rejected.get(reason, 0))
         yield batches
         yield CounterMetricFamily("ironsight_collector_rows", "Rows stored", value=s.rows_stored)
         yield CounterMetricFamily("ironsight_collector_store_failures", "Failed commits", value=s.failures)
@@ -113,6 +115,21 @@ class IngestMetrics(PromCollector):
         for node, at in s.node_last_seen.items():
             seen.add_metric([node], at)
         yield seen
+        lag = GaugeMetricFamily(
+            "ironsight_collector_node_lag_seconds",
+            "Now minus the newest sample stored from the node",
+            labels=["node"],
+        )
+        now = time.time()
+        for node, newest in s.node_newest_sample_ns.items():
+            lag.add_metric([node], now - newest / 1e9)
+        yield lag
+        size = sum(
+            p.stat().st_size
+            for p in (self.store.path, self.store.path.with_name(self.store.path.name + ".wal"))
+            if p.exists()
+        )
+        yield GaugeMetricFamily("ironsight_collector_store_bytes", "Database file and its WAL", value=size)
 
 
 async def serve(args: argparse.Namespace) -> int:

@@ -103,7 +103,7 @@ class IngestService(pb_grpc.IngestServicer):
             task.cancel()
 
     async def _reject(self, context: Any, error: InvalidBatch) -> None:
-        self.rejected["invalid"] = self.rejected.get("invalid", 0) + 1
+        self.rejected[error.reason] = self.rejected.get(error.reason, 0) + 1
         context.set_trailing_metadata(((REJECTED_SEQ_KEY, str(error.seq)),))
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
 

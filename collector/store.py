@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from collector.migrations import migrate
@@ -114,6 +115,7 @@ class IngestStats:
     failures: int = 0
     last_error: str = ""
     node_last_seen: dict[str, float] = field(default_factory=dict)
+    node_newest_sample_ns: dict[str, int] = field(default_factory=dict)
 
 
 class Store:
@@ -253,9 +255,13 @@ class Store:
             con.execute("ROLLBACK")
             raise
         self._inventory.update(self._pending_inventory)
+        newest = self.stats.node_newest_sample_ns
         for i in fresh:
             outcomes[i] = pb.Ack(seq=views[i].seq, status=pb.Ack.STORED, rows=rows[i])
             self.stats.rows_stored += rows[i]
+            latest = max((int(np.frombuffer(t.time_ns, "<i8").max()) for t in views[i].tables), default=0)
+            if latest > newest.get(views[i].node_id, 0):
+                newest[views[i].node_id] = latest
         now = time.time()
         for b, outcome in zip(views, outcomes, strict=True):
             self.stats.node_last_seen[b.node_id] = now

@@ -24,9 +24,10 @@ MAX_FUTURE_NS = 300 * 10**9
 class InvalidBatch(ValueError):
     """The batch is malformed or inconsistent; the message says where."""
 
-    def __init__(self, message: str, seq: int | None = None) -> None:
+    def __init__(self, message: str, seq: int | None = None, reason: str = "malformed") -> None:
         super().__init__(message)
         self.seq = seq
+        self.reason = reason  # for the collector's rejected-batches metric: malformed, values, time
 
 
 @dataclass(frozen=True)
@@ -91,9 +92,13 @@ def check_values(batch: pb.BatchView) -> None:
             checked = values if mask is None else values[~mask]
             cw = f"batch seq {batch.seq} table {t.name!r} column {name!r}"
             if field.type == "float" and not np.isfinite(checked).all():
-                raise InvalidBatch(f"{cw}: NaN or infinity (send NULL for a missing value)", seq=batch.seq)
+                raise InvalidBatch(
+                    f"{cw}: NaN or infinity (send NULL for a missing value)", seq=batch.seq, reason="values"
+                )
             if field.kind == "counter" and len(checked) and checked.min() < 0:
-                raise InvalidBatch(f"{cw}: negative counter value {checked.min()}", seq=batch.seq)
+                raise InvalidBatch(
+                    f"{cw}: negative counter value {checked.min()}", seq=batch.seq, reason="values"
+                )
 
 
 def _values(raw: bytes, width: int, what: str, where: str) -> int:
@@ -126,7 +131,8 @@ def _table(t: pb.TableView, where: str, seen: set[str], limits: Limits, now: int
     times = np.frombuffer(t.time_ns, dtype="<i8")
     if times.min() < now - limits.max_age_ns or times.max() > now + limits.max_future_ns:
         raise InvalidBatch(
-            f"{where}: time_ns outside [now - {limits.max_age_ns // 10**9}s, now + {limits.max_future_ns // 10**9}s]"
+            f"{where}: time_ns outside [now - {limits.max_age_ns // 10**9}s, now + {limits.max_future_ns // 10**9}s]",
+            reason="time",
         )
     if int(np.frombuffer(t.device_index, dtype="<u4").max()) >= len(t.devices):
         raise InvalidBatch(f"{where}: device_index points past the {len(t.devices)} devices listed")

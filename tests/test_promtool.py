@@ -1,0 +1,76 @@
+"""Every metric the agent and the collector expose passes `promtool check metrics`.
+
+The only complaints allowed are promtool's style lints on what compatibility
+requires: node_exporter's own camelCase names (node_memory_MemTotal_bytes,
+node_netstat_Tcp_*), dcgm-exporter's labels UUID and modelName (also on our
+ironsight_gpu_* series, so they join with the DCGM ones in PromQL) and its
+DCGM_FI_DEV_PCIE_REPLAY_COUNTER. Existing dashboards query exactly those.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from test_gpu import H100, capture
+from test_integration import one_batch
+from test_live import metrics
+
+from agent.exposition import render
+from agent.samplers.base import SamplerContext
+from agent.samplers.gpu import GpuSampler
+from ironsight.v1 import telemetry_pb2_grpc as pb_grpc
+
+from conftest import BIN, CollectorProcess, free_port
+from nvml_double import CaptureNvml
+
+COMPATIBLE = re.compile(
+    r"^(node_(memory(_numa)?_[A-Z]\w*|netstat_Tcp_\w+) metric names should be written in 'snake_case' not 'camelCase'"
+    r"|(DCGM_FI_\w+|ironsight_gpu_\w+) label names should be written in 'snake_case' not 'camelCase'"
+    r"|DCGM_FI_DEV_PCIE_REPLAY_COUNTER metric name should not include type 'counter')$"
+)
+
+
+def promtool(text: str) -> list[str]:
+    exe = shutil.which("promtool")
+    if exe is None:
+        pytest.fail("promtool not found: .ci/run installs Debian's prometheus package")
+    proc = subprocess.run([exe, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+    problems = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    assert proc.returncode in (0, 3), problems  # 3: lint problems only, which are checked below
+    return problems
+
+
+def test_agent_exposition_passes_promtool(node_exporter_tree: Path) -> None:
+    host = subprocess.run(
+        [str(BIN / "ironsight-agent"), "--once", f"--path.procfs={node_exporter_tree / 'proc'}",
+         f"--path.sysfs={node_exporter_tree / 'sys'}", "--no-collector.gpu"],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout  # fmt: skip
+    sampler = GpuSampler(SamplerContext(nvml=CaptureNvml(capture(H100), "load")))
+    gpu = render(sampler.sample(), sampler.inventory(), "node1").decode()
+    assert "DCGM_FI_DEV_GPU_UTIL" in gpu and "node_cpu_seconds_total" in host
+    problems = promtool(host) + promtool(gpu)
+    assert [p for p in problems if not COMPATIBLE.match(p)] == []
+
+
+def test_collector_metrics_pass_promtool(tmp_path: Path) -> None:
+    http = free_port()
+    c = CollectorProcess(
+        tmp_path / "p.duckdb", tmp_path / "c.log", ["--http-listen", f"127.0.0.1:{http}"]
+    ).start()
+    try:
+        with c.channel() as ch:
+            list(pb_grpc.IngestStub(ch).Stream(iter([one_batch(1, "n1")]), timeout=20))
+        deadline, text = time.monotonic() + 20, ""
+        while time.monotonic() < deadline and "ironsight_detector_steps_total" not in text:
+            text = metrics(http)
+            time.sleep(0.2)
+        assert "ironsight_collector_node_lag_seconds" in text
+        assert promtool(text) == []
+    finally:
+        c.stop()
