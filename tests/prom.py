@@ -1,0 +1,62 @@
+"""A real Prometheus (Debian's package) on a loopback port, scraping what a test gives it, gone with the test."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import free_port, wait_port
+
+
+class Prometheus:
+    def __init__(self, tmp: Path, targets: dict[str, str], scrape_s: int = 1) -> None:
+        exe = shutil.which("prometheus")
+        if exe is None:
+            pytest.fail("prometheus not found: .ci/run installs Debian's prometheus package")
+        self.port = free_port()
+        jobs = "\n".join(
+            f"  - job_name: {job}\n    static_configs:\n      - targets: ['{target}']"
+            for job, target in targets.items()
+        )
+        config = tmp / "prometheus.yml"
+        config.write_text(
+            f"global:\n  scrape_interval: {scrape_s}s\n  evaluation_interval: {scrape_s}s\nscrape_configs:\n{jobs}\n"
+        )
+        self.log = open(tmp / "prometheus.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [exe, f"--config.file={config}", f"--storage.tsdb.path={tmp / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-remote-write-receiver"],
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        wait_port(self.port, self.proc, timeout=30)
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        with urllib.request.urlopen(url, timeout=10) as r:
+            body = json.loads(r.read())
+        assert body["status"] == "success", body
+        return list(body["data"]["result"])
+
+    def wait_for(self, expr: str, timeout: float = 30.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            result = self.query(expr)
+            if result or time.monotonic() > deadline:
+                return result
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
