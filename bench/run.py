@@ -9,6 +9,7 @@
     .venv/bin/python bench/run.py accuracy --accuracy-seeds 9301 9302
     .venv/bin/python bench/run.py detect --detect-nodes 16
     .venv/bin/python bench/run.py detect-step --step-nodes 1000
+    .venv/bin/python bench/run.py scrape --rounds 200
 
 agent-vs-node-exporter needs Debian's prometheus-node-exporter
 (apt-get install prometheus-node-exporter). Nothing here is a test: figures
@@ -153,6 +154,68 @@ r.close()
         "ironsight_values_per_sample": ours_values,
         "ironsight_rows_per_sample": ours_rows,
         "ratio": ours_cpu / ne_cpu if ne_cpu else None,
+        "rounds": args.rounds,
+    }
+
+
+def _scrape_cost(pid: int, url: str, rounds: int) -> tuple[float, int, int]:
+    """CPU seconds of the serving process per scrape, bytes and series of the last one."""
+    urllib.request.urlopen(url).read()  # warm up
+    before = cpu_seconds(pid)
+    for _ in range(rounds):
+        body = urllib.request.urlopen(url).read()
+    cost = (cpu_seconds(pid) - before) / rounds
+    series = sum(1 for line in body.decode().splitlines() if line and not line.startswith("#"))
+    return cost, len(body), series
+
+
+def scrape(args: argparse.Namespace) -> dict[str, object]:
+    """A Prometheus scrape of the agent's /metrics vs of node_exporter's, same sources, same run.
+
+    node_exporter samples on every scrape; the agent renders its last tick (at
+    --interval 30 a tick rarely falls inside the measured scrapes, so this is
+    the render alone; the sampling itself is agent-vs-node-exporter's figure).
+    """
+    exe = "/usr/bin/prometheus-node-exporter"
+    if not Path(exe).exists():
+        raise SystemExit("needs Debian's prometheus-node-exporter: apt-get install prometheus-node-exporter")
+    port = free_port()
+    flags = ["--collector.disable-defaults", *[f"--collector.{c}" for c in NODE_EXPORTER_COLLECTORS]]
+    ne = subprocess.Popen([exe, f"--web.listen-address=127.0.0.1:{port}", *flags], stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        ne_cpu, ne_bytes, ne_series = _scrape_cost(ne.pid, f"http://127.0.0.1:{port}/metrics", args.rounds)
+    finally:
+        ne.terminate()
+        ne.wait()
+    port = free_port()
+    agent = subprocess.Popen(
+        [str(BIN / "ironsight-agent"), "--metrics-listen", f"127.0.0.1:{port}", "--interval", "30",
+         "--no-collector.gpu"],
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_port(port)
+        url = f"http://127.0.0.1:{port}/metrics"
+        deadline = time.monotonic() + 40
+        while b"node_cpu_seconds_total" not in urllib.request.urlopen(url).read():  # the first tick
+            if time.monotonic() > deadline:
+                raise SystemExit("the agent served no tick within 40 s")
+            time.sleep(0.5)
+        ours_cpu, ours_bytes, ours_series = _scrape_cost(
+            agent.pid, f"http://127.0.0.1:{port}/metrics", args.rounds
+        )
+    finally:
+        agent.terminate()
+        agent.wait()
+    return {
+        "node_exporter_cpu_ms_per_scrape": ne_cpu * 1e3,
+        "node_exporter_bytes": ne_bytes,
+        "node_exporter_series": ne_series,
+        "ironsight_cpu_ms_per_scrape": ours_cpu * 1e3,
+        "ironsight_bytes": ours_bytes,
+        "ironsight_series": ours_series,
+        "cpu_ratio": ours_cpu / ne_cpu if ne_cpu else None,
         "rounds": args.rounds,
     }
 
@@ -460,6 +523,7 @@ def main() -> int:
             "accuracy",
             "detect",
             "detect-step",
+            "scrape",
         ],
     )
     p.add_argument("--rounds", type=int, default=200, help="samples/scrapes for agent-vs-node-exporter")
@@ -490,6 +554,7 @@ def main() -> int:
         "accuracy": accuracy,
         "detect": detect_speed,
         "detect-step": detect_step,
+        "scrape": scrape,
     }
     for name, fn in runs.items():
         if args.which not in ("all", name):
