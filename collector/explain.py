@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from collector.detect.sql import ts
+from collector.detect.sql import increment, ts
 from collector.plot import Series, render
 from collector.query import Backend, quote
 
@@ -43,16 +43,12 @@ def gauge(table: str, expr: str, devices: bool = True, others: bool = False) -> 
     )
 
 
-def _increase(expr: str) -> str:
-    # Sample-to-sample increase; a reset (the counter went down) counts as nothing here.
-    return f"greatest(0, ({expr}) - lag({expr}) OVER (PARTITION BY node, device ORDER BY time))"
-
-
 def counter_rate(table: str, expr: str, devices: bool = True, scale: float = 1.0) -> Query:
     """Per-bucket increase over the bucket's length, the largest over the scope's devices."""
+    inc = increment(f"({expr})")  # resets handled as the detectors handle them
     return lambda s: (
         f"SELECT t, max(v) AS v FROM (SELECT {s.bucket} AS t, device, {scale} * sum(inc) / {s.bucket_s} AS v "
-        f"FROM (SELECT time, device, {_increase(expr)} AS inc FROM {table} WHERE {s.where(devices)}) "
+        f"FROM (SELECT time, device, {inc} AS inc FROM {table} WHERE {s.where(devices)}) "
         "GROUP BY 1, 2) GROUP BY 1 ORDER BY 1"
     )
 
@@ -60,9 +56,10 @@ def counter_rate(table: str, expr: str, devices: bool = True, scale: float = 1.0
 def busiest_core(s: Scope) -> str:
     busy = "user_seconds + nice_seconds + system_seconds + irq_seconds + softirq_seconds"
     total = f"{busy} + idle_seconds + coalesce(iowait_seconds, 0)"
+    busy_inc, total_inc = increment(f"({busy})"), increment(f"({total})")
     return (
         f"SELECT t, max(v) AS v FROM (SELECT {s.bucket} AS t, device, 100 * sum(b) / nullif(sum(a), 0) AS v "
-        f"FROM (SELECT time, device, {_increase(busy)} AS b, {_increase(total)} AS a FROM cpu "
+        f"FROM (SELECT time, device, {busy_inc} AS b, {total_inc} AS a FROM cpu "
         f"WHERE {s.where(False)}) GROUP BY 1, 2) GROUP BY 1 ORDER BY 1"
     )
 

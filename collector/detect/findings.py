@@ -43,7 +43,8 @@ def register_stragglers(con: Any, start: datetime, end: datetime, t: Thresholds)
     con.register(STRAGGLERS, straggler.flagged(con, start, end, t))
 
 
-SEVERITY_RANK = "CASE severity WHEN 'critical' THEN 3 WHEN 'warning' THEN 2 ELSE 1 END"
+def severity_rank(col: str = "severity") -> str:
+    return f"CASE {col} WHEN 'critical' THEN 3 WHEN 'warning' THEN 2 ELSE 1 END"
 
 
 def findings_sql(start: datetime, end: datetime, data_end: datetime, t: Thresholds) -> str:
@@ -56,7 +57,7 @@ def findings_sql(start: datetime, end: datetime, data_end: datetime, t: Threshol
         SELECT *, CASE WHEN kind = 'hardware_fault' THEN cause ELSE '' END AS part FROM flagged
     ),
     marked AS (
-        SELECT *, {SEVERITY_RANK} AS rank,
+        SELECT *, {severity_rank()} AS rank,
             CASE WHEN step_end - lag(step_end) OVER p <= INTERVAL {gap} SECOND THEN 0 ELSE 1 END AS new_island
         FROM keyed
         WINDOW p AS (PARTITION BY node, device, kind, part ORDER BY step_end)

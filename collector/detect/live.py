@@ -18,16 +18,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from collector.detect.config import Thresholds
-from collector.detect.findings import DEFAULTS, SEVERITY_RANK, STRAGGLERS, flagged_sql, register_stragglers
+from collector.detect.findings import DEFAULTS, STRAGGLERS, flagged_sql, register_stragglers, severity_rank
 from collector.detect.sql import ts
 
 log = logging.getLogger("ironsight.detect")
 
 MAX_CATCH_UP_STEPS = 30  # after a stall, judge at most this many missed steps, then jump to now
-
-
-def _rank(col: str) -> str:
-    return f"CASE {col} WHEN 'critical' THEN 3 WHEN 'warning' THEN 2 ELSE 1 END"
 
 
 def _same_finding(e: str, f: str, since: datetime) -> str:
@@ -67,7 +63,7 @@ def step(con: Any, end: datetime, t: Thresholds = DEFAULTS) -> StepResult:
     register_stragglers(con, start, end, t)
     try:
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE step_flags AS SELECT *, {SEVERITY_RANK} AS rank "
+            f"CREATE OR REPLACE TEMP TABLE step_flags AS SELECT *, {severity_rank()} AS rank "
             f"FROM ({flagged_sql(start, end, t)}) WHERE step_end = {ts(end)}"
         )
     finally:
@@ -80,7 +76,7 @@ def step(con: Any, end: datetime, t: Thresholds = DEFAULTS) -> StepResult:
         con.execute(
             f"""
             UPDATE events AS e SET
-                severity = CASE WHEN f.rank > {_rank("e.severity")} THEN f.severity ELSE e.severity END,
+                severity = CASE WHEN f.rank > {severity_rank("e.severity")} THEN f.severity ELSE e.severity END,
                 end_time = CASE WHEN f.onset IS NOT NULL THEN f.onset + INTERVAL {s} SECOND ELSE NULL END,
                 cause = CASE WHEN f.score > (e.evidence->>'peak_score')::DOUBLE THEN f.cause ELSE e.cause END,
                 evidence = json_object(
