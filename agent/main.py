@@ -25,6 +25,9 @@ class UsageError(Exception):
     pass
 
 
+DEFAULT_METRICS_LISTEN = "127.0.0.1:9471"  # beside node_exporter's 9100 and dcgm-exporter's 9400
+
+
 def interval(value: str) -> float:
     try:
         v = float(value)
@@ -75,11 +78,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--metrics-listen",
         nargs="?",
-        const="127.0.0.1:9471",
+        const=DEFAULT_METRICS_LISTEN,
         type=listen_address,
         metavar="HOST:PORT",
         help="serve the latest sample as Prometheus /metrics (node_exporter and dcgm-exporter names); "
-        "off unless given; alone it means 127.0.0.1:9471",
+        f"off unless given; alone it means {DEFAULT_METRICS_LISTEN}",
     )
     add_sampling_args(p)
     return p

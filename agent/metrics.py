@@ -17,8 +17,6 @@ from agent.exposition import ReadingCollector
 from agent.runner import Tick
 from agent.samplers.base import DeviceInfo
 
-DEFAULT_LISTEN = "127.0.0.1:9471"
-
 
 class Latest(Collector):
     def __init__(self, hostname: str, sender: Any = None) -> None:

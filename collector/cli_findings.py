@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from collector.cli_common import Ctx, emit, format_option
+from collector.detect.config import Thresholds, with_overrides
 from collector.query import QueryError, RemoteBackend, parse_time, quote
 
 threshold_option = click.option(
@@ -23,9 +24,7 @@ threshold_option = click.option(
 )
 
 
-def _thresholds(items: tuple[str, ...]) -> object:
-    from collector.detect.config import with_overrides
-
+def _thresholds(items: tuple[str, ...]) -> Thresholds:
     try:
         return with_overrides(items)
     except ValueError as exc:
@@ -56,7 +55,6 @@ def detect(c: Ctx, since: str, until: str, thresholds: tuple[str, ...]) -> None:
       ironsight --db ./data/ironsight.duckdb detect --since 24h
       ironsight --collector 10.0.0.5:7070 detect --since 2h --threshold starved_peer_ratio=0.6
     """
-    from collector.detect.config import Thresholds
     from collector.detect.findings import detect as run_detect
     from collector.detect.findings import store as store_findings
     from collector.migrations import migrate
@@ -69,7 +67,6 @@ def detect(c: Ctx, since: str, until: str, thresholds: tuple[str, ...]) -> None:
     if start >= end:
         raise click.UsageError("--since must be before --until")
     t = _thresholds(thresholds)
-    assert isinstance(t, Thresholds)
     if c.collector:
         remote = RemoteBackend(c.collector)
         try:
@@ -206,12 +203,10 @@ def eval_(c: Ctx, traces: tuple[Path, ...], thresholds: tuple[str, ...]) -> None
       ironsight eval m.trace tests/traces/healthy-2n2g.trace
       ironsight eval *.trace --format json
     """
-    from collector.detect.config import Thresholds
     from collector.evaluate import evaluate, table
     from ironsight.trace import TraceError
 
     t = _thresholds(thresholds)
-    assert isinstance(t, Thresholds)
     try:
         scores = evaluate(list(traces), t)
     except TraceError as exc:
