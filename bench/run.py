@@ -99,26 +99,34 @@ def start_collector(db: str) -> tuple[subprocess.Popen[bytes], int]:
     return proc, port
 
 
-def agent_vs_node_exporter(args: argparse.Namespace) -> dict[str, object]:
-    """CPU per sample of the host sources: our samplers vs node_exporter per scrape, same machine, same run."""
-    exe = "/usr/bin/prometheus-node-exporter"
-    if not Path(exe).exists():
+NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
+
+
+def node_exporter_scrape(rounds: int) -> tuple[float, int, int]:
+    """node_exporter with the collectors matching our samplers: CPU seconds per scrape, bytes, series."""
+    if not Path(NODE_EXPORTER).exists():
         raise SystemExit("needs Debian's prometheus-node-exporter: apt-get install prometheus-node-exporter")
     port = free_port()
     flags = ["--collector.disable-defaults", *[f"--collector.{c}" for c in NODE_EXPORTER_COLLECTORS]]
-    ne = subprocess.Popen([exe, f"--web.listen-address=127.0.0.1:{port}", *flags], stderr=subprocess.DEVNULL)
+    ne = subprocess.Popen(
+        [NODE_EXPORTER, f"--web.listen-address=127.0.0.1:{port}", *flags], stderr=subprocess.DEVNULL
+    )
     try:
         wait_port(port)
-        url = f"http://127.0.0.1:{port}/metrics"
-        urllib.request.urlopen(url).read()  # warm up
-        before = cpu_seconds(ne.pid)
-        for _ in range(args.rounds):
-            body = urllib.request.urlopen(url).read()
-        ne_cpu = (cpu_seconds(ne.pid) - before) / args.rounds
-        ne_series = sum(1 for line in body.decode().splitlines() if line and not line.startswith("#"))
+        return _scrape_cost(ne.pid, f"http://127.0.0.1:{port}/metrics", rounds)
     finally:
         ne.terminate()
         ne.wait()
+
+
+def node_exporter_version() -> str:
+    out = subprocess.run([NODE_EXPORTER, "--version"], capture_output=True, text=True)
+    return (out.stderr or out.stdout).split("\n")[0]
+
+
+def agent_vs_node_exporter(args: argparse.Namespace) -> dict[str, object]:
+    """CPU per sample of the host sources: our samplers vs node_exporter per scrape, same machine, same run."""
+    ne_cpu, _, ne_series = node_exporter_scrape(args.rounds)
 
     # Ours: the same sources, sampled by the agent's real runner in a child process.
     code = f"""
@@ -144,10 +152,7 @@ r.close()
     ).stdout.split()
     ours_cpu, ours_rows, ours_values = float(out[0]), int(out[1]), int(out[2])
     return {
-        "node_exporter_version": subprocess.run(
-            [exe, "--version"], capture_output=True, text=True
-        ).stderr.split("\n")[0]
-        or subprocess.run([exe, "--version"], capture_output=True, text=True).stdout.split("\n")[0],
+        "node_exporter_version": node_exporter_version(),
         "node_exporter_cpu_ms_per_scrape": ne_cpu * 1e3,
         "node_exporter_series": ne_series,
         "ironsight_cpu_ms_per_sample": ours_cpu * 1e3,
@@ -176,18 +181,7 @@ def scrape(args: argparse.Namespace) -> dict[str, object]:
     --interval 30 a tick rarely falls inside the measured scrapes, so this is
     the render alone; the sampling itself is agent-vs-node-exporter's figure).
     """
-    exe = "/usr/bin/prometheus-node-exporter"
-    if not Path(exe).exists():
-        raise SystemExit("needs Debian's prometheus-node-exporter: apt-get install prometheus-node-exporter")
-    port = free_port()
-    flags = ["--collector.disable-defaults", *[f"--collector.{c}" for c in NODE_EXPORTER_COLLECTORS]]
-    ne = subprocess.Popen([exe, f"--web.listen-address=127.0.0.1:{port}", *flags], stderr=subprocess.DEVNULL)
-    try:
-        wait_port(port)
-        ne_cpu, ne_bytes, ne_series = _scrape_cost(ne.pid, f"http://127.0.0.1:{port}/metrics", args.rounds)
-    finally:
-        ne.terminate()
-        ne.wait()
+    ne_cpu, ne_bytes, ne_series = node_exporter_scrape(args.rounds)
     port = free_port()
     agent = subprocess.Popen(
         [str(BIN / "ironsight-agent"), "--metrics-listen", f"127.0.0.1:{port}", "--interval", "30",
