@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,11 +56,22 @@ def wait_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: f
     raise TimeoutError(f"nothing listening on {port} after {timeout}s")
 
 
+def scrape_metrics(port: int) -> str:
+    """A /metrics body from loopback; empty while nothing listens there (yet)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            return str(r.read().decode())
+    except OSError:
+        return ""
+
+
 class CollectorProcess:
-    def __init__(self, db: Path, log: Path, extra: list[str] | None = None) -> None:
+    def __init__(self, db: Path, log: Path, extra: list[str] | None = None, http: bool = False) -> None:
+        """http: also serve /metrics on a free loopback port (http_port)."""
         self.db = db
         self.log = log
-        self.extra = extra or []
+        self.http_port = free_port() if http else 0
+        self.extra = [*(extra or []), *(["--http-listen", f"127.0.0.1:{self.http_port}"] if http else [])]
         self.port = free_port()
         self.target = f"127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -80,6 +92,15 @@ class CollectorProcess:
             self.proc.terminate()
             self.proc.wait(timeout=30)
         return self.proc.returncode
+
+    def metrics(self, marker: str, timeout: float = 20.0) -> str:
+        """/metrics once it contains marker (the HTTP server starts after the gRPC port); else the last body."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = scrape_metrics(self.http_port)
+            if marker in text or time.monotonic() > deadline:
+                return text
+            time.sleep(0.2)
 
     def channel(self) -> grpc.Channel:
         return grpc.insecure_channel(self.target)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import BIN, CollectorProcess, free_port
+from conftest import BIN, CollectorProcess, free_port, scrape_metrics
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 # Figures of the sampling itself, which differ between two runs.
@@ -29,14 +28,6 @@ def parse(text: str) -> Samples:
 
 def tree_args(tree: Path) -> list[str]:
     return [f"--path.procfs={tree / 'proc'}", f"--path.sysfs={tree / 'sys'}", "--no-collector.gpu"]
-
-
-def scrape(port: int) -> str:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-            return str(r.read().decode())
-    except OSError:
-        return ""
 
 
 def value(text: str, name: str) -> float | None:
@@ -66,7 +57,7 @@ def agent(node_exporter_tree: Path, tmp_path: Path) -> Iterator[tuple[subprocess
 def first_tick(port: int) -> str:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        text = scrape(port)
+        text = scrape_metrics(port)
         if value(text, "ironsight_agent_ticks_total"):
             return text
         time.sleep(0.1)
@@ -92,7 +83,7 @@ def test_endpoint_serves_what_once_prints(
 def test_a_scrape_never_samples(agent: tuple[subprocess.Popen[bytes], int]) -> None:
     _, port = agent
     first = first_tick(port)
-    again = [scrape(port) for _ in range(5)]
+    again = [scrape_metrics(port) for _ in range(5)]
     # At a 5 s interval these scrapes fall within one tick: the same tick count and
     # the same sampler durations, which a fresh sample would change.
     ticks = {value(t, "ironsight_agent_ticks_total") for t in [first, *again]}
@@ -112,9 +103,9 @@ def test_streaming_agent_reports_its_batches(node_exporter_tree: Path, tmp_path:
     try:
         deadline, sent = time.monotonic() + 20, 0.0
         while time.monotonic() < deadline and sent < 3:
-            sent = value(scrape(port), "ironsight_agent_batches_sent_total") or 0.0
+            sent = value(scrape_metrics(port), "ironsight_agent_batches_sent_total") or 0.0
             time.sleep(0.2)
-        text = scrape(port)
+        text = scrape_metrics(port)
         assert sent >= 3
         assert value(text, "ironsight_agent_backlog_batches") is not None
         assert value(text, "ironsight_agent_reconnects_total") is not None

@@ -9,11 +9,10 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from test_integration import one_batch
-from test_live import metrics
 
 from ironsight.v1 import telemetry_pb2_grpc as pb_grpc
 
-from conftest import CollectorProcess, free_port
+from conftest import CollectorProcess
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -25,10 +24,7 @@ def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
 
 
 def test_ingest_outcomes_lag_and_size(tmp_path: Path) -> None:
-    http = free_port()
-    c = CollectorProcess(
-        tmp_path / "m.duckdb", tmp_path / "collector.log", ["--http-listen", f"127.0.0.1:{http}"]
-    ).start()
+    c = CollectorProcess(tmp_path / "m.duckdb", tmp_path / "collector.log", http=True).start()
     try:
         with c.channel() as ch:
             stub = pb_grpc.IngestStub(ch)
@@ -40,12 +36,7 @@ def test_ingest_outcomes_lag_and_size(tmp_path: Path) -> None:
             for bad in (nan, old):
                 with pytest.raises(grpc.RpcError):
                     list(stub.Stream(iter([bad]), timeout=20))
-        deadline = time.monotonic() + 20
-        text = ""
-        while time.monotonic() < deadline and "ironsight_collector_batches_total" not in text:
-            text = metrics(http)
-            time.sleep(0.2)
-        got = samples(text)
+        got = samples(c.metrics("ironsight_collector_batches_total"))
 
         def batches(outcome: str, reason: str = "") -> float:
             return got[

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from collector.replay import to_db
 from collector.simulate import simulate
 from ironsight.trace import TraceWriter
 
-from conftest import CollectorProcess, free_port, run_cli
+from conftest import CollectorProcess, run_cli
 
 
 @pytest.mark.parametrize(("scenario", "seed"), [("mixed", 1212), ("straggler", 1313), ("xid", 1414)])
@@ -67,30 +66,14 @@ def trace_until_now(tmp_path: Path, scenario: str, seconds_before_now: int, dura
     return path
 
 
-def metrics(port: int) -> str:
-    """The collector's /metrics; empty while its HTTP server is still starting."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-            return str(r.read().decode())
-    except OSError:  # refused: the gRPC port opens first
-        return ""
-
-
 def test_collector_opens_findings_as_data_arrives_and_shows_them(tmp_path: Path) -> None:
     # A GPU overheating right now: the thermal window is 25-80 % of the job, here ~290 s into 600 s.
     trace = trace_until_now(tmp_path, "thermal", 290, 600)
     db = tmp_path / "live.duckdb"
     to_db([trace], db)
-    http = free_port()
-    c = CollectorProcess(db, tmp_path / "collector.log", ["--http-listen", f"127.0.0.1:{http}"]).start()
+    c = CollectorProcess(db, tmp_path / "collector.log", http=True).start()
     try:
-        deadline = time.monotonic() + 60
-        text = ""
-        while time.monotonic() < deadline:
-            text = metrics(http)
-            if "ironsight_bottleneck_active{" in text:
-                break
-            time.sleep(0.5)
+        text = c.metrics("ironsight_bottleneck_active{", timeout=60)
         active = [line for line in text.splitlines() if line.startswith("ironsight_bottleneck_active{")]
         assert len(active) == 1 and 'kind="thermal"' in active[0] and 'node="sim-' in active[0], text
         assert active[0].endswith(" 1.0")

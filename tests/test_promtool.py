@@ -12,20 +12,18 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 from test_gpu import H100, capture
 from test_integration import one_batch
-from test_live import metrics
 
 from agent.exposition import render
 from agent.samplers.base import SamplerContext
 from agent.samplers.gpu import GpuSampler
 from ironsight.v1 import telemetry_pb2_grpc as pb_grpc
 
-from conftest import BIN, CollectorProcess, free_port
+from conftest import BIN, CollectorProcess
 from nvml_double import CaptureNvml
 
 COMPATIBLE = re.compile(
@@ -59,17 +57,11 @@ def test_agent_exposition_passes_promtool(node_exporter_tree: Path) -> None:
 
 
 def test_collector_metrics_pass_promtool(tmp_path: Path) -> None:
-    http = free_port()
-    c = CollectorProcess(
-        tmp_path / "p.duckdb", tmp_path / "c.log", ["--http-listen", f"127.0.0.1:{http}"]
-    ).start()
+    c = CollectorProcess(tmp_path / "p.duckdb", tmp_path / "c.log", http=True).start()
     try:
         with c.channel() as ch:
             list(pb_grpc.IngestStub(ch).Stream(iter([one_batch(1, "n1")]), timeout=20))
-        deadline, text = time.monotonic() + 20, ""
-        while time.monotonic() < deadline and "ironsight_detector_steps_total" not in text:
-            text = metrics(http)
-            time.sleep(0.2)
+        text = c.metrics("ironsight_detector_steps_total")
         assert "ironsight_collector_node_lag_seconds" in text
         assert promtool(text) == []
     finally:
