@@ -1,5 +1,5 @@
 # Shortcuts; each is one of the README's commands.
-.PHONY: up test proto check-proto lint bench
+.PHONY: up test proto check-proto dashboards lint bench
 
 up:
 	python3 dev.py up
@@ -12,6 +12,9 @@ proto:
 
 check-proto:
 	.venv/bin/python tools/genproto.py --check
+
+dashboards:
+	.venv/bin/python tools/make_dashboards.py
 
 lint:
 	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy

@@ -122,15 +122,36 @@ _DCGM: dict[str, tuple[str, float]] = {
 }
 
 
+class XidHistory:
+    """XIDs arrive as events on one tick; a scrape must still show them afterwards."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, int] = {}
+        self.count: dict[str, int] = {}
+
+    def add(self, reading: Reading) -> None:
+        for index, v in reading.rows("gpu_xid"):
+            xid = v.get("xid")
+            if xid is not None:
+                self.last[index] = int(xid)
+                self.count[index] = self.count.get(index, 0) + 1
+
+
 def _scaled(value: Value, scale: float) -> Value:
     return None if value is None else value * scale
 
 
 class ReadingCollector(Collector):
-    def __init__(self, reading: Reading, inventory: list[DeviceInfo], hostname: str) -> None:
+    def __init__(
+        self, reading: Reading, inventory: list[DeviceInfo], hostname: str, xids: XidHistory | None = None
+    ) -> None:
         self.reading = reading
         self.inventory = {(d.kind, d.name): d for d in inventory}
         self.hostname = hostname
+        if xids is None:  # one reading alone (--once): what it saw
+            xids = XidHistory()
+            xids.add(reading)
+        self.xids = xids
 
     def collect(self) -> Iterator[Metric]:
         f = _Families()
@@ -266,8 +287,9 @@ class ReadingCollector(Collector):
             for field in TABLES["gpu"].fields:
                 suffix = "_total" if field.kind == "counter" else ""
                 f.add(f"ironsight_gpu_{field.name}{suffix}", field.kind, labels, v.get(field.name))
-        for index, v in self.reading.rows("gpu_xid"):
-            f.add("DCGM_FI_DEV_XID_ERRORS", "gauge", {"gpu": index, "hostname": self.hostname}, v.get("xid"))
+            # As dcgm-exporter: the last XID seen, 0 while there has been none.
+            f.add("DCGM_FI_DEV_XID_ERRORS", "gauge", labels, self.xids.last.get(index, 0))
+            f.add("ironsight_gpu_xid_events_total", "counter", labels, self.xids.count.get(index, 0))
 
 
 def render(reading: Reading, inventory: list[DeviceInfo], hostname: str) -> bytes:

@@ -13,7 +13,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from agent.exposition import ReadingCollector
+from agent.exposition import ReadingCollector, XidHistory
 from agent.runner import Tick
 from agent.samplers.base import DeviceInfo
 
@@ -25,16 +25,18 @@ class Latest(Collector):
         self.tick: Tick | None = None
         self.inventory: list[DeviceInfo] = []
         self.ticks = 0
+        self.xids = XidHistory()
 
     def update(self, tick: Tick, inventory: list[DeviceInfo]) -> None:
         # Called from the sampling loop: keep it to assignments.
         self.tick, self.inventory = tick, inventory
         self.ticks += 1
+        self.xids.add(tick.reading)  # usually no rows
 
     def collect(self) -> Iterator[Metric]:
         tick = self.tick
         if tick is not None:
-            yield from ReadingCollector(tick.reading, self.inventory, self.hostname).collect()
+            yield from ReadingCollector(tick.reading, self.inventory, self.hostname, self.xids).collect()
             yield GaugeMetricFamily(
                 "ironsight_agent_last_sample_timestamp_seconds",
                 "Unix time of the sample these figures come from",

@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC
 from pathlib import Path
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -16,6 +17,7 @@ from prometheus_client.registry import Collector as PromCollector
 from prometheus_client.registry import CollectorRegistry
 
 from collector.detect.config import with_overrides
+from collector.detect.findings import KINDS
 from collector.detect.live import LiveDetector
 from collector.server import IngestService, start
 from collector.store import Store, StoreLocked
@@ -74,9 +76,28 @@ class DetectorMetrics(PromCollector):
             "1 while the detector has an open finding of this kind on this node and device",
             labels=["kind", "node", "device", "severity"],
         )
-        for kind, node, device, severity in st.open:
-            active.add_metric([kind, node, device, severity], 1.0)
-        yield active
+        since = GaugeMetricFamily(
+            "ironsight_bottleneck_since_timestamp_seconds",
+            "Unix time an open finding started, with its cause",
+            labels=["kind", "node", "device", "cause"],
+        )
+        evidence = GaugeMetricFamily(
+            "ironsight_bottleneck_evidence",
+            "An open finding's evidence at its peak step, one series per figure (see README)",
+            labels=["kind", "node", "device", "figure"],
+        )
+        for f in st.open:
+            active.add_metric([f.kind, f.node, f.device, f.severity], 1.0)
+            since.add_metric([f.kind, f.node, f.device, f.cause], f.start.replace(tzinfo=UTC).timestamp())
+            for figure, value in f.figures.items():
+                evidence.add_metric([f.kind, f.node, f.device, figure], value)
+        yield from (active, since, evidence)
+        opened = CounterMetricFamily(
+            "ironsight_findings_opened", "Findings the live detector opened since start", labels=["kind"]
+        )
+        for kind in KINDS:
+            opened.add_metric([kind], st.opened[kind])
+        yield opened
         yield GaugeMetricFamily(
             "ironsight_detector_step_seconds",
             "Duration of the last detector step",

@@ -132,6 +132,15 @@ class Store:
         self._pending_inventory: dict[str, bytes] = {}
         self.max_group_samples = 4_000_000
         self.max_group_batches = 256
+        self._seed_newest_samples()
+
+    def _seed_newest_samples(self) -> None:
+        """Lag per node right after a restart, from what is stored (nodes heard from in the last day)."""
+        rows = self.con.execute(
+            "SELECT node, epoch_ns(max(time)) FROM cpu "
+            "WHERE time > now()::TIMESTAMP - INTERVAL 1 DAY GROUP BY node"
+        ).fetchall()
+        self.stats.node_newest_sample_ns.update({str(node): int(ns) for node, ns in rows})
 
     def start(self) -> None:
         self._thread.start()

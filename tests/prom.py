@@ -15,15 +15,24 @@ import pytest
 
 from conftest import free_port, wait_port
 
+Target = str | tuple[str, dict[str, str]]  # an address, or one with target labels (instance=...)
+
+
+def _static(target: Target) -> str:
+    address, labels = (target, {}) if isinstance(target, str) else target
+    extra = f"\n        labels: {json.dumps(labels)}" if labels else ""  # JSON is YAML
+    return f"      - targets: ['{address}']{extra}"
+
 
 class Prometheus:
-    def __init__(self, tmp: Path, targets: dict[str, str], scrape_s: int = 1) -> None:
+    def __init__(self, tmp: Path, targets: dict[str, Target | list[Target]], scrape_s: int = 1) -> None:
         exe = shutil.which("prometheus")
         if exe is None:
             pytest.fail("prometheus not found: .ci/run installs Debian's prometheus package")
         self.port = free_port()
         jobs = "\n".join(
-            f"  - job_name: {job}\n    static_configs:\n      - targets: ['{target}']"
+            f"  - job_name: {job}\n    static_configs:\n"
+            + "\n".join(_static(t) for t in (target if isinstance(target, list) else [target]))
             for job, target in targets.items()
         )
         config = tmp / "prometheus.yml"

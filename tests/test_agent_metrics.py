@@ -139,3 +139,31 @@ def test_bad_listen_address_and_busy_port_fail_in_one_line(tmp_path: Path) -> No
         .splitlines()[-1]
         .startswith(f"ironsight-agent: cannot serve metrics on 127.0.0.1:{port}")
     )
+
+
+def test_an_xid_stays_on_the_endpoint_after_its_tick() -> None:
+    from agent.metrics import Latest
+    from agent.runner import Tick
+    from agent.samplers.base import DeviceInfo, Reading
+
+    def tick(t: int, xid: int | None) -> Tick:
+        r = Reading()
+        r.add("gpu", "0", {"util_gpu_percent": 90.0})
+        if xid is not None:
+            r.add("gpu_xid", "0", {"xid": xid})
+        return Tick(t, r)
+
+    latest = Latest("n1")
+    inventory = [DeviceInfo("gpu", "0", {"uuid": "GPU-1", "model": "NVIDIA H100 80GB HBM3"})]
+
+    def xid() -> tuple[float, float]:
+        got = {s.name: s.value for fam in latest.collect() for s in fam.samples if "xid" in s.name.lower()}
+        return got["DCGM_FI_DEV_XID_ERRORS"], got["ironsight_gpu_xid_events_total"]
+
+    latest.update(tick(1, None), inventory)
+    assert xid() == (0, 0)  # as dcgm-exporter: 0 while there has been none
+    latest.update(tick(2, 79), inventory)
+    latest.update(tick(3, None), inventory)
+    assert xid() == (79, 1)
+    latest.update(tick(4, 48), inventory)
+    assert xid() == (48, 2)

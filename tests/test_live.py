@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import timedelta
 from pathlib import Path
 
 import duckdb
 import pytest
+from test_collector_metrics import samples
 from test_detect import WHOLE, simulated
 
 from collector.detect.findings import detect
@@ -78,6 +80,15 @@ def test_collector_opens_findings_as_data_arrives_and_shows_them(tmp_path: Path)
         assert len(active) == 1 and 'kind="thermal"' in active[0] and 'node="sim-' in active[0], text
         assert active[0].endswith(" 1.0")
         assert "ironsight_detector_steps_total" in text
+        got = samples(text)
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', active[0]))
+        key = {("kind", "thermal"), ("node", labels["node"]), ("device", labels["device"])}
+        since = got[("ironsight_bottleneck_since_timestamp_seconds", frozenset(key | {("cause", "")}))]
+        assert time.time() - 290 < since < time.time()  # within the trace, before now
+        peak = got[("ironsight_bottleneck_evidence", frozenset(key | {("figure", "temperature_max_c")}))]
+        assert 80 <= peak <= 93  # near the 87 C slowdown
+        assert got[("ironsight_findings_opened_total", frozenset({("kind", "thermal")}))] == 1
+        assert got[("ironsight_findings_opened_total", frozenset({("kind", "xid")}))] == 0
         opened = json.loads(run_cli("--collector", c.target, "--format", "json", "events", "--open").stdout)
         assert [(f["kind"], f["end_time"]) for f in opened] == [("thermal", None)]
         # The same through the collector: offline detection over its store, and explain.

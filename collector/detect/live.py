@@ -10,9 +10,11 @@ closed finding; the open ones feed the ironsight_bottleneck_active gauge.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -44,11 +46,23 @@ class StepResult:
     seconds: float
 
 
+@dataclass(frozen=True)
+class OpenFinding:
+    kind: str
+    node: str
+    device: str
+    severity: str
+    cause: str
+    start: datetime
+    figures: dict[str, float]  # the numbers of the evidence's peak step, by name
+
+
 @dataclass
 class Status:
     """What the metrics endpoint shows: open findings and the last step's cost."""
 
-    open: list[tuple[str, str, str, str]] = field(default_factory=list)  # kind, node, device, severity
+    open: list[OpenFinding] = field(default_factory=list)
+    opened: Counter[str] = field(default_factory=Counter)  # findings opened since start, by kind
     last_step_end: datetime | None = None
     last_step_seconds: float = 0.0
     steps: int = 0
@@ -141,11 +155,26 @@ def step(con: Any, end: datetime, t: Thresholds = DEFAULTS) -> StepResult:
     )
 
 
-def open_findings(con: Any) -> list[tuple[str, str, str, str]]:
+def _figures(evidence: str | None) -> dict[str, float]:
+    """The peak step's numeric evidence (lists such as XID codes give their last element)."""
+    peak = json.loads(evidence or "{}").get("peak") or {}
+    out: dict[str, float] = {}
+    for name, value in peak.items():
+        if isinstance(value, list):
+            value = value[-1] if value else None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[name] = float(value)
+    return out
+
+
+def open_findings(con: Any) -> list[OpenFinding]:
     rows = con.execute(
-        "SELECT kind, node, device, severity FROM events WHERE end_time IS NULL ORDER BY kind, node, device"
+        "SELECT kind, node, device, severity, coalesce(cause, ''), start_time, evidence::VARCHAR "
+        "FROM events WHERE end_time IS NULL ORDER BY kind, node, device"
     ).fetchall()
-    return [(str(k), str(n), str(d), str(s)) for k, n, d, s in rows]
+    return [
+        OpenFinding(str(k), str(n), str(d), str(s), str(c), st, _figures(e)) for k, n, d, s, c, st, e in rows
+    ]
 
 
 def _log(result: StepResult) -> None:
@@ -219,6 +248,7 @@ class LiveDetector:
                 continue
             self._next = end + timedelta(seconds=self.t.step_s)
             _log(result)
+            self.status.opened.update(f["kind"] for f in result.opened)
             self.status.last_step_end = end
             self.status.last_step_seconds = result.seconds
             self.status.steps += 1

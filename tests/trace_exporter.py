@@ -1,0 +1,64 @@
+"""A simulated node's /metrics, as its agent would serve them: each tick once the wall clock reaches it.
+
+Feeds the agent's own Latest and HTTP server from a trace, so a real
+Prometheus scrapes series (GPM, NVLink, RDMA congestion, throttle time) no
+NVML double or this VM can produce, and counters advance between scrapes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from agent.metrics import Latest, serve
+from agent.runner import Tick
+from agent.samplers.base import DeviceInfo, Reading
+from ironsight.columnar import to_arrow
+from ironsight.v1 import telemetry_pb2 as pb
+
+
+def ticks(node: str, batches: Iterable[pb.Batch]) -> list[Tick]:
+    """The node's samples regrouped into ticks, oldest first."""
+    by_time: dict[int, Reading] = {}
+    for batch in batches:
+        if batch.node_id != node:
+            continue
+        for table in batch.tables:
+            for row in to_arrow(node, table).to_pylist():
+                time_ns = int(row.pop("time").timestamp() * 1e6) * 1000
+                row.pop("node")
+                device = row.pop("device")
+                values = {k: v for k, v in row.items() if v is not None}
+                by_time.setdefault(time_ns, Reading()).add(table.name, device, values)
+    return [Tick(t, by_time[t]) for t in sorted(by_time)]
+
+
+class TraceExporter:
+    def __init__(self, header: pb.TraceHeader, batches: list[pb.Batch], node: str, listen: str) -> None:
+        info = next(n for n in header.nodes if n.node_id == node)
+        self.inventory = [DeviceInfo(d.kind, d.name, dict(d.attrs)) for d in info.devices]
+        self.ticks = ticks(node, batches)
+        self.latest = Latest(info.hostname)
+        self.server: Any = serve(listen, self.latest)
+        self._stop = threading.Event()
+        self._next = 0
+        self.advance()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def advance(self) -> None:
+        now = time.time_ns()
+        while self._next < len(self.ticks) and self.ticks[self._next].time_ns <= now:
+            self.latest.update(self.ticks[self._next], self.inventory)
+            self._next += 1
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            self.advance()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.server.shutdown()
