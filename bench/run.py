@@ -10,6 +10,7 @@
     .venv/bin/python bench/run.py detect --detect-nodes 16
     .venv/bin/python bench/run.py detect-step --step-nodes 1000
     .venv/bin/python bench/run.py scrape --rounds 200
+    .venv/bin/python bench/run.py remote-write --rw-nodes 8
 
 agent-vs-node-exporter needs Debian's prometheus-node-exporter
 (apt-get install prometheus-node-exporter). Nothing here is a test: figures
@@ -22,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -88,11 +90,11 @@ def wait_port(port: int, timeout: float = 20) -> None:
     raise TimeoutError(port)
 
 
-def start_collector(db: str) -> tuple[subprocess.Popen[bytes], int]:
+def start_collector(db: str, extra: list[str] | None = None) -> tuple[subprocess.Popen[bytes], int]:
     """A real collector on a free loopback port, listening when this returns."""
     port = free_port()
     proc = subprocess.Popen(
-        [str(BIN / "ironsight-collector"), "--db", db, "--listen", f"127.0.0.1:{port}"],
+        [str(BIN / "ironsight-collector"), "--db", db, "--listen", f"127.0.0.1:{port}", *(extra or [])],
         stderr=subprocess.DEVNULL,
     )
     wait_port(port)
@@ -353,6 +355,78 @@ def replay(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+def remote_write(args: argparse.Namespace) -> dict[str, object]:
+    """Replay into a collector that forwards to a real Prometheus (Debian's, remote-write receiver on)."""
+    from collector.replay import to_collector
+    from collector.simulate import simulate
+    from ironsight.trace import TraceWriter
+
+    exe = shutil.which("prometheus")
+    if exe is None:
+        raise SystemExit("remote-write needs Debian's prometheus package")
+    with tempfile.TemporaryDirectory() as tmp:
+        prom_port = free_port()
+        Path(tmp, "p.yml").write_text("global:\n  scrape_interval: 15s\n")
+        prom = subprocess.Popen(
+            [exe, f"--config.file={tmp}/p.yml", f"--storage.tsdb.path={tmp}/tsdb",
+             f"--web.listen-address=127.0.0.1:{prom_port}", "--web.enable-remote-write-receiver"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        seconds = args.rw_seconds
+        start_ns = (time.time_ns() - int(seconds * 1e9)) // 10**9 * 10**9
+        header, batches = simulate("mixed", nodes=args.rw_nodes, gpus=8, duration_s=seconds, seed=3,
+                                   start_ns=start_ns, batch_s=1.0)  # fmt: skip
+        trace = Path(tmp) / "rw.trace"
+        with TraceWriter(trace, header) as writer:
+            for batch in batches:
+                writer.write(batch)
+        wait_port(prom_port)
+        http_port = free_port()
+        col, port = start_collector(
+            f"{tmp}/c.duckdb",
+            ["--no-detect", "--http-listen", f"127.0.0.1:{http_port}",
+             "--remote-write-url", f"http://127.0.0.1:{prom_port}/api/v1/write"],
+        )  # fmt: skip
+        try:
+            wait_port(http_port)
+            began, cpu0 = time.perf_counter(), cpu_seconds(col.pid)
+            stats = to_collector([trace], f"127.0.0.1:{port}", speed=None)
+            while True:
+                body = (
+                    urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=10)
+                    .read()
+                    .decode()
+                )
+                figures = {
+                    line.split()[0]: float(line.split()[1])
+                    for line in body.splitlines()
+                    if line.startswith("ironsight_remote_write_") and "{" not in line
+                }
+                if (
+                    figures["ironsight_remote_write_queue_values"] == 0
+                    and figures["ironsight_remote_write_samples_sent_total"] > 0
+                ):
+                    break
+                time.sleep(0.2)
+            elapsed, cpu = time.perf_counter() - began, cpu_seconds(col.pid) - cpu0
+        finally:
+            col.terminate()
+            col.wait()
+            prom.terminate()
+            prom.wait()
+    sent = figures["ironsight_remote_write_samples_sent_total"]
+    return {
+        "nodes": args.rw_nodes,
+        "stored_values": stats.values,
+        "samples_sent": sent,
+        "samples_failed": figures["ironsight_remote_write_samples_failed_total"],
+        "requests": figures["ironsight_remote_write_requests_total"],
+        "seconds_until_forwarded": elapsed,
+        "samples_per_second": sent / elapsed,
+        "collector_cpu_seconds_per_million_samples": cpu / sent * 1e6,
+    }
+
+
 def accuracy(args: argparse.Namespace) -> dict[str, object]:
     """`ironsight eval` over fresh simulated scenarios, with seeds the detector was not written on."""
     from collector.detect.config import Thresholds
@@ -518,6 +592,7 @@ def main() -> int:
             "detect",
             "detect-step",
             "scrape",
+            "remote-write",
         ],
     )
     p.add_argument("--rounds", type=int, default=200, help="samples/scrapes for agent-vs-node-exporter")
@@ -532,6 +607,8 @@ def main() -> int:
     p.add_argument("--step-repeats", type=int, default=5, help="consecutive steps timed by detect-step")
     p.add_argument("--accuracy-seeds", type=int, nargs="+", default=[9301, 9302], help="seeds for accuracy")
     p.add_argument("--replay-seconds", type=float, default=900, help="simulated seconds for replay")
+    p.add_argument("--rw-nodes", type=int, default=8, help="nodes of 8 GPUs for remote-write")
+    p.add_argument("--rw-seconds", type=float, default=300, help="simulated seconds for remote-write")
     p.add_argument(
         "--replay-batch-seconds",
         type=float,
@@ -549,6 +626,7 @@ def main() -> int:
         "detect": detect_speed,
         "detect-step": detect_step,
         "scrape": scrape,
+        "remote-write": remote_write,
     }
     for name, fn in runs.items():
         if args.which not in ("all", name):

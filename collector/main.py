@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import re
 import signal
 import sys
 import time
@@ -19,6 +20,7 @@ from prometheus_client.registry import CollectorRegistry
 from collector.detect.config import with_overrides
 from collector.detect.findings import KINDS
 from collector.detect.live import LiveDetector
+from collector.remote_write import Config, ConfigError, RemoteWriter
 from collector.server import IngestService, start
 from collector.store import Store, StoreLocked
 from collector.validate import Limits
@@ -59,8 +61,62 @@ def parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a detector threshold or window (repeatable; README lists them), e.g. step_s=10",
     )
+    rw = p.add_argument_group("remote write (forward every stored sample to Prometheus, Mimir, Thanos, ...)")
+    rw.add_argument("--remote-write-url", metavar="URL", help="e.g. http://prometheus:9090/api/v1/write")
+    rw.add_argument(
+        "--remote-write-label",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="label added to every forwarded series (repeatable), e.g. cluster=eu1",
+    )
+    rw.add_argument("--remote-write-bearer-token-file", type=Path, metavar="FILE")
+    rw.add_argument("--remote-write-username", default="", metavar="USER", help="basic auth user")
+    rw.add_argument("--remote-write-password-file", type=Path, metavar="FILE", help="basic auth password")
+    rw.add_argument("--remote-write-ca-file", type=Path, metavar="FILE", help="CA bundle for https URLs")
+    rw.add_argument("--remote-write-cert-file", type=Path, metavar="FILE", help="client certificate (mTLS)")
+    rw.add_argument("--remote-write-key-file", type=Path, metavar="FILE", help="client certificate's key")
+    rw.add_argument(
+        "--remote-write-queue-values",
+        type=int,
+        default=2_000_000,
+        metavar="N",
+        help="stored values waiting to be sent before the oldest are dropped (default 2000000)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
+
+
+def remote_write_config(args: argparse.Namespace) -> Config | None:
+    if not args.remote_write_url:
+        if any(
+            v
+            for k, v in vars(args).items()
+            if k.startswith("remote_write_") and k != "remote_write_queue_values"
+        ):
+            raise ConfigError("--remote-write-* options need --remote-write-url")
+        return None
+    labels = {}
+    for item in args.remote_write_label:
+        key, sep, value = item.partition("=")
+        if not sep or not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", key) or key.startswith("__"):
+            raise ConfigError(f"--remote-write-label {item!r}: want NAME=VALUE with a Prometheus label name")
+        labels[key] = value
+    if args.remote_write_queue_values < 1000:
+        raise ConfigError("--remote-write-queue-values must be at least 1000")
+    config = Config(
+        url=args.remote_write_url,
+        labels=labels,
+        bearer_token_file=args.remote_write_bearer_token_file,
+        username=args.remote_write_username,
+        password_file=args.remote_write_password_file,
+        ca_file=args.remote_write_ca_file,
+        cert_file=args.remote_write_cert_file,
+        key_file=args.remote_write_key_file,
+        queue_values=args.remote_write_queue_values,
+    )
+    config.check()
+    return config
 
 
 class DetectorMetrics(PromCollector):
@@ -106,6 +162,43 @@ class DetectorMetrics(PromCollector):
         yield CounterMetricFamily("ironsight_detector_steps", "Detector steps run", value=st.steps)
         yield CounterMetricFamily(
             "ironsight_detector_failures", "Detector steps that failed", value=st.failures
+        )
+
+
+class RemoteWriteMetrics(PromCollector):
+    def __init__(self, writer: RemoteWriter) -> None:
+        self.writer = writer
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.writer.stats
+        yield CounterMetricFamily(
+            "ironsight_remote_write_samples_sent", "Samples the receiver accepted", value=s.samples_sent
+        )
+        yield CounterMetricFamily(
+            "ironsight_remote_write_samples_failed",
+            "Samples the receiver refused with a 4xx other than 429 (not retried)",
+            value=s.samples_failed,
+        )
+        yield CounterMetricFamily(
+            "ironsight_remote_write_values_dropped",
+            "Stored values never forwarded: the queue was full while the receiver was unreachable",
+            value=s.values_dropped,
+        )
+        yield CounterMetricFamily("ironsight_remote_write_requests", "Requests sent", value=s.requests)
+        yield CounterMetricFamily(
+            "ironsight_remote_write_retries",
+            "Requests retried after a 5xx, 429 or connection error",
+            value=s.retries,
+        )
+        yield GaugeMetricFamily(
+            "ironsight_remote_write_queue_values",
+            "Stored values waiting to be forwarded",
+            value=s.queued_values,
+        )
+        yield GaugeMetricFamily(
+            "ironsight_remote_write_last_success_timestamp_seconds",
+            "Unix time of the last accepted request",
+            value=s.last_success_unix,
         )
 
 
@@ -165,6 +258,12 @@ async def serve(args: argparse.Namespace) -> int:
         store.close()
         print(f"ironsight-collector: cannot listen on {args.listen}: {exc}", file=sys.stderr)
         return 1
+    writer = None
+    if args.remote_write is not None:
+        writer = RemoteWriter(args.remote_write)
+        writer.start()
+        store.forward = writer.submit
+        log.info("forwarding stored samples to %s", args.remote_write.url)
     detector = None
     if not args.no_detect:
         detector = LiveDetector(store.reader(), args.thresholds, args.detect_delay)
@@ -176,6 +275,8 @@ async def serve(args: argparse.Namespace) -> int:
         registry.register(IngestMetrics(store, collector.ingest))
         if detector is not None:
             registry.register(DetectorMetrics(detector))
+        if writer is not None:
+            registry.register(RemoteWriteMetrics(writer))
         host, _, port = args.http_listen.rpartition(":")
         start_http_server(int(port), addr=host, registry=registry)
     log.info("listening on %s (port %d), storing in %s", args.listen, collector.port, args.db)
@@ -189,6 +290,8 @@ async def serve(args: argparse.Namespace) -> int:
     if detector is not None:
         detector.stop()
     await collector.stop()
+    if writer is not None:
+        writer.stop()
     s = store.stats
     log.info(
         "stopped after %.0fs: %d batches stored, %d duplicates, %d rows, %d commits",
@@ -206,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         args.thresholds = with_overrides(args.threshold)
+        args.remote_write = remote_write_config(args)
     except ValueError as exc:
         p.error(str(exc))
     if args.detect_delay < 0:

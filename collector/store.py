@@ -132,6 +132,10 @@ class Store:
         self._pending_inventory: dict[str, bytes] = {}
         self.max_group_samples = 4_000_000
         self.max_group_batches = 256
+        # Called with each committed group's tables and node inventories (remote write).
+        self.forward: Callable[[list[tuple[str, pa.Table]], list[tuple[str, pb.NodeInfo]]], None] | None = (
+            None
+        )
         self._seed_newest_samples()
 
     def _seed_newest_samples(self) -> None:
@@ -253,16 +257,20 @@ class Store:
                     "INSERT INTO batches SELECT node, boot_id, seq, now()::TIMESTAMP, rows FROM incoming",
                     keys,
                 )
-            for name, group in groups.items():
+            tables = [(name, group_arrow(group)) for name, group in groups.items()]
+            for name, table in tables:
                 self._insert_arrow(
-                    f"INSERT INTO {name} SELECT * FROM incoming ORDER BY node, device, time",
-                    group_arrow(group),
+                    f"INSERT INTO {name} SELECT * FROM incoming ORDER BY node, device, time", table
                 )
             self._upsert_nodes([views[i] for i in fresh])
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")
             raise
+        if self.forward is not None and fresh:  # stored, so forwarded once
+            self.forward(
+                tables, [(views[i].node_id, views[i].node) for i in fresh if views[i].HasField("node")]
+            )
         self._inventory.update(self._pending_inventory)
         newest = self.stats.node_newest_sample_ns
         for i in fresh:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
+import ssl
 import subprocess
 import time
 import urllib.parse
@@ -25,7 +27,16 @@ def _static(target: Target) -> str:
 
 
 class Prometheus:
-    def __init__(self, tmp: Path, targets: dict[str, Target | list[Target]], scrape_s: int = 1) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        targets: dict[str, Target | list[Target]],
+        scrape_s: int = 1,
+        web_config: str = "",
+        ca: Path | None = None,
+        auth: tuple[str, str] | None = None,
+    ) -> None:
+        """web_config: Prometheus' --web.config.file text (TLS, basic auth); ca and auth to query it then."""
         exe = shutil.which("prometheus")
         if exe is None:
             pytest.fail("prometheus not found: .ci/run installs Debian's prometheus package")
@@ -39,17 +50,33 @@ class Prometheus:
         config.write_text(
             f"global:\n  scrape_interval: {scrape_s}s\n  evaluation_interval: {scrape_s}s\nscrape_configs:\n{jobs}\n"
         )
+        flags = []
+        if web_config:
+            (tmp / "web.yml").write_text(web_config)
+            flags.append(f"--web.config.file={tmp / 'web.yml'}")
+        self.scheme = "https" if "tls_server_config" in web_config else "http"
+        self.context = ssl.create_default_context(cafile=str(ca)) if ca else None
+        self.auth = auth
         self.log = open(tmp / "prometheus.log", "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [exe, f"--config.file={config}", f"--storage.tsdb.path={tmp / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-remote-write-receiver"],
+             f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-remote-write-receiver", *flags],
             stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         wait_port(self.port, self.proc, timeout=30)
 
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
     def query(self, expr: str) -> list[dict[str, Any]]:
-        url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-        with urllib.request.urlopen(url, timeout=10) as r:
+        request = urllib.request.Request(
+            f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        )
+        if self.auth:
+            secret = base64.b64encode(f"{self.auth[0]}:{self.auth[1]}".encode()).decode()
+            request.add_header("Authorization", f"Basic {secret}")
+        with urllib.request.urlopen(request, timeout=30, context=self.context) as r:
             body = json.loads(r.read())
         assert body["status"] == "success", body
         return list(body["data"]["result"])

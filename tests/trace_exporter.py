@@ -12,6 +12,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+import pyarrow as pa
+
 from agent.metrics import Latest, serve
 from agent.runner import Tick
 from agent.samplers.base import DeviceInfo, Reading
@@ -26,8 +28,10 @@ def ticks(node: str, batches: Iterable[pb.Batch]) -> list[Tick]:
         if batch.node_id != node:
             continue
         for table in batch.tables:
-            for row in to_arrow(node, table).to_pylist():
-                time_ns = int(row.pop("time").timestamp() * 1e6) * 1000
+            arrow = to_arrow(node, table)
+            micros = arrow.column("time").cast(pa.int64()).to_pylist()
+            for us, row in zip(micros, arrow.drop_columns(["time"]).to_pylist(), strict=True):
+                time_ns = us * 1000
                 row.pop("node")
                 device = row.pop("device")
                 values = {k: v for k, v in row.items() if v is not None}

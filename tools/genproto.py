@@ -16,19 +16,21 @@ from grpc_tools import protoc
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "proto"
 SOURCES = sorted(PROTO_ROOT.glob("ironsight/v1/*.proto"))
+MESSAGES_ONLY = sorted(PROTO_ROOT.glob("ironsight/prompb/*.proto"))  # no services: no grpc stubs
 
 
 def generate(out: Path) -> None:
-    args = [
-        "grpc_tools.protoc",
-        f"-I{PROTO_ROOT}",
-        f"--python_out={out}",
-        f"--pyi_out={out}",
-        f"--grpc_python_out={out}",
-        *[str(s) for s in SOURCES],
-    ]
-    if protoc.main(args) != 0:
-        raise SystemExit("protoc failed")
+    for sources, grpc_out in ((SOURCES, [f"--grpc_python_out={out}"]), (MESSAGES_ONLY, [])):
+        args = [
+            "grpc_tools.protoc",
+            f"-I{PROTO_ROOT}",
+            f"--python_out={out}",
+            f"--pyi_out={out}",
+            *grpc_out,
+            *[str(s) for s in sources],
+        ]
+        if protoc.main(args) != 0:
+            raise SystemExit("protoc failed")
 
 
 def main() -> int:
@@ -38,8 +40,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         generate(Path(tmp))
         stale = []
-        for fresh in sorted(Path(tmp).glob("ironsight/v1/*")):
-            committed = PROTO_ROOT / "ironsight" / "v1" / fresh.name
+        for fresh in sorted([*Path(tmp).glob("ironsight/v1/*"), *Path(tmp).glob("ironsight/prompb/*")]):
+            committed = PROTO_ROOT / fresh.relative_to(tmp)
             if not committed.exists() or not filecmp.cmp(fresh, committed, shallow=False):
                 stale.append(fresh.name)
         if stale:
