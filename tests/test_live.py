@@ -12,6 +12,7 @@ import duckdb
 import pytest
 from test_collector_metrics import samples
 from test_detect import WHOLE, simulated
+from test_promtool import promtool
 
 from collector.detect.findings import detect
 from collector.detect.live import LiveDetector, step
@@ -89,6 +90,7 @@ def test_collector_opens_findings_as_data_arrives_and_shows_them(tmp_path: Path)
         assert 80 <= peak <= 93  # near the 87 C slowdown
         assert got[("ironsight_findings_opened_total", frozenset({("kind", "thermal")}))] == 1
         assert got[("ironsight_findings_opened_total", frozenset({("kind", "xid")}))] == 0
+        assert promtool(text) == []  # with an open finding's series present
         opened = json.loads(run_cli("--collector", c.target, "--format", "json", "events", "--open").stdout)
         assert [(f["kind"], f["end_time"]) for f in opened] == [("thermal", None)]
         # The same through the collector: offline detection over its store, and explain.

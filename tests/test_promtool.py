@@ -57,12 +57,15 @@ def test_agent_exposition_passes_promtool(node_exporter_tree: Path) -> None:
 
 
 def test_collector_metrics_pass_promtool(tmp_path: Path) -> None:
-    c = CollectorProcess(tmp_path / "p.duckdb", tmp_path / "c.log", http=True).start()
+    # Remote write on (to a port nothing listens on) so its metrics are there too.
+    rw = ["--remote-write-url", "http://127.0.0.1:9/api/v1/write"]
+    c = CollectorProcess(tmp_path / "p.duckdb", tmp_path / "c.log", rw, http=True).start()
     try:
         with c.channel() as ch:
             list(pb_grpc.IngestStub(ch).Stream(iter([one_batch(1, "n1")]), timeout=20))
         text = c.metrics("ironsight_detector_steps_total")
-        assert "ironsight_collector_node_lag_seconds" in text
+        assert "ironsight_collector_node_lag_seconds" in text and "ironsight_remote_write_retries_total" in text
+        assert "ironsight_findings_opened_total" in text
         assert promtool(text) == []
     finally:
         c.stop()
