@@ -8,6 +8,7 @@ import shutil
 import ssl
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -64,6 +65,28 @@ class Prometheus:
             stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         wait_port(self.port, self.proc, timeout=30)
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 60.0) -> None:
+        """The port opens before the TSDB is loaded; until /-/ready says so, queries get 503."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                request = urllib.request.Request(f"{self.url}/-/ready")
+                self._authorize(request)
+                with urllib.request.urlopen(request, timeout=5, context=self.context) as r:
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError(f"prometheus not ready after {timeout}s (see {self.log.name})")
+            time.sleep(0.2)
+
+    def _authorize(self, request: urllib.request.Request) -> None:
+        if self.auth:
+            secret = base64.b64encode(f"{self.auth[0]}:{self.auth[1]}".encode()).decode()
+            request.add_header("Authorization", f"Basic {secret}")
 
     @property
     def url(self) -> str:

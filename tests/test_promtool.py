@@ -64,7 +64,9 @@ def test_collector_metrics_pass_promtool(tmp_path: Path) -> None:
         with c.channel() as ch:
             list(pb_grpc.IngestStub(ch).Stream(iter([one_batch(1, "n1")]), timeout=20))
         text = c.metrics("ironsight_detector_steps_total")
-        assert "ironsight_collector_node_lag_seconds" in text and "ironsight_remote_write_retries_total" in text
+        assert (
+            "ironsight_collector_node_lag_seconds" in text and "ironsight_remote_write_retries_total" in text
+        )
         assert "ironsight_findings_opened_total" in text
         assert promtool(text) == []
     finally:
