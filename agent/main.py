@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import socket
 import sys
@@ -45,7 +46,8 @@ def bounded(kind: type[int] | type[float], low: float, high: float) -> Callable[
         except ValueError:
             raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
         if not low <= v <= high:
-            raise argparse.ArgumentTypeError(f"{v:g} is outside {low:g} to {high:g}")
+            fmt = "d" if kind is int else "g"
+            raise argparse.ArgumentTypeError(f"{v:{fmt}} is outside {low:{fmt}} to {high:{fmt}}")
         return v
 
     return parse
@@ -70,10 +72,19 @@ def parser() -> argparse.ArgumentParser:
         "--once", action="store_true", help="sample every enabled source once, print Prometheus text, exit"
     )
     p.add_argument(
-        "--backlog-batches",
-        type=bounded(int, 1, 10_000_000),
-        default=3600,
-        help="batches held in memory while the collector is away; the oldest go first (default 3600: 1 h at 1 s)",
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="where the spool lives (default $STATE_DIRECTORY as systemd sets it, else "
+        "/var/lib/ironsight-agent as root, else ~/.local/state/ironsight-agent)",
+    )
+    p.add_argument(
+        "--spool-max-bytes",
+        type=bounded(int, 1 << 20, 1 << 40),
+        default=256 << 20,
+        metavar="BYTES",
+        help="batches kept on disk until acknowledged; past it the oldest go first "
+        "(default 268435456: over 2 h at 1 s for a node with 8 GPUs and 200 cores)",
     )
     p.add_argument(
         "--metrics-listen",
@@ -143,12 +154,32 @@ def stop_on_signals() -> threading.Event:
     return stop
 
 
+def state_dir(flag: Path | None) -> Path:
+    if flag is not None:
+        return flag
+    if os.environ.get("STATE_DIRECTORY"):  # systemd's StateDirectory=; the first if several
+        return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
+    if os.geteuid() == 0:
+        return Path("/var/lib/ironsight-agent")
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "ironsight-agent"
+
+
 def run_forever(args: argparse.Namespace, runner: Runner, paths: Paths) -> int:
     """Samples until SIGTERM: streams to the collector, serves /metrics, or both."""
+    from agent.spool import Spool, SpoolError
     from agent.stream import Sender
 
+    sender = None
+    if args.collector:
+        spool_dir = state_dir(args.state_dir) / "spool" / args.node_id
+        try:
+            spool = Spool(spool_dir, args.spool_max_bytes)
+        except SpoolError as exc:
+            print(f"ironsight-agent: {exc}", file=sys.stderr)
+            return 1
+        sender = Sender(args.collector, spool)
+        log.info("spooling to %s (up to %d bytes)", spool_dir, args.spool_max_bytes)
     stop = stop_on_signals()
-    sender = Sender(args.collector, max_backlog=args.backlog_batches) if args.collector else None
     on_tick, server = None, None
     if args.metrics_listen:
         from agent.metrics import Latest, serve

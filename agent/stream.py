@@ -1,26 +1,28 @@
 """Sends batches to the collector over one bidirectional gRPC stream and keeps what is unacknowledged.
 
-Batches stay in a bounded in-memory backlog until the collector acknowledges
-them (after its commit). When the collector is unreachable the agent keeps
-sampling, the backlog drops its oldest batches once full (and counts them),
-and reconnection backs off exponentially with jitter. An outage is logged
-once when it starts and once when it ends, never per retry.
+Batches stay in a bounded backlog (the agent's on-disk spool, or memory for
+`record --tee-collector`) until the collector acknowledges them (after its
+commit), and are sent from there oldest first, at most max_in_flight ahead of
+the acknowledgements, so a resend after an outage flows at the collector's
+pace while new batches join its tail. When the collector is unreachable the
+agent keeps sampling, the backlog drops its oldest batches once full (and
+counts them), and reconnection backs off exponentially with jitter. An outage
+is logged once when it starts and once when it ends, never per retry.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 import random
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 
 from ironsight.v1 import telemetry_pb2 as pb
-from ironsight.v1 import telemetry_pb2_grpc as pb_grpc
 
 log = logging.getLogger("ironsight.agent")
 
@@ -38,42 +40,94 @@ CHANNEL_OPTIONS = [
 REJECTED_SEQ_KEY = "ironsight-rejected-seq"
 
 
+class Backlog(Protocol):
+    dropped: int
+
+    def append(self, seq: int, payload: bytes) -> None: ...
+    def read(self, seq: int) -> bytes | None: ...
+    def ack(self, seq: int) -> bool: ...
+    def next_after(self, seq: int) -> int | None: ...
+    def count_through(self, seq: int) -> int: ...
+    def __len__(self) -> int: ...
+    def close(self) -> None: ...
+
+
+class MemoryBacklog:
+    """Serialized batches in memory, the oldest dropped past max_batches (no spool: record's tee)."""
+
+    def __init__(self, max_batches: int = 3600) -> None:
+        self.max_batches = max_batches
+        self.dropped = 0
+        self._data: dict[int, bytes] = {}
+        self._order: list[int] = []
+
+    def append(self, seq: int, payload: bytes) -> None:
+        if seq not in self._data:
+            self._data[seq] = payload
+            bisect.insort(self._order, seq)
+        while len(self._order) > self.max_batches:
+            del self._data[self._order.pop(0)]
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 100 == 0:
+                log.warning(
+                    "backlog full (%d batches): dropped %d oldest so far", self.max_batches, self.dropped
+                )
+
+    def read(self, seq: int) -> bytes | None:
+        return self._data.get(seq)
+
+    def ack(self, seq: int) -> bool:
+        if self._data.pop(seq, None) is None:
+            return False
+        del self._order[bisect.bisect_left(self._order, seq)]
+        return True
+
+    def next_after(self, seq: int) -> int | None:
+        i = bisect.bisect_right(self._order, seq)
+        return self._order[i] if i < len(self._order) else None
+
+    def count_through(self, seq: int) -> int:
+        return bisect.bisect_right(self._order, seq)
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def close(self) -> None:
+        pass
+
+
 class Sender:
     def __init__(
         self,
         target: str,
-        max_backlog: int = 3600,
+        backlog: Backlog | None = None,
         max_in_flight: int = 64,
         backoff_initial_s: float = 0.2,
         backoff_max_s: float = 10.0,
     ) -> None:
         self.target = target
-        self.max_backlog = max_backlog
+        self.backlog: Backlog = backlog if backlog is not None else MemoryBacklog()
         self.max_in_flight = max_in_flight
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
-        self.backlog: OrderedDict[int, pb.Batch] = OrderedDict()
         self.cond = threading.Condition()
-        self.dropped = 0
         self.acked = 0
         self.rejected = 0
         self.reconnects = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sender", daemon=True)
 
+    @property
+    def dropped(self) -> int:
+        return self.backlog.dropped
+
     def start(self) -> None:
         self._thread.start()
 
     def submit(self, batch: pb.Batch) -> None:
+        payload = batch.SerializeToString()
         with self.cond:
-            self.backlog[batch.seq] = batch
-            while len(self.backlog) > self.max_backlog:
-                self.backlog.popitem(last=False)
-                self.dropped += 1
-                if self.dropped == 1 or self.dropped % 100 == 0:
-                    log.warning(
-                        "backlog full (%d batches): dropped %d oldest so far", self.max_backlog, self.dropped
-                    )
+            self.backlog.append(batch.seq, payload)
             self.cond.notify_all()
 
     def pending(self) -> int:
@@ -81,28 +135,30 @@ class Sender:
             return len(self.backlog)
 
     def stop(self, drain_s: float = 5.0) -> None:
-        """Give the stream up to drain_s to deliver what is pending, then stop."""
+        """Give the stream up to drain_s to deliver what is pending, then stop; the rest stays spooled."""
         deadline = time.monotonic() + drain_s
         with self.cond:
-            while self.backlog and time.monotonic() < deadline:
+            while len(self.backlog) and time.monotonic() < deadline:
                 self.cond.wait(0.05)
         self._stop.set()
         with self.cond:
             self.cond.notify_all()
         self._thread.join(timeout=2.0)
+        with self.cond:
+            self.backlog.close()
 
-    def _requests(self, alive: threading.Event) -> Iterator[pb.Batch]:
+    def _requests(self, alive: threading.Event) -> Iterator[bytes]:
         last_sent = -1
         while alive.is_set() and not self._stop.is_set():
             with self.cond:
-                nxt = next((seq for seq in self.backlog if seq > last_sent), None)
-                in_flight = sum(1 for seq in self.backlog if seq <= last_sent)
-                if nxt is None or in_flight >= self.max_in_flight:
+                nxt = self.backlog.next_after(last_sent)
+                if nxt is None or self.backlog.count_through(last_sent) >= self.max_in_flight:
                     self.cond.wait(0.2)
                     continue
-                batch = self.backlog[nxt]
+                payload = self.backlog.read(nxt)
             last_sent = nxt
-            yield batch
+            if payload is not None:
+                yield payload
 
     def _run(self) -> None:
         delay = self.backoff_initial_s
@@ -113,8 +169,13 @@ class Sender:
             channel = grpc.insecure_channel(self.target, options=CHANNEL_OPTIONS)
             error: grpc.RpcError | None = None
             try:
-                stub = pb_grpc.IngestStub(channel)
-                for ack in stub.Stream(self._requests(alive)):
+                # Spooled batches go out as the bytes they were stored as: no second serialization.
+                stream = channel.stream_stream(
+                    "/ironsight.v1.Ingest/Stream",
+                    request_serializer=bytes,
+                    response_deserializer=pb.Ack.FromString,
+                )
+                for ack in stream(self._requests(alive)):
                     if down_since is not None:
                         log.info(
                             "collector %s reachable again after %.1fs; resending %d batches",
@@ -125,7 +186,7 @@ class Sender:
                         down_since = None
                     delay = self.backoff_initial_s
                     with self.cond:
-                        if self.backlog.pop(ack.seq, None) is not None:
+                        if self.backlog.ack(ack.seq):
                             self.acked += 1
                         self.cond.notify_all()
             except grpc.RpcError as exc:
@@ -142,10 +203,7 @@ class Sender:
                 down_since = time.monotonic()
                 reason = error.details() if error is not None else "stream closed"
                 log.warning(
-                    "collector %s unreachable (%s); buffering up to %d batches",
-                    self.target,
-                    reason,
-                    self.max_backlog,
+                    "collector %s unreachable (%s); keeping batches until it is back", self.target, reason
                 )
             self.reconnects += 1
             # Full jitter: spread reconnects of a whole fleet after a collector restart.
@@ -157,5 +215,5 @@ class Sender:
         seq = next((str(v) for k, v in trailing if k == REJECTED_SEQ_KEY), None)
         log.error("collector rejected a batch: %s", error.details())
         with self.cond:
-            if seq is not None and self.backlog.pop(int(seq), None) is not None:
+            if seq is not None and self.backlog.ack(int(seq)):
                 self.rejected += 1

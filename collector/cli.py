@@ -280,7 +280,11 @@ def up(c: Ctx, db_path: Path, listen: str, interval: float, duration: float) -> 
             tail = (log_dir / "ironsight-collector.log").read_text(errors="replace").strip().splitlines()[-1:]
             raise click.ClickException(f"collector did not start: {tail[0] if tail else 'no output'}")
         time.sleep(0.1)
-    spawn("ironsight-agent", ["--collector", listen, "--interval", str(interval)])
+    # The spool beside the database: `up` is the one-machine demo, everything under its data folder.
+    spawn(
+        "ironsight-agent",
+        ["--collector", listen, "--interval", str(interval), "--state-dir", str(db_path.parent / "agent")],
+    )
     click.echo(
         f"collector on {listen} storing in {db_path}; agent every {interval:g}s; logs in {log_dir}/. Ctrl-C stops."
     )

@@ -21,6 +21,14 @@ from fixturetree import FIXTURES, materialize
 BIN = Path(sys.executable).parent
 
 
+@pytest.fixture(autouse=True)
+def agent_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's agents spool under its own folder (as systemd's StateDirectory= would set)."""
+    state = tmp_path / "agent-state"
+    monkeypatch.setenv("STATE_DIRECTORY", str(state))
+    return state
+
+
 def need_shared(name: str) -> Path:
     path = FIXTURES / name
     if not path.is_dir():

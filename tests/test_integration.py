@@ -258,7 +258,7 @@ def test_agent_flags_are_checked(tmp_path: Path) -> None:
         (["--collector", "nowhere"], "is not HOST:PORT"),
         (["--path.procfs", str(tmp_path / "missing"), "--once"], "is not a directory"),
         ([], "give --collector HOST:PORT"),
-        (["--backlog-batches", "0", "--once"], "outside 1 to"),
+        (["--spool-max-bytes", "1000", "--once"], "outside 1048576 to"),
         (["--batch-seconds", "x", "--once"], "is not a number"),
     ):
         proc = subprocess.run(

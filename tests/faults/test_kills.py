@@ -1,0 +1,184 @@
+"""SIGKILL faults: a collector killed again and again under heavy ingest, an agent killed with a spool.
+
+Nothing the collector acknowledged goes missing, nothing is stored twice, the
+database opens cleanly after every kill, and a killed agent's spool is sent
+when it comes back. Each test bounds its own time and kills what it started.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+
+from agent.spool import Spool
+from agent.stream import Sender
+from ironsight.columnar import TableBuilder
+from ironsight.v1 import telemetry_pb2 as pb
+
+from conftest import BIN, CollectorProcess
+
+GPUS = 8
+TICKS = 10  # a batch: 10 ticks of 8 GPUs, as an agent at 0.1 s sends each second
+
+
+class RecordingSpool(Spool):
+    """A spool that remembers which batches the collector acknowledged."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory, max_bytes=1 << 30)
+        self.acked: set[int] = set()
+
+    def ack(self, seq: int) -> bool:
+        self.acked.add(seq)
+        return super().ack(seq)
+
+
+def gpu_batch(seq: int, t0_ns: int) -> pb.Batch:
+    b = TableBuilder("gpu")
+    for k in range(TICKS):
+        for g in range(GPUS):
+            b.add(t0_ns + k * 1_000_000, str(g), {"util_gpu_percent": float(seq % 100), "power_watts": 300.0 + g,
+                                                  "temperature_celsius": 60.0, "energy_joules": float(seq)})  # fmt: skip
+    batch = pb.Batch(node_id="heavy", boot_id="boot-heavy", seq=seq, interval_s=0.001)
+    batch.tables.append(b.to_proto())
+    return batch
+
+
+def check_store(db: Path, acked: set[int]) -> set[int]:
+    """Opens the file as a fresh process would; returns the stored seqs after checking them."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        stored = [s for (s,) in con.execute("SELECT seq FROM batches WHERE node = 'heavy'").fetchall()]
+        dup_rows = con.execute(
+            "SELECT count(*) - count(DISTINCT (device, time)) FROM gpu WHERE node = 'heavy'"
+        ).fetchall()[0][0]
+        rows = con.execute("SELECT count(*) FROM gpu WHERE node = 'heavy'").fetchall()[0][0]
+    finally:
+        con.close()
+    assert len(stored) == len(set(stored)), "a batch stored twice"
+    assert dup_rows == 0, "a sample stored twice"
+    assert rows == len(stored) * TICKS * GPUS, "rows without their batch, or a batch without its rows"
+    missing = acked - set(stored)
+    assert not missing, f"{len(missing)} acknowledged batches missing, e.g. {sorted(missing)[:5]}"
+    return set(stored)
+
+
+def test_collector_killed_20_times_under_heavy_ingest(tmp_path: Path) -> None:
+    db = tmp_path / "k.duckdb"
+    c = CollectorProcess(db, tmp_path / "collector.log", ["--no-detect"])
+    spool = RecordingSpool(tmp_path / "spool")
+    sender = Sender(c.target, spool, backoff_initial_s=0.05, backoff_max_s=0.5)
+    sender.start()
+    submitted: list[int] = []
+    stop = threading.Event()
+
+    def produce() -> None:
+        seq = 1
+        while not stop.is_set():
+            sender.submit(gpu_batch(seq, time.time_ns() // 1_000_000 * 1_000_000))
+            submitted.append(seq)
+            seq += 1
+            time.sleep(0.02)  # 50 batches (16,000 values) a second
+
+    producer = threading.Thread(target=produce, daemon=True)
+    producer.start()
+    rng = random.Random(20)
+    try:
+        for _ in range(20):
+            c.start()
+            time.sleep(rng.uniform(0.8, 2.0))
+            assert c.proc is not None
+            c.proc.kill()
+            c.proc.wait(timeout=10)
+            time.sleep(0.1)  # acks already in flight are for committed batches: let them land
+            with sender.cond:
+                acked = set(spool.acked)
+            check_store(db, acked)
+        stop.set()
+        producer.join()
+        c.start()
+        deadline = time.monotonic() + 60
+        while sender.pending() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert sender.pending() == 0, f"{sender.pending()} batches never acknowledged"
+        assert c.stop() == 0
+        stored = check_store(db, set(submitted))
+        assert stored == set(submitted) and len(submitted) > 1000
+        # The README's reliability table (pytest -s shows it).
+        print(
+            f"\n20 SIGKILLs: {len(submitted)} batches, {len(submitted) * TICKS * GPUS * 4} values, 0 lost, 0 twice"
+        )
+    finally:
+        stop.set()
+        sender.stop(drain_s=0)
+        if c.proc is not None and c.proc.poll() is None:
+            c.proc.kill()
+    log = (tmp_path / "collector.log").read_text()
+    assert "Traceback" not in log
+
+
+def test_a_killed_agent_resends_its_spool(tmp_path: Path, agent_state: Path) -> None:
+    c = CollectorProcess(tmp_path / "a.duckdb", tmp_path / "collector.log", ["--no-detect"]).start()
+    flags = ["--collector", c.target, "--node-id", "kill-node", "--interval", "0.1", "--no-collector.nic",
+             "--no-collector.hwmon", "--no-collector.gpu"]  # fmt: skip
+    log = open(tmp_path / "agent.log", "ab")  # noqa: SIM115
+    agent = subprocess.Popen([str(BIN / "ironsight-agent"), *flags], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(3)
+        assert c.stop() == 0  # the collector goes away: the agent spools
+        time.sleep(3)
+        agent.send_signal(signal.SIGKILL)
+        agent.wait(timeout=10)
+        # What the killed agent left on disk (its lock died with it).
+        spooled = Spool(agent_state / "spool" / "kill-node", max_bytes=1 << 30)
+        seqs, seq = [], -1
+        while (nxt := spooled.next_after(seq)) is not None:
+            seqs.append(nxt)
+            seq = nxt
+        last_tick = max(
+            max(t.time_ns) for s in seqs for t in pb.Batch.FromString(spooled.read(s) or b"").tables
+        )
+        spooled.close()
+        assert len(seqs) >= 2  # about 3 s of 1-second batches
+        c.start()
+        agent = subprocess.Popen([str(BIN / "ironsight-agent"), *flags], stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        stored: set[int] = set()
+        while time.monotonic() < deadline:
+            rows = c_query(c, "SELECT seq FROM batches WHERE node = 'kill-node'")
+            stored = {int(r) for r in rows}
+            if set(seqs) <= stored:
+                break
+            time.sleep(0.5)
+        assert set(seqs) <= stored, f"{len(set(seqs) - stored)} spooled batches never arrived"
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(timeout=30) == 0
+        dups = c_query(c, "SELECT count(*) - count(DISTINCT time) FROM load WHERE node = 'kill-node'")
+        assert dups == ["0"]
+        # The first run's ticks, up to the last one it spooled, all arrived: no hole.
+        first = c_query(
+            c,
+            "SELECT count(DISTINCT time), CAST(round(epoch(max(time) - min(time)) * 10) AS BIGINT) + 1 "
+            f"FROM load WHERE node = 'kill-node' AND time <= make_timestamp({last_tick // 1000})",
+        )
+        assert first[0] == first[1], first
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+        c.stop()
+        log.close()
+
+
+def c_query(c: CollectorProcess, sql: str) -> list[str]:
+    import json
+
+    from conftest import run_cli
+
+    out = json.loads(run_cli("--collector", c.target, "--format", "json", "query", sql).stdout)
+    return [str(v) for row in out for v in row.values()]
