@@ -58,6 +58,9 @@ class IngestService(pb_grpc.IngestServicer):
                     return
                 if exc is not None or ack is None:
                     fut.set_exception(exc or RuntimeError("no acknowledgement"))
+                    # The stream may have ended before this batch's turn: nobody awaits it then,
+                    # and asyncio would log a traceback per batch. The stream reports the failure.
+                    fut.exception()
                 else:
                     fut.set_result(ack)
 

@@ -8,6 +8,7 @@ Arrow sorted by node, device, time) and only then acknowledges them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -265,7 +266,9 @@ class Store:
             self._upsert_nodes([views[i] for i in fresh])
             con.execute("COMMIT")
         except Exception:
-            con.execute("ROLLBACK")
+            # A failed COMMIT (disk full) has already ended the transaction: keep its error, not ROLLBACK's.
+            with contextlib.suppress(Exception):
+                con.execute("ROLLBACK")
             raise
         if self.forward is not None and fresh:  # stored, so forwarded once
             self.forward(
