@@ -18,6 +18,7 @@ from agent.runner import Runner
 from agent.samplers import REGISTRY
 from agent.samplers.base import Paths, Sampler, SamplerContext
 from ironsight.flags import dial_address, listen_address, setup_logging
+from ironsight.transport import TransportError, check_dial, host_of, is_loopback, tls_from
 
 log = logging.getLogger("ironsight.agent")
 
@@ -96,7 +97,39 @@ def parser() -> argparse.ArgumentParser:
         f"off unless given; alone it means {DEFAULT_METRICS_LISTEN}",
     )
     add_sampling_args(p)
+    add_tls_args(p)
     return p
+
+
+def add_tls_args(p: argparse.ArgumentParser) -> None:
+    """Mutual TLS to the collector (and for /metrics): shared by the agent and `ironsight record`."""
+    g = p.add_argument_group("security (mutual TLS; see `ironsight certs`)")
+    g.add_argument("--tls-ca", type=Path, metavar="FILE", help="CA that signed the collector's certificate")
+    g.add_argument(
+        "--tls-cert", type=Path, metavar="FILE", help="this node's certificate (names its node id)"
+    )
+    g.add_argument("--tls-key", type=Path, metavar="FILE", help="its private key")
+    g.add_argument(
+        "--insecure",
+        action="store_true",
+        help="plaintext to a collector that is not on this machine, or /metrics on a non-loopback address",
+    )
+
+
+def check_tls_args(args: argparse.Namespace, collector: str | None, metrics: str | None = None) -> str | None:
+    """Sets args.tls; returns a one-line error, if any."""
+    try:
+        args.tls = tls_from(args.tls_ca, args.tls_cert, args.tls_key)
+        if collector:
+            check_dial(collector, args.tls, args.insecure)
+        if metrics and args.tls is None and not args.insecure and not is_loopback(host_of(metrics)):
+            raise TransportError(
+                f"/metrics on {metrics} in plaintext would be open to the network: listen on 127.0.0.1, "
+                "give --tls-* files (Prometheus then scrapes with a certificate), or --insecure"
+            )
+    except TransportError as exc:
+        return str(exc)
+    return None
 
 
 def add_sampling_args(p: argparse.ArgumentParser) -> None:
@@ -177,7 +210,7 @@ def run_forever(args: argparse.Namespace, runner: Runner, paths: Paths) -> int:
         except SpoolError as exc:
             print(f"ironsight-agent: {exc}", file=sys.stderr)
             return 1
-        sender = Sender(args.collector, spool)
+        sender = Sender(args.collector, spool, tls=args.tls)
         log.info("spooling to %s (up to %d bytes)", spool_dir, args.spool_max_bytes)
     stop = stop_on_signals()
     on_tick, server = None, None
@@ -186,7 +219,7 @@ def run_forever(args: argparse.Namespace, runner: Runner, paths: Paths) -> int:
 
         latest = Latest(socket.gethostname(), sender)
         try:
-            server = serve(args.metrics_listen, latest)
+            server = serve(args.metrics_listen, latest, args.tls)
         except OSError as exc:
             print(f"ironsight-agent: cannot serve metrics on {args.metrics_listen}: {exc}", file=sys.stderr)
             return 1
@@ -217,7 +250,11 @@ def run_forever(args: argparse.Namespace, runner: Runner, paths: Paths) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    problem = check_tls_args(args, args.collector, args.metrics_listen)
+    if problem:
+        p.error(problem)
     setup_logging(args.log_level)
     if not args.once and not args.collector and not args.metrics_listen:
         print(

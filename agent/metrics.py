@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from agent.exposition import ReadingCollector, XidHistory
 from agent.runner import Tick
 from agent.samplers.base import DeviceInfo
+from ironsight.transport import Tls
 
 
 class Latest(Collector):
@@ -60,12 +61,18 @@ class Latest(Collector):
             )  # fmt: skip
 
 
-def serve(listen: str, latest: Latest) -> Any:
-    """Starts the HTTP server on a daemon thread; returns it (shutdown() stops it)."""
+def serve(listen: str, latest: Latest, tls: Tls | None = None) -> Any:
+    """Starts the HTTP server on a daemon thread; returns it (shutdown() stops it).
+
+    With TLS, scrapers must present a certificate the same CA signed."""
     from prometheus_client import start_http_server
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(latest)
     host, _, port = listen.rpartition(":")
-    server, _thread = start_http_server(int(port), addr=host.strip("[]"), registry=registry)
+    kw: dict[str, Any] = {}
+    if tls is not None:
+        kw = {"certfile": str(tls.cert), "keyfile": str(tls.key), "client_cafile": str(tls.ca),
+              "client_auth_required": True}  # fmt: skip
+    server, _thread = start_http_server(int(port), addr=host.strip("[]"), registry=registry, **kw)
     return server

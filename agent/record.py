@@ -10,7 +10,7 @@ from pathlib import Path
 
 from agent.batch import Batcher, boot_id, node_info
 from agent.loop import Sink, sample_loop
-from agent.main import add_sampling_args, build_samplers, stop_on_signals
+from agent.main import add_sampling_args, add_tls_args, build_samplers, check_tls_args, stop_on_signals
 from agent.runner import Runner
 from agent.samplers.base import Paths, SamplerContext
 from ironsight.flags import dial_address, duration_arg, setup_logging
@@ -36,6 +36,7 @@ def parser() -> argparse.ArgumentParser:
         "--tee-collector", type=dial_address, metavar="HOST:PORT", help="also stream to this collector"
     )
     add_sampling_args(p)
+    add_tls_args(p)
     return p
 
 
@@ -48,7 +49,11 @@ class TraceSink:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    problem = check_tls_args(args, args.tee_collector)
+    if problem:
+        p.error(problem)
     setup_logging(args.log_level)
     if args.out.exists():
         print(f"ironsight record: {args.out} exists; choose another --out or remove it", file=sys.stderr)
@@ -70,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.tee_collector:
             from agent.stream import Sender
 
-            sender = Sender(args.tee_collector)
+            sender = Sender(args.tee_collector, tls=args.tls)
             sender.start()
             sinks.append(sender)
         batcher = Batcher(args.node_id, boot_id(paths), args.interval)

@@ -22,6 +22,8 @@ from typing import Any, Protocol
 
 import grpc
 
+from ironsight import transport
+from ironsight.transport import Tls
 from ironsight.v1 import telemetry_pb2 as pb
 
 log = logging.getLogger("ironsight.agent")
@@ -104,8 +106,10 @@ class Sender:
         max_in_flight: int = 64,
         backoff_initial_s: float = 0.2,
         backoff_max_s: float = 10.0,
+        tls: Tls | None = None,
     ) -> None:
         self.target = target
+        self.tls = tls
         self.backlog: Backlog = backlog if backlog is not None else MemoryBacklog()
         self.max_in_flight = max_in_flight
         self.backoff_initial_s = backoff_initial_s
@@ -166,7 +170,7 @@ class Sender:
         while not self._stop.is_set():
             alive = threading.Event()
             alive.set()
-            channel = grpc.insecure_channel(self.target, options=CHANNEL_OPTIONS)
+            channel = transport.channel(self.target, self.tls, CHANNEL_OPTIONS)
             error: grpc.RpcError | None = None
             try:
                 # Spooled batches go out as the bytes they were stored as: no second serialization.

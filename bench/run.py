@@ -94,7 +94,15 @@ def start_collector(db: str, extra: list[str] | None = None) -> tuple[subprocess
     """A real collector on a free loopback port, listening when this returns."""
     port = free_port()
     proc = subprocess.Popen(
-        [str(BIN / "ironsight-collector"), "--db", db, "--listen", f"127.0.0.1:{port}", *(extra or [])],
+        [
+            str(BIN / "ironsight-collector"),
+            "--db",
+            db,
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--insecure",
+            *(extra or []),
+        ],
         stderr=subprocess.DEVNULL,
     )
     wait_port(port)
@@ -338,7 +346,7 @@ def replay(args: argparse.Namespace) -> dict[str, object]:
         trace_bytes = trace.stat().st_size
         col, port = start_collector(f"{tmp}/r.duckdb")
         try:
-            stats = to_collector([trace], f"127.0.0.1:{port}", speed=None)
+            stats = to_collector([trace], f"127.0.0.1:{port}", None, speed=None)
         finally:
             col.terminate()
             col.wait()
@@ -390,7 +398,7 @@ def remote_write(args: argparse.Namespace) -> dict[str, object]:
         try:
             wait_port(http_port)
             began, cpu0 = time.perf_counter(), cpu_seconds(col.pid)
-            stats = to_collector([trace], f"127.0.0.1:{port}", speed=None)
+            stats = to_collector([trace], f"127.0.0.1:{port}", None, speed=None)
             while True:
                 body = (
                     urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=10)

@@ -32,6 +32,7 @@ from collector.query import (
 )
 from ironsight.flags import parse_duration
 from ironsight.schema import TABLES
+from ironsight.transport import TransportError, check_dial, tls_from
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -40,8 +41,23 @@ from ironsight.schema import TABLES
 )
 @click.option("--collector", metavar="HOST:PORT", help="ask a running collector instead of opening the file")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--tls-ca", type=click.Path(path_type=Path), help="CA that signed the collector's certificate")
+@click.option(
+    "--tls-cert", type=click.Path(path_type=Path), help="this client's certificate (ironsight certs issue)"
+)
+@click.option("--tls-key", type=click.Path(path_type=Path), help="its private key")
+@click.option("--insecure", is_flag=True, help="plaintext to a collector that is not on this machine")
 @click.pass_context
-def cli(ctx: click.Context, db: Path | None, collector: str | None, fmt: str) -> None:
+def cli(
+    ctx: click.Context,
+    db: Path | None,
+    collector: str | None,
+    fmt: str,
+    tls_ca: Path | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    insecure: bool,
+) -> None:
     """Query telemetry stored by ironsight, or run everything on this machine (`ironsight up`).
 
     \b
@@ -50,7 +66,13 @@ def cli(ctx: click.Context, db: Path | None, collector: str | None, fmt: str) ->
       ironsight --collector 127.0.0.1:7070 series --node n1 --metric gpu.temperature_celsius --since 10m
       ironsight --format csv query "SELECT node, max(load1) FROM load GROUP BY node"
     """
-    ctx.obj = Ctx(db, collector, fmt)
+    try:
+        tls = tls_from(tls_ca, tls_cert, tls_key)
+        if collector and ctx.invoked_subcommand != "certs":
+            check_dial(collector, tls, insecure)
+    except TransportError as exc:
+        raise click.UsageError(str(exc)) from None
+    ctx.obj = Ctx(db, collector, fmt, tls, insecure)
 
 
 @cli.command()
@@ -272,7 +294,7 @@ def up(c: Ctx, db_path: Path, listen: str, interval: float, duration: float) -> 
         procs.append(p)
         return p
 
-    collector = spawn("ironsight-collector", ["--db", str(db_path), "--listen", listen])
+    collector = spawn("ironsight-collector", ["--db", str(db_path), "--listen", listen, "--insecure"])
     deadline = time.monotonic() + 15
     while not _port_open(listen):
         if collector.poll() is not None or time.monotonic() > deadline:
@@ -362,6 +384,10 @@ def replay(
             stats = rp.to_db(list(files), db_path, shift_to_now)
         else:
             assert target is not None
+            try:
+                check_dial(target, c.tls, c.insecure)
+            except TransportError as exc:
+                raise click.UsageError(str(exc)) from None
             columns = (
                 TextColumn("replaying"),
                 BarColumn(),
@@ -374,6 +400,7 @@ def replay(
                 stats = rp.to_collector(
                     list(files),
                     target,
+                    c.tls,
                     None if as_fast else (speed or 1.0),
                     shift_to_now,
                     progress=lambda n: bar.advance(task, n),
@@ -479,3 +506,68 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@cli.group()
+def certs() -> None:
+    """A CA and the certificates mutual TLS needs: one for the collector, one per node (its identity).
+
+    \b
+    Examples:
+      ironsight certs init
+      ironsight certs collector monitor.example --ip 10.0.0.5
+      ironsight certs issue gpu-01
+      ironsight certs issue alice          # a user of the CLI
+    """
+
+
+def _dir_option(f: Any) -> Any:
+    return click.option(
+        "--dir", "directory", type=click.Path(path_type=Path), default=Path("pki"), show_default=True,
+        help="where the CA lives and certificates are written",
+    )(f)  # fmt: skip
+
+
+@certs.command("init")
+@_dir_option
+@click.option("--days", type=click.IntRange(1, 36500), default=3650, show_default=True)
+def certs_init(directory: Path, days: int) -> None:
+    """Create the CA (ca.pem, and ca.key: keep it off the nodes)."""
+    from collector.certs import CertError, init
+
+    try:
+        path = init(directory, days)
+    except CertError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"CA in {path} (key {directory / 'ca.key'}, mode 0600)")
+
+
+@certs.command("issue")
+@click.argument("node")
+@_dir_option
+@click.option("--days", type=click.IntRange(1, 3650), default=365, show_default=True)
+def certs_issue(node: str, directory: Path, days: int) -> None:
+    """A certificate naming NODE: an agent with --node-id NODE, or a CLI user."""
+    from collector.certs import CertError, issue
+
+    try:
+        path = issue(directory, node, [], [], days, node)
+    except CertError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{path} and {path.with_suffix('.key')} for node {node}")
+
+
+@certs.command("collector")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--ip", "ips", multiple=True, help="an IP address agents dial (repeatable)")
+@_dir_option
+@click.option("--days", type=click.IntRange(1, 3650), default=365, show_default=True)
+def certs_collector(names: tuple[str, ...], ips: tuple[str, ...], directory: Path, days: int) -> None:
+    """The collector's certificate, naming every host name (NAMES) and address (--ip) agents dial."""
+    from collector.certs import CertError, issue
+
+    try:
+        path = issue(directory, names[0], list(names[1:]), list(ips), days, "collector")
+    except CertError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{path} and {path.with_suffix('.key')} for {', '.join([*names, *ips])}")

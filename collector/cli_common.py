@@ -16,17 +16,20 @@ from rich.console import Console
 from rich.table import Table
 
 from collector.query import Backend, QueryError, open_backend
+from ironsight.transport import Tls
 
 FORMATS = ["table", "json", "csv"]
 
 
 class Ctx:
-    def __init__(self, db: Path | None, collector: str | None, fmt: str) -> None:
-        self.db, self.collector, self.fmt = db, collector, fmt
+    def __init__(
+        self, db: Path | None, collector: str | None, fmt: str, tls: Tls | None = None, insecure: bool = False
+    ) -> None:
+        self.db, self.collector, self.fmt, self.tls, self.insecure = db, collector, fmt, tls, insecure
 
     def backend(self) -> Backend:
         try:
-            return open_backend(self.db, self.collector)
+            return open_backend(self.db, self.collector, self.tls)
         except QueryError as exc:
             raise click.ClickException(str(exc)) from exc
 

@@ -68,7 +68,7 @@ def detect(c: Ctx, since: str, until: str, thresholds: tuple[str, ...]) -> None:
         raise click.UsageError("--since must be before --until")
     t = _thresholds(thresholds)
     if c.collector:
-        remote = RemoteBackend(c.collector)
+        remote = RemoteBackend(c.collector, c.tls)
         try:
             found = remote.detect(start, end, list(thresholds))
         except QueryError as exc:

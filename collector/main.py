@@ -25,6 +25,7 @@ from collector.server import IngestService, start
 from collector.store import Store, StoreLocked
 from collector.validate import Limits
 from ironsight.flags import listen_address, setup_logging
+from ironsight.transport import check_listen, tls_from
 
 log = logging.getLogger("ironsight.collector")
 
@@ -33,7 +34,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ironsight-collector",
         description="Receive telemetry from ironsight agents over gRPC and store it in DuckDB.",
-        epilog="example:\n  ironsight-collector --db ./data/ironsight.duckdb --listen 127.0.0.1:7070",
+        epilog="examples:\n  ironsight-collector --db ./data/ironsight.duckdb --listen 127.0.0.1:7070 --insecure\n"
+        "  ironsight-collector --listen 0.0.0.0:7070 --tls-ca pki/ca.pem --tls-cert pki/collector.pem "
+        "--tls-key pki/collector.key",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
@@ -46,6 +49,22 @@ def parser() -> argparse.ArgumentParser:
         help="gRPC HOST:PORT (default 127.0.0.1:7070)",
     )
     p.add_argument("--http-listen", type=listen_address, help="serve /metrics on HOST:PORT (off by default)")
+    sec = p.add_argument_group("security (mutual TLS; see `ironsight certs`)")
+    sec.add_argument(
+        "--tls-ca", type=Path, metavar="FILE", help="CA whose certificates agents and CLIs must present"
+    )
+    sec.add_argument(
+        "--tls-cert", type=Path, metavar="FILE", help="the collector's certificate (gRPC and /metrics)"
+    )
+    sec.add_argument("--tls-key", type=Path, metavar="FILE", help="its private key")
+    sec.add_argument(
+        "--insecure", action="store_true", help="plaintext instead of TLS (loopback only unless...)"
+    )
+    sec.add_argument(
+        "--allow-remote-insecure",
+        action="store_true",
+        help="...this too: plaintext on a non-loopback address, readable and writable by anyone who reaches it",
+    )
     p.add_argument(
         "--detect-delay",
         type=float,
@@ -218,7 +237,7 @@ class IngestMetrics(PromCollector):
         )
         batches.add_metric(["stored", ""], s.batches_stored)
         batches.add_metric(["duplicate", ""], s.batches_duplicate)
-        for reason in ("malformed", "values", "time"):
+        for reason in ("malformed", "values", "time", "identity"):
             batches.add_metric(["rejected", reason], self.ingest.rejected.get(reason, 0))
         yield batches
         yield CounterMetricFamily("ironsight_collector_rows", "Rows stored", value=s.rows_stored)
@@ -247,13 +266,18 @@ class IngestMetrics(PromCollector):
 
 
 async def serve(args: argparse.Namespace) -> int:
+    # Before the port opens: a SIGTERM as soon as it accepts must still stop gracefully.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     try:
         store = Store(args.db)
     except StoreLocked as exc:
         print(f"ironsight-collector: {exc}", file=sys.stderr)
         return 1
     try:
-        collector = await start(store, args.listen, Limits())
+        collector = await start(store, args.listen, Limits(), args.tls)
     except (OSError, RuntimeError) as exc:
         store.close()
         print(f"ironsight-collector: cannot listen on {args.listen}: {exc}", file=sys.stderr)
@@ -278,12 +302,12 @@ async def serve(args: argparse.Namespace) -> int:
         if writer is not None:
             registry.register(RemoteWriteMetrics(writer))
         host, _, port = args.http_listen.rpartition(":")
-        start_http_server(int(port), addr=host, registry=registry)
+        tls_args = {}
+        if args.tls is not None:  # the same CA: Prometheus scrapes with a certificate it issued
+            tls_args = dict(certfile=str(args.tls.cert), keyfile=str(args.tls.key), client_cafile=str(args.tls.ca),
+                            client_auth_required=True)  # fmt: skip
+        start_http_server(int(port), addr=host, registry=registry, **tls_args)  # type: ignore[arg-type]
     log.info("listening on %s (port %d), storing in %s", args.listen, collector.port, args.db)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     started = time.monotonic()
     await stop.wait()
     log.info("stopping: draining in-flight batches")
@@ -310,6 +334,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.thresholds = with_overrides(args.threshold)
         args.remote_write = remote_write_config(args)
+        args.tls = tls_from(args.tls_ca, args.tls_cert, args.tls_key)
+        check_listen(args.listen, args.tls, args.insecure, args.allow_remote_insecure, "gRPC")
+        if args.http_listen:
+            check_listen(args.http_listen, args.tls, args.insecure, args.allow_remote_insecure, "/metrics")
     except ValueError as exc:
         p.error(str(exc))
     if args.detect_delay < 0:

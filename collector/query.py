@@ -18,6 +18,7 @@ import pyarrow as pa
 from collector.store import StoreLocked, connect, run_query
 from ironsight.flags import parse_duration
 from ironsight.schema import TABLES
+from ironsight.transport import Tls, channel
 from ironsight.v1 import telemetry_pb2 as pb
 from ironsight.v1 import telemetry_pb2_grpc as pb_grpc
 
@@ -57,9 +58,9 @@ class LocalBackend:
 
 
 class RemoteBackend:
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, tls: Tls | None = None) -> None:
         self.target = target
-        self.channel = grpc.insecure_channel(target)
+        self.channel = channel(target, tls)
         self.stub = pb_grpc.QueryStub(self.channel)
 
     def sql(self, query: str, max_rows: int = DEFAULT_MAX_ROWS) -> pa.Table:
@@ -242,7 +243,7 @@ TOP_GPU_SQL = """
     GROUP BY node, device ORDER BY node, try_cast(device AS INTEGER), device"""
 
 
-def open_backend(db: Path | None, collector: str | None) -> Backend:
+def open_backend(db: Path | None, collector: str | None, tls: Tls | None = None) -> Backend:
     if collector:
-        return RemoteBackend(collector)
+        return RemoteBackend(collector, tls)
     return LocalBackend(db or Path("data/ironsight.duckdb"))

@@ -19,6 +19,7 @@ import grpc
 from collector.store import Store
 from collector.validate import InvalidBatch, Limits, validate
 from ironsight.trace import iter_batches
+from ironsight.transport import Tls, channel
 from ironsight.v1 import telemetry_pb2 as pb
 
 
@@ -108,6 +109,7 @@ def to_db(files: list[Path], db: Path, shift_to_now: bool = False) -> ReplayStat
 def to_collector(
     files: list[Path],
     target: str,
+    tls: Tls | None,
     speed: float | None,
     shift_to_now: bool = False,
     progress: Callable[[int], None] = lambda values: None,
@@ -153,8 +155,8 @@ def to_collector(
         values = {b.seq: _values(b) for b in by_node[node]}
         options = [("grpc.max_send_message_length", 64 * 1024 * 1024)]
         try:
-            with grpc.insecure_channel(target, options=options) as channel:
-                call = channel.stream_stream(
+            with channel(target, tls, options) as ch:
+                call = ch.stream_stream(
                     "/ironsight.v1.Ingest/Stream",
                     request_serializer=lambda raw: raw,  # already the wire bytes
                     response_deserializer=pb.Ack.FromString,

@@ -11,12 +11,14 @@ from typing import Any
 
 import grpc
 import pyarrow as pa
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from collector.detect.config import Thresholds, with_overrides
 from collector.detect.findings import detect
 from collector.store import Pending, QueryRejected, Store, run_query
 from collector.validate import InvalidBatch, Limits, ValidBatch, check
+from ironsight.transport import Tls, peer_names, server_credentials
 from ironsight.v1 import telemetry_pb2 as pb
 from ironsight.v1 import telemetry_pb2_grpc as pb_grpc
 
@@ -40,6 +42,13 @@ SERVICE_NAMES = ("ironsight.v1.Ingest", "ironsight.v1.Query")
 class _StreamEnd:
     def __init__(self, error: BaseException | None = None) -> None:
         self.error = error
+
+
+def parse(raw: bytes) -> pb.BatchView:
+    try:
+        return pb.BatchView.FromString(raw)
+    except DecodeError as exc:  # grpc would answer INTERNAL for a deserializer's exception
+        raise InvalidBatch(f"not an ironsight.v1.Batch message ({len(raw)} bytes): {exc}") from None
 
 
 class IngestService(pb_grpc.IngestServicer):
@@ -69,16 +78,23 @@ class IngestService(pb_grpc.IngestServicer):
         self.store.submit(Pending(batch, done))
         return fut
 
-    async def Stream(
-        self, request_iterator: AsyncIterator[pb.BatchView], context: Any
-    ) -> AsyncIterator[pb.Ack]:
+    async def Stream(self, request_iterator: AsyncIterator[bytes], context: Any) -> AsyncIterator[pb.Ack]:
         # Reading and acknowledging run side by side, so one stream keeps
         # several batches in the writer's queue instead of one commit at a time.
         pending: asyncio.Queue[asyncio.Future[pb.Ack] | _StreamEnd] = asyncio.Queue(IN_FLIGHT_PER_STREAM)
+        names = peer_names(context)  # None in plaintext: no identity to hold batches to
 
         async def reader() -> None:
             try:
-                async for batch in request_iterator:
+                async for raw in request_iterator:
+                    batch = parse(raw)
+                    if names is not None and batch.node_id not in names:
+                        raise InvalidBatch(
+                            f"batch {batch.seq} is for node {batch.node_id!r}, but the sender's certificate "
+                            f"names {', '.join(sorted(names)) or 'no node'}: a node may only write its own data",
+                            batch.seq,
+                            reason="identity",
+                        )
                     # Structure here, per batch; values in the store, per commit group.
                     await pending.put(self._submit(check(batch, self.limits)))
                 await pending.put(_StreamEnd())
@@ -107,8 +123,12 @@ class IngestService(pb_grpc.IngestServicer):
 
     async def _reject(self, context: Any, error: InvalidBatch) -> None:
         self.rejected[error.reason] = self.rejected.get(error.reason, 0) + 1
-        context.set_trailing_metadata(((REJECTED_SEQ_KEY, str(error.seq)),))
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        if error.seq is not None:  # so the agent drops that batch, not resends it forever
+            context.set_trailing_metadata(((REJECTED_SEQ_KEY, str(error.seq)),))
+        denied = error.reason == "identity"
+        await context.abort(
+            grpc.StatusCode.PERMISSION_DENIED if denied else grpc.StatusCode.INVALID_ARGUMENT, str(error)
+        )
 
 
 def _ipc(table: pa.Table) -> bytes:
@@ -174,7 +194,7 @@ class Collector:
         await asyncio.to_thread(self.store.close)
 
 
-async def start(store: Store, listen: str, limits: Limits | None = None) -> Collector:
+async def start(store: Store, listen: str, limits: Limits | None = None, tls: Tls | None = None) -> Collector:
     server = grpc.aio.server(options=SERVER_OPTIONS)
     ingest = IngestService(store, limits or Limits())
     # Registered by hand rather than through the generated helper, so requests
@@ -184,7 +204,7 @@ async def start(store: Store, listen: str, limits: Limits | None = None) -> Coll
         {
             "Stream": grpc.stream_stream_rpc_method_handler(
                 ingest.Stream,
-                request_deserializer=pb.BatchView.FromString,
+                request_deserializer=None,  # raw bytes: a message that does not parse is the sender's error
                 response_serializer=pb.Ack.SerializeToString,
             )
         },
@@ -193,7 +213,9 @@ async def start(store: Store, listen: str, limits: Limits | None = None) -> Coll
     pb_grpc.add_QueryServicer_to_server(QueryService(store), server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    port = server.add_insecure_port(listen)
+    port = (
+        server.add_secure_port(listen, server_credentials(tls)) if tls else server.add_insecure_port(listen)
+    )
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
     store.start()

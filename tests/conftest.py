@@ -80,14 +80,17 @@ class CollectorProcess:
         self.log = log
         self.http_port = free_port() if http else 0
         self.extra = [*(extra or []), *(["--http-listen", f"127.0.0.1:{self.http_port}"] if http else [])]
+        # Plaintext on loopback unless the test brings its own TLS flags.
+        self.security = [] if any(a.startswith("--tls") for a in self.extra) else ["--insecure"]
         self.port = free_port()
         self.target = f"127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> CollectorProcess:
         out = open(self.log, "ab")  # noqa: SIM115 - closed with the process
+        argv = [str(BIN / "ironsight-collector"), "--db", str(self.db), "--listen", self.target]
         self.proc = subprocess.Popen(
-            [str(BIN / "ironsight-collector"), "--db", str(self.db), "--listen", self.target, *self.extra],
+            [*argv, *self.security, *self.extra],
             stdout=out,
             stderr=subprocess.STDOUT,
         )

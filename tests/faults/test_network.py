@@ -33,7 +33,8 @@ def test_loss_delay_and_partition_lose_nothing(tmp_path: Path, agent_state: Path
     db = tmp_path / "n.duckdb"
     try:
         collector = start(link.collector_ns, [str(BIN / "ironsight-collector"), "--db", str(db), "--no-detect",
-                                              "--listen", f"{link.collector_ip}:7070"])  # fmt: skip
+                                              "--listen", f"{link.collector_ip}:7070", "--insecure",
+                                              "--allow-remote-insecure"])  # fmt: skip
         control = tmp_path / "delay"
         control.write_text("0 0")
         proxy_port = free_port()

@@ -1,0 +1,106 @@
+"""How ironsight's processes talk: mutual TLS by default, plaintext only where it cannot be overheard.
+
+Servers (collector gRPC and HTTP, agent /metrics) need a certificate and key,
+and with a client CA they accept only clients that CA signed. Plaintext
+needs --insecure, and a plaintext server listens on loopback only unless also
+--allow-remote-insecure. Clients (agent, CLI, replay) use TLS when given
+--tls-* files, plaintext to a loopback address, and plaintext elsewhere only
+with --insecure. A node's identity is its certificate's DNS subject
+alternative names: the collector stores a batch only for a node its sender's
+certificate names.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+CERTS_HINT = "see `ironsight certs`"
+
+
+class TransportError(ValueError):
+    """A TLS or plaintext setting that cannot work or is not allowed: one line for the user."""
+
+
+@dataclass(frozen=True)
+class Tls:
+    ca: Path  # the CA that signed the peer
+    cert: Path  # our certificate (chain)
+    key: Path  # its private key
+
+    def read(self) -> tuple[bytes, bytes, bytes]:
+        out = []
+        for what, path in (("CA", self.ca), ("certificate", self.cert), ("key", self.key)):
+            try:
+                out.append(path.read_bytes())
+            except OSError as exc:  # the message names the file, never its contents
+                raise TransportError(f"cannot read TLS {what} {path}: {exc.strerror or exc}") from None
+        return out[0], out[1], out[2]
+
+
+def tls_from(ca: Path | None, cert: Path | None, key: Path | None, flag: str = "--tls") -> Tls | None:
+    given = [p for p in (ca, cert, key) if p is not None]
+    if not given:
+        return None
+    if len(given) != 3:
+        raise TransportError(f"TLS needs all three of {flag}-ca, {flag}-cert and {flag}-key ({CERTS_HINT})")
+    assert ca is not None and cert is not None and key is not None
+    tls = Tls(ca, cert, key)
+    tls.read()
+    return tls
+
+
+def is_loopback(host: str) -> bool:
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def host_of(address: str) -> str:
+    return address.rpartition(":")[0].strip("[]")
+
+
+def check_listen(address: str, tls: Tls | None, insecure: bool, allow_remote: bool, what: str) -> None:
+    if tls is not None:
+        return
+    if not insecure:
+        raise TransportError(f"{what} on {address} needs TLS (--tls-ca, --tls-cert, --tls-key; {CERTS_HINT}) "
+                             "or --insecure for plaintext")  # fmt: skip
+    if not is_loopback(host_of(address)) and not allow_remote:
+        raise TransportError(f"{what} on {address} in plaintext would be open to the network: listen on "
+                             "127.0.0.1, use TLS, or add --allow-remote-insecure as well")  # fmt: skip
+
+
+def check_dial(target: str, tls: Tls | None, insecure: bool) -> None:
+    if tls is None and not insecure and not is_loopback(host_of(target)):
+        raise TransportError(f"{target} is not on this machine: give --tls-ca, --tls-cert and --tls-key "
+                             f"({CERTS_HINT}), or --insecure for plaintext")  # fmt: skip
+
+
+def channel(target: str, tls: Tls | None, options: list[tuple[str, Any]] | None = None) -> grpc.Channel:
+    if tls is None:
+        return grpc.insecure_channel(target, options=options)
+    ca, cert, key = tls.read()
+    creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
+    return grpc.secure_channel(target, creds, options=options)
+
+
+def server_credentials(tls: Tls) -> grpc.ServerCredentials:
+    ca, cert, key = tls.read()
+    return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=True)
+
+
+def peer_names(context: Any) -> set[str] | None:
+    """The client's certificate names (DNS SANs); None on a plaintext connection (nothing to check)."""
+    auth = context.auth_context()
+    if auth.get("transport_security_type") != [b"ssl"]:
+        return None
+    return {v.decode() for v in auth.get("x509_subject_alternative_name", [])}
