@@ -71,6 +71,8 @@ def check(batch: pb.BatchView | pb.Batch, limits: Limits = Limits(), now_ns: int
             raise InvalidBatch(f"{where}: boot_id must be 1-128 characters")
         if not 0 < batch.interval_s <= 3600 or not np.isfinite(batch.interval_s):
             raise InvalidBatch(f"{where}: interval_s {batch.interval_s!r} must be in (0, 3600]")
+        if not batch.tables:  # nothing to store; a flood of them would only fill the batches table
+            raise InvalidBatch(f"{where}: has no table")
         now = time.time_ns() if now_ns is None else now_ns
         seen: set[str] = set()
         samples = sum(_table(t, f"{where} table {t.name!r}", seen, limits, now) for t in batch.tables)

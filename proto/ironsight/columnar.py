@@ -8,6 +8,7 @@ the agent imports this module, and numpy with pyarrow would cost it about
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -48,7 +49,7 @@ class TableBuilder:
         table = pb.Table(name=self.schema.name, time_ns=self.time_ns, devices=list(self.devices))
         table.device_index.extend(self.device_index)
         for f in self.schema.fields:
-            values = self.columns[f.name]
+            values = [_storable(v, f.type, f.kind) for v in self.columns[f.name]]
             nulls = [v is None for v in values]
             if all(nulls):
                 continue  # an absent column means all NULL
@@ -60,6 +61,26 @@ class TableBuilder:
             else:
                 col.f64.extend([0.0 if v is None else float(v) for v in values])
         return table
+
+
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def _storable(v: Value, type_: str, kind: str) -> Value:
+    """A value the collector will take, or NULL: a garbled source file (a negative counter, NaN, a number
+    past 64 bits) must cost that one value, not the whole batch the collector would refuse."""
+    if v is None:
+        return None
+    if type_ == "int":
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if not INT64[0] <= v <= INT64[1]:
+            return None
+    elif not math.isfinite(v):
+        return None
+    if kind == "counter" and v < 0:
+        return None
+    return v
 
 
 def pack_nulls(nulls: list[bool]) -> bytes:
