@@ -544,14 +544,21 @@ def certs_init(directory: Path, days: int) -> None:
 
 @certs.command("issue")
 @click.argument("node")
+@click.option(
+    "--dns", "names", multiple=True, help="another host name Prometheus scrapes /metrics by (repeatable)"
+)
+@click.option("--ip", "ips", multiple=True, help="an address Prometheus scrapes /metrics at (repeatable)")
 @_dir_option
 @click.option("--days", type=click.IntRange(1, 3650), default=365, show_default=True)
-def certs_issue(node: str, directory: Path, days: int) -> None:
-    """A certificate naming NODE: an agent with --node-id NODE, or a CLI user."""
+def certs_issue(node: str, names: tuple[str, ...], ips: tuple[str, ...], directory: Path, days: int) -> None:
+    """A certificate naming NODE: an agent with --node-id NODE, or a CLI user.
+
+    The node's names also let it serve /metrics over HTTPS under those names (--dns, --ip add more);
+    mind that every name a certificate carries is a node id its holder may write as."""
     from collector.certs import CertError, issue
 
     try:
-        path = issue(directory, node, [], [], days, node)
+        path = issue(directory, node, list(names), list(ips), days, node)
     except CertError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{path} and {path.with_suffix('.key')} for node {node}")

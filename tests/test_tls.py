@@ -97,8 +97,9 @@ def test_a_node_writes_only_its_own_data_over_mutual_tls(pki: Path, tmp_path: Pa
         # /metrics: HTTPS, for scrapers with a certificate from the CA only.
         ctx = ssl.create_default_context(cafile=str(pki / "ca.pem"))
         url = f"https://127.0.0.1:{c.http_port}/metrics"
-        with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionResetError)):
+        with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionResetError)) as refused:
             urllib.request.urlopen(url, context=ctx, timeout=10).read()
+        assert "CERTIFICATE_VERIFY_FAILED" not in str(refused.value)  # refused for want of a client cert
         ctx.load_cert_chain(str(pki / "alice.pem"), str(pki / "alice.key"))
         body = urllib.request.urlopen(url, context=ctx, timeout=10).read().decode()
         assert 'ironsight_collector_batches_total{outcome="rejected",reason="identity"} 1.0' in body
@@ -203,3 +204,32 @@ def test_no_secret_reaches_a_log_or_an_error(pki: Path, tmp_path: Path) -> None:
     for text in texts:
         assert secret not in text and key_line not in text
     assert os.stat(pki / "ca.key").st_mode & 0o077 == 0
+
+
+def test_agent_metrics_over_https_for_certificate_holders(pki: Path, tmp_path: Path) -> None:
+    run_cli("certs", "issue", "gpu-02", "--ip", "127.0.0.1", "--dir", str(pki))  # scraped at that address
+    port = free_port()
+    agent = subprocess.Popen(
+        [str(BIN / "ironsight-agent"), "--metrics-listen", f"127.0.0.1:{port}", "--no-collector.gpu",
+         *tls_flags(pki, "gpu-02")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        from conftest import wait_port
+
+        wait_port(port, agent)
+        url = f"https://127.0.0.1:{port}/metrics"
+        ctx = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+        with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionResetError)) as refused:
+            urllib.request.urlopen(url, context=ctx, timeout=10).read()
+        assert "CERTIFICATE_VERIFY_FAILED" not in str(refused.value)  # refused for want of a client cert
+        ctx.load_cert_chain(str(pki / "alice.pem"), str(pki / "alice.key"))
+        deadline = time.monotonic() + 20
+        body = ""
+        while "node_load1" not in body and time.monotonic() < deadline:
+            body = urllib.request.urlopen(url, context=ctx, timeout=10).read().decode()
+            time.sleep(0.2)
+        assert "node_load1" in body and "ironsight_agent_ticks_total" in body
+    finally:
+        agent.terminate()
+        agent.wait(timeout=30)
