@@ -30,6 +30,25 @@ SUFFIX = ".spool"
 MAX_RECORD = 64 * 1024 * 1024
 
 
+class OrderedBacklog:
+    """Unacknowledged batches by seq, ascending: what the sender sends next, and how far ahead it is."""
+
+    def __init__(self) -> None:
+        self._order: list[int] = []  # pending seqs, ascending
+
+    def next_after(self, seq: int) -> int | None:
+        """The oldest pending seq above seq."""
+        i = bisect.bisect_right(self._order, seq)
+        return self._order[i] if i < len(self._order) else None
+
+    def count_through(self, seq: int) -> int:
+        """Pending batches with a seq up to seq (sent on this stream, not yet acknowledged)."""
+        return bisect.bisect_right(self._order, seq)
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+
 class SpoolError(Exception):
     """The spool directory cannot be used (not writable, or another agent holds it)."""
 
@@ -49,15 +68,15 @@ class _Entry:
     length: int
 
 
-class Spool:
+class Spool(OrderedBacklog):
     def __init__(self, directory: Path, max_bytes: int, segment_bytes: int = 4 * 1024 * 1024) -> None:
+        super().__init__()
         self.dir = directory
         self.max_bytes = max_bytes
         self.segment_bytes = min(segment_bytes, max(max_bytes // 4, 64 * 1024))
         self.dropped = 0  # batches dropped unacknowledged because the spool was full
         self.corrupt = 0  # records skipped as torn or corrupt
         self._entries: dict[int, _Entry] = {}
-        self._order: list[int] = []  # pending seqs, ascending
         self._segments: list[_Segment] = []
         try:
             directory.mkdir(parents=True, exist_ok=True)
@@ -202,18 +221,6 @@ class Spool:
         self.corrupt += 1
         self.ack(seq)
         return None
-
-    def next_after(self, seq: int) -> int | None:
-        """The oldest pending seq above seq."""
-        i = bisect.bisect_right(self._order, seq)
-        return self._order[i] if i < len(self._order) else None
-
-    def count_through(self, seq: int) -> int:
-        """Pending batches with a seq up to seq (sent on this stream, not yet acknowledged)."""
-        return bisect.bisect_right(self._order, seq)
-
-    def __len__(self) -> int:
-        return len(self._order)
 
     def bytes(self) -> int:
         return sum(s.size for s in self._segments)

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import grpc
 
+from agent.spool import OrderedBacklog
 from ironsight import transport
 from ironsight.transport import Tls
 from ironsight.v1 import telemetry_pb2 as pb
@@ -54,14 +55,14 @@ class Backlog(Protocol):
     def close(self) -> None: ...
 
 
-class MemoryBacklog:
+class MemoryBacklog(OrderedBacklog):
     """Serialized batches in memory, the oldest dropped past max_batches (no spool: record's tee)."""
 
     def __init__(self, max_batches: int = 3600) -> None:
+        super().__init__()
         self.max_batches = max_batches
         self.dropped = 0
         self._data: dict[int, bytes] = {}
-        self._order: list[int] = []
 
     def append(self, seq: int, payload: bytes) -> None:
         if seq not in self._data:
@@ -83,16 +84,6 @@ class MemoryBacklog:
             return False
         del self._order[bisect.bisect_left(self._order, seq)]
         return True
-
-    def next_after(self, seq: int) -> int | None:
-        i = bisect.bisect_right(self._order, seq)
-        return self._order[i] if i < len(self._order) else None
-
-    def count_through(self, seq: int) -> int:
-        return bisect.bisect_right(self._order, seq)
-
-    def __len__(self) -> int:
-        return len(self._order)
 
     def close(self) -> None:
         pass
