@@ -9,15 +9,18 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from agent.batch import Batcher, boot_id
 from agent.loop import Sink, sample_loop
-from agent.runner import Runner
+from agent.runner import Runner, Tick
 from agent.samplers import REGISTRY
-from agent.samplers.base import Paths, Sampler, SamplerContext
+from agent.samplers.base import DeviceInfo, Paths, Sampler, SamplerContext
 from ironsight.flags import dial_address, listen_address, setup_logging
+from ironsight.systemd import Notifier
 from ironsight.transport import TransportError, check_dial, host_of, is_loopback, tls_from
 
 log = logging.getLogger("ironsight.agent")
@@ -197,6 +200,45 @@ def state_dir(flag: Path | None) -> Path:
     return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "ironsight-agent"
 
 
+OnTick = Callable[[Tick, list[DeviceInfo]], None]
+
+
+class SystemdTicks:
+    """Under systemd (Type=notify): READY after the first tick a sampler succeeded in, a watchdog ping
+    from the sampling loop itself (a stuck loop stops pinging), and a status line every 10 s."""
+
+    def __init__(
+        self, notifier: Notifier, args: argparse.Namespace, sender: Any, then: OnTick | None
+    ) -> None:
+        self.notifier, self.args, self.sender, self.then = notifier, args, sender, then
+        self.ready = False
+        self.last_ping = self.last_status = 0.0
+
+    def tick(self, tick: Tick, inventory: list[DeviceInfo]) -> None:
+        if self.then is not None:
+            self.then(tick, inventory)
+        if not self.notifier.enabled:
+            return
+        now = time.monotonic()
+        if not self.ready and any(v.get("success") for _, v in tick.reading.rows("sampler")):
+            self.ready = True
+            self.notifier.ready(self._status())
+        wd = self.notifier.watchdog_s
+        if wd is not None and now - self.last_ping >= min(wd, 1.0):
+            self.last_ping = now
+            self.notifier.watchdog()
+        if self.ready and now - self.last_status >= 10:
+            self.last_status = now
+            self.notifier.status(self._status())
+
+    def _status(self) -> str:
+        where = f"sending to {self.args.collector}" if self.sender else "serving /metrics"
+        text = f"sampling every {self.args.interval:g}s as {self.args.node_id}, {where}"
+        if self.sender is not None:
+            text += f"; {self.sender.acked} batches acknowledged, {self.sender.pending()} spooled"
+        return text
+
+
 def run_forever(args: argparse.Namespace, runner: Runner, paths: Paths) -> int:
     """Samples until SIGTERM: streams to the collector, serves /metrics, or both."""
     from agent.spool import Spool, SpoolError
@@ -235,7 +277,9 @@ def run_forever(args: argparse.Namespace, runner: Runner, paths: Paths) -> int:
         f"sending to {args.collector}" if sender else "serving /metrics only",
     )
     sinks: list[Sink] = [sender] if sender is not None else []
-    sample_loop(runner, batcher, paths, sinks, stop, args.batch_seconds, on_tick=on_tick)
+    systemd = SystemdTicks(Notifier(), args, sender, on_tick)
+    sample_loop(runner, batcher, paths, sinks, stop, args.batch_seconds, on_tick=systemd.tick)
+    systemd.notifier.stopping("stopping: sending what is spooled")
     if server is not None:
         server.shutdown()
     if sender is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import re
 import signal
@@ -25,6 +26,7 @@ from collector.server import IngestService, start
 from collector.store import Store, StoreLocked
 from collector.validate import Limits
 from ironsight.flags import listen_address, setup_logging
+from ironsight.systemd import Notifier
 from ironsight.transport import check_listen, tls_from
 
 log = logging.getLogger("ironsight.collector")
@@ -265,6 +267,26 @@ class IngestMetrics(PromCollector):
         yield GaugeMetricFamily("ironsight_collector_store_bytes", "Database file and its WAL", value=size)
 
 
+async def systemd_pings(notifier: Notifier, store: Store, stop: asyncio.Event) -> None:
+    """Watchdog pings while the event loop turns and the store's writer lives; a status line every 10 s."""
+    if not notifier.enabled:
+        return
+    every = min(notifier.watchdog_s or 10.0, 1.0)
+    last_status = time.monotonic()
+    while not stop.is_set():
+        if store.writer_alive():
+            notifier.watchdog()
+        if time.monotonic() - last_status >= 10:
+            last_status = time.monotonic()
+            s = store.stats
+            notifier.status(
+                f"{s.batches_stored} batches stored from {len(s.node_last_seen)} nodes"
+                + (f"; store failing: {s.last_error}" if s.last_error else "")
+            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
+
+
 async def serve(args: argparse.Namespace) -> int:
     # Before the port opens: a SIGTERM as soon as it accepts must still stop gracefully.
     stop = asyncio.Event()
@@ -309,7 +331,12 @@ async def serve(args: argparse.Namespace) -> int:
         start_http_server(int(port), addr=host, registry=registry, **tls_args)  # type: ignore[arg-type]
     log.info("listening on %s (port %d), storing in %s", args.listen, collector.port, args.db)
     started = time.monotonic()
+    notifier = Notifier()
+    notifier.ready(f"listening on {args.listen}, storing in {args.db}")
+    pings = asyncio.create_task(systemd_pings(notifier, store, stop))
     await stop.wait()
+    await pings
+    notifier.stopping("stopping: draining in-flight batches")
     log.info("stopping: draining in-flight batches")
     if detector is not None:
         detector.stop()

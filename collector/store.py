@@ -150,6 +150,9 @@ class Store:
     def start(self) -> None:
         self._thread.start()
 
+    def writer_alive(self) -> bool:
+        return self._thread.is_alive()
+
     def submit(self, p: Pending) -> None:
         self._queue.put(p)
 
