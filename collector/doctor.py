@@ -1,0 +1,198 @@
+"""`ironsight doctor`: what usually goes wrong on a new server, each check with OK / WARN / FAIL and the fix.
+
+Checks are plain functions returning Check rows; the command prints them and
+exits 1 when any failed. They read the same paths and files the services do,
+so a fixture tree or a test PKI can stand in for a real machine.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import stat
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+OK, WARN, FAIL = "OK", "WARN", "FAIL"
+
+
+@dataclass(frozen=True)
+class Check:
+    status: str
+    name: str
+    detail: str
+    fix: str = ""
+
+
+@dataclass(frozen=True)
+class Setup:
+    procfs: Path = Path("/proc")
+    sysfs: Path = Path("/sys")
+    dev: Path = Path("/dev")
+    state_dir: Path | None = None  # the agent's spool or the collector's database folder
+    need_bytes: int = 256 << 20
+    tls_files: tuple[Path, ...] = ()
+    collector: str | None = None
+    nvml: Any = None  # a pynvml-like module (tests); None imports pynvml
+
+
+def nvml(setup: Setup) -> list[Check]:
+    from agent.nvml import Nvml, NvmlUnavailable
+
+    devices = sorted(p.name for p in setup.dev.glob("nvidia[0-9]*"))
+    driver_loaded = (setup.procfs / "driver" / "nvidia" / "version").exists() or bool(devices)
+    n = Nvml(setup.nvml)
+    try:
+        n.init()
+    except NvmlUnavailable as exc:
+        if driver_loaded:
+            return [Check(FAIL, "nvml", f"NVIDIA devices present ({', '.join(devices) or 'driver loaded'}) but {exc}",
+                          "install the driver's NVML library (libnvidia-ml.so.1) matching the kernel module")]  # fmt: skip
+        return [Check(WARN, "nvml", f"no NVIDIA GPU here ({exc})", "nothing to do on a machine without GPUs")]
+    count = n.call("nvmlDeviceGetCount") or 0
+    version = n.call("nvmlSystemGetDriverVersion") or "?"
+    version = version.decode() if isinstance(version, bytes) else str(version)
+    out = [Check(OK if count else WARN, "nvml", f"driver {version}, {count} GPU(s)",
+                 "" if count else "NVML sees no GPU: check `nvidia-smi`")]  # fmt: skip
+    n.shutdown()
+    return out
+
+
+def devices(setup: Setup) -> list[Check]:
+    nodes = sorted(setup.dev.glob("nvidia*"))
+    if not nodes:
+        return []
+    closed = [p.name for p in nodes if p.is_char_device() and not os.access(p, os.R_OK | os.W_OK)]
+    if closed:
+        return [Check(FAIL, "gpu devices", f"not readable and writable by uid {os.getuid()}: {', '.join(closed)}",
+                      "the unit allows them with DeviceAllow=; elsewhere add the user to the devices' group")]  # fmt: skip
+    modes = {p.name: stat.filemode(p.stat().st_mode) for p in nodes[:3]}
+    return [Check(OK, "gpu devices", f"{len(nodes)} device files usable ({modes})")]
+
+
+SAMPLER_PATHS = {
+    "cpu": ["stat", "loadavg"],
+    "memory": ["meminfo"],
+    "disk": ["diskstats"],
+    "pressure": ["pressure/cpu"],
+    "nic": ["net/dev"],
+}
+SYS_PATHS = {"nic": "class/net", "rdma": "class/infiniband", "hwmon": "class/hwmon"}
+
+
+def sampler_paths(setup: Setup) -> list[Check]:
+    out = []
+    for sampler, rels in SAMPLER_PATHS.items():
+        missing = [str(setup.procfs / r) for r in rels if not (setup.procfs / r).exists()]
+        if not missing:
+            out.append(Check(OK, f"sampler {sampler}", "its files are there"))
+        elif sampler == "pressure":
+            out.append(Check(WARN, "sampler pressure", f"missing {missing[0]}: no PSI in this kernel",
+                             "boot with psi=1 (CONFIG_PSI) for stall figures; the rest works without"))  # fmt: skip
+        else:
+            out.append(Check(FAIL, f"sampler {sampler}", f"missing {', '.join(missing)}",
+                             "point --path.procfs at a mounted /proc (in a container: the host's)"))  # fmt: skip
+    for sampler, rel in SYS_PATHS.items():
+        path = setup.sysfs / rel
+        found = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+        if found:
+            out.append(Check(OK, f"{sampler} devices", f"{len(found)} under {path}"))
+        elif sampler == "nic":
+            out.append(
+                Check(FAIL, "nic devices", f"nothing under {path}", "point --path.sysfs at a mounted /sys")
+            )
+        else:
+            out.append(Check(OK, f"{sampler} devices", f"none on this machine ({path}): nothing to sample"))
+    return out
+
+
+def clock(setup: Setup) -> list[Check]:
+    now = dt.datetime.now(dt.UTC)
+    if now.year < 2025:
+        return [
+            Check(
+                FAIL,
+                "clock",
+                f"the clock says {now:%Y-%m-%d}",
+                "enable time sync (chrony, systemd-timesyncd)",
+            )
+        ]
+    return [Check(OK, "clock", f"{now:%Y-%m-%d %H:%M:%S} UTC")]
+
+
+def tls(setup: Setup) -> list[Check]:
+    from cryptography import x509
+
+    out = []
+    now = dt.datetime.now(dt.UTC)
+    for path in setup.tls_files:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            out.append(Check(FAIL, f"tls {path.name}", f"cannot read {path}: {exc.strerror or exc}",
+                             "fix the path or its permissions (the service user must read it)"))  # fmt: skip
+            continue
+        if b"PRIVATE KEY" in data:
+            mode = path.stat().st_mode & 0o777
+            status = WARN if mode & 0o007 else OK
+            out.append(Check(status, f"tls {path.name}", f"private key, mode {mode:o}",
+                             "chmod o-rwx" if status == WARN else ""))  # fmt: skip
+            continue
+        try:
+            cert = x509.load_pem_x509_certificate(data)
+        except ValueError:
+            out.append(Check(FAIL, f"tls {path.name}", "not a PEM certificate", "give the .pem, not the key"))
+            continue
+        left = cert.not_valid_after_utc - now
+        if left.total_seconds() <= 0:
+            out.append(Check(FAIL, f"tls {path.name}", f"expired {cert.not_valid_after_utc:%Y-%m-%d}",
+                             "issue a new one: ironsight certs issue NODE (remove the old pair first)"))  # fmt: skip
+        elif left < dt.timedelta(days=30):
+            out.append(
+                Check(WARN, f"tls {path.name}", f"expires in {left.days} days", "issue a new one soon")
+            )
+        else:
+            out.append(Check(OK, f"tls {path.name}", f"valid until {cert.not_valid_after_utc:%Y-%m-%d}"))
+    return out
+
+
+def disk(setup: Setup) -> list[Check]:
+    if setup.state_dir is None:
+        return []
+    path = setup.state_dir
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    free = shutil.disk_usage(path).free
+    if free < setup.need_bytes:
+        return [Check(FAIL, "disk", f"{free >> 20} MiB free under {setup.state_dir}, want {setup.need_bytes >> 20} MiB",
+                      "free space there, or lower --spool-max-bytes")]  # fmt: skip
+    return [Check(OK, "disk", f"{free >> 20} MiB free under {setup.state_dir}")]
+
+
+def collector(setup: Setup, tls_config: Any = None) -> list[Check]:
+    if not setup.collector:
+        return []
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from ironsight.transport import channel
+
+    began = time.monotonic()
+    try:
+        with channel(setup.collector, tls_config) as ch:
+            reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+    except grpc.RpcError as exc:
+        return [Check(FAIL, "collector", f"{setup.collector}: {exc.code().name} {exc.details() or ''}".strip(),
+                      "is it running and listening there? same CA, and a certificate it trusts?")]  # fmt: skip
+    serving = reply.status == health_pb2.HealthCheckResponse.SERVING
+    took = (time.monotonic() - began) * 1000
+    return [Check(OK if serving else FAIL, "collector", f"{setup.collector} {'serving' if serving else 'not serving'}"
+                  f" ({took:.0f} ms)", "" if serving else "see the collector's log (journalctl -u ironsight-collector)")]  # fmt: skip
+
+
+def run(setup: Setup, tls_config: Any = None) -> list[Check]:
+    return [*nvml(setup), *devices(setup), *sampler_paths(setup), *clock(setup), *tls(setup), *disk(setup),
+            *collector(setup, tls_config)]  # fmt: skip
