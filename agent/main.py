@@ -19,7 +19,7 @@ from agent.loop import Sink, sample_loop
 from agent.runner import Runner, Tick
 from agent.samplers import REGISTRY
 from agent.samplers.base import DeviceInfo, Paths, Sampler, SamplerContext
-from ironsight.flags import dial_address, listen_address, setup_logging
+from ironsight.flags import add_logging_args, dial_address, listen_address, setup_logging
 from ironsight.systemd import Notifier
 from ironsight.transport import TransportError, check_dial, host_of, is_loopback, tls_from
 
@@ -154,7 +154,7 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--path.rootfs", dest="rootfs", type=existing_dir, default=Path("/"), help="root filesystem"
     )
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_logging_args(p)
     for spec in REGISTRY.values():
         p.add_argument(
             f"--collector.{spec.name}",
@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     problem = check_tls_args(args, args.collector, args.metrics_listen)
     if problem:
         p.error(problem)
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, args.log_format)
     if not args.once and not args.collector and not args.metrics_listen:
         print(
             "ironsight-agent: give --collector HOST:PORT to stream, --metrics-listen to serve /metrics, "

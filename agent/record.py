@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     problem = check_tls_args(args, args.tee_collector)
     if problem:
         p.error(problem)
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, args.log_format)
     if args.out.exists():
         print(f"ironsight record: {args.out} exists; choose another --out or remove it", file=sys.stderr)
         return 2

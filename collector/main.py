@@ -25,7 +25,7 @@ from collector.remote_write import Config, ConfigError, RemoteWriter
 from collector.server import IngestService, start
 from collector.store import Store, StoreLocked
 from collector.validate import Limits
-from ironsight.flags import listen_address, setup_logging
+from ironsight.flags import add_logging_args, listen_address, setup_logging
 from ironsight.systemd import Notifier
 from ironsight.transport import check_listen, tls_from
 
@@ -104,7 +104,7 @@ def parser() -> argparse.ArgumentParser:
         metavar="N",
         help="stored values waiting to be sent before the oldest are dropped (default 2000000)",
     )
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_logging_args(p)
     return p
 
 
@@ -369,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(exc))
     if args.detect_delay < 0:
         p.error("--detect-delay must be 0 or more seconds")
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, args.log_format)
     return asyncio.run(serve(args))
 
 

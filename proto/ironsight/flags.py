@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import re
-import sys
 
 
 def _host_port(value: str, lowest_port: int) -> str:
@@ -45,8 +43,15 @@ def duration_arg(value: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def setup_logging(level: str) -> None:
-    """One line per event on stderr, which journald and `ironsight up` collect."""
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+def setup_logging(level: str, fmt: str = "text") -> None:
+    """One line per event on stderr, which journald and `ironsight up` collect; see ironsight.logs."""
+    from ironsight.logs import setup
+
+    setup(level, fmt)
+
+
+def add_logging_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--log-format", default="text", choices=["text", "json"], help="one line per event, as text or JSON"
     )
