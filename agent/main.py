@@ -19,6 +19,7 @@ from agent.loop import Sink, sample_loop
 from agent.runner import Runner, Tick
 from agent.samplers import REGISTRY
 from agent.samplers.base import DeviceInfo, Paths, Sampler, SamplerContext
+from ironsight import config
 from ironsight.flags import add_logging_args, dial_address, listen_address, setup_logging
 from ironsight.systemd import Notifier
 from ironsight.transport import TransportError, check_dial, host_of, is_loopback, tls_from
@@ -295,10 +296,13 @@ def run_forever(args: argparse.Namespace, runner: Runner, paths: Paths) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = parser()
-    args = p.parse_args(argv)
+    args = config.parse(p, argv, Path("/etc/ironsight/agent.toml"), "IRONSIGHT_AGENT_")
     problem = check_tls_args(args, args.collector, args.metrics_listen)
     if problem:
         p.error(problem)
+    if args.check_config:
+        print(f"ironsight-agent: configuration OK ({args.config_file or 'flags and environment only'})")
+        return 0
     setup_logging(args.log_level, args.log_format)
     if not args.once and not args.collector and not args.metrics_listen:
         print(

@@ -25,6 +25,7 @@ from collector.remote_write import Config, ConfigError, RemoteWriter
 from collector.server import IngestService, start
 from collector.store import Store, StoreLocked
 from collector.validate import Limits
+from ironsight import config
 from ironsight.flags import add_logging_args, listen_address, setup_logging
 from ironsight.systemd import Notifier
 from ironsight.transport import check_listen, tls_from
@@ -357,7 +358,7 @@ async def serve(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = parser()
-    args = p.parse_args(argv)
+    args = config.parse(p, argv, Path("/etc/ironsight/collector.toml"), "IRONSIGHT_COLLECTOR_")
     try:
         args.thresholds = with_overrides(args.threshold)
         args.remote_write = remote_write_config(args)
@@ -367,6 +368,9 @@ def main(argv: list[str] | None = None) -> int:
             check_listen(args.http_listen, args.tls, args.insecure, args.allow_remote_insecure, "/metrics")
     except ValueError as exc:
         p.error(str(exc))
+    if args.check_config:
+        print(f"ironsight-collector: configuration OK ({args.config_file or 'flags and environment only'})")
+        return 0
     if args.detect_delay < 0:
         p.error("--detect-delay must be 0 or more seconds")
     setup_logging(args.log_level, args.log_format)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import shlex
 import shutil
 import signal
 import socket
@@ -17,6 +16,7 @@ import pytest
 
 from agent.main import parser as agent_parser
 from collector.main import parser as collector_parser
+from ironsight import config
 
 from conftest import BIN, free_port
 
@@ -58,8 +58,10 @@ def test_units_verify_and_every_path_exists(tmp_path: Path) -> None:
         config_dir = re.search(r"^ConfigurationDirectory=(\S+)", text, re.M).group(1)  # type: ignore[union-attr]
         assert env.startswith(f"/etc/{config_dir}/")
         state = re.search(r"^StateDirectory=(\S+)", text, re.M).group(1)  # type: ignore[union-attr]
-        for path in re.findall(r"/var/lib/[\w./-]+", text):
-            assert path.startswith(f"/var/lib/{state}/"), path
+        for path in re.findall(r"/var/lib/[\w./-]+", text):  # inside its own state directory
+            assert f"{path}/".startswith(f"/var/lib/{state}/"), path
+        for exe in re.findall(r"^ExecStart(?:Pre)?=(\S+)", text, re.M):
+            assert Path(exe).is_file(), exe
     assert "d /etc/ironsight 0750 root ironsight" in (UNITS / "ironsight.tmpfiles.conf").read_text()
 
 
@@ -71,12 +73,12 @@ def test_exposure_is_2_or_lower(name: str) -> None:
     assert float(found.group(1)) <= 2.0
 
 
-@pytest.mark.parametrize(("example", "make"), [("agent.env.example", agent_parser),
-                                               ("collector.env.example", collector_parser)])  # fmt: skip
-def test_example_options_parse(example: str, make: object) -> None:
-    text = (UNITS / example).read_text()
-    (value,) = re.findall(r'^IRONSIGHT_\w+_ARGS="(.*)"$', text, re.M)
-    make().parse_args(shlex.split(value))  # type: ignore[operator]  # argparse exits 2 on a bad flag
+@pytest.mark.parametrize(("example", "make"), [("agent.toml.example", agent_parser),
+                                               ("collector.toml.example", collector_parser)])  # fmt: skip
+def test_example_configuration_parses(example: str, make: object) -> None:
+    tokens = config.from_file(make(), UNITS / example)  # type: ignore[operator]  # raises ConfigError
+    assert "--tls-ca" in tokens
+    make().parse_args(tokens)  # type: ignore[operator]
 
 
 class NotifySocket:
