@@ -65,6 +65,10 @@ def existing_dir(value: str) -> Path:
     return p
 
 
+DEFAULT_CONFIG = Path("/etc/ironsight/agent.toml")
+ENV_PREFIX = "IRONSIGHT_AGENT_"
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ironsight-agent",
@@ -184,6 +188,24 @@ def run_once(runner: Runner) -> int:
     return 0
 
 
+def samplers_on(args: argparse.Namespace) -> set[str]:
+    return {k for k, v in vars(args).items() if k.startswith("enable_") and v}
+
+
+def budget(interval_s: float) -> float:
+    """How long a sampler may take before the runner gives up on it this tick."""
+    return min(5.0, max(0.05, interval_s * 0.8))
+
+
+def reparse(argv: list[str] | None) -> argparse.Namespace:
+    p = parser()
+    args = config.parse(p, argv, DEFAULT_CONFIG, ENV_PREFIX)
+    problem = check_tls_args(args, args.collector, args.metrics_listen)
+    if problem:
+        p.error(problem)
+    return args
+
+
 def stop_on_signals() -> threading.Event:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -240,8 +262,11 @@ class SystemdTicks:
         return text
 
 
-def run_forever(args: argparse.Namespace, runner: Runner, paths: Paths) -> int:
-    """Samples until SIGTERM: streams to the collector, serves /metrics, or both."""
+def run_forever(args: argparse.Namespace, runner: Runner, paths: Paths, argv: list[str] | None = None) -> int:
+    """Samples until SIGTERM: streams to the collector, serves /metrics, or both; SIGHUP reloads.
+
+    It owns the runner: a reload that changes the samplers or the interval replaces it."""
+    from agent.reload import Signals, reload
     from agent.spool import Spool, SpoolError
     from agent.stream import Sender
 
@@ -252,10 +277,11 @@ def run_forever(args: argparse.Namespace, runner: Runner, paths: Paths) -> int:
             spool = Spool(spool_dir, args.spool_max_bytes)
         except SpoolError as exc:
             print(f"ironsight-agent: {exc}", file=sys.stderr)
+            runner.close()
             return 1
         sender = Sender(args.collector, spool, tls=args.tls)
         log.info("spooling to %s (up to %d bytes)", spool_dir, args.spool_max_bytes)
-    stop = stop_on_signals()
+    signals = Signals()
     on_tick, server = None, None
     if args.metrics_listen:
         from agent.metrics import Latest, serve
@@ -265,6 +291,7 @@ def run_forever(args: argparse.Namespace, runner: Runner, paths: Paths) -> int:
             server = serve(args.metrics_listen, latest, args.tls)
         except OSError as exc:
             print(f"ironsight-agent: cannot serve metrics on {args.metrics_listen}: {exc}", file=sys.stderr)
+            runner.close()
             return 1
         on_tick = latest.update
         log.info("serving /metrics on %s", args.metrics_listen)
@@ -279,7 +306,22 @@ def run_forever(args: argparse.Namespace, runner: Runner, paths: Paths) -> int:
     )
     sinks: list[Sink] = [sender] if sender is not None else []
     systemd = SystemdTicks(Notifier(), args, sender, on_tick)
-    sample_loop(runner, batcher, paths, sinks, stop, args.batch_seconds, on_tick=systemd.tick)
+    try:
+        while True:
+            sample_loop(runner, batcher, paths, sinks, signals.wake, args.batch_seconds, on_tick=systemd.tick)
+            if signals.term:
+                break
+            signals.rearm()
+            before = (args.interval, samplers_on(args))
+            args = reload(args, lambda: reparse(argv))
+            if (args.interval, samplers_on(args)) != before:
+                runner.close()
+                runner = Runner(
+                    build_samplers(args, SamplerContext(paths=paths)), budget_s=budget(args.interval)
+                )
+                batcher.interval_s = args.interval
+    finally:
+        runner.close()
     systemd.notifier.stopping("stopping: sending what is spooled")
     if server is not None:
         server.shutdown()
@@ -295,11 +337,7 @@ def run_forever(args: argparse.Namespace, runner: Runner, paths: Paths) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser()
-    args = config.parse(p, argv, Path("/etc/ironsight/agent.toml"), "IRONSIGHT_AGENT_")
-    problem = check_tls_args(args, args.collector, args.metrics_listen)
-    if problem:
-        p.error(problem)
+    args = reparse(argv)
     if args.check_config:
         print(f"ironsight-agent: configuration OK ({args.config_file or 'flags and environment only'})")
         return 0
@@ -313,9 +351,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     paths = Paths(procfs=args.procfs, sysfs=args.sysfs, rootfs=args.rootfs)
     samplers = build_samplers(args, SamplerContext(paths=paths))
-    runner = Runner(samplers, budget_s=min(5.0, max(0.05, args.interval * 0.8)))
+    runner = Runner(samplers, budget_s=budget(args.interval))
+    if not args.once:
+        return run_forever(args, runner, paths, argv)  # it owns the runner: a reload replaces it
     try:
-        return run_once(runner) if args.once else run_forever(args, runner, paths)
+        return run_once(runner)
     finally:
         runner.close()
 

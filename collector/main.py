@@ -330,6 +330,7 @@ async def serve(args: argparse.Namespace) -> int:
             tls_args = dict(certfile=str(args.tls.cert), keyfile=str(args.tls.key), client_cafile=str(args.tls.ca),
                             client_auth_required=True)  # fmt: skip
         start_http_server(int(port), addr=host, registry=registry, **tls_args)  # type: ignore[arg-type]
+    loop.add_signal_handler(signal.SIGHUP, reload, args, detector)
     log.info("listening on %s (port %d), storing in %s", args.listen, collector.port, args.db)
     started = time.monotonic()
     notifier = Notifier()
@@ -356,7 +357,8 @@ async def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def load(argv: list[str] | None) -> argparse.Namespace:
+    """Flags, environment and file, checked; exits 2 with one line when they do not hold."""
     p = parser()
     args = config.parse(p, argv, Path("/etc/ironsight/collector.toml"), "IRONSIGHT_COLLECTOR_")
     try:
@@ -368,11 +370,42 @@ def main(argv: list[str] | None = None) -> int:
             check_listen(args.http_listen, args.tls, args.insecure, args.allow_remote_insecure, "/metrics")
     except ValueError as exc:
         p.error(str(exc))
+    if args.detect_delay < 0:
+        p.error("--detect-delay must be 0 or more seconds")
+    args.argv = argv
+    return args
+
+
+def reload(args: argparse.Namespace, detector: LiveDetector | None) -> None:
+    """SIGHUP: the detector's thresholds change in place (from its next step); the rest at a restart."""
+    try:
+        new = load(args.argv)
+    except SystemExit:  # argparse has printed its one line
+        log.error("reload: the configuration does not hold (see above); keeping the running one")
+        return
+    changed = [
+        k
+        for k, v in vars(new).items()
+        if k not in ("thresholds", "remote_write", "tls", "threshold") and getattr(args, k, v) != v
+    ]
+    if new.thresholds != args.thresholds:
+        old_t, new_t = vars(args.thresholds), vars(new.thresholds)
+        diff = ", ".join(f"{k} {old_t[k]} -> {v}" for k, v in new_t.items() if old_t[k] != v)
+        args.thresholds = new.thresholds
+        if detector is not None:
+            detector.t = new.thresholds
+        log.info("reload: thresholds %s", diff)
+    elif not changed:
+        log.info("reload: nothing changed")
+    for key in changed:
+        log.warning("reload: %s changed; it takes effect at the next restart", key)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = load(argv)
     if args.check_config:
         print(f"ironsight-collector: configuration OK ({args.config_file or 'flags and environment only'})")
         return 0
-    if args.detect_delay < 0:
-        p.error("--detect-delay must be 0 or more seconds")
     setup_logging(args.log_level, args.log_format)
     return asyncio.run(serve(args))
 
