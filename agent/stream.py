@@ -38,6 +38,9 @@ CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
 ]
+# A collector acknowledges within a commit (well under a second, seconds when busy): this long without
+# one while batches are in flight means the connection is dead even if TCP has not noticed.
+ACK_TIMEOUT_S = 15.0
 # Trailing metadata key the collector sets when it rejects a batch, so the
 # agent can drop exactly that batch instead of resending it forever.
 REJECTED_SEQ_KEY = "ironsight-rejected-seq"
@@ -111,6 +114,9 @@ class Sender:
         self.reconnects = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sender", daemon=True)
+        self._last_ack = time.monotonic()
+        self._stalled = False
+        self._call: Any = None
 
     @property
     def dropped(self) -> int:
@@ -144,10 +150,18 @@ class Sender:
 
     def _requests(self, alive: threading.Event) -> Iterator[bytes]:
         last_sent = -1
+        self._stalled = False
         while alive.is_set() and not self._stop.is_set():
             with self.cond:
+                in_flight = self.backlog.count_through(last_sent)
+                if in_flight and time.monotonic() - self._last_ack > ACK_TIMEOUT_S and self._call is not None:
+                    # HTTP/2 keepalive pings wait behind our own writes on a busy stream (grpc/grpc#14717),
+                    # so a frozen or unreachable collector is noticed here: reconnect and resend.
+                    self._stalled = True
+                    self._call.cancel()
+                    return
                 nxt = self.backlog.next_after(last_sent)
-                if nxt is None or self.backlog.count_through(last_sent) >= self.max_in_flight:
+                if nxt is None or in_flight >= self.max_in_flight:
                     self.cond.wait(0.2)
                     continue
                 payload = self.backlog.read(nxt)
@@ -170,7 +184,11 @@ class Sender:
                     request_serializer=bytes,
                     response_deserializer=pb.Ack.FromString,
                 )
-                for ack in stream(self._requests(alive)):
+                self._last_ack = time.monotonic()
+                self._call = None  # set before the request generator may cancel it
+                call = stream(self._requests(alive))
+                self._call = call
+                for ack in call:
                     if down_since is not None:
                         log.info(
                             "collector %s reachable again after %.1fs; resending %d batches",
@@ -181,6 +199,7 @@ class Sender:
                         down_since = None
                     delay = self.backoff_initial_s
                     with self.cond:
+                        self._last_ack = time.monotonic()
                         if self.backlog.ack(ack.seq):
                             self.acked += 1
                         self.cond.notify_all()
@@ -197,6 +216,8 @@ class Sender:
             if down_since is None:
                 down_since = time.monotonic()
                 reason = error.details() if error is not None else "stream closed"
+                if error is not None and error.code() == grpc.StatusCode.CANCELLED and self._stalled:
+                    reason = f"no acknowledgement for {ACK_TIMEOUT_S:.0f}s with batches in flight"
                 log.warning(
                     "collector %s unreachable (%s); keeping batches until it is back", self.target, reason
                 )

@@ -182,3 +182,37 @@ def c_query(c: CollectorProcess, sql: str) -> list[str]:
 
     out = json.loads(run_cli("--collector", c.target, "--format", "json", "query", sql).stdout)
     return [str(v) for row in out for v in row.values()]
+
+
+def test_a_frozen_collector_is_noticed_by_keepalive(tmp_path: Path) -> None:
+    """SIGSTOP: the kernel still answers TCP, only HTTP/2 pings go unanswered."""
+    c = CollectorProcess(tmp_path / "f.duckdb", tmp_path / "collector.log", ["--no-detect"]).start()
+    log_path = tmp_path / "agent.log"
+    log = open(log_path, "ab")  # noqa: SIM115
+    agent = subprocess.Popen(
+        [str(BIN / "ironsight-agent"), "--collector", c.target, "--node-id", "frozen", "--interval", "0.5",
+         "--no-collector.nic", "--no-collector.hwmon", "--no-collector.gpu"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    assert c.proc is not None
+    try:
+        time.sleep(3)
+        c.proc.send_signal(signal.SIGSTOP)
+        frozen_at = time.monotonic()
+        while "unreachable" not in log_path.read_text() and time.monotonic() - frozen_at < 40:
+            time.sleep(0.2)
+        noticed = time.monotonic() - frozen_at
+        c.proc.send_signal(signal.SIGCONT)
+        assert "unreachable" in log_path.read_text(), "a frozen collector went unnoticed for 40 s"
+        assert noticed < 25  # keepalive: a ping every 10 s, 5 s to answer
+        deadline = time.monotonic() + 30
+        while "reachable again" not in log_path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "reachable again" in log_path.read_text()
+    finally:
+        if c.proc.poll() is None:
+            c.proc.send_signal(signal.SIGCONT)
+        agent.terminate()
+        agent.wait(timeout=30)
+        log.close()
+        c.stop()
