@@ -11,7 +11,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC
+from datetime import UTC, timedelta
 from pathlib import Path
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -22,11 +22,12 @@ from collector.detect.config import with_overrides
 from collector.detect.findings import KINDS
 from collector.detect.live import LiveDetector
 from collector.remote_write import Config, ConfigError, RemoteWriter
+from collector.retention import Policy, Retention
 from collector.server import IngestService, start
 from collector.store import Store, StoreLocked
 from collector.validate import Limits
 from ironsight import config
-from ironsight.flags import add_logging_args, listen_address, setup_logging
+from ironsight.flags import add_logging_args, duration_arg, listen_address, setup_logging
 from ironsight.systemd import Notifier
 from ironsight.transport import check_listen, tls_from
 
@@ -76,6 +77,18 @@ def parser() -> argparse.ArgumentParser:
         help="judge each detector step this long after it ends, for batches in flight (default 5)",
     )
     p.add_argument("--no-detect", action="store_true", help="do not run the bottleneck detector")
+    p.add_argument(
+        "--retention-raw", type=duration_arg, default=7 * 86400.0, metavar="DURATION",
+        help="keep raw samples this long, e.g. 7d, 36h (default 7d); one-minute rollups stay longer",
+    )  # fmt: skip
+    p.add_argument(
+        "--retention-rollups", type=duration_arg, default=90 * 86400.0, metavar="DURATION",
+        help="keep one-minute rollups this long (default 90d)",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-db-bytes", type=int, default=0, metavar="BYTES",
+        help="keep the database's used space under this by pruning the oldest raw samples first (default 0: no cap)",
+    )  # fmt: skip
     p.add_argument(
         "--threshold",
         action="append",
@@ -224,6 +237,28 @@ class RemoteWriteMetrics(PromCollector):
         )
 
 
+class RetentionMetrics(PromCollector):
+    def __init__(self, retention: Retention) -> None:
+        self.retention = retention
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.retention.stats
+        deleted = CounterMetricFamily(
+            "ironsight_retention_deleted_rows", "Rows pruned, by why: age (raw), rollup_age, size (the cap)",
+            labels=["reason"],
+        )  # fmt: skip
+        for reason in ("age", "rollup_age", "size"):
+            deleted.add_metric([reason], s.deleted[reason])
+        yield deleted
+        yield CounterMetricFamily(
+            "ironsight_retention_rollup_rows", "One-minute rollup rows written", value=s.rollup_rows
+        )
+        yield GaugeMetricFamily(
+            "ironsight_store_used_bytes", "Database space in use (freed space is reused, not returned)",
+            value=s.used_bytes,
+        )  # fmt: skip
+
+
 class IngestMetrics(PromCollector):
     """The collector's pipeline health, read from the store's counters at scrape time."""
 
@@ -315,6 +350,8 @@ async def serve(args: argparse.Namespace) -> int:
     if not args.no_detect:
         detector = LiveDetector(store.reader(), args.thresholds, args.detect_delay)
         detector.start()
+    retention = Retention(store.reader(), args.retention)
+    retention.start()
     if args.http_listen:
         from prometheus_client import start_http_server
 
@@ -324,6 +361,7 @@ async def serve(args: argparse.Namespace) -> int:
             registry.register(DetectorMetrics(detector))
         if writer is not None:
             registry.register(RemoteWriteMetrics(writer))
+        registry.register(RetentionMetrics(retention))
         host, _, port = args.http_listen.rpartition(":")
         tls_args = {}
         if args.tls is not None:  # the same CA: Prometheus scrapes with a certificate it issued
@@ -342,6 +380,7 @@ async def serve(args: argparse.Namespace) -> int:
     log.info("stopping: draining in-flight batches")
     if detector is not None:
         detector.stop()
+    retention.stop()
     await collector.stop()
     if writer is not None:
         writer.stop()
@@ -372,6 +411,13 @@ def load(argv: list[str] | None) -> argparse.Namespace:
         p.error(str(exc))
     if args.detect_delay < 0:
         p.error("--detect-delay must be 0 or more seconds")
+    if args.retention_raw < 600 or args.retention_rollups < args.retention_raw or args.max_db_bytes < 0:
+        p.error(
+            "--retention-raw must be at least 10m, --retention-rollups at least as long, --max-db-bytes >= 0"
+        )
+    args.retention = Policy(
+        timedelta(seconds=args.retention_raw), timedelta(seconds=args.retention_rollups), args.max_db_bytes
+    )
     args.argv = argv
     return args
 

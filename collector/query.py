@@ -155,13 +155,21 @@ def series_sql(
     cond = " AND ".join(where)
     col = metric.column
     if not rate:
-        return f"SELECT time, node, device, {col} AS value FROM {metric.table} WHERE {cond} ORDER BY node, device, time"
-    return f"""
-        SELECT time, node, device, {counter_rate(col)} AS value
+        raw = f"SELECT time, node, device, {col} AS value, 'raw' AS source FROM {metric.table} WHERE {cond}"
+    else:
+        raw = f"""
+        SELECT time, node, device, {counter_rate(col)} AS value, 'raw' AS source
         FROM {metric.table} WHERE {cond}
         WINDOW w AS (PARTITION BY node, device ORDER BY time)
-        QUALIFY value IS NOT NULL
-        ORDER BY node, device, time"""
+        QUALIFY value IS NOT NULL"""
+    # Where the raw samples have been pruned, the one-minute rollups answer: the mean of a gauge, a
+    # counter's increase per second. Both parts together, each minute once.
+    value = "increase / 60" if rate else "mean"
+    rolled = f"""
+        SELECT time, node, device, {value} AS value, 'rollup 1m' AS source FROM rollups_1m
+        WHERE tbl = {quote(metric.table)} AND col = {quote(col)} AND {cond} AND {value} IS NOT NULL
+          AND time + INTERVAL 1 MINUTE <= coalesce((SELECT min(time) FROM {metric.table}), TIMESTAMP '9999-01-01')"""
+    return f"SELECT * FROM ({raw} UNION ALL {rolled}) ORDER BY node, device, time"
 
 
 def counter_rate(col: str) -> str:

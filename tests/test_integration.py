@@ -107,7 +107,8 @@ def test_cli_reads_through_the_collector_and_from_the_file(agent_run: CollectorP
         "5m",
     )
     lines = out.stdout.strip().splitlines()
-    assert lines[0] == "time,node,device,value" and len(lines) >= 11
+    assert lines[0] == "time,node,device,value,source" and len(lines) >= 11
+    assert all(line.endswith(",raw") for line in lines[1:])  # nothing pruned yet: no rollups
     rate = json.loads(
         run_cli(
             "--collector",

@@ -53,6 +53,7 @@ def test_migrations_apply_once_and_are_recorded(tmp_path: Path) -> None:
         (1, "initial"),
         (2, "events"),
         (3, "detector_state"),
+        (4, "rollups"),
     ]
 
 
