@@ -593,8 +593,9 @@ def certs_collector(names: tuple[str, ...], ips: tuple[str, ...], directory: Pat
 @click.option(
     "--need-mb", type=click.IntRange(1), default=256, show_default=True, help="free space wanted there"
 )
+@click.option("--user", help="check GPU device access for this user (the services run as ironsight)")
 @click.pass_obj
-def doctor(c: Ctx, procfs: Path, sysfs: Path, state_dir: Path | None, need_mb: int) -> None:
+def doctor(c: Ctx, procfs: Path, sysfs: Path, state_dir: Path | None, need_mb: int, user: str | None) -> None:
     """Check this server: NVML and driver, GPU device access, each sampler's files, the clock, TLS files
     (given with --tls-*), free space, and the collector (given with --collector). Exits 1 on any FAIL.
 
@@ -608,7 +609,7 @@ def doctor(c: Ctx, procfs: Path, sysfs: Path, state_dir: Path | None, need_mb: i
 
     tls_files = (c.tls.ca, c.tls.cert, c.tls.key) if c.tls else ()
     setup = Setup(procfs=procfs, sysfs=sysfs, state_dir=state_dir or default_state_dir(None),
-                  need_bytes=need_mb << 20, tls_files=tls_files, collector=c.collector)  # fmt: skip
+                  need_bytes=need_mb << 20, tls_files=tls_files, collector=c.collector, user=user)  # fmt: skip
     checks = run(setup, c.tls)
     width = max(len(ch.name) for ch in checks)
     colour = {OK: "green", WARN: "yellow", FAIL: "red"}

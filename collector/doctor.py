@@ -37,6 +37,7 @@ class Setup:
     tls_files: tuple[Path, ...] = ()
     collector: str | None = None
     nvml: Any = None  # a pynvml-like module (tests); None imports pynvml
+    user: str | None = None  # whose access to /dev/nvidia* to check (the service's); None: this process
 
 
 def nvml(setup: Setup) -> list[Check]:
@@ -61,16 +62,40 @@ def nvml(setup: Setup) -> list[Check]:
     return out
 
 
+def can_read_write(path: Path, user: str | None) -> bool:
+    if user is None:
+        return os.access(path, os.R_OK | os.W_OK)
+    import grp
+    import pwd
+
+    pw = pwd.getpwnam(user)
+    groups = {pw.pw_gid} | {g.gr_gid for g in grp.getgrall() if user in g.gr_mem}
+    st = path.stat()
+    if st.st_uid == pw.pw_uid:
+        need = stat.S_IRUSR | stat.S_IWUSR
+    elif st.st_gid in groups:
+        need = stat.S_IRGRP | stat.S_IWGRP
+    else:
+        need = stat.S_IROTH | stat.S_IWOTH
+    return st.st_mode & need == need
+
+
 def devices(setup: Setup) -> list[Check]:
     nodes = sorted(setup.dev.glob("nvidia*"))
     if not nodes:
         return []
-    closed = [p.name for p in nodes if p.is_char_device() and not os.access(p, os.R_OK | os.W_OK)]
+    who = f"user {setup.user}" if setup.user else f"uid {os.getuid()}"
+    try:
+        closed = [p.name for p in nodes if p.is_char_device() and not can_read_write(p, setup.user)]
+    except KeyError:
+        return [
+            Check(FAIL, "gpu devices", f"no user {setup.user!r} here", "create it: systemd-sysusers (README)")
+        ]
     if closed:
-        return [Check(FAIL, "gpu devices", f"not readable and writable by uid {os.getuid()}: {', '.join(closed)}",
+        return [Check(FAIL, "gpu devices", f"not readable and writable by {who}: {', '.join(closed)}",
                       "the unit allows them with DeviceAllow=; elsewhere add the user to the devices' group")]  # fmt: skip
     modes = {p.name: stat.filemode(p.stat().st_mode) for p in nodes[:3]}
-    return [Check(OK, "gpu devices", f"{len(nodes)} device files usable ({modes})")]
+    return [Check(OK, "gpu devices", f"{len(nodes)} device files usable by {who} ({modes})")]
 
 
 SAMPLER_PATHS = {

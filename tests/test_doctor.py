@@ -93,3 +93,22 @@ def test_collector_reachable_or_not_and_disk_space(tmp_path: Path) -> None:
     lines = [line for line in out.stdout.splitlines() if line.startswith("FAIL")]
     assert any("collector" in line and "UNAVAILABLE" in line for line in lines)
     assert any("disk" in line and "want 100000000 MiB" in line for line in lines)
+
+
+def test_device_access_for_the_service_user(tmp_path: Path) -> None:
+    import os
+    import stat as st
+
+    from collector.doctor import devices
+
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    node = dev / "nvidia0"
+    os.mknod(node, st.S_IFCHR | 0o660, os.makedev(195, 0))  # root:root rw-rw----, as on a badly set up server
+    [closed] = devices(Setup(dev=dev, user="nobody"))
+    assert closed.status == FAIL and "not readable and writable by user nobody: nvidia0" in closed.detail
+    node.chmod(0o666)
+    [opened] = devices(Setup(dev=dev, user="nobody"))
+    assert opened.status == OK and "usable by user nobody" in opened.detail
+    [unknown] = devices(Setup(dev=dev, user="no-such-user-here"))
+    assert unknown.status == FAIL and "no user 'no-such-user-here'" in unknown.detail
