@@ -67,3 +67,18 @@ def test_the_agent_logs_json_when_asked(tmp_path: Path) -> None:
     records = [json.loads(line) for line in err.splitlines()]
     assert any("unreachable" in r["msg"] and r["level"] == "warning" for r in records)
     assert sum("unreachable" in r["msg"] for r in records) == 1  # an outage is logged once, not per retry
+
+
+def test_logfmt_lines() -> None:
+    import shlex
+
+    from ironsight.logs import LogfmtFormatter
+
+    log, out = logger(LogfmtFormatter(), RateLimit())
+    log.warning('finding opened id=%d kind=%s note="%s"', 7, "thermal", "hot")
+    log.info("plain")
+    first, second = out.getvalue().splitlines()
+    fields = dict(part.split("=", 1) for part in shlex.split(first))
+    assert fields["level"] == "warning" and fields["logger"].startswith("test.")
+    assert fields["msg"] == 'finding opened id=7 kind=thermal note="hot"'
+    assert second.endswith("msg=plain") and " level=info " in second

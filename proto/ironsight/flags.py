@@ -53,5 +53,8 @@ def setup_logging(level: str, fmt: str = "text") -> None:
 def add_logging_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument(
-        "--log-format", default="text", choices=["text", "json"], help="one line per event, as text or JSON"
+        "--log-format",
+        default="text",
+        choices=["text", "logfmt", "json"],
+        help="one line per event: text, key=value (logfmt) or JSON",
     )

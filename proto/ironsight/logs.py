@@ -52,6 +52,29 @@ class TextFormatter(logging.Formatter):
         return f"{line} (and {n} more like it in the last minute, not shown)" if n else line
 
 
+class LogfmtFormatter(logging.Formatter):
+    """key=value pairs (logfmt), values quoted when they hold spaces, quotes or '='."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if getattr(record, "suppressed", 0):
+            fields["suppressed"] = str(getattr(record, "suppressed", 0))
+        if record.exc_info:
+            fields["exception"] = self.formatException(record.exc_info)
+        return " ".join(f"{k}={_quote(v)}" for k, v in fields.items())
+
+
+def _quote(value: str) -> str:
+    if value and not any(c in value for c in ' "=\n\\'):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, object] = {
@@ -69,7 +92,8 @@ class JsonFormatter(logging.Formatter):
 
 def setup(level: str, fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    formatters = {"json": JsonFormatter, "logfmt": LogfmtFormatter}
+    handler.setFormatter(formatters.get(fmt, TextFormatter)())
     handler.addFilter(RateLimit())
     root = logging.getLogger()
     root.handlers[:] = [handler]
