@@ -22,6 +22,21 @@ LabelSet = tuple[tuple[str, str], ...]  # sorted by name, __name__ included
 Series = dict[LabelSet, list[tuple[int, float]]]  # (milliseconds, value), oldest first
 
 
+def readings(tables: Iterable[tuple[str, pa.Table]]) -> dict[tuple[str, int], Reading]:
+    """Stored rows (node, device, time, fields) regrouped as each node's ticks, by (node, microseconds)."""
+    out: dict[tuple[str, int], Reading] = {}
+    for name, table in tables:
+        # Microseconds as integers: naive datetimes would be read in the local time zone.
+        micros = table.column("time").cast(pa.int64()).to_pylist()
+        for us, row in zip(micros, table.drop_columns(["time"]).to_pylist(), strict=True):
+            node, device = row.pop("node"), row.pop("device")
+            reading = out.get((node, us))
+            if reading is None:
+                reading = out[(node, us)] = Reading()
+            reading.add(name, device, {k: v for k, v in row.items() if v is not None})
+    return out
+
+
 @dataclass
 class NodeState:
     hostname: str
@@ -49,20 +64,10 @@ class SeriesBuilder:
 
     def add(self, tables: Iterable[tuple[str, pa.Table]], out: Series) -> int:
         """Appends the samples of stored tables (node, device, time, fields) to out; returns how many."""
-        ticks: dict[tuple[str, int], Reading] = {}
-        for name, table in tables:
-            # Microseconds as integers: naive datetimes would be read in the local time zone.
-            micros = table.column("time").cast(pa.int64()).to_pylist()
-            for us, row in zip(micros, table.drop_columns(["time"]).to_pylist(), strict=True):
-                node, device = row.pop("node"), row.pop("device")
-                values = {k: v for k, v in row.items() if v is not None}
-                key = (node, us // 1000)
-                reading = ticks.get(key)
-                if reading is None:
-                    reading = ticks[key] = Reading()
-                reading.add(name, device, values)
+        ticks = readings(tables)
         count = 0
-        for (node, ms), reading in sorted(ticks.items(), key=lambda kv: kv[0][1]):
+        for (node, us), reading in sorted(ticks.items(), key=lambda kv: kv[0][1]):
+            ms = us // 1000
             state = self._node(node)
             state.xids.add(reading)
             base = {**self.extra, "instance": node}

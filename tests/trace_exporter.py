@@ -12,31 +12,19 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-import pyarrow as pa
-
 from agent.metrics import Latest, serve
 from agent.runner import Tick
-from agent.samplers.base import DeviceInfo, Reading
+from agent.samplers.base import DeviceInfo
+from collector.series import readings
 from ironsight.columnar import to_arrow
 from ironsight.v1 import telemetry_pb2 as pb
 
 
 def ticks(node: str, batches: Iterable[pb.Batch]) -> list[Tick]:
     """The node's samples regrouped into ticks, oldest first."""
-    by_time: dict[int, Reading] = {}
-    for batch in batches:
-        if batch.node_id != node:
-            continue
-        for table in batch.tables:
-            arrow = to_arrow(node, table)
-            micros = arrow.column("time").cast(pa.int64()).to_pylist()
-            for us, row in zip(micros, arrow.drop_columns(["time"]).to_pylist(), strict=True):
-                time_ns = us * 1000
-                row.pop("node")
-                device = row.pop("device")
-                values = {k: v for k, v in row.items() if v is not None}
-                by_time.setdefault(time_ns, Reading()).add(table.name, device, values)
-    return [Tick(t, by_time[t]) for t in sorted(by_time)]
+    tables = [(t.name, to_arrow(node, t)) for b in batches if b.node_id == node for t in b.tables]
+    by_time = readings(tables)
+    return [Tick(us * 1000, by_time[(n, us)]) for n, us in sorted(by_time)]
 
 
 class TraceExporter:
