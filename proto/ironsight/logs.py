@@ -52,31 +52,10 @@ class TextFormatter(logging.Formatter):
         return f"{line} (and {n} more like it in the last minute, not shown)" if n else line
 
 
-class LogfmtFormatter(logging.Formatter):
-    """key=value pairs (logfmt), values quoted when they hold spaces, quotes or '='."""
+class _Fields(logging.Formatter):
+    """The one set of fields both structured formats write."""
 
-    def format(self, record: logging.LogRecord) -> str:
-        fields = {
-            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        if getattr(record, "suppressed", 0):
-            fields["suppressed"] = str(getattr(record, "suppressed", 0))
-        if record.exc_info:
-            fields["exception"] = self.formatException(record.exc_info)
-        return " ".join(f"{k}={_quote(v)}" for k, v in fields.items())
-
-
-def _quote(value: str) -> str:
-    if value and not any(c in value for c in ' "=\n\\'):
-        return value
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
+    def fields(self, record: logging.LogRecord) -> dict[str, object]:
         out: dict[str, object] = {
             "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
@@ -87,7 +66,25 @@ class JsonFormatter(logging.Formatter):
             out["suppressed"] = getattr(record, "suppressed", 0)
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str)
+        return out
+
+
+class LogfmtFormatter(_Fields):
+    """key=value pairs (logfmt), values quoted when they hold spaces, quotes or '='."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return " ".join(f"{k}={_quote(str(v))}" for k, v in self.fields(record).items())
+
+
+def _quote(value: str) -> str:
+    if value and not any(c in value for c in ' "=\n\\'):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+class JsonFormatter(_Fields):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(self.fields(record), default=str)
 
 
 def setup(level: str, fmt: str = "text") -> None:
