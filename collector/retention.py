@@ -107,18 +107,21 @@ def used_bytes(con: Any) -> int:
     return int(row[0]) * int(row[1])
 
 
-def checkpoint(con: Any) -> None:
+def checkpoint(con: Any) -> bool:
     """Deleted blocks become reusable (and count as free) at a checkpoint; with a commit of the writer in
     progress DuckDB refuses one, and its own automatic checkpoint comes soon enough."""
     try:
         con.execute("CHECKPOINT")
     except Exception as exc:
         log.debug("retention: checkpoint deferred: %s", exc)
+        return False
+    return True
 
 
-def delete_raw_before(con: Any, cutoff: datetime) -> int:
-    """Raw rows before cutoff, after rolling up any of their minutes that arrived too late to be."""
-    oldest = oldest_raw(con)
+def delete_raw_before(con: Any, cutoff: datetime, oldest: datetime | None = None) -> int:
+    """Raw rows before cutoff, after rolling up any of their minutes that arrived too late to be.
+    oldest: the oldest raw sample, when the caller has just looked it up."""
+    oldest = oldest or oldest_raw(con)
     if oldest is None or oldest >= cutoff:
         return 0
     rollup(con, oldest.replace(second=0, microsecond=0), cutoff, missing_only=True)
@@ -194,9 +197,11 @@ class Retention:
                             "left to delete", self.stats.used_bytes, p.max_bytes)  # fmt: skip
                 break
             cutoff = min(done, oldest + timedelta(hours=1)).replace(second=0, microsecond=0)
-            gone = delete_raw_before(self.con, cutoff)
+            gone = delete_raw_before(self.con, cutoff, oldest)
             self.stats.deleted["size"] += gone
-            checkpoint(self.con)
+            settled = checkpoint(self.con)
             self.stats.used_bytes = used_bytes(self.con)
             log.warning("retention: over the %d-byte cap: deleted %d raw rows before %s (now %d bytes used)",
                         p.max_bytes, gone, cutoff.isoformat(sep=" ", timespec="seconds"), self.stats.used_bytes)  # fmt: skip
+            if not settled:  # used_bytes is stale until a checkpoint: go on next pass, not by a stale figure
+                break
