@@ -16,7 +16,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from agent.exposition import ReadingCollector, XidHistory
 from agent.runner import Tick
 from agent.samplers.base import DeviceInfo
-from ironsight.transport import Tls
+from ironsight.transport import Tls, serve_metrics
 
 
 class Latest(Collector):
@@ -62,17 +62,7 @@ class Latest(Collector):
 
 
 def serve(listen: str, latest: Latest, tls: Tls | None = None) -> Any:
-    """Starts the HTTP server on a daemon thread; returns it (shutdown() stops it).
-
-    With TLS, scrapers must present a certificate the same CA signed."""
-    from prometheus_client import start_http_server
-
+    """Starts the HTTP server on a daemon thread; returns it (shutdown() stops it)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(latest)
-    host, _, port = listen.rpartition(":")
-    kw: dict[str, Any] = {}
-    if tls is not None:
-        kw = {"certfile": str(tls.cert), "keyfile": str(tls.key), "client_cafile": str(tls.ca),
-              "client_auth_required": True}  # fmt: skip
-    server, _thread = start_http_server(int(port), addr=host.strip("[]"), registry=registry, **kw)
-    return server
+    return serve_metrics(listen, registry, tls)

@@ -29,7 +29,7 @@ from collector.validate import Limits
 from ironsight import config
 from ironsight.flags import add_logging_args, duration_arg, listen_address, setup_logging
 from ironsight.systemd import Notifier
-from ironsight.transport import check_listen, tls_from
+from ironsight.transport import check_listen, serve_metrics, tls_from
 
 log = logging.getLogger("ironsight.collector")
 
@@ -353,8 +353,6 @@ async def serve(args: argparse.Namespace) -> int:
     retention = Retention(store.reader(), args.retention)
     retention.start()
     if args.http_listen:
-        from prometheus_client import start_http_server
-
         registry = CollectorRegistry()
         registry.register(IngestMetrics(store, collector.ingest))
         if detector is not None:
@@ -362,12 +360,7 @@ async def serve(args: argparse.Namespace) -> int:
         if writer is not None:
             registry.register(RemoteWriteMetrics(writer))
         registry.register(RetentionMetrics(retention))
-        host, _, port = args.http_listen.rpartition(":")
-        tls_args = {}
-        if args.tls is not None:  # the same CA: Prometheus scrapes with a certificate it issued
-            tls_args = dict(certfile=str(args.tls.cert), keyfile=str(args.tls.key), client_cafile=str(args.tls.ca),
-                            client_auth_required=True)  # fmt: skip
-        start_http_server(int(port), addr=host, registry=registry, **tls_args)  # type: ignore[arg-type]
+        serve_metrics(args.http_listen, registry, args.tls)
     loop.add_signal_handler(signal.SIGHUP, reload, args, detector)
     log.info("listening on %s (port %d), storing in %s", args.listen, collector.port, args.db)
     started = time.monotonic()

@@ -98,6 +98,20 @@ def server_credentials(tls: Tls) -> grpc.ServerCredentials:
     return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=True)
 
 
+def serve_metrics(listen: str, registry: Any, tls: Tls | None) -> Any:
+    """/metrics on a daemon thread (returns the server; shutdown() stops it). With TLS, scrapers must
+    present a certificate the same CA signed, as Prometheus does with a tls_config."""
+    from prometheus_client import start_http_server
+
+    host, _, port = listen.rpartition(":")
+    kw: dict[str, Any] = {}
+    if tls is not None:
+        kw = {"certfile": str(tls.cert), "keyfile": str(tls.key), "client_cafile": str(tls.ca),
+              "client_auth_required": True}  # fmt: skip
+    server, _thread = start_http_server(int(port), addr=host.strip("[]"), registry=registry, **kw)
+    return server
+
+
 def peer_names(context: Any) -> set[str] | None:
     """The client's certificate names (DNS SANs); None on a plaintext connection (nothing to check)."""
     auth = context.auth_context()
