@@ -16,6 +16,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from ironsight.config import changes
+
 log = logging.getLogger("ironsight.agent")
 
 LIVE = ("interval", "batch_seconds")  # plus the enable_* sampler switches
@@ -47,21 +49,6 @@ class Signals:
             self.wake.set()
 
 
-def changes(old: argparse.Namespace, new: argparse.Namespace) -> tuple[dict[str, tuple[Any, Any]], list[str]]:
-    """(live changes key -> (old, new), keys that changed but need a restart)."""
-    live: dict[str, tuple[Any, Any]] = {}
-    restart = []
-    for key, value in vars(new).items():
-        before = getattr(old, key, None)
-        if key in ("check_config", "config_file", "tls") or before == value:
-            continue
-        if key in LIVE or key.startswith("enable_"):
-            live[key] = (before, value)
-        else:
-            restart.append(key)
-    return live, sorted(restart)
-
-
 def reload(old: argparse.Namespace, parse: Callable[[], argparse.Namespace]) -> argparse.Namespace:
     """The configuration to run with now: the new one's live keys over the old one."""
     try:
@@ -69,7 +56,7 @@ def reload(old: argparse.Namespace, parse: Callable[[], argparse.Namespace]) -> 
     except SystemExit:  # argparse has printed its one line
         log.error("reload: the configuration does not parse (see above); keeping the running one")
         return old
-    live, restart = changes(old, new)
+    live, restart = changes(old, new, lambda k: k in LIVE or k.startswith("enable_"), ignore=("tls",))
     if not live and not restart:
         log.info("reload: nothing changed")
     for key, (before, after) in live.items():

@@ -422,12 +422,11 @@ def reload(args: argparse.Namespace, detector: LiveDetector | None) -> None:
     except SystemExit:  # argparse has printed its one line
         log.error("reload: the configuration does not hold (see above); keeping the running one")
         return
-    changed = [
-        k
-        for k, v in vars(new).items()
-        if k not in ("thresholds", "remote_write", "tls", "threshold") and getattr(args, k, v) != v
-    ]
-    if new.thresholds != args.thresholds:
+    # Thresholds come from the `threshold` flags; remote_write and tls from flags compared themselves.
+    live, changed = config.changes(
+        args, new, lambda k: k == "thresholds", ignore=("threshold", "remote_write", "tls")
+    )
+    if live:
         old_t, new_t = vars(args.thresholds), vars(new.thresholds)
         diff = ", ".join(f"{k} {old_t[k]} -> {v}" for k, v in new_t.items() if old_t[k] != v)
         args.thresholds = new.thresholds

@@ -16,7 +16,7 @@ import argparse
 import os
 import sys
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +122,24 @@ def from_env(parser: argparse.ArgumentParser, prefix: str, env: dict[str, str] |
             value = dict(item.split("=", 1) for item in raw.split(",") if "=" in item)
         out += _tokens(f"${name}", key, value, action)
     return out
+
+
+def changes(
+    old: argparse.Namespace, new: argparse.Namespace, live: Callable[[str], bool], ignore: Iterable[str] = ()
+) -> tuple[dict[str, tuple[Any, Any]], list[str]]:
+    """For a reload: (keys that may change while running -> (old, new), changed keys that need a restart)."""
+    skip = {"check_config", "config_file", "argv", *ignore}
+    applied: dict[str, tuple[Any, Any]] = {}
+    restart = []
+    for key, value in vars(new).items():
+        before = getattr(old, key, None)
+        if key in skip or before == value:
+            continue
+        if live(key):
+            applied[key] = (before, value)
+        else:
+            restart.append(key)
+    return applied, sorted(restart)
 
 
 def parse(
