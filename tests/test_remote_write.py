@@ -18,7 +18,7 @@ import duckdb
 import pytest
 from prom import Prometheus
 from test_collector_metrics import samples
-from test_integration import one_batch
+from test_integration import one_batch, wait_for
 from test_live import trace_until_now
 from tlsfiles import make_tls
 
@@ -157,19 +157,12 @@ def group(seq: int, node: str = "n1") -> list[tuple[str, Any]]:
     return [(t.name, to_arrow(node, t)) for t in batch.tables]
 
 
-def wait_until(check: Any, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
-
-
 @pytest.mark.parametrize("receiver", [[503, 429, 500, 200]], indirect=True)
 def test_5xx_and_429_are_retried_until_accepted(receiver: Receiver) -> None:
     w = RemoteWriter(Config(receiver.url, min_backoff_s=0.01))
     w.start()
     w.submit(group(1), [])
-    wait_until(lambda: w.stats.samples_sent > 0)
+    wait_for(lambda: w.stats.samples_sent > 0)
     w.stop()
     assert w.stats.retries == 3 and w.stats.requests == 4 and w.stats.samples_sent == 1
     bodies = [r.SerializeToString() for _, r in receiver.requests]
@@ -189,7 +182,7 @@ def test_other_4xx_are_not_retried(receiver: Receiver) -> None:
     w.start()
     for seq in (1, 2, 3):
         w.submit(group(seq), [])
-        wait_until(lambda seq=seq: w.stats.samples_failed == seq)  # type: ignore[misc]
+        wait_for(lambda seq=seq: w.stats.samples_failed == seq)  # type: ignore[misc]
     w.stop()
     assert w.stats.requests == 3 and w.stats.retries == 0 and w.stats.samples_sent == 0
 
@@ -199,7 +192,7 @@ def test_a_full_queue_drops_the_oldest_and_counts_them(receiver: Receiver) -> No
     w = RemoteWriter(Config(receiver.url, min_backoff_s=0.05, max_backoff_s=0.05, queue_values=1000))
     w.start()
     w.submit(group(0), [])
-    wait_until(lambda: w.stats.retries >= 1)  # the sender is stuck on the first request
+    wait_for(lambda: w.stats.retries >= 1)  # the sender is stuck on the first request
     for seq in range(1, 1501):
         w.submit(group(seq), [])  # one value each
     assert w.stats.values_dropped == 500 and w.stats.queued_values == 1000
@@ -215,7 +208,7 @@ def test_bearer_token_over_tls(tmp_path: Path) -> None:
     try:
         w.start()
         w.submit(group(1), [])
-        wait_until(lambda: w.stats.samples_sent == 1)
+        wait_for(lambda: w.stats.samples_sent == 1)
         assert r.requests[0][0]["Authorization"] == "Bearer tok-123"
     finally:
         w.stop()
@@ -229,7 +222,7 @@ def test_an_untrusted_certificate_is_retried_not_sent(tmp_path: Path) -> None:
     try:
         w.start()
         w.submit(group(1), [])
-        wait_until(lambda: w.stats.retries >= 2)
+        wait_for(lambda: w.stats.retries >= 2)
         assert r.requests == [] and w.stats.samples_sent == 0
     finally:
         w.stop(flush_s=0)
