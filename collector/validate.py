@@ -27,7 +27,7 @@ class InvalidBatch(ValueError):
     def __init__(self, message: str, seq: int | None = None, reason: str = "malformed") -> None:
         super().__init__(message)
         self.seq = seq
-        self.reason = reason  # for the collector's rejected-batches metric: malformed, values, time
+        self.reason = reason  # for the rejected-batches metric: malformed, values, time, identity
 
 
 @dataclass(frozen=True)
