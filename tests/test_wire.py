@@ -9,9 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from collector.validate import InvalidBatch, check, validate
-from ironsight.columnar import TableBuilder, to_arrow
+from ironsight.columnar import TableBuilder, _storable, storable, to_arrow
 from ironsight.schema import TABLES
 from ironsight.v1 import telemetry_pb2 as pb
 
@@ -85,6 +87,37 @@ BAD = {
     "nulls size": (lambda b: setattr(_col(b, "load1"), "nulls", b"\x00\x00"), "nulls bitmap"),
     "device name": (lambda b: b.tables[0].devices.__setitem__(0, "\x00evil"), "printable ASCII"),
 }
+
+
+values = st.one_of(
+    st.none(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(values, min_size=1, max_size=12),
+    st.sampled_from(["int", "float"]),
+    st.sampled_from(["counter", "gauge"]),
+)
+def test_the_whole_column_check_refuses_what_the_per_value_check_does(
+    column: list[float | int | None], type_: str, kind: str
+) -> None:
+    """storable's C-level fast path (min, max, sum) must keep exactly what the per-value rule keeps."""
+    expected = [_storable(v, type_, kind) for v in column]
+    got = storable(column, type_, kind)
+    if all(v is None for v in expected):
+        assert got is None
+        return
+    assert got is not None
+    assert [None if v is None else (type(v), v) for v in got] == [
+        None if v is None else (type(v), v) for v in expected
+    ] or (type_ == "float" and list(map(float, got)) == expected)
+    if type_ == "int":  # the wire's int64 array takes ints only, never bools or floats
+        assert all(v is None or type(v) is int for v in got)
 
 
 def test_good_batch_counts_its_samples() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ironsight.schema import TABLES
 from ironsight.v1 import telemetry_pb2 as pb
@@ -24,14 +24,21 @@ Value = float | int | None
 
 
 class TableBuilder:
-    """Accumulates rows of one table across ticks."""
+    """Accumulates rows of one table across ticks.
+
+    Rows are kept as the samplers' dicts (never changed once added) and turned
+    into columns at flush: per value that is one dict lookup in a comprehension,
+    and a column with nothing to refuse is checked by min, max and sum in C
+    instead of a Python call per value (measured: a batch of 10 ticks at 0.1 s
+    1.3 -> 0.5 ms, the agent's main cost after sampling).
+    """
 
     def __init__(self, name: str) -> None:
         self.schema = TABLES[name]
         self.time_ns: list[int] = []
         self.device_index: list[int] = []
         self.devices: dict[str, int] = {}
-        self.columns: dict[str, list[Value]] = {f.name: [] for f in self.schema.fields}
+        self.rows: list[Mapping[str, Value]] = []
 
     def __len__(self) -> int:
         return len(self.time_ns)
@@ -42,28 +49,56 @@ class TableBuilder:
         if idx is None:
             idx = self.devices[device] = len(self.devices)
         self.device_index.append(idx)
-        for name, column in self.columns.items():
-            column.append(values.get(name))
+        self.rows.append(values)
 
     def to_proto(self) -> pb.Table:
         table = pb.Table(name=self.schema.name, time_ns=self.time_ns, devices=list(self.devices))
         table.device_index.extend(self.device_index)
-        for f in self.schema.fields:
-            values = [_storable(v, f.type, f.kind) for v in self.columns[f.name]]
-            nulls = [v is None for v in values]
-            if all(nulls):
+        names = [f.name for f in self.schema.fields]
+        # One C-level map per row and one transpose, not a Python step per value.
+        columns = zip(*[list(map(row.get, names)) for row in self.rows], strict=True)
+        for f, column in zip(self.schema.fields, columns, strict=True):
+            values = storable(column, f.type, f.kind)
+            if values is None:
                 continue  # an absent column means all NULL
             col = table.columns.add(name=f.name)
-            if any(nulls):
-                col.nulls = pack_nulls(nulls)
+            if None in values:
+                col.nulls = pack_nulls([v is None for v in values])
+                values = [0 if v is None else v for v in values]
+            # storable() made every value of the column's wire type (int or float).
             if f.type == "int":
-                col.i64.extend([0 if v is None else int(v) for v in values])
+                col.i64.extend(cast("Sequence[int]", values))
             else:
-                col.f64.extend([0.0 if v is None else float(v) for v in values])
+                col.f64.extend(cast("Sequence[float]", values))
         return table
 
 
 INT64 = (-(2**63), 2**63 - 1)
+
+
+def storable(values: Sequence[Value], type_: str, kind: str) -> Sequence[Value] | None:
+    """The column as the collector will take it, each value of the wire's type or NULL (see
+    _storable); None when every value is NULL."""
+    nulls = values.count(None)
+    if nulls == len(values):
+        return None
+    if not nulls:
+        present = cast("Sequence[float]", values)  # no None among them
+        types = set(map(type, present))
+        try:
+            low = min(present)
+            if type_ == "int":
+                clean = types == {int} and INT64[0] <= low and max(present) <= INT64[1]
+            else:
+                clean = types <= {float, int} and math.isfinite(
+                    sum(present)
+                )  # NaN or an infinity makes the sum one
+        except (TypeError, OverflowError):
+            clean = False
+        if clean and (kind != "counter" or low >= 0):
+            return values
+    checked = [_storable(v, type_, kind) for v in values]
+    return None if checked.count(None) == len(checked) else checked
 
 
 def _storable(v: Value, type_: str, kind: str) -> Value:
@@ -71,12 +106,18 @@ def _storable(v: Value, type_: str, kind: str) -> Value:
     past 64 bits) must cost that one value, not the whole batch the collector would refuse."""
     if v is None:
         return None
-    if type_ == "int":
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if not INT64[0] <= v <= INT64[1]:
-            return None
-    elif not math.isfinite(v):
+    try:
+        if type_ == "int":
+            if isinstance(v, float) and not math.isfinite(v):
+                return None
+            if not INT64[0] <= v <= INT64[1]:
+                return None
+            v = int(v)
+        else:
+            v = float(v)
+            if not math.isfinite(v):
+                return None
+    except (TypeError, ValueError, OverflowError):
         return None
     if kind == "counter" and v < 0:
         return None
