@@ -18,7 +18,7 @@ from agent.batch import Batcher, boot_id
 from agent.loop import Sink, sample_loop
 from agent.runner import Runner, Tick
 from agent.samplers import REGISTRY
-from agent.samplers.base import DeviceInfo, Paths, Sampler, SamplerContext
+from agent.samplers.base import DeviceInfo, Paths, Sampler, SamplerContext, raise_fd_limit
 from ironsight import config
 from ironsight.flags import add_logging_args, dial_address, listen_address, setup_logging
 from ironsight.systemd import Notifier
@@ -350,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     paths = Paths(procfs=args.procfs, sysfs=args.sysfs, rootfs=args.rootfs)
+    raise_fd_limit()
     samplers = build_samplers(args, SamplerContext(paths=paths))
     runner = Runner(samplers, budget_s=budget(args.interval))
     if not args.once:

@@ -10,9 +10,16 @@ from pathlib import Path
 
 from agent.batch import Batcher, boot_id, node_info
 from agent.loop import Sink, sample_loop
-from agent.main import add_sampling_args, add_tls_args, build_samplers, check_tls_args, stop_on_signals
+from agent.main import (
+    add_sampling_args,
+    add_tls_args,
+    budget,
+    build_samplers,
+    check_tls_args,
+    stop_on_signals,
+)
 from agent.runner import Runner
-from agent.samplers.base import Paths, SamplerContext
+from agent.samplers.base import Paths, SamplerContext, raise_fd_limit
 from ironsight.flags import dial_address, duration_arg, setup_logging
 from ironsight.trace import TraceWriter
 from ironsight.v1 import telemetry_pb2 as pb
@@ -62,9 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ironsight record: {args.out.parent} is not a directory", file=sys.stderr)
         return 2
     paths = Paths(procfs=args.procfs, sysfs=args.sysfs, rootfs=args.rootfs)
-    runner = Runner(
-        build_samplers(args, SamplerContext(paths=paths)), budget_s=min(5.0, max(0.05, args.interval * 0.8))
-    )
+    raise_fd_limit()
+    runner = Runner(build_samplers(args, SamplerContext(paths=paths)), budget_s=budget(args.interval))
     stop = stop_on_signals()
     try:
         header = pb.TraceHeader(interval_s=args.interval, source="record", created_ns=time.time_ns())

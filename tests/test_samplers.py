@@ -10,13 +10,13 @@ import pytest
 
 from agent.runner import Runner
 from agent.samplers import REGISTRY
-from agent.samplers.base import BaseSampler, Paths, Reading, SamplerContext
+from agent.samplers.base import BaseSampler, Paths, Reading, SamplerContext, open_files
 from agent.samplers.cpu import CpuSampler, parse_stat
 from agent.samplers.disk import parse_diskstats
 from agent.samplers.memory import parse_meminfo
 from agent.samplers.nic import STATS64_FIELDS, fold_stats64, parse_net_dev, parse_snmp_tcp
 from agent.samplers.pressure import PressureSampler
-from agent.samplers.rdma import parse_rate, parse_state, read_counter
+from agent.samplers.rdma import RdmaSampler, parse_rate, parse_state, read_counter
 
 
 def write(root: Path, rel: str, text: str) -> None:
@@ -120,6 +120,74 @@ def test_every_sampler_survives_garbage_files(tmp_path: Path) -> None:
     [(_, rdma)] = tick.reading.rows("rdma")
     assert rdma["port_data_received_bytes"] is None and rdma["rate_bytes_per_second"] is None
     runner.close()
+
+
+def test_rdma_reads_the_files_it_found_and_looks_again_when_a_port_goes(tmp_path: Path) -> None:
+    import shutil
+
+    port = "sys/class/infiniband/mlx5_0/ports/1"
+    write(tmp_path, f"{port}/counters/port_rcv_data", "100\n")
+    write(tmp_path, f"{port}/hw_counters/np_cnp_sent", "7\n")
+    write(tmp_path, f"{port}/state", "4: ACTIVE\n")
+    sampler = RdmaSampler(SamplerContext(paths=Paths(tmp_path / "proc", tmp_path / "sys")))
+    [(device, v)] = sampler.sample().rows("rdma")
+    assert device == "mlx5_0:1" and v["port_data_received_bytes"] == 400 and v["np_cnp_sent"] == 7
+    assert v["state_id"] == 4 and v["port_data_transmitted_bytes"] is None
+    write(tmp_path, f"{port}/counters/port_rcv_data", "250\n")  # a tick rereads the same file
+    [(_, v)] = sampler.sample().rows("rdma")
+    assert v["port_data_received_bytes"] == 1000
+    # The HCA goes (driver unloaded) and another comes: no row for the gone port, and the
+    # next tick finds the new one without waiting for the minute's scan.
+    shutil.rmtree(tmp_path / "sys/class/infiniband/mlx5_0")
+    open_files.forget()  # on sysfs the kept descriptors now fail with ENODEV
+    write(tmp_path, "sys/class/infiniband/mlx5_1/ports/1/counters/port_xmit_data", "3\n")
+    write(tmp_path, "sys/class/infiniband/mlx5_1/ports/1/state", "4: ACTIVE\n")
+    assert sampler.sample().rows("rdma") == []
+    [(device, v)] = sampler.sample().rows("rdma")
+    assert device == "mlx5_1:1" and v["port_data_transmitted_bytes"] == 12
+
+
+def test_slow_sources_are_read_once_a_second_and_repeated_between(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent.samplers import base
+    from agent.samplers.hwmon import HwmonSampler
+
+    clock = [1000.0]
+    monkeypatch.setattr(base.time, "monotonic", lambda: clock[0])
+    write(tmp_path, "proc/stat", "cpu  1 1 1 1\ncpu0 100 0 0 0 0 0 0 0 0 0\n")
+    write(tmp_path, "proc/loadavg", "0.50 0.40 0.30 1/100 42\n")
+    write(tmp_path, "sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq", "2000000\n")
+    write(tmp_path, "sys/class/hwmon/hwmon0/name", "nvme\n")
+    write(tmp_path, "sys/class/hwmon/hwmon0/temp1_input", "45000\n")
+    ctx = SamplerContext(paths=Paths(tmp_path / "proc", tmp_path / "sys"))
+    cpu, hwmon = CpuSampler(ctx), HwmonSampler(ctx)
+
+    def tick() -> tuple[dict[str, object], dict[str, object], dict[str, object]]:
+        reading = cpu.sample()
+        [(_, c)], [(_, load)] = reading.rows("cpu"), reading.rows("load")
+        [(_, h)] = hwmon.sample().rows("hwmon")
+        return c, load, h
+
+    c, load, h = tick()
+    assert (c["frequency_hertz"], load["load1"], h["temp_celsius"]) == (2e9, 0.5, 45.0)
+    write(tmp_path, "proc/stat", "cpu  1 1 1 1\ncpu0 200 0 0 0 0 0 0 0 0 0\n")
+    write(tmp_path, "proc/loadavg", "0.90 0.40 0.30 1/100 42\n")
+    write(tmp_path, "sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq", "3000000\n")
+    write(tmp_path, "sys/class/hwmon/hwmon0/temp1_input", "51000\n")
+    clock[0] += 0.1  # the next tick at 0.1 s: /proc/stat again, the slow files not
+    c, load, h = tick()
+    assert c["user_seconds"] == 2.0
+    assert (c["frequency_hertz"], load["load1"], h["temp_celsius"]) == (2e9, 0.5, 45.0)
+    clock[0] += 0.9
+    c, load, h = tick()
+    assert (c["frequency_hertz"], load["load1"], h["temp_celsius"]) == (3e9, 0.9, 51.0)
+    # A cpu coming online is read at once, not a second later.
+    write(tmp_path, "proc/stat", "cpu  1 1 1 1\ncpu0 200 0 0 0 0 0 0 0 0 0\ncpu1 5 0 0 0 0 0 0 0 0 0\n")
+    write(tmp_path, "sys/devices/system/cpu/cpu1/cpufreq/scaling_cur_freq", "1000000\n")
+    clock[0] += 0.1
+    rows = dict(cpu.sample().rows("cpu"))
+    assert rows["1"]["frequency_hertz"] == 1e9 and rows["1"]["user_seconds"] == 0.05
 
 
 def test_missing_proc_stat_is_a_reported_failure(tmp_path: Path) -> None:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
+import operator
 import time
 from dataclasses import dataclass
 
 from agent.samplers.base import (
     BaseSampler,
+    Every,
     Reading,
     SamplerContext,
     Value,
     read_int,
+    read_int_fast,
     read_text,
     register,
     to_int,
@@ -25,6 +29,28 @@ USER_HZ = 100.0
 MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal", "guest", "guest_nice")
 
 
+_MODE_COLUMNS = tuple(f"{mode}_seconds" for mode in MODES)
+
+
+_PER_HZ = itertools.repeat(USER_HZ)
+
+
+def _cpu_seconds(fields: list[str]) -> dict[str, Value]:
+    """One cpu line's modes in seconds: map, zip and dict in C (a 192-core node has 192 lines a tick)."""
+    try:
+        values: dict[str, Value] = dict(
+            zip(_MODE_COLUMNS, map(operator.truediv, map(int, fields), _PER_HZ), strict=False)
+        )
+    except ValueError:
+        values = {
+            c: None if (r := to_int(f)) is None else r / USER_HZ
+            for c, f in zip(_MODE_COLUMNS, fields, strict=False)
+        }
+    if len(values) < len(_MODE_COLUMNS):  # older kernels stop early: those are NULL
+        values = {c: values.get(c) for c in _MODE_COLUMNS}
+    return values
+
+
 def parse_stat(text: str) -> tuple[dict[str, dict[str, Value]], dict[str, Value]]:
     """Per-cpu seconds by mode, and the host-wide counters of /proc/stat."""
     cpus: dict[str, dict[str, Value]] = {}
@@ -37,11 +63,7 @@ def parse_stat(text: str) -> tuple[dict[str, dict[str, Value]], dict[str, Value]
             continue
         key = parts[0]
         if key.startswith("cpu") and key != "cpu":
-            values: dict[str, Value] = {}
-            for i, mode in enumerate(MODES):
-                raw = to_int(parts[i + 1]) if i + 1 < len(parts) else None
-                values[f"{mode}_seconds"] = None if raw is None else raw / USER_HZ
-            cpus[key[3:]] = values
+            cpus[key[3:]] = _cpu_seconds(parts[1:])
         elif key == "ctxt" and len(parts) > 1:
             host["context_switches"] = to_int(parts[1])
         elif key == "intr" and len(parts) > 1:
@@ -85,6 +107,11 @@ class CpuSampler(BaseSampler):
         super().__init__(ctx)
         self._facts: dict[str, CpuFacts] = {}
         self._facts_at = -TOPOLOGY_REFRESH_S
+        self._every = Every()
+        self._per_cpu: dict[str, dict[str, Value]] = {}
+        self._load: dict[str, Value] = {}
+        self._stat = str(self.paths.proc("stat"))
+        self._loadavg = str(self.paths.proc("loadavg"))
 
     def _static(self, cpu: str) -> CpuFacts:
         """Topology, maximum frequency and which files exist change only with
@@ -119,29 +146,43 @@ class CpuSampler(BaseSampler):
             )
         return facts
 
+    def _slow(self, cpus: list[str]) -> dict[str, dict[str, Value]]:
+        """Per cpu: its static facts, frequency and throttle counts (the per-core sysfs reads)."""
+        core_counts: dict[tuple[Value, Value], Value] = {}
+        package_counts: dict[Value, Value] = {}
+        facts = [(cpu, self._static(cpu)) for cpu in cpus]
+        for _, f in facts:
+            if f.core_throttles:
+                core_counts[(f.static["package_id"], f.static["core_id"])] = read_int_fast(f.core_throttles)
+            if f.package_throttles:
+                package_counts[f.static["package_id"]] = read_int_fast(f.package_throttles)
+        out = {}
+        for cpu, f in facts:
+            khz = read_int_fast(f.cur_freq) if f.cur_freq else None
+            out[cpu] = {
+                **f.static,
+                "frequency_hertz": _khz(khz),
+                "core_throttles": core_counts.get((f.static["package_id"], f.static["core_id"])),
+                "package_throttles": package_counts.get(f.static["package_id"]),
+            }
+        return out
+
     def sample(self) -> Reading:
         if time.monotonic() - self._facts_at > TOPOLOGY_REFRESH_S:
             self._facts, self._facts_at = {}, time.monotonic()
         reading = Reading()
-        stat = read_text(self.paths.proc("stat"))
+        stat = read_text(self._stat)
         if stat is None:
-            raise OSError(f"cannot read {self.paths.proc('stat')}")
+            raise OSError(f"cannot read {self._stat}")
         cpus, host = parse_stat(stat)
-        core_counts: dict[tuple[Value, Value], Value] = {}
-        package_counts: dict[Value, Value] = {}
-        facts = [(cpu, values, self._static(cpu)) for cpu, values in cpus.items()]
-        for _, _, f in facts:
-            if f.core_throttles:
-                core_counts[(f.static["package_id"], f.static["core_id"])] = read_int(f.core_throttles)
-            if f.package_throttles:
-                package_counts[f.static["package_id"]] = read_int(f.package_throttles)
-        for cpu, values, f in facts:
-            values["frequency_hertz"] = _khz(read_int(f.cur_freq)) if f.cur_freq else None
-            values.update(f.static)
-            values["core_throttles"] = core_counts.get((f.static["package_id"], f.static["core_id"]))
-            values["package_throttles"] = package_counts.get(f.static["package_id"])
+        # Per-core sysfs files and the load average (which the kernel recomputes every
+        # 5 s) at most once a second; a cpu coming online is read at once.
+        if self._every.due() or cpus.keys() != self._per_cpu.keys():
+            self._per_cpu = self._slow(list(cpus))
+            self._load = parse_loadavg(read_text(self._loadavg) or "")
+        for cpu, values in cpus.items():
+            values.update(self._per_cpu[cpu])
             reading.add("cpu", cpu, values)
-        load = read_text(self.paths.proc("loadavg"))
-        host.update(parse_loadavg(load or ""))
+        host.update(self._load)
         reading.add("load", "", host)
         return reading

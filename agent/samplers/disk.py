@@ -8,6 +8,7 @@ from agent.samplers.base import (
     BaseSampler,
     DeviceInfo,
     Reading,
+    SamplerContext,
     Value,
     listdir,
     read_text,
@@ -60,10 +61,14 @@ def parse_diskstats(text: str, exclude: re.Pattern[str] = EXCLUDE) -> dict[str, 
 
 @register("disk", "diskstats per block device, NVMe controller info")
 class DiskSampler(BaseSampler):
+    def __init__(self, ctx: SamplerContext) -> None:
+        super().__init__(ctx)
+        self._diskstats = str(self.paths.proc("diskstats"))
+
     def sample(self) -> Reading:
-        text = read_text(self.paths.proc("diskstats"))
+        text = read_text(self._diskstats)
         if text is None:
-            raise OSError(f"cannot read {self.paths.proc('diskstats')}")
+            raise OSError(f"cannot read {self._diskstats}")
         reading = Reading()
         for device, values in parse_diskstats(text).items():
             reading.add("disk", device, values)

@@ -11,11 +11,12 @@ from pathlib import Path
 from agent.samplers.base import (
     BaseSampler,
     DeviceInfo,
+    Every,
     Reading,
     SamplerContext,
     Value,
     listdir,
-    read_int,
+    read_int_fast,
     read_text,
     register,
 )
@@ -71,7 +72,7 @@ def temp_files(hwmon: Path) -> dict[str, dict[str, str]]:
 def read_temps(files: dict[str, str]) -> dict[str, Value]:
     values: dict[str, Value] = {}
     for column, path in files.items():
-        raw = read_int(path)
+        raw = read_int_fast(path)
         # Temperatures are millidegrees; the alarm is a 0/1 flag.
         values[column] = (
             None if raw is None else (float(raw) if column == "temp_crit_alarm" else raw / 1000.0)
@@ -86,6 +87,8 @@ class HwmonSampler(BaseSampler):
         self._sensors: list[tuple[str, dict[str, str]]] = []
         self._zones: list[tuple[str, str]] = []
         self._scanned_at = -SCAN_REFRESH_S
+        self._every = Every()
+        self._last = Reading()
 
     def _hwmons(self) -> list[Path]:
         return [p for p in listdir(self.paths.sys("class", "hwmon")) if p.is_dir()]
@@ -105,15 +108,21 @@ class HwmonSampler(BaseSampler):
         self._scanned_at = time.monotonic()
 
     def sample(self) -> Reading:
+        # Sensors refresh about once a second (coretemp caches for one) and some reads are
+        # costly (an NVMe drive answers each with an admin command, an ACPI zone runs AML):
+        # read at most once a second, the same rows repeated between.
+        if not self._every.due():
+            return Reading({table: list(rows) for table, rows in self._last.tables.items()})
         if time.monotonic() - self._scanned_at > SCAN_REFRESH_S:
             self._scan()
         reading = Reading()
         for device, files in self._sensors:
             reading.add("hwmon", device, read_temps(files))
         for zone, path in self._zones:
-            milli = read_int(path)
+            milli = read_int_fast(path)
             if milli is not None:
                 reading.add("thermal", zone, {"temp_celsius": milli / 1000.0})
+        self._last = reading
         return reading
 
     def inventory(self) -> list[DeviceInfo]:

@@ -5,7 +5,16 @@ from __future__ import annotations
 import re
 import time
 
-from agent.samplers.base import BaseSampler, Reading, SamplerContext, Value, listdir, read_text, register
+from agent.samplers.base import (
+    BaseSampler,
+    Every,
+    Reading,
+    SamplerContext,
+    Value,
+    listdir,
+    read_text,
+    register,
+)
 
 # meminfo key -> our column. Values are kB in the file (really KiB).
 FIELDS = {
@@ -32,35 +41,42 @@ FIELDS = {
 NODES_REFRESH_S = 60.0
 
 
+# "MemTotal:" -> column: the file split into words in one C call, then only the
+# keys we keep are looked at (a fifth cheaper than a split per line, which counts at 0.1 s).
+_KEYS = {f"{key}:": column for key, column in FIELDS.items()}
+
+
 def parse_meminfo(text: str) -> dict[str, Value]:
     values: dict[str, Value] = dict.fromkeys(FIELDS.values())
-    for line in text.splitlines():
-        key, _, rest = line.partition(":")
-        column = FIELDS.get(key.strip())
-        parts = rest.split()
-        if column is None or not parts:
+    words = text.split()
+    for i, word in enumerate(words):
+        column = _KEYS.get(word)
+        if column is None or i + 1 >= len(words):
             continue
         try:
-            number = int(parts[0])
+            number = int(words[i + 1])
         except ValueError:
             continue
-        values[column] = number * 1024 if len(parts) > 1 and parts[1] == "kB" else number
+        values[column] = number * 1024 if i + 2 < len(words) and words[i + 2] == "kB" else number
     return values
+
+
+_NUMA = {
+    "MemTotal": "mem_total_bytes",
+    "MemFree": "mem_free_bytes",
+    "MemUsed": "mem_used_bytes",
+    "FilePages": "file_pages_bytes",
+}
+# Only the lines we keep, found by the regex engine rather than a Python loop over all ~30.
+_NUMA_LINE = re.compile(r"^Node \d+ (MemTotal|MemFree|MemUsed|FilePages):[ \t]*(\d+)", re.M)
 
 
 def parse_numa_meminfo(text: str) -> dict[str, Value]:
     """ "Node 0 MemTotal:  4417312 kB" lines -> our columns, in bytes."""
-    raw: dict[str, int] = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) >= 4 and parts[0] == "Node" and parts[3].isdigit():
-            raw[parts[2].rstrip(":")] = int(parts[3]) * 1024
-    return {
-        "mem_total_bytes": raw.get("MemTotal"),
-        "mem_free_bytes": raw.get("MemFree"),
-        "mem_used_bytes": raw.get("MemUsed"),
-        "file_pages_bytes": raw.get("FilePages"),
-    }
+    values: dict[str, Value] = dict.fromkeys(_NUMA.values())
+    for key, number in _NUMA_LINE.findall(text):
+        values[_NUMA[key]] = int(number) * 1024
+    return values
 
 
 @register("memory", "meminfo fields and NUMA nodes")
@@ -70,6 +86,8 @@ class MemorySampler(BaseSampler):
         self._meminfo = str(self.paths.proc("meminfo"))
         self._nodes: list[tuple[str, str]] = []
         self._nodes_at = -NODES_REFRESH_S
+        self._every = Every()
+        self._numa: list[tuple[str, dict[str, Value]]] = []
 
     def sample(self) -> Reading:
         text = read_text(self._meminfo)
@@ -84,8 +102,10 @@ class MemorySampler(BaseSampler):
                 if re.fullmatch(r"node\d+", node.name)
             ]
             self._nodes_at = time.monotonic()
-        for node, path in self._nodes:
-            numa = read_text(path)
-            if numa:
-                reading.add("memory_numa", node, parse_numa_meminfo(numa))
+        if self._every.due():  # a NUMA node's meminfo walks all its zones: once a second is plenty
+            self._numa = [
+                (node, parse_numa_meminfo(text)) for node, path in self._nodes if (text := read_text(path))
+            ]
+        for node, values in self._numa:
+            reading.add("memory_numa", node, values)
         return reading

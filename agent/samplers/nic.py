@@ -97,6 +97,7 @@ STATS64_FIELDS = [
 ]
 STATS64 = struct.Struct(f"={len(STATS64_FIELDS)}Q")
 NLMSG_HDR = struct.Struct("=IHHI")  # length, type, flags, seq (+ pid, unused here)
+NLMSG_SEQ = struct.Struct("=I")  # the header's sequence number, at offset 8
 IFSTATS_HDR = struct.Struct("=BBHII")  # family, pad, pad, ifindex, filter_mask
 NLA_HDR = struct.Struct("=HH")
 IFLA_STATS_LINK_64 = 1
@@ -198,8 +199,15 @@ class Netlink:
         from pyroute2.netlink import NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR
         from pyroute2.netlink.rtnl.ifstatsmsg import ifstatsmsg
 
-        self._msg = ifstatsmsg
-        self._flags = NLM_F_REQUEST | NLM_F_DUMP
+        # The request is the same every call but for its sequence number: built
+        # once by pyroute2, then patched in place (its encode() was a third of
+        # this sampler's time at 0.1 s).
+        req = ifstatsmsg()
+        req["filter_mask"] = 1 << (IFLA_STATS_LINK_64 - 1)  # only struct rtnl_link_stats64
+        req["header"]["type"] = self.RTM_GETSTATS
+        req["header"]["flags"] = NLM_F_REQUEST | NLM_F_DUMP
+        req.encode()
+        self._request = bytearray(req.data)
         self._done, self._error = NLMSG_DONE, NLMSG_ERROR
         self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
         self._sock.settimeout(2.0)
@@ -210,14 +218,9 @@ class Netlink:
 
     def messages(self) -> list[bytes]:
         """The bodies of one RTM_GETSTATS dump's answers (after the netlink header)."""
-        self._seq += 1
-        req = self._msg()
-        req["filter_mask"] = 1 << (IFLA_STATS_LINK_64 - 1)  # only struct rtnl_link_stats64
-        req["header"]["type"] = self.RTM_GETSTATS
-        req["header"]["flags"] = self._flags
-        req["header"]["sequence_number"] = self._seq
-        req.encode()
-        self._sock.send(req.data)
+        self._seq = (self._seq + 1) & 0xFFFFFFFF
+        NLMSG_SEQ.pack_into(self._request, 8, self._seq)
+        self._sock.send(self._request)
         out: list[bytes] = []
         while True:
             data = self._sock.recv(1 << 16)
@@ -259,6 +262,8 @@ class NicSampler(BaseSampler):
         self._facts: dict[str, tuple[dict[str, Value], Value, float]] = {}
         self._states: dict[str, dict[str, Value]] = {}
         self._states_at = -LINK_STATE_EVERY_S
+        self._sysfs_net = self.paths.sys("class", "net")
+        self._snmp = str(self.paths.proc("net", "snmp"))
         if self.paths.procfs.resolve() == Path("/proc"):
             try:
                 self._netlink = Netlink()
@@ -279,7 +284,7 @@ class NicSampler(BaseSampler):
 
     def sample(self) -> Reading:
         reading = Reading()
-        sysfs_net = self.paths.sys("class", "net")
+        sysfs_net = self._sysfs_net
         now = time.monotonic()
         counters = self._counters()
         if now - self._states_at >= LINK_STATE_EVERY_S or set(counters) - set(self._states):
@@ -292,7 +297,7 @@ class NicSampler(BaseSampler):
                 cached = self._facts[name] = (link_facts(sysfs_net, name), values["carrier_changes"], now)
             values.update(cached[0])
             reading.add("nic", name, values)
-        snmp = read_text(self.paths.proc("net", "snmp"))
+        snmp = read_text(self._snmp)
         if snmp:
             tcp = parse_snmp_tcp(snmp)
             if tcp:

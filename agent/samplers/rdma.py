@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
 
-from agent.samplers.base import BaseSampler, DeviceInfo, Reading, Value, listdir, read_text, register
+from agent.samplers.base import (
+    BaseSampler,
+    DeviceInfo,
+    Reading,
+    SamplerContext,
+    Value,
+    listdir,
+    read_int_fast,
+    read_text,
+    register,
+)
 from ironsight.schema import RDMA_HW_COUNTERS
 
 # counters/ file -> (column, scale). port_rcv_data and port_xmit_data count
@@ -60,22 +74,83 @@ def parse_rate(text: str | None) -> int | None:
     return int(float(m.group(1)) * 125_000_000) if m else None
 
 
+SCAN_REFRESH_S = 60.0
+
+
+@dataclass(frozen=True)
+class _Port:
+    """One port's files, found by a scan: a tick reads these paths and lists no folder."""
+
+    device: str  # "mlx5_0:1"
+    base: str
+    counters: tuple[tuple[str, str, int], ...]  # (column, path, scale) of the counters/ files there
+    hw_counters: tuple[tuple[str, str], ...]  # (column, path) of the hw_counters/ files there
+    state: str
+    phys_state: str
+    rate: str
+
+
+def scan_ports(infiniband: Path) -> list[_Port]:
+    ports = []
+    for hca in listdir(infiniband):
+        for port in listdir(hca / "ports"):
+            base = str(port)
+            counters = tuple(
+                (column, path, scale)
+                for name, (column, scale) in PORT_COUNTERS.items()
+                if os.path.exists(path := f"{base}/counters/{name}")
+            )
+            hw = tuple(
+                (name, path) for name in HW_COUNTERS if os.path.exists(path := f"{base}/hw_counters/{name}")
+            )
+            ports.append(
+                _Port(
+                    f"{hca.name}:{port.name}",
+                    base,
+                    counters,
+                    hw,
+                    f"{base}/state",
+                    f"{base}/phys_state",
+                    f"{base}/rate",
+                )
+            )
+    return ports
+
+
+COLUMNS = [column for column, _ in PORT_COUNTERS.values()] + HW_COUNTERS
+
+
 @register("rdma", "InfiniBand/RoCE port counters and hw_counters from sysfs")
 class RdmaSampler(BaseSampler):
+    """Which HCAs, ports and counter files exist is found once a minute (or when a port goes
+    away), not every tick: a server has 8 or more HCAs with ~30 files each, and listing and
+    joining paths for all of them cost more than reading them."""
+
+    def __init__(self, ctx: SamplerContext) -> None:
+        super().__init__(ctx)
+        self._ports: list[_Port] = []
+        self._scanned_at = -SCAN_REFRESH_S
+
     def sample(self) -> Reading:
+        if time.monotonic() - self._scanned_at > SCAN_REFRESH_S:
+            self._ports = scan_ports(self.paths.sys("class", "infiniband"))
+            self._scanned_at = time.monotonic()
         reading = Reading()
-        for hca in listdir(self.paths.sys("class", "infiniband")):
-            for port in listdir(hca / "ports"):
-                values: dict[str, Value] = {}
-                for fname, (column, scale) in PORT_COUNTERS.items():
-                    raw = read_counter(read_text(port / "counters" / fname))
-                    values[column] = None if raw is None else raw * scale
-                for name in HW_COUNTERS:
-                    values[name] = read_counter(read_text(port / "hw_counters" / name))
-                values["state_id"] = parse_state(read_text(port / "state"))
-                values["physical_state_id"] = parse_state(read_text(port / "phys_state"))
-                values["rate_bytes_per_second"] = parse_rate(read_text(port / "rate"))
-                reading.add("rdma", f"{hca.name}:{port.name}", values)
+        for port in self._ports:
+            state = read_text(port.state)
+            if state is None and not os.path.isdir(port.base):  # gone with its HCA: look again next tick
+                self._scanned_at = -SCAN_REFRESH_S
+                continue
+            values: dict[str, Value] = dict.fromkeys(COLUMNS)
+            for column, path, scale in port.counters:
+                raw = read_int_fast(path)
+                values[column] = None if raw is None else raw * scale
+            for column, path in port.hw_counters:
+                values[column] = read_int_fast(path)
+            values["state_id"] = parse_state(state)
+            values["physical_state_id"] = parse_state(read_text(port.phys_state))
+            values["rate_bytes_per_second"] = parse_rate(read_text(port.rate))
+            reading.add("rdma", port.device, values)
         return reading
 
     def inventory(self) -> list[DeviceInfo]:
