@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 
 from agent.samplers.base import SamplerContext
-from agent.samplers.nic import STATS64_FIELDS, Netlink, NicSampler, fold_stats64, parse_ifstats, parse_net_dev
+from agent.samplers.nic import (
+    IFLA_STATS_LINK_64,
+    STATS64_FIELDS,
+    Netlink,
+    NicSampler,
+    fold_stats64,
+    parse_ifstats,
+    parse_net_dev,
+    request,
+)
 
 
 @pytest.fixture
@@ -20,6 +29,19 @@ def netlink() -> Netlink:
         pytest.skip(f"no netlink socket in this sandbox: {exc}")
     yield nl
     nl.close()
+
+
+def test_our_request_is_the_bytes_pyroute2_encodes() -> None:
+    from pyroute2.netlink import NLM_F_DUMP, NLM_F_REQUEST
+    from pyroute2.netlink.rtnl.ifstatsmsg import ifstatsmsg
+
+    msg = ifstatsmsg()
+    msg["filter_mask"] = 1 << (IFLA_STATS_LINK_64 - 1)
+    msg["header"]["type"] = Netlink.RTM_GETSTATS
+    msg["header"]["flags"] = NLM_F_REQUEST | NLM_F_DUMP
+    msg["header"]["sequence_number"] = 77
+    msg.encode()
+    assert bytes(request(Netlink.RTM_GETSTATS, 77)) == bytes(msg.data)
 
 
 def test_our_decoder_and_pyroute2s_read_the_same_bytes_alike(netlink: Netlink) -> None:
