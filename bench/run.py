@@ -3,6 +3,7 @@
     .venv/bin/python bench/run.py                  # all three
     .venv/bin/python bench/run.py agent-vs-node-exporter
     .venv/bin/python bench/run.py agent-overhead --seconds 60
+    .venv/bin/python bench/run.py agent-vs-node-exporter --tree big   # a 192-cpu node's files
     .venv/bin/python bench/run.py ingest --streams 8
     .venv/bin/python bench/run.py replay --replay-nodes 8
     .venv/bin/python bench/run.py replay --replay-batch-seconds 1 --replay-seconds 300
@@ -112,12 +113,24 @@ def start_collector(db: str, extra: list[str] | None = None) -> tuple[subprocess
 NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
 
 
-def node_exporter_scrape(rounds: int) -> tuple[float, int, int]:
+def tree_flags(args: argparse.Namespace, where: str) -> list[str]:
+    """--path.* flags (ours and node_exporter's spell them alike) for --tree big, made under where."""
+    if args.tree != "big":
+        return []
+    from bench.bignode import make_tree
+
+    root = make_tree(Path(where) / "tree")
+    return [f"--path.procfs={root / 'proc'}", f"--path.sysfs={root / 'sys'}"]
+
+
+def node_exporter_scrape(rounds: int, paths: list[str] | None = None) -> tuple[float, int, int]:
     """node_exporter with the collectors matching our samplers: CPU seconds per scrape, bytes, series."""
     if not Path(NODE_EXPORTER).exists():
         raise SystemExit("needs Debian's prometheus-node-exporter: apt-get install prometheus-node-exporter")
     port = free_port()
     flags = ["--collector.disable-defaults", *[f"--collector.{c}" for c in NODE_EXPORTER_COLLECTORS]]
+    if paths:  # a tree's files, not this machine's netlink
+        flags += [*paths, "--no-collector.netdev.netlink", "--no-collector.netclass.netlink"]
     ne = subprocess.Popen(
         [NODE_EXPORTER, f"--web.listen-address=127.0.0.1:{port}", *flags], stderr=subprocess.DEVNULL
     )
@@ -135,18 +148,28 @@ def node_exporter_version() -> str:
 
 
 def agent_vs_node_exporter(args: argparse.Namespace) -> dict[str, object]:
-    """CPU per sample of the host sources: our samplers vs node_exporter per scrape, same machine, same run."""
-    ne_cpu, _, ne_series = node_exporter_scrape(args.rounds)
+    """CPU per sample of the host sources: our samplers vs node_exporter per scrape, same machine, same run.
+
+    Every source is read every round here, the once-a-second ones included, as
+    node_exporter reads everything on every scrape."""
+    tmp = tempfile.TemporaryDirectory()
+    paths = tree_flags(args, tmp.name)
+    ne_cpu, _, ne_series = node_exporter_scrape(args.rounds, paths)
+    roots = {flag.split("=")[0].removeprefix("--path."): flag.split("=", 1)[1] for flag in paths}
 
     # Ours: the same sources, sampled by the agent's real runner in a child process.
     code = f"""
 import os, time, sys
+from pathlib import Path
 sys.path.insert(0, {str(ROOT)!r})
 from agent.samplers import REGISTRY
-from agent.samplers.base import SamplerContext
+from agent.samplers.base import Every, Paths, SamplerContext
 from agent.runner import Runner
 from agent.exposition import render
-r = Runner([s.factory(SamplerContext()) for n, s in REGISTRY.items() if n != "gpu"], 5.0)
+Every.due = lambda self: True
+roots = {{k: Path(v) for k, v in {roots!r}.items()}}
+ctx = SamplerContext(paths=Paths(**roots))
+r = Runner([s.factory(ctx) for n, s in REGISTRY.items() if n != "gpu"], 5.0)
 r.tick()
 t = time.process_time()
 for _ in range({args.rounds}):
@@ -157,9 +180,10 @@ values = sum(sum(1 for x in vals.values() if x is not None) for k, v in tick.rea
 print(cost, rows, values)
 r.close()
 """
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.split()
+    with tmp:
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.split()
     ours_cpu, ours_rows, ours_values = float(out[0]), int(out[1]), int(out[2])
     return {
         "node_exporter_version": node_exporter_version(),
@@ -170,6 +194,7 @@ r.close()
         "ironsight_rows_per_sample": ours_rows,
         "ratio": ours_cpu / ne_cpu if ne_cpu else None,
         "rounds": args.rounds,
+        "tree": args.tree,
     }
 
 
@@ -229,9 +254,10 @@ def agent_overhead(args: argparse.Namespace) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         col, port = start_collector(f"{tmp}/b.duckdb")
         agent = subprocess.Popen(
-            [str(BIN / "ironsight-agent"), "--collector", f"127.0.0.1:{port}", "--interval", "0.1"],
+            [str(BIN / "ironsight-agent"), "--collector", f"127.0.0.1:{port}", "--interval", "0.1",
+             f"--state-dir={tmp}", *tree_flags(args, tmp)],
             stderr=subprocess.DEVNULL,
-        )
+        )  # fmt: skip
         try:
             time.sleep(5)  # imports and first inventory are start-up, not steady state
             c0, t0 = cpu_seconds(agent.pid), time.monotonic()
@@ -246,7 +272,12 @@ def agent_overhead(args: argparse.Namespace) -> dict[str, object]:
             agent.wait()
             col.terminate()
             col.wait()
-    return {"seconds": wall, "cpu_percent_of_one_core": 100 * cpu / wall, "rss_max_mb": rss_max / 2**20}
+    return {
+        "seconds": wall,
+        "cpu_percent_of_one_core": 100 * cpu / wall,
+        "rss_max_mb": rss_max / 2**20,
+        "tree": args.tree,
+    }
 
 
 def _gpu_batch(node: str, seq: int, t0: int, ticks: int, gpus: int) -> bytes:
@@ -605,6 +636,13 @@ def main() -> int:
     )
     p.add_argument("--rounds", type=int, default=200, help="samples/scrapes for agent-vs-node-exporter")
     p.add_argument("--seconds", type=float, default=30, help="steady-state seconds for agent-overhead")
+    p.add_argument(
+        "--tree",
+        choices=["host", "big"],
+        default="host",
+        help="what agent-vs-node-exporter and agent-overhead sample: this machine, or a generated "
+        "tree of a 192-cpu node with 8 HCAs, 16 NVMe drives and 20 hwmon chips (bench/bignode.py)",
+    )
     p.add_argument("--streams", type=int, default=8)
     p.add_argument("--batches", type=int, default=40, help="batches per stream for ingest")
     p.add_argument("--ticks", type=int, default=100, help="ticks per batch for ingest")
