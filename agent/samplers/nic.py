@@ -25,6 +25,7 @@ from typing import Any
 from agent.samplers.base import (
     BaseSampler,
     DeviceInfo,
+    Every,
     Reading,
     Value,
     log_once,
@@ -66,9 +67,8 @@ TCP_COLUMNS = {
 
 LINK_REFRESH_S = 60.0
 # operstate and carrier_changes cost ~37 us a read in sysfs (4 interfaces: 0.3 ms a
-# tick). carrier_changes is cumulative, so reading them at most once a second
-# loses no flap, only its sub-second timing.
-LINK_STATE_EVERY_S = 1.0
+# tick): they are slow sources (base.SLOW_EVERY_S). carrier_changes is cumulative, so
+# reading them once a second loses no flap, only its sub-second timing.
 
 # struct rtnl_link_stats64 (include/uapi/linux/if_link.h): the first 23 u64 in
 # this order since 2.6.35; newer kernels append fields after them.
@@ -265,7 +265,7 @@ class NicSampler(BaseSampler):
         # name -> (facts, carrier_changes when read, monotonic time read)
         self._facts: dict[str, tuple[dict[str, Value], Value, float]] = {}
         self._states: dict[str, dict[str, Value]] = {}
-        self._states_at = -LINK_STATE_EVERY_S
+        self._state_every = Every()
         self._sysfs_net = self.paths.sys("class", "net")
         self._snmp = str(self.paths.proc("net", "snmp"))
         if self.paths.procfs.resolve() == Path("/proc"):
@@ -291,9 +291,8 @@ class NicSampler(BaseSampler):
         sysfs_net = self._sysfs_net
         now = time.monotonic()
         counters = self._counters()
-        if now - self._states_at >= LINK_STATE_EVERY_S or set(counters) - set(self._states):
+        if self._state_every.due() or counters.keys() - self._states.keys():
             self._states = {name: link_state(sysfs_net, name) for name in counters}
-            self._states_at = now
         for name, values in sorted(counters.items()):
             values.update(self._states.get(name) or link_state(sysfs_net, name))
             cached = self._facts.get(name)

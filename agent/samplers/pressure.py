@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
-from agent.samplers.base import BaseSampler, Reading, SamplerContext, Value, log_once, read_text, register
+from agent.samplers.base import (
+    BaseSampler,
+    Every,
+    Reading,
+    SamplerContext,
+    Value,
+    log_once,
+    read_text,
+    register,
+)
+
+SCAN_REFRESH_S = 60.0
 
 
 def parse_psi(text: str) -> dict[str, float]:
@@ -28,9 +40,15 @@ class PressureSampler(BaseSampler):
 
     def __init__(self, ctx: SamplerContext) -> None:
         super().__init__(ctx)
-        self._files = [(r, str(self.paths.proc("pressure", r))) for r in self.RESOURCES]
+        self._all = [(r, str(self.paths.proc("pressure", r))) for r in self.RESOURCES]
+        self._files: list[tuple[str, str]] = []
+        self._scan = Every(SCAN_REFRESH_S)
 
     def sample(self) -> Reading:
+        # Which files exist (irq arrived in 6.1, and needs CONFIG_IRQ_TIME_ACCOUNTING) is
+        # looked up once a minute: a failed open of a missing one cost 0.1 ms a tick here.
+        if self._scan.due():
+            self._files = [(r, path) for r, path in self._all if os.path.exists(path)]
         values: dict[str, Value] = {}
         found = False
         for resource, path in self._files:
