@@ -10,13 +10,13 @@ import pytest
 
 from agent.runner import Runner
 from agent.samplers import REGISTRY
-from agent.samplers.base import BaseSampler, Paths, Reading, SamplerContext, open_files
+from agent.samplers.base import BaseSampler, Paths, Reading, SamplerContext, open_files, read_int_fast
 from agent.samplers.cpu import CpuSampler, parse_stat
 from agent.samplers.disk import parse_diskstats
 from agent.samplers.memory import parse_meminfo
 from agent.samplers.nic import STATS64_FIELDS, fold_stats64, parse_net_dev, parse_snmp_tcp
 from agent.samplers.pressure import PressureSampler
-from agent.samplers.rdma import RdmaSampler, parse_rate, parse_state, read_counter
+from agent.samplers.rdma import RdmaSampler, parse_rate, parse_state
 
 
 def write(root: Path, rel: str, text: str) -> None:
@@ -80,9 +80,12 @@ def test_snmp_tcp() -> None:
     assert parse_snmp_tcp("Ip: 1\nIp: 2\n") == {}
 
 
-def test_rdma_value_parsers() -> None:
-    assert read_counter("N/A (no PMA)") is None
-    assert read_counter("123\n") == 123
+def test_rdma_value_parsers(tmp_path: Path) -> None:
+    # Counter files: a port without a PMA says so in words, which is NULL, not an error.
+    write(tmp_path, "no_pma", "N/A (no PMA)\n")
+    write(tmp_path, "count", "123\n")
+    assert read_int_fast(str(tmp_path / "no_pma")) is None
+    assert read_int_fast(str(tmp_path / "count")) == 123
     assert parse_state("4: ACTIVE") == 4 and parse_state("garbage") is None
     assert parse_rate("100 Gb/sec (4X EDR)") == 12_500_000_000
     assert parse_rate("2.5 Gb/sec (1X SDR)") == 312_500_000

@@ -148,9 +148,6 @@ class Every:
         self._at = now
         return True
 
-    def reset(self) -> None:
-        self._at = -float("inf")
-
 
 class LogOnce:
     """Logs a given key once: missing hardware is a state, not an event per tick."""

@@ -50,16 +50,6 @@ HW_COUNTERS = RDMA_HW_COUNTERS.split()
 _RATE = re.compile(r"^([\d.]+)\s*Gb/sec")
 
 
-def read_counter(text: str | None) -> int | None:
-    """A counter file's value; "N/A (no PMA)" and garbage are NULL."""
-    if text is None:
-        return None
-    try:
-        return int(text.split()[0])
-    except (ValueError, IndexError):
-        return None
-
-
 def parse_state(text: str | None) -> int | None:
     """ "4: ACTIVE" -> 4."""
     if not text:
