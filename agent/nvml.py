@@ -23,6 +23,12 @@ _ABSENT = (
     "NVML_ERROR_NOT_FOUND",
     "NVML_ERROR_NO_DATA",
 )
+# Of those, the ones a GPU and driver keep saying (no fan on an SXM board, no energy
+# counter before Volta): the same call is not made again until forget_absent(), which
+# the GPU sampler calls with each inventory refresh (a minute) in case MIG mode or the
+# driver changed. Each such call was a driver round trip and a raised exception per
+# GPU per tick. NOT_FOUND and NO_DATA can pass (no new samples yet) and are asked again.
+_NEVER = ("NVML_ERROR_NOT_SUPPORTED", "NVML_ERROR_FUNCTION_NOT_FOUND")
 
 
 class NvmlUnavailable(Exception):
@@ -35,6 +41,7 @@ class Nvml:
         self._lock = threading.Lock()
         self._ready = False
         self.lib: Any = None
+        self._never: set[tuple[Any, ...]] = set()
 
     def init(self) -> None:
         with self._lock:
@@ -64,14 +71,28 @@ class Nvml:
         if func is None:
             log_once(f"nvml.missing.{fn}", f"gpu: {fn} is not in this nvidia-ml-py; its values are NULL")
             return None
+        # The first argument is a device handle (a ctypes pointer, unhashable): by identity,
+        # as the sampler keeps each GPU's handle for its lifetime.
+        key = (fn, id(args[0]), *args[1:]) if args else (fn,)
+        try:
+            if key in self._never:
+                return None
+        except TypeError:  # another unhashable argument (a list of field ids): not remembered
+            key = ()
         try:
             return func(*args)
         except self.lib.NVMLError as exc:
             code = getattr(exc, "value", None)
             if code in {self._code(n) for n in _ABSENT}:
+                if key and code in {self._code(n) for n in _NEVER}:
+                    self._never.add(key)
                 log_once(f"nvml.absent.{fn}", f"gpu: {fn} not supported here ({exc}); its values are NULL")
                 return None
             raise
+
+    def forget_absent(self) -> None:
+        """Ask again what was not supported (after a minute, or when the GPUs change)."""
+        self._never.clear()
 
     def shutdown(self) -> None:
         with self._lock:

@@ -141,6 +141,28 @@ def test_function_not_found_is_null_and_logged_once(caplog: pytest.LogCaptureFix
     assert sum("nvmlDeviceGetCurrentClocksEventReasons" in r.message for r in caplog.records) <= 1
 
 
+def test_what_a_gpu_does_not_support_is_asked_once_a_minute_not_every_tick() -> None:
+    nvml = CaptureNvml(capture(H100), "load")  # no energy counter in this capture: NotSupported
+    calls: list[str] = []
+    real_energy = nvml.nvmlDeviceGetTotalEnergyConsumption
+
+    def energy(h: object) -> int:
+        calls.append("energy")
+        return real_energy(h)
+
+    nvml.nvmlDeviceGetTotalEnergyConsumption = energy
+    sampler = GpuSampler(SamplerContext(nvml=nvml))
+    gpus = len(sampler.gpus)
+    for _ in range(5):
+        rows = sampler.sample().rows("gpu")
+        assert all(values["energy_joules"] is None for _, values in rows)
+        assert all(values["power_watts"] is not None for _, values in rows)  # supported: every tick
+    assert len(calls) == gpus  # once per GPU, not 5 times
+    sampler.inventory()  # the minute's refresh asks again
+    sampler.sample()
+    assert len(calls) == 2 * gpus
+
+
 def test_missing_library_is_a_normal_state(caplog: pytest.LogCaptureFixture) -> None:
     nvml = CaptureNvml(capture(H100), "idle")
     nvml.init_error = pynvml.NVML_ERROR_LIBRARY_NOT_FOUND

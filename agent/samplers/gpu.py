@@ -258,6 +258,8 @@ class GpuSampler(BaseSampler):
             )
 
     def inventory(self) -> list[DeviceInfo]:
+        if self.available:
+            self.nvml.forget_absent()  # once a minute: MIG mode or the driver may have changed
         return [DeviceInfo("gpu", str(g.index), dict(g.info)) for g in self.gpus]
 
     def close(self) -> None:
