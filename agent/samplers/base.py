@@ -129,6 +129,8 @@ def register(name: str, help: str, default_enabled: bool = True) -> Callable[[ty
 # chips that is thousands of reads a second saved, and only sub-second timing is lost
 # (counters among them lose no events).
 SLOW_EVERY_S = 1.0
+# Which files, devices and cpus exist changes with hotplug and drivers only: looked up again this often.
+RESCAN_EVERY_S = 60.0
 
 
 class Every:
@@ -147,6 +149,10 @@ class Every:
             return False
         self._at = now
         return True
+
+    def expire(self) -> None:
+        """Makes the next due() true (something looked up is gone: look again now)."""
+        self._at = -float("inf")
 
 
 class LogOnce:
@@ -288,14 +294,14 @@ open_files = OpenFiles()
 def read_int_fast(path: str) -> int | None:
     """read_int for files that hold one decimal number (sysfs counters, temperatures):
     int() takes the bytes as they are, no decode, strip or split, the common case on
-    the hot path; anything else goes the long way."""
+    the hot path; anything else is parsed as read_int would, from the same read."""
     data = open_files.read(path)
     if data is None:
         return None
     try:
         return int(data)
     except ValueError:
-        return read_int(path)
+        return parse_int(data.decode(errors="replace").strip())
 
 
 def read_text(path: Path | str) -> str | None:
@@ -305,11 +311,15 @@ def read_text(path: Path | str) -> str | None:
 
 
 def read_int(path: Path | str) -> int | None:
-    text = read_text(path)
-    if text is None:
+    return parse_int(read_text(path))
+
+
+def parse_int(text: str | None) -> int | None:
+    """The first word of a file's stripped text as an int (0x.. too); None when it is not one."""
+    if not text:
         return None
     try:
-        return int(text.split()[0], 0) if text else None
+        return int(text.split()[0], 0)
     except (ValueError, IndexError):
         return None
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import itertools
 import operator
-import time
 from dataclasses import dataclass
 
 from agent.samplers.base import (
+    RESCAN_EVERY_S,
     BaseSampler,
     Every,
     Reading,
@@ -90,9 +90,6 @@ def _khz(value: int | None) -> float | None:
     return None if value is None else value * 1000.0
 
 
-TOPOLOGY_REFRESH_S = 60.0
-
-
 @dataclass(frozen=True)
 class CpuFacts:
     static: dict[str, Value]
@@ -106,7 +103,7 @@ class CpuSampler(BaseSampler):
     def __init__(self, ctx: SamplerContext) -> None:
         super().__init__(ctx)
         self._facts: dict[str, CpuFacts] = {}
-        self._facts_at = -TOPOLOGY_REFRESH_S
+        self._rescan = Every(RESCAN_EVERY_S)
         self._every = Every()
         self._per_cpu: dict[str, dict[str, Value]] = {}
         self._load: dict[str, Value] = {}
@@ -168,8 +165,8 @@ class CpuSampler(BaseSampler):
         return out
 
     def sample(self) -> Reading:
-        if time.monotonic() - self._facts_at > TOPOLOGY_REFRESH_S:
-            self._facts, self._facts_at = {}, time.monotonic()
+        if self._rescan.due():
+            self._facts = {}
         reading = Reading()
         stat = read_text(self._stat)
         if stat is None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from collections import Counter
 from pathlib import Path
 
 from agent.samplers.base import (
+    RESCAN_EVERY_S,
     BaseSampler,
     DeviceInfo,
     Every,
@@ -22,7 +22,6 @@ from agent.samplers.base import (
 )
 
 _INVALID = re.compile(r"[^a-z0-9:_]")
-SCAN_REFRESH_S = 60.0
 _TEMP_FILE = re.compile(r"^temp(\d+)_(input|max|crit|crit_alarm)$")
 
 
@@ -86,7 +85,7 @@ class HwmonSampler(BaseSampler):
         super().__init__(ctx)
         self._sensors: list[tuple[str, dict[str, str]]] = []
         self._zones: list[tuple[str, str]] = []
-        self._scanned_at = -SCAN_REFRESH_S
+        self._rescan = Every(RESCAN_EVERY_S)
         self._every = Every()
         self._last = Reading()
 
@@ -105,7 +104,6 @@ class HwmonSampler(BaseSampler):
             for zone in listdir(self.paths.sys("class", "thermal"))
             if zone.name.startswith("thermal_zone")
         ]
-        self._scanned_at = time.monotonic()
 
     def sample(self) -> Reading:
         # Sensors refresh about once a second (coretemp caches for one) and some reads are
@@ -113,7 +111,7 @@ class HwmonSampler(BaseSampler):
         # read at most once a second, the same rows repeated between.
         if not self._every.due():
             return Reading({table: list(rows) for table, rows in self._last.tables.items()})
-        if time.monotonic() - self._scanned_at > SCAN_REFRESH_S:
+        if self._rescan.due():
             self._scan()
         reading = Reading()
         for device, files in self._sensors:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-import time
 
 from agent.samplers.base import (
+    RESCAN_EVERY_S,
     BaseSampler,
     Every,
     Reading,
@@ -37,9 +37,6 @@ FIELDS = {
     "HugePages_Free": "hugepages_free",
     "Hugepagesize": "hugepage_size_bytes",
 }
-
-NODES_REFRESH_S = 60.0
-
 
 # "MemTotal:" -> column: the file split into words in one C call, then only the
 # keys we keep are looked at (a fifth cheaper than a split per line, which counts at 0.1 s).
@@ -85,7 +82,7 @@ class MemorySampler(BaseSampler):
         super().__init__(ctx)
         self._meminfo = str(self.paths.proc("meminfo"))
         self._nodes: list[tuple[str, str]] = []
-        self._nodes_at = -NODES_REFRESH_S
+        self._rescan = Every(RESCAN_EVERY_S)
         self._every = Every()
         self._numa: list[tuple[str, dict[str, Value]]] = []
 
@@ -95,13 +92,12 @@ class MemorySampler(BaseSampler):
             raise OSError(f"cannot read {self._meminfo}")
         reading = Reading()
         reading.add("memory", "", parse_meminfo(text))
-        if time.monotonic() - self._nodes_at > NODES_REFRESH_S:  # NUMA nodes come and go only with hotplug
+        if self._rescan.due():  # NUMA nodes come and go only with hotplug
             self._nodes = [
                 (node.name[4:], str(node / "meminfo"))
                 for node in listdir(self.paths.sys("devices", "system", "node"))
                 if re.fullmatch(r"node\d+", node.name)
             ]
-            self._nodes_at = time.monotonic()
         if self._every.due():  # a NUMA node's meminfo walks all its zones: once a second is plenty
             self._numa = [
                 (node, parse_numa_meminfo(text)) for node, path in self._nodes if (text := read_text(path))

@@ -6,6 +6,7 @@ import contextlib
 import os
 
 from agent.samplers.base import (
+    RESCAN_EVERY_S,
     BaseSampler,
     Every,
     Reading,
@@ -15,8 +16,6 @@ from agent.samplers.base import (
     read_text,
     register,
 )
-
-SCAN_REFRESH_S = 60.0
 
 
 def parse_psi(text: str) -> dict[str, float]:
@@ -42,7 +41,7 @@ class PressureSampler(BaseSampler):
         super().__init__(ctx)
         self._all = [(r, str(self.paths.proc("pressure", r))) for r in self.RESOURCES]
         self._files: list[tuple[str, str]] = []
-        self._scan = Every(SCAN_REFRESH_S)
+        self._scan = Every(RESCAN_EVERY_S)
 
     def sample(self) -> Reading:
         # Which files exist (irq arrived in 6.1, and needs CONFIG_IRQ_TIME_ACCOUNTING) is

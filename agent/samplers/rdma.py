@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from agent.samplers.base import (
+    RESCAN_EVERY_S,
     BaseSampler,
     DeviceInfo,
+    Every,
     Reading,
     SamplerContext,
     Value,
@@ -62,9 +63,6 @@ def parse_rate(text: str | None) -> int | None:
     """ "40 Gb/sec (4X QDR)" -> 5_000_000_000 bytes a second."""
     m = _RATE.match(text or "")
     return int(float(m.group(1)) * 125_000_000) if m else None
-
-
-SCAN_REFRESH_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -119,17 +117,16 @@ class RdmaSampler(BaseSampler):
     def __init__(self, ctx: SamplerContext) -> None:
         super().__init__(ctx)
         self._ports: list[_Port] = []
-        self._scanned_at = -SCAN_REFRESH_S
+        self._rescan = Every(RESCAN_EVERY_S)
 
     def sample(self) -> Reading:
-        if time.monotonic() - self._scanned_at > SCAN_REFRESH_S:
+        if self._rescan.due():
             self._ports = scan_ports(self.paths.sys("class", "infiniband"))
-            self._scanned_at = time.monotonic()
         reading = Reading()
         for port in self._ports:
             state = read_text(port.state)
             if state is None and not os.path.isdir(port.base):  # gone with its HCA: look again next tick
-                self._scanned_at = -SCAN_REFRESH_S
+                self._rescan.expire()
                 continue
             values: dict[str, Value] = dict.fromkeys(COLUMNS)
             for column, path, scale in port.counters:
