@@ -1,6 +1,6 @@
 """The agent's on-disk spool: every batch is written here before it is sent and removed once acknowledged.
 
-Segment files of checksummed records (length, CRC-32C of the payload, the
+Segment files of checksummed records (length, CRC-32 of the payload, the
 serialized Batch), appended in order; a new segment at each start and every
 segment_bytes. A segment is deleted when all its batches are acknowledged
 and it is no longer written to. On start the segments left behind (a restart,
@@ -47,6 +47,14 @@ class OrderedBacklog:
 
     def __len__(self) -> int:
         return len(self._order)
+
+    def _insert(self, seq: int) -> None:
+        bisect.insort(self._order, seq)
+
+    def _discard(self, seq: int) -> None:
+        i = bisect.bisect_left(self._order, seq)
+        if i < len(self._order) and self._order[i] == seq:
+            del self._order[i]
 
 
 class SpoolError(Exception):
@@ -178,15 +186,13 @@ class Spool(OrderedBacklog):
             return
         self._entries[seq] = entry
         entry.segment.pending.add(seq)
-        bisect.insort(self._order, seq)
+        self._insert(seq)
 
     def _forget(self, seq: int) -> _Entry | None:
         entry = self._entries.pop(seq, None)
         if entry is not None:
             entry.segment.pending.discard(seq)
-            i = bisect.bisect_left(self._order, seq)
-            if i < len(self._order) and self._order[i] == seq:
-                del self._order[i]
+            self._discard(seq)
         return entry
 
     def _remove(self, seg: _Segment) -> None:

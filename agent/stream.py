@@ -12,7 +12,6 @@ is logged once when it starts and once when it ends, never per retry.
 
 from __future__ import annotations
 
-import bisect
 import logging
 import random
 import threading
@@ -70,7 +69,7 @@ class MemoryBacklog(OrderedBacklog):
     def append(self, seq: int, payload: bytes) -> None:
         if seq not in self._data:
             self._data[seq] = payload
-            bisect.insort(self._order, seq)
+            self._insert(seq)
         while len(self._order) > self.max_batches:
             del self._data[self._order.pop(0)]
             self.dropped += 1
@@ -85,7 +84,7 @@ class MemoryBacklog(OrderedBacklog):
     def ack(self, seq: int) -> bool:
         if self._data.pop(seq, None) is None:
             return False
-        del self._order[bisect.bisect_left(self._order, seq)]
+        self._discard(seq)
         return True
 
     def close(self) -> None:
