@@ -113,14 +113,19 @@ def start_collector(db: str, extra: list[str] | None = None) -> tuple[subprocess
 NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
 
 
-def tree_flags(args: argparse.Namespace, where: str) -> list[str]:
-    """--path.* flags (ours and node_exporter's spell them alike) for --tree big, made under where."""
+def tree_roots(args: argparse.Namespace, where: str) -> dict[str, Path]:
+    """{"procfs": ..., "sysfs": ...} of a tree made under where for --tree big; {} for this machine."""
     if args.tree != "big":
-        return []
+        return {}
     from bench.bignode import make_tree
 
     root = make_tree(Path(where) / "tree")
-    return [f"--path.procfs={root / 'proc'}", f"--path.sysfs={root / 'sys'}"]
+    return {"procfs": root / "proc", "sysfs": root / "sys"}
+
+
+def path_flags(roots: dict[str, Path]) -> list[str]:
+    """--path.* flags for those roots: ours and node_exporter's spell them alike."""
+    return [f"--path.{name}={path}" for name, path in roots.items()]
 
 
 def node_exporter_scrape(rounds: int, paths: list[str] | None = None) -> tuple[float, int, int]:
@@ -153,9 +158,8 @@ def agent_vs_node_exporter(args: argparse.Namespace) -> dict[str, object]:
     Every source is read every round here, the once-a-second ones included, as
     node_exporter reads everything on every scrape."""
     tmp = tempfile.TemporaryDirectory()
-    paths = tree_flags(args, tmp.name)
-    ne_cpu, _, ne_series = node_exporter_scrape(args.rounds, paths)
-    roots = {flag.split("=")[0].removeprefix("--path."): flag.split("=", 1)[1] for flag in paths}
+    roots = tree_roots(args, tmp.name)
+    ne_cpu, _, ne_series = node_exporter_scrape(args.rounds, path_flags(roots))
 
     # Ours: the same sources, sampled by the agent's real runner in a child process.
     code = f"""
@@ -163,11 +167,12 @@ import os, time, sys
 from pathlib import Path
 sys.path.insert(0, {str(ROOT)!r})
 from agent.samplers import REGISTRY
-from agent.samplers.base import Every, Paths, SamplerContext
+from agent.samplers.base import RESCAN_EVERY_S, Every, Paths, SamplerContext
 from agent.runner import Runner
 from agent.exposition import render
-Every.due = lambda self: True
-roots = {{k: Path(v) for k, v in {roots!r}.items()}}
+rescan_due = Every.due
+Every.due = lambda self: self.seconds < RESCAN_EVERY_S or rescan_due(self)  # slow sources every round
+roots = {{k: Path(v) for k, v in { ({k: str(v) for k, v in roots.items()})!r}.items()}}
 ctx = SamplerContext(paths=Paths(**roots))
 r = Runner([s.factory(ctx) for n, s in REGISTRY.items() if n != "gpu"], 5.0)
 r.tick()
@@ -255,7 +260,7 @@ def agent_overhead(args: argparse.Namespace) -> dict[str, object]:
         col, port = start_collector(f"{tmp}/b.duckdb")
         agent = subprocess.Popen(
             [str(BIN / "ironsight-agent"), "--collector", f"127.0.0.1:{port}", "--interval", "0.1",
-             f"--state-dir={tmp}", *tree_flags(args, tmp)],
+             f"--state-dir={tmp}", *path_flags(tree_roots(args, tmp))],
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
         try:
