@@ -17,7 +17,7 @@ dashboards:
 	.venv/bin/python tools/make_dashboards.py
 
 lint:
-	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy
+	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/python tools/typecheck.py
 
 bench:
 	.venv/bin/python bench/run.py

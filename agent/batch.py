@@ -6,10 +6,11 @@ import socket
 import time
 import uuid
 
-from agent import __version__
-from agent.runner import Tick
-from agent.samplers.base import DeviceInfo, Paths, read_text
-from ironsight.columnar import TableBuilder
+from ironsight.agent import __version__
+from ironsight.agent.runner import Tick
+from ironsight.agent.samplers.base import Paths, read_text
+from ironsight.core.columnar import TableBuilder
+from ironsight.core.reading import DeviceInfo
 from ironsight.v1 import telemetry_pb2 as pb
 
 

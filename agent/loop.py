@@ -8,9 +8,10 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from agent.batch import Batcher, node_info
-from agent.runner import Runner, Tick
-from agent.samplers.base import DeviceInfo, Paths
+from ironsight.agent.batch import Batcher, node_info
+from ironsight.agent.runner import Runner, Tick
+from ironsight.agent.samplers.base import Paths
+from ironsight.core.reading import DeviceInfo
 from ironsight.v1 import telemetry_pb2 as pb
 
 log = logging.getLogger("ironsight.agent")

@@ -14,15 +14,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent.batch import Batcher, boot_id
-from agent.loop import Sink, sample_loop
-from agent.runner import Runner, Tick
-from agent.samplers import REGISTRY
-from agent.samplers.base import DeviceInfo, Paths, Sampler, SamplerContext, raise_fd_limit
-from ironsight import config
-from ironsight.flags import add_logging_args, dial_address, listen_address, setup_logging
-from ironsight.systemd import Notifier
-from ironsight.transport import TransportError, check_dial, host_of, is_loopback, tls_from
+from ironsight.agent.batch import Batcher, boot_id
+from ironsight.agent.loop import Sink, sample_loop
+from ironsight.agent.runner import Runner, Tick
+from ironsight.agent.samplers import REGISTRY
+from ironsight.agent.samplers.base import Paths, Sampler, SamplerContext, raise_fd_limit
+from ironsight.core import config
+from ironsight.core.flags import add_logging_args, dial_address, listen_address, setup_logging
+from ironsight.core.reading import DeviceInfo
+from ironsight.core.systemd import Notifier
+from ironsight.core.transport import TransportError, check_dial, host_of, is_loopback, tls_from
 
 log = logging.getLogger("ironsight.agent")
 
@@ -179,7 +180,7 @@ def build_samplers(args: argparse.Namespace, ctx: SamplerContext) -> list[Sample
 
 
 def run_once(runner: Runner) -> int:
-    from agent.exposition import render  # prometheus_client: only where exposition is rendered
+    from ironsight.core.exposition import render  # prometheus_client: only where exposition is rendered
 
     tick = runner.tick()
     text = render(tick.reading, runner.inventory(), socket.gethostname())
@@ -266,9 +267,9 @@ def run_forever(args: argparse.Namespace, runner: Runner, paths: Paths, argv: li
     """Samples until SIGTERM: streams to the collector, serves /metrics, or both; SIGHUP reloads.
 
     It owns the runner: a reload that changes the samplers or the interval replaces it."""
-    from agent.reload import Signals, reload
-    from agent.spool import Spool, SpoolError
-    from agent.stream import Sender
+    from ironsight.agent.reload import Signals, reload
+    from ironsight.agent.spool import Spool, SpoolError
+    from ironsight.agent.stream import Sender
 
     sender = None
     if args.collector:
@@ -284,7 +285,7 @@ def run_forever(args: argparse.Namespace, runner: Runner, paths: Paths, argv: li
     signals = Signals()
     on_tick, server = None, None
     if args.metrics_listen:
-        from agent.metrics import Latest, serve
+        from ironsight.agent.metrics import Latest, serve
 
         latest = Latest(socket.gethostname(), sender)
         try:

@@ -13,16 +13,16 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from agent.exposition import ReadingCollector, XidHistory
-from agent.runner import Tick
-from agent.samplers.base import DeviceInfo
-from ironsight.transport import Tls, serve_metrics
+from ironsight.agent.runner import Tick
+from ironsight.core.exposition import ReadingCollector, XidHistory
+from ironsight.core.reading import DeviceInfo
+from ironsight.core.transport import Tls, serve_metrics
 
 
 class Latest(Collector):
     def __init__(self, hostname: str, sender: Any = None) -> None:
         self.hostname = hostname
-        self.sender = sender  # agent.stream.Sender, when streaming
+        self.sender = sender  # ironsight.agent.stream.Sender, when streaming
         self.tick: Tick | None = None
         self.inventory: list[DeviceInfo] = []
         self.ticks = 0

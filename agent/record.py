@@ -8,9 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from agent.batch import Batcher, boot_id, node_info
-from agent.loop import Sink, sample_loop
-from agent.main import (
+from ironsight.agent.batch import Batcher, boot_id, node_info
+from ironsight.agent.loop import Sink, sample_loop
+from ironsight.agent.main import (
     add_sampling_args,
     add_tls_args,
     budget,
@@ -18,10 +18,10 @@ from agent.main import (
     check_tls_args,
     stop_on_signals,
 )
-from agent.runner import Runner
-from agent.samplers.base import Paths, SamplerContext, raise_fd_limit
-from ironsight.flags import dial_address, duration_arg, setup_logging
-from ironsight.trace import TraceWriter
+from ironsight.agent.runner import Runner
+from ironsight.agent.samplers.base import Paths, SamplerContext, raise_fd_limit
+from ironsight.core.flags import dial_address, duration_arg, setup_logging
+from ironsight.core.trace import TraceWriter
 from ironsight.v1 import telemetry_pb2 as pb
 
 log = logging.getLogger("ironsight.agent")
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         sinks: list[Sink] = [TraceSink(writer)]
         sender = None
         if args.tee_collector:
-            from agent.stream import Sender
+            from ironsight.agent.stream import Sender
 
             sender = Sender(args.tee_collector, tls=args.tls)
             sender.start()

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ironsight.config import changes
+from ironsight.core.config import changes
 
 log = logging.getLogger("ironsight.agent")
 

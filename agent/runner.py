@@ -19,7 +19,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from agent.samplers.base import DeviceInfo, Reading, Sampler
+from ironsight.agent.samplers.base import Sampler
+from ironsight.core.reading import DeviceInfo, Reading
 
 log = logging.getLogger("ironsight.agent")
 

@@ -21,9 +21,9 @@ from typing import Any, Protocol
 
 import grpc
 
-from agent.spool import OrderedBacklog
-from ironsight import transport
-from ironsight.transport import Tls
+from ironsight.agent.spool import OrderedBacklog
+from ironsight.core import transport
+from ironsight.core.transport import Tls
 from ironsight.v1 import telemetry_pb2 as pb
 
 log = logging.getLogger("ironsight.agent")

@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agent.samplers.rdma import HW_COUNTERS, PORT_COUNTERS  # noqa: E402
+from ironsight.agent.samplers.rdma import HW_COUNTERS, PORT_COUNTERS  # noqa: E402
 
 CORES, NUMA_NODES, DRIVES, NICS, HCAS, CHIPS = 192, 2, 16, 12, 8, 20
 

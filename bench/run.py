@@ -166,10 +166,10 @@ def agent_vs_node_exporter(args: argparse.Namespace) -> dict[str, object]:
 import os, time, sys
 from pathlib import Path
 sys.path.insert(0, {str(ROOT)!r})
-from agent.samplers import REGISTRY
-from agent.samplers.base import RESCAN_EVERY_S, Every, Paths, SamplerContext
-from agent.runner import Runner
-from agent.exposition import render
+from ironsight.agent.samplers import REGISTRY
+from ironsight.agent.samplers.base import RESCAN_EVERY_S, Every, Paths, SamplerContext
+from ironsight.agent.runner import Runner
+from ironsight.core.exposition import render
 rescan_due = Every.due
 Every.due = lambda self: self.seconds < RESCAN_EVERY_S or rescan_due(self)  # slow sources every round
 roots = {{k: Path(v) for k, v in { ({k: str(v) for k, v in roots.items()})!r}.items()}}
@@ -286,8 +286,8 @@ def agent_overhead(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _gpu_batch(node: str, seq: int, t0: int, ticks: int, gpus: int) -> bytes:
-    from ironsight.columnar import TableBuilder
-    from ironsight.schema import TABLES
+    from ironsight.core.columnar import TableBuilder
+    from ironsight.core.schema import TABLES
     from ironsight.v1 import telemetry_pb2 as pb
 
     builder = TableBuilder("gpu")
@@ -304,7 +304,7 @@ def _gpu_batch(node: str, seq: int, t0: int, ticks: int, gpus: int) -> bytes:
 
 def ingest(args: argparse.Namespace) -> dict[str, object]:
     """Many concurrent streams into a real collector, counting values in committed rows per second."""
-    from ironsight.schema import TABLES
+    from ironsight.core.schema import TABLES
     from ironsight.v1 import telemetry_pb2 as pb
 
     values_per_batch = args.ticks * args.gpus * len(TABLES["gpu"].fields)
@@ -362,9 +362,9 @@ def ingest(args: argparse.Namespace) -> dict[str, object]:
 
 def replay(args: argparse.Namespace) -> dict[str, object]:
     """`ironsight replay --max` of a simulated multi-node trace into a real collector, end to end."""
-    from collector.replay import to_collector
-    from collector.simulate import simulate
-    from ironsight.trace import TraceWriter
+    from ironsight.core.trace import TraceWriter
+    from ironsight.offline.replay import to_collector
+    from ironsight.offline.simulate import simulate
 
     with tempfile.TemporaryDirectory() as tmp:
         trace = Path(tmp) / "bench.trace"
@@ -401,9 +401,9 @@ def replay(args: argparse.Namespace) -> dict[str, object]:
 
 def remote_write(args: argparse.Namespace) -> dict[str, object]:
     """Replay into a collector that forwards to a real Prometheus (Debian's, remote-write receiver on)."""
-    from collector.replay import to_collector
-    from collector.simulate import simulate
-    from ironsight.trace import TraceWriter
+    from ironsight.core.trace import TraceWriter
+    from ironsight.offline.replay import to_collector
+    from ironsight.offline.simulate import simulate
 
     exe = shutil.which("prometheus")
     if exe is None:
@@ -473,10 +473,10 @@ def remote_write(args: argparse.Namespace) -> dict[str, object]:
 
 def accuracy(args: argparse.Namespace) -> dict[str, object]:
     """`ironsight eval` over fresh simulated scenarios, with seeds the detector was not written on."""
-    from collector.detect.config import Thresholds
-    from collector.evaluate import evaluate, table
-    from collector.simulate import SCENARIOS, simulate
-    from ironsight.trace import TraceWriter
+    from ironsight.collector.detect.thresholds import Thresholds
+    from ironsight.core.trace import TraceWriter
+    from ironsight.offline.evaluate import evaluate, table
+    from ironsight.offline.simulate import SCENARIOS, simulate
 
     with tempfile.TemporaryDirectory() as tmp:
         traces = []
@@ -506,10 +506,10 @@ def detect_speed(args: argparse.Namespace) -> dict[str, object]:
 
     import duckdb
 
-    from collector.detect.findings import detect
-    from collector.replay import to_db
-    from collector.simulate import simulate
-    from ironsight.trace import TraceWriter
+    from ironsight.collector.detect.findings import detect
+    from ironsight.core.trace import TraceWriter
+    from ironsight.offline.replay import to_db
+    from ironsight.offline.simulate import simulate
 
     with tempfile.TemporaryDirectory() as tmp:
         trace, db = Path(tmp) / "d.trace", Path(tmp) / "d.duckdb"
@@ -548,10 +548,10 @@ def detect_step(args: argparse.Namespace) -> dict[str, object]:
     """
     from datetime import datetime, timedelta
 
-    from collector.detect.findings import DEFAULTS
-    from collector.detect.live import step
-    from collector.migrations import migrate
-    from collector.store import connect
+    from ironsight.collector.detect.findings import DEFAULTS
+    from ironsight.collector.detect.live import step
+    from ironsight.collector.migrations import migrate
+    from ironsight.collector.store import connect
 
     nodes, gpus, seconds, cores = args.step_nodes, 8, 720, 16
     end = datetime(2026, 11, 1, 1, 0, 0)

@@ -18,18 +18,18 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector as PromCollector
 from prometheus_client.registry import CollectorRegistry
 
-from collector.detect.config import with_overrides
-from collector.detect.findings import KINDS
-from collector.detect.live import LiveDetector
-from collector.remote_write import Config, ConfigError, RemoteWriter
-from collector.retention import Policy, Retention
-from collector.server import IngestService, start
-from collector.store import Store, StoreLocked
-from collector.validate import Limits
-from ironsight import config
-from ironsight.flags import add_logging_args, duration_arg, listen_address, setup_logging
-from ironsight.systemd import Notifier
-from ironsight.transport import check_listen, serve_metrics, tls_from
+from ironsight.collector.detect.findings import KINDS
+from ironsight.collector.detect.live import LiveDetector
+from ironsight.collector.detect.thresholds import with_overrides
+from ironsight.collector.remote_write.writer import Config, ConfigError, RemoteWriter
+from ironsight.collector.retention import Policy, Retention
+from ironsight.collector.server import IngestService, start
+from ironsight.collector.store import Store, StoreLocked
+from ironsight.collector.validate import Limits
+from ironsight.core import config
+from ironsight.core.flags import add_logging_args, duration_arg, listen_address, setup_logging
+from ironsight.core.systemd import Notifier
+from ironsight.core.transport import check_listen, serve_metrics, tls_from
 
 log = logging.getLogger("ironsight.collector")
 

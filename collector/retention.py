@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from collector.detect.sql import increment, ts
-from ironsight.schema import TABLES
+from ironsight.collector.detect.sql import increment, ts
+from ironsight.core.schema import TABLES
 
 log = logging.getLogger("ironsight.collector")
 

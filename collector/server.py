@@ -14,11 +14,11 @@ import pyarrow as pa
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from collector.detect.config import Thresholds, with_overrides
-from collector.detect.findings import detect
-from collector.store import Pending, QueryRejected, Store, run_query
-from collector.validate import InvalidBatch, Limits, ValidBatch, check
-from ironsight.transport import Tls, peer_names, server_credentials
+from ironsight.collector.detect.findings import detect
+from ironsight.collector.detect.thresholds import Thresholds, with_overrides
+from ironsight.collector.store import Pending, QueryRejected, Store, run_query
+from ironsight.collector.validate import InvalidBatch, Limits, ValidBatch, check
+from ironsight.core.transport import Tls, peer_names, server_credentials
 from ironsight.v1 import telemetry_pb2 as pb
 from ironsight.v1 import telemetry_pb2_grpc as pb_grpc
 

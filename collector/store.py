@@ -22,9 +22,9 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from collector.migrations import migrate
-from collector.validate import InvalidBatch, ValidBatch, check_values
-from ironsight.columnar import GroupColumns, bad_values, decode_group, group_arrow, view
+from ironsight.collector.migrations import migrate
+from ironsight.collector.validate import InvalidBatch, ValidBatch, check_values
+from ironsight.core.columnar import GroupColumns, bad_values, decode_group, group_arrow, view
 from ironsight.v1 import telemetry_pb2 as pb
 
 log = logging.getLogger("ironsight.collector")
@@ -220,7 +220,7 @@ class Store:
         are checked for the whole group at once; only if that finds something does
         each batch get checked alone, and the offending ones are refused while the
         rest are stored. Plain messages count as structurally checked: callers that
-        take input from outside run collector.validate.check first.
+        take input from outside run ironsight.collector.validate.check first.
         """
         views = [b.batch if isinstance(b, ValidBatch) else view(b) for b in batches]
         outcomes: list[pb.Ack | InvalidBatch | None] = [None] * len(views)

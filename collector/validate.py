@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ironsight.columnar import bad_values, decode_group, view
-from ironsight.schema import TABLES
+from ironsight.core.columnar import bad_values, decode_group, view
+from ironsight.core.schema import TABLES
 from ironsight.v1 import telemetry_pb2 as pb
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
@@ -41,7 +41,7 @@ class ValidBatch:
     """A batch whose structure passed: names, lengths, types, times, devices.
 
     Its values (NaN, infinities, negative counters) are checked by the store for a
-    whole commit group at once (collector.store), or here by check_values.
+    whole commit group at once (ironsight.collector.store), or here by check_values.
     """
 
     batch: pb.BatchView

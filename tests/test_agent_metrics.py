@@ -142,9 +142,9 @@ def test_bad_listen_address_and_busy_port_fail_in_one_line(tmp_path: Path) -> No
 
 
 def test_an_xid_stays_on_the_endpoint_after_its_tick() -> None:
-    from agent.metrics import Latest
-    from agent.runner import Tick
-    from agent.samplers.base import DeviceInfo, Reading
+    from ironsight.agent.metrics import Latest
+    from ironsight.agent.runner import Tick
+    from ironsight.core.reading import DeviceInfo, Reading
 
     def tick(t: int, xid: int | None) -> Tick:
         r = Reading()

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.main import parser as agent_parser
-from collector.main import parser as collector_parser
-from ironsight import config
+from ironsight.agent.main import parser as agent_parser
+from ironsight.collector.main import parser as collector_parser
+from ironsight.core import config
 
 from conftest import BIN
 

@@ -23,12 +23,12 @@ from test_gpu import H100, capture
 from test_live import trace_until_now
 from trace_exporter import TraceExporter
 
-from agent.metrics import Latest, serve
-from agent.runner import Runner
-from agent.samplers.base import SamplerContext
-from agent.samplers.gpu import GpuSampler
-from collector.replay import to_db
-from collector.simulate import simulate
+from ironsight.agent.metrics import Latest, serve
+from ironsight.agent.runner import Runner
+from ironsight.agent.samplers.base import SamplerContext
+from ironsight.agent.samplers.gpu import GpuSampler
+from ironsight.offline.replay import to_db
+from ironsight.offline.simulate import simulate
 
 from conftest import BIN, CollectorProcess, free_port, wait_port
 from nvml_double import CaptureNvml
@@ -159,7 +159,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Prometheus
 
 
 def _start(trace: Path) -> int:
-    from ironsight.trace import read_header
+    from ironsight.core.trace import read_header
 
     return int(read_header(trace)[0].created_ns)
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from collector.detect.config import Thresholds
-from collector.detect.findings import detect
-from collector.replay import to_db
-from collector.simulate import simulate
-from collector.store import Store
-from ironsight.columnar import TableBuilder
-from ironsight.trace import TraceWriter
+from ironsight.collector.detect.findings import detect
+from ironsight.collector.detect.thresholds import Thresholds
+from ironsight.collector.store import Store
+from ironsight.core.columnar import TableBuilder
+from ironsight.core.trace import TraceWriter
+from ironsight.offline.replay import to_db
+from ironsight.offline.simulate import simulate
 from ironsight.v1 import telemetry_pb2 as pb
 
 from conftest import run_cli

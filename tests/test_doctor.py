@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from test_gpu import H100, capture
 
-from collector.doctor import FAIL, OK, WARN, Setup, clock, nvml, run, sampler_paths, tls
+from ironsight.cli.checks import FAIL, OK, WARN, Setup, clock, nvml, run, sampler_paths, tls
 
 from conftest import CollectorProcess, run_cli
 from nvml_double import CaptureNvml
@@ -99,7 +99,7 @@ def test_device_access_for_the_service_user(tmp_path: Path) -> None:
     import os
     import stat as st
 
-    from collector.doctor import devices
+    from ironsight.cli.checks import devices
 
     dev = tmp_path / "dev"
     dev.mkdir()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.evaluate import _score
+from ironsight.offline.evaluate import _score
 
 from conftest import run_cli
 
@@ -50,7 +50,7 @@ def test_eval_on_the_corpus(tmp_path: Path) -> None:
 
 def test_findings_on_an_unlabelled_trace_count_against_precision(tmp_path: Path) -> None:
     # The mixed trace's faults, with its labels removed: every finding is a false positive.
-    from ironsight.trace import TraceWriter, read_all
+    from ironsight.core.trace import TraceWriter, read_all
 
     header, batches = read_all(CORPUS / "mixed-2n2g.trace")
     del header.labels[:]

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.stream import Sender
-from ironsight.columnar import TableBuilder
+from ironsight.agent.stream import Sender
+from ironsight.core.columnar import TableBuilder
 from ironsight.v1 import telemetry_pb2 as pb
 
 from conftest import CollectorProcess, run_cli

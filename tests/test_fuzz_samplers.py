@@ -10,10 +10,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.samplers import REGISTRY
-from agent.samplers.base import Paths, SamplerContext
-from collector.validate import check, check_values
-from ironsight.columnar import TableBuilder
+from ironsight.agent.samplers import REGISTRY
+from ironsight.agent.samplers.base import Paths, SamplerContext
+from ironsight.collector.validate import check, check_values
+from ironsight.core.columnar import TableBuilder
 from ironsight.v1 import telemetry_pb2 as pb
 
 PATTERNS = [

@@ -9,9 +9,9 @@ import pynvml
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.exposition import render
-from agent.samplers.base import SamplerContext, log_once
-from agent.samplers.gpu import GpuSampler
+from ironsight.agent.samplers.base import SamplerContext, log_once
+from ironsight.agent.samplers.gpu import GpuSampler
+from ironsight.core.exposition import render
 
 from conftest import need_shared
 from nvml_double import CaptureNvml, number, query_gpu, query_xml
@@ -189,11 +189,11 @@ def test_the_double_drives_an_agent_into_a_real_collector(collector: object) -> 
     import json
     import threading
 
-    from agent.batch import Batcher
-    from agent.loop import sample_loop
-    from agent.runner import Runner
-    from agent.samplers.base import Paths
-    from agent.stream import Sender
+    from ironsight.agent.batch import Batcher
+    from ironsight.agent.loop import sample_loop
+    from ironsight.agent.runner import Runner
+    from ironsight.agent.samplers.base import Paths
+    from ironsight.agent.stream import Sender
 
     from conftest import CollectorProcess, run_cli
 

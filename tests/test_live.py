@@ -14,11 +14,11 @@ from test_collector_metrics import samples
 from test_detect import WHOLE, simulated
 from test_promtool import promtool
 
-from collector.detect.findings import detect
-from collector.detect.live import LiveDetector, step
-from collector.replay import to_db
-from collector.simulate import simulate
-from ironsight.trace import TraceWriter
+from ironsight.collector.detect.findings import detect
+from ironsight.collector.detect.live import LiveDetector, step
+from ironsight.core.trace import TraceWriter
+from ironsight.offline.replay import to_db
+from ironsight.offline.simulate import simulate
 
 from conftest import CollectorProcess, run_cli
 

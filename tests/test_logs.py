@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from ironsight.logs import JsonFormatter, RateLimit, TextFormatter
+from ironsight.core.logs import JsonFormatter, RateLimit, TextFormatter
 
 from conftest import BIN
 
@@ -72,7 +72,7 @@ def test_the_agent_logs_json_when_asked(tmp_path: Path) -> None:
 def test_logfmt_lines() -> None:
     import shlex
 
-    from ironsight.logs import LogfmtFormatter
+    from ironsight.core.logs import LogfmtFormatter
 
     log, out = logger(LogfmtFormatter(), RateLimit())
     log.warning('finding opened id=%d kind=%s note="%s"', 7, "thermal", "hot")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.samplers.base import SamplerContext
-from agent.samplers.nic import (
+from ironsight.agent.samplers.base import SamplerContext
+from ironsight.agent.samplers.nic import (
     IFLA_STATS_LINK_64,
     STATS64_FIELDS,
     Netlink,

@@ -10,10 +10,10 @@ import pytest
 from prom import Prometheus
 from test_gpu import H100, capture
 
-from agent.metrics import Latest, serve
-from agent.runner import Runner
-from agent.samplers.base import SamplerContext
-from agent.samplers.gpu import GpuSampler
+from ironsight.agent.metrics import Latest, serve
+from ironsight.agent.runner import Runner
+from ironsight.agent.samplers.base import SamplerContext
+from ironsight.agent.samplers.gpu import GpuSampler
 
 from conftest import BIN, free_port, wait_port
 from nvml_double import CaptureNvml, query_gpu

@@ -18,9 +18,9 @@ import pytest
 from test_gpu import H100, capture
 from test_integration import one_batch
 
-from agent.exposition import render
-from agent.samplers.base import SamplerContext
-from agent.samplers.gpu import GpuSampler
+from ironsight.agent.samplers.base import SamplerContext
+from ironsight.agent.samplers.gpu import GpuSampler
+from ironsight.core.exposition import render
 from ironsight.v1 import telemetry_pb2_grpc as pb_grpc
 
 from conftest import BIN, CollectorProcess

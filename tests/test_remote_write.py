@@ -22,12 +22,12 @@ from test_integration import one_batch, wait_for
 from test_live import trace_until_now
 from tlsfiles import make_tls
 
-from collector.remote_write import Config, ConfigError, RemoteWriter
-from collector.series import Series, SeriesBuilder
-from ironsight.columnar import to_arrow
+from ironsight.collector.remote_write.series import Series, SeriesBuilder
+from ironsight.collector.remote_write.writer import Config, ConfigError, RemoteWriter
+from ironsight.core.columnar import to_arrow
+from ironsight.core.schema import TABLES
+from ironsight.core.trace import read_header
 from ironsight.prompb import remote_pb2 as prompb
-from ironsight.schema import TABLES
-from ironsight.trace import read_header
 
 from conftest import BIN, CollectorProcess, free_port, run_cli
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from collector.migrations import migrate
-from collector.replay import to_db
-from collector.retention import DELAY, Policy, Retention, _now
-from collector.simulate import simulate
-from ironsight.trace import TraceWriter
+from ironsight.collector.migrations import migrate
+from ironsight.collector.retention import DELAY, Policy, Retention, _now
+from ironsight.core.trace import TraceWriter
+from ironsight.offline.replay import to_db
+from ironsight.offline.simulate import simulate
 
 from conftest import run_cli
 

@@ -8,15 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from agent.runner import Runner
-from agent.samplers import REGISTRY
-from agent.samplers.base import BaseSampler, Paths, Reading, SamplerContext, open_files, read_int_fast
-from agent.samplers.cpu import CpuSampler, parse_stat
-from agent.samplers.disk import parse_diskstats
-from agent.samplers.memory import parse_meminfo
-from agent.samplers.nic import STATS64_FIELDS, fold_stats64, parse_net_dev, parse_snmp_tcp
-from agent.samplers.pressure import PressureSampler
-from agent.samplers.rdma import RdmaSampler, parse_rate, parse_state
+from ironsight.agent.runner import Runner
+from ironsight.agent.samplers import REGISTRY
+from ironsight.agent.samplers.base import BaseSampler, Paths, SamplerContext, open_files, read_int_fast
+from ironsight.agent.samplers.cpu import CpuSampler, parse_stat
+from ironsight.agent.samplers.disk import parse_diskstats
+from ironsight.agent.samplers.memory import parse_meminfo
+from ironsight.agent.samplers.nic import STATS64_FIELDS, fold_stats64, parse_net_dev, parse_snmp_tcp
+from ironsight.agent.samplers.pressure import PressureSampler
+from ironsight.agent.samplers.rdma import RdmaSampler, parse_rate, parse_state
+from ironsight.core.reading import Reading
 
 
 def write(root: Path, rel: str, text: str) -> None:
@@ -153,8 +154,8 @@ def test_rdma_reads_the_files_it_found_and_looks_again_when_a_port_goes(tmp_path
 def test_slow_sources_are_read_once_a_second_and_repeated_between(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from agent.samplers import base
-    from agent.samplers.hwmon import HwmonSampler
+    from ironsight.agent.samplers import base
+    from ironsight.agent.samplers.hwmon import HwmonSampler
 
     clock = [1000.0]
     monkeypatch.setattr(base.time, "monotonic", lambda: clock[0])
@@ -271,7 +272,7 @@ def test_a_fifo_in_the_tree_blocks_only_its_sampler(tmp_path: Path, procfs_tree:
 
 
 def test_kept_descriptors_read_fresh_content_and_stay_bounded(tmp_path: Path) -> None:
-    from agent.samplers.base import OpenFiles
+    from ironsight.agent.samplers.base import OpenFiles
 
     files = OpenFiles()
     first = files.read("/proc/uptime")

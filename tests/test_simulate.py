@@ -9,8 +9,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from collector.simulate import H100, simulate
-from ironsight.columnar import to_arrow
+from ironsight.core.columnar import to_arrow
+from ironsight.offline.simulate import H100, simulate
 from ironsight.v1 import telemetry_pb2 as pb
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.spool import Spool, SpoolError
+from ironsight.agent.spool import Spool, SpoolError
 from ironsight.v1 import telemetry_pb2 as pb
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from collector.migrations import available, migrate
-from collector.store import QueryRejected, Store, StoreLocked, connect, run_query
-from ironsight.columnar import TableBuilder
-from ironsight.schema import TABLES
+from ironsight.collector.migrations import available, migrate
+from ironsight.collector.store import QueryRejected, Store, StoreLocked, connect, run_query
+from ironsight.core.columnar import TableBuilder
+from ironsight.core.schema import TABLES
 from ironsight.v1 import telemetry_pb2 as pb
 
 
@@ -100,7 +100,7 @@ def test_a_failed_transaction_stores_nothing(store: Store, monkeypatch: pytest.M
 
 
 def test_a_bad_batch_in_a_group_is_refused_and_the_rest_stored(store: Store) -> None:
-    from collector.validate import InvalidBatch
+    from ironsight.collector.validate import InvalidBatch
 
     t0 = time.time_ns()
     good1, good2 = batch("n1", 1, t0, ["sda"]), batch("n1", 3, t0 + 9 * 10**9, ["sda"])

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from test_detect import WHOLE, overlaps, simulated
 
-from collector.detect.config import Thresholds
-from collector.detect.findings import detect
-from collector.detect.straggler import Periods, judge, periods
-from collector.store import Store
-from ironsight.columnar import TableBuilder
+from ironsight.collector.detect.findings import detect
+from ironsight.collector.detect.straggler import Periods, judge, periods
+from ironsight.collector.detect.thresholds import Thresholds
+from ironsight.collector.store import Store
+from ironsight.core.columnar import TableBuilder
 from ironsight.v1 import telemetry_pb2 as pb
 
 T = Thresholds()

@@ -14,7 +14,7 @@ import grpc
 import pytest
 from test_integration import one_batch
 
-from ironsight.transport import Tls, channel
+from ironsight.core.transport import Tls, channel
 from ironsight.v1 import telemetry_pb2 as pb
 from ironsight.v1 import telemetry_pb2_grpc as pb_grpc
 

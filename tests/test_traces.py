@@ -12,10 +12,10 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from collector.simulate import H100, SCENARIOS, simulate
-from ironsight.columnar import to_arrow
-from ironsight.schema import TABLES
-from ironsight.trace import TraceError, TraceWriter, iter_batches, read_all, read_header, verify
+from ironsight.core.columnar import to_arrow
+from ironsight.core.schema import TABLES
+from ironsight.core.trace import TraceError, TraceWriter, iter_batches, read_all, read_header, verify
+from ironsight.offline.simulate import H100, SCENARIOS, simulate
 from ironsight.v1 import telemetry_pb2 as pb
 
 from conftest import BIN, CollectorProcess, need_shared, run_cli

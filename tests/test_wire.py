@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.validate import InvalidBatch, check, validate
-from ironsight.columnar import TableBuilder, _storable, storable, to_arrow
-from ironsight.schema import TABLES
+from ironsight.collector.validate import InvalidBatch, check, validate
+from ironsight.core.columnar import TableBuilder, _storable, storable, to_arrow
+from ironsight.core.schema import TABLES
 from ironsight.v1 import telemetry_pb2 as pb
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -148,7 +148,7 @@ def test_schema_names_are_sql_identifiers() -> None:
 
 
 def test_the_collector_view_reads_the_same_bytes_as_arrays() -> None:
-    from ironsight.columnar import view
+    from ironsight.core.columnar import view
 
     b = TableBuilder("disk")
     b.add(NOW, "nvme0n1", {"read_bytes": 2**40 + 3, "io_time_seconds": 1.5})

@@ -12,11 +12,11 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from agent.metrics import Latest, serve
-from agent.runner import Tick
-from agent.samplers.base import DeviceInfo
-from collector.series import readings
-from ironsight.columnar import to_arrow
+from ironsight.agent.metrics import Latest, serve
+from ironsight.agent.runner import Tick
+from ironsight.collector.remote_write.series import readings
+from ironsight.core.columnar import to_arrow
+from ironsight.core.reading import DeviceInfo
 from ironsight.v1 import telemetry_pb2 as pb
 
 

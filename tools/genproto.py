@@ -1,4 +1,7 @@
-"""Regenerate the gRPC stubs beside proto/ironsight/v1/*.proto (make proto).
+"""Regenerate the stubs of proto/ironsight/**/*.proto into the ironsight package (make proto).
+
+proto/ holds only the contract; the generated modules land in ironsight/v1 and
+ironsight/prompb, importable as ironsight.v1 and ironsight.prompb.
 
 With --check, regenerate into a temporary folder and exit non-zero when the
 committed stubs differ, so a stale stub fails the test suite.
@@ -15,6 +18,7 @@ from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "proto"
+PACKAGE_ROOT = ROOT  # protoc writes ironsight/v1/... below it, by the .proto files' paths
 SOURCES = sorted(PROTO_ROOT.glob("ironsight/v1/*.proto"))
 MESSAGES_ONLY = sorted(PROTO_ROOT.glob("ironsight/prompb/*.proto"))  # no services: no grpc stubs
 
@@ -35,13 +39,13 @@ def generate(out: Path) -> None:
 
 def main() -> int:
     if "--check" not in sys.argv:
-        generate(PROTO_ROOT)
+        generate(PACKAGE_ROOT)
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         generate(Path(tmp))
         stale = []
         for fresh in sorted([*Path(tmp).glob("ironsight/v1/*"), *Path(tmp).glob("ironsight/prompb/*")]):
-            committed = PROTO_ROOT / fresh.relative_to(tmp)
+            committed = PACKAGE_ROOT / fresh.relative_to(tmp)
             if not committed.exists() or not filecmp.cmp(fresh, committed, shallow=False):
                 stale.append(fresh.name)
         if stale:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from collector.simulate import simulate
-from ironsight.trace import TraceWriter
+from ironsight.core.trace import TraceWriter
+from ironsight.offline.simulate import simulate
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "traces"

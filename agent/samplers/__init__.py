@@ -1,6 +1,6 @@
 """One module per source; importing this package registers them all."""
 
-from agent.samplers import cpu, disk, gpu, hwmon, memory, nic, pressure, rdma  # noqa: F401
-from agent.samplers.base import REGISTRY
+from ironsight.agent.samplers import cpu, disk, gpu, hwmon, memory, nic, pressure, rdma  # noqa: F401
+from ironsight.agent.samplers.base import REGISTRY
 
 __all__ = ["REGISTRY"]

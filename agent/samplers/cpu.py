@@ -6,19 +6,18 @@ import itertools
 import operator
 from dataclasses import dataclass
 
-from agent.samplers.base import (
+from ironsight.agent.samplers.base import (
     RESCAN_EVERY_S,
     BaseSampler,
     Every,
-    Reading,
     SamplerContext,
-    Value,
     read_int,
     read_int_fast,
     read_text,
     register,
     to_int,
 )
+from ironsight.core.reading import Reading, Value
 
 # /proc/stat counts in USER_HZ, which the kernel fixes at 100 for userspace
 # whatever CONFIG_HZ is (see man 5 proc).

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import re
 
-from agent.samplers.base import (
+from ironsight.agent.samplers.base import (
     BaseSampler,
-    DeviceInfo,
-    Reading,
     SamplerContext,
-    Value,
     listdir,
     read_text,
     register,
     to_int,
 )
+from ironsight.core.reading import DeviceInfo, Reading, Value
 
 SECTOR_BYTES = 512  # diskstats counts 512-byte sectors whatever the device's block size
 

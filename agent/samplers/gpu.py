@@ -13,8 +13,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from agent.nvml import Nvml, NvmlUnavailable
-from agent.samplers.base import BaseSampler, DeviceInfo, Reading, SamplerContext, Value, log_once, register
+from ironsight.agent.nvml import Nvml, NvmlUnavailable
+from ironsight.agent.samplers.base import BaseSampler, SamplerContext, log_once, register
+from ironsight.core.reading import DeviceInfo, Reading, Value
 
 # (pynvml constant, column, scale to base units)
 FIELD_IDS: tuple[tuple[str, str, float], ...] = (

@@ -7,19 +7,17 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from agent.samplers.base import (
+from ironsight.agent.samplers.base import (
     RESCAN_EVERY_S,
     BaseSampler,
-    DeviceInfo,
     Every,
-    Reading,
     SamplerContext,
-    Value,
     listdir,
     read_int_fast,
     read_text,
     register,
 )
+from ironsight.core.reading import DeviceInfo, Reading, Value
 
 _INVALID = re.compile(r"[^a-z0-9:_]")
 _TEMP_FILE = re.compile(r"^temp(\d+)_(input|max|crit|crit_alarm)$")

@@ -4,47 +4,25 @@ from __future__ import annotations
 
 import re
 
-from agent.samplers.base import (
+from ironsight.agent.samplers.base import (
     RESCAN_EVERY_S,
     BaseSampler,
     Every,
-    Reading,
     SamplerContext,
-    Value,
     listdir,
     read_text,
     register,
 )
-
-# meminfo key -> our column. Values are kB in the file (really KiB).
-FIELDS = {
-    "MemTotal": "mem_total_bytes",
-    "MemFree": "mem_free_bytes",
-    "MemAvailable": "mem_available_bytes",
-    "Buffers": "buffers_bytes",
-    "Cached": "cached_bytes",
-    "Dirty": "dirty_bytes",
-    "Writeback": "writeback_bytes",
-    "Active": "active_bytes",
-    "Inactive": "inactive_bytes",
-    "Mapped": "mapped_bytes",
-    "Shmem": "shmem_bytes",
-    "Slab": "slab_bytes",
-    "SwapTotal": "swap_total_bytes",
-    "SwapFree": "swap_free_bytes",
-    "SwapCached": "swap_cached_bytes",
-    "HugePages_Total": "hugepages_total",
-    "HugePages_Free": "hugepages_free",
-    "Hugepagesize": "hugepage_size_bytes",
-}
+from ironsight.core.reading import Reading, Value
+from ironsight.core.schema import MEMINFO_FIELDS
 
 # "MemTotal:" -> column: the file split into words in one C call, then only the
 # keys we keep are looked at (a fifth cheaper than a split per line, which counts at 0.1 s).
-_KEYS = {f"{key}:": column for key, column in FIELDS.items()}
+_KEYS = {f"{key}:": column for key, column in MEMINFO_FIELDS.items()}
 
 
 def parse_meminfo(text: str) -> dict[str, Value]:
-    values: dict[str, Value] = dict.fromkeys(FIELDS.values())
+    values: dict[str, Value] = dict.fromkeys(MEMINFO_FIELDS.values())
     words = text.split()
     for i, word in enumerate(words):
         column = _KEYS.get(word)

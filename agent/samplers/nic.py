@@ -22,18 +22,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.samplers.base import (
+from ironsight.agent.samplers.base import (
     BaseSampler,
-    DeviceInfo,
     Every,
-    Reading,
-    Value,
     log_once,
     read_int,
     read_text,
     register,
     to_int,
 )
+from ironsight.core.reading import DeviceInfo, Reading, Value
 
 DEV_COLUMNS = [
     "rx_bytes",

@@ -5,17 +5,16 @@ from __future__ import annotations
 import contextlib
 import os
 
-from agent.samplers.base import (
+from ironsight.agent.samplers.base import (
     RESCAN_EVERY_S,
     BaseSampler,
     Every,
-    Reading,
     SamplerContext,
-    Value,
     log_once,
     read_text,
     register,
 )
+from ironsight.core.reading import Reading, Value
 
 
 def parse_psi(text: str) -> dict[str, float]:

@@ -7,20 +7,18 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.samplers.base import (
+from ironsight.agent.samplers.base import (
     RESCAN_EVERY_S,
     BaseSampler,
-    DeviceInfo,
     Every,
-    Reading,
     SamplerContext,
-    Value,
     listdir,
     read_int_fast,
     read_text,
     register,
 )
-from ironsight.schema import RDMA_HW_COUNTERS
+from ironsight.core.reading import DeviceInfo, Reading, Value
+from ironsight.core.schema import RDMA_HW_COUNTERS
 
 # counters/ file -> (column, scale). port_rcv_data and port_xmit_data count
 # 4-byte words (IBA spec, PortCounters), hence the 4.

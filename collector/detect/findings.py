@@ -10,9 +10,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from collector.detect import gpu, network, starvation, straggler
-from collector.detect.config import Thresholds
-from collector.detect.sql import ts
+from ironsight.collector.detect import gpu, network, starvation, straggler
+from ironsight.collector.detect.sql import ts
+from ironsight.collector.detect.thresholds import Thresholds
 
 KINDS = ("thermal", "power_cap", "xid", "hardware_fault", "data_starvation", "network_jitter", "straggler")
 STRAGGLERS = "straggler_flagged"  # the straggler detector's rows (numpy), registered beside the SQL ones

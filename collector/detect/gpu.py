@@ -2,7 +2,7 @@
 
 Like every detector, returns one row per (node, device, step) whose window
 meets a rule: kind, severity, cause, a score (which step of an incident is
-its peak) and the step's evidence as JSON; collector.detect.findings merges
+its peak) and the step's evidence as JSON; ironsight.collector.detect.findings merges
 them into incidents.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from collector.detect.config import Thresholds
-from collector.detect.sql import bucket_increment, bucket_last, rolling, ts
+from ironsight.collector.detect.sql import bucket_increment, bucket_last, rolling, ts
+from ironsight.collector.detect.thresholds import Thresholds
 
 COUNTERS = (
     "throttle_sw_thermal_seconds",

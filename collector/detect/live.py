@@ -19,9 +19,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from collector.detect.config import Thresholds
-from collector.detect.findings import DEFAULTS, STRAGGLERS, flagged_sql, register_stragglers, severity_rank
-from collector.detect.sql import ts
+from ironsight.collector.detect.findings import (
+    DEFAULTS,
+    STRAGGLERS,
+    flagged_sql,
+    register_stragglers,
+    severity_rank,
+)
+from ironsight.collector.detect.sql import ts
+from ironsight.collector.detect.thresholds import Thresholds
 
 log = logging.getLogger("ironsight.detect")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from collector.detect.config import Thresholds
-from collector.detect.sql import bucket_increment, bucket_last, rolling, ts
+from ironsight.collector.detect.sql import bucket_increment, bucket_last, rolling, ts
+from ironsight.collector.detect.thresholds import Thresholds
 
 LOSS = ("out_of_sequence", "packet_seq_err", "local_ack_timeout_err")
 CONGESTION = ("np_cnp_sent", "rp_cnp_handled", "np_ecn_marked_roce_packets")

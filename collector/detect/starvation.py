@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from collector.detect.config import Thresholds
-from collector.detect.sql import bucket_increment, bucket_last, increment, rolling, ts
+from ironsight.collector.detect.sql import bucket_increment, bucket_last, increment, rolling, ts
+from ironsight.collector.detect.thresholds import Thresholds
 
 # PCIe transfer rate per lane in GT/s by generation, and line-code efficiency.
 PCIE_GTS = (

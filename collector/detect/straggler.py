@@ -26,8 +26,8 @@ import numpy as np
 import pyarrow as pa
 from numpy.lib.stride_tricks import sliding_window_view
 
-from collector.detect.config import Thresholds
-from collector.detect.sql import ts
+from ironsight.collector.detect.sql import ts
+from ironsight.collector.detect.thresholds import Thresholds
 
 COLUMNS = pa.schema(
     [

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from test_kills import RecordingSpool, check_store, gpu_batch
 
-from agent.stream import Sender
+from ironsight.agent.stream import Sender
 
 from conftest import CollectorProcess
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import duckdb
 
-from agent.spool import Spool
-from agent.stream import Sender
-from ironsight.columnar import TableBuilder
+from ironsight.agent.spool import Spool
+from ironsight.agent.stream import Sender
+from ironsight.core.columnar import TableBuilder
 from ironsight.v1 import telemetry_pb2 as pb
 
 from conftest import BIN, CollectorProcess

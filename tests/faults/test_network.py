@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 from netns import Link
 
-from agent.spool import Spool
+from ironsight.agent.spool import Spool
 
 from conftest import BIN, free_port
 

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 import cramjam
 import pyarrow as pa
 
-from collector.series import Series, SeriesBuilder
+from ironsight.collector.remote_write.series import Series, SeriesBuilder
 from ironsight.prompb import remote_pb2 as prompb
 from ironsight.v1 import telemetry_pb2 as pb
 

@@ -41,7 +41,7 @@ class Setup:
 
 
 def nvml(setup: Setup) -> list[Check]:
-    from agent.nvml import Nvml, NvmlUnavailable
+    from ironsight.agent.nvml import Nvml, NvmlUnavailable
 
     devices = sorted(p.name for p in setup.dev.glob("nvidia[0-9]*"))
     driver_loaded = (setup.procfs / "driver" / "nvidia" / "version").exists() or bool(devices)
@@ -203,7 +203,7 @@ def collector(setup: Setup, tls_config: Any = None) -> list[Check]:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    from ironsight.transport import channel
+    from ironsight.core.transport import channel
 
     began = time.monotonic()
     try:

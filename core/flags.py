@@ -44,8 +44,8 @@ def duration_arg(value: str) -> float:
 
 
 def setup_logging(level: str, fmt: str = "text") -> None:
-    """One line per event on stderr, which journald and `ironsight up` collect; see ironsight.logs."""
-    from ironsight.logs import setup
+    """One line per event on stderr, which journald and `ironsight up` collect; see ironsight.core.logs."""
+    from ironsight.core.logs import setup
 
     setup(level, fmt)
 

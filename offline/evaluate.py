@@ -19,10 +19,10 @@ from pathlib import Path
 
 import duckdb
 
-from collector.detect.config import Thresholds
-from collector.detect.findings import DEFAULTS, detect
-from collector.replay import to_db
-from ironsight.trace import read_header
+from ironsight.collector.detect.findings import DEFAULTS, detect
+from ironsight.collector.detect.thresholds import Thresholds
+from ironsight.core.trace import read_header
+from ironsight.offline.replay import to_db
 
 Range = tuple[float, float]  # seconds since the epoch, [start, end)
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from ironsight.schema import TABLES
+from ironsight.core.schema import TABLES
 from ironsight.v1 import telemetry_pb2 as pb
 
 if TYPE_CHECKING:
@@ -164,7 +164,7 @@ def _as_view(table: pb.Table | pb.TableView) -> pb.TableView:
 
 
 def decode_group(name: str, parts: Sequence[tuple[str, pb.Table | pb.TableView]]) -> GroupColumns:
-    """Assumes each part passed collector.validate's structure checks (lengths, types)."""
+    """Assumes each part passed ironsight.collector.validate's structure checks (lengths, types)."""
     import numpy as np
     import pyarrow as pa
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from agent.exposition import ReadingCollector, XidHistory
-from agent.samplers.base import DeviceInfo, Reading
+from ironsight.core.exposition import ReadingCollector, XidHistory
+from ironsight.core.reading import DeviceInfo, Reading
 from ironsight.v1 import telemetry_pb2 as pb
 
 LabelSet = tuple[tuple[str, str], ...]  # sorted by name, __name__ included

@@ -15,8 +15,8 @@ import pyarrow as pa
 from rich.console import Console
 from rich.table import Table
 
-from collector.query import Backend, QueryError, open_backend
-from ironsight.transport import Tls
+from ironsight.cli.backend import Backend, QueryError, open_backend
+from ironsight.core.transport import Tls
 
 FORMATS = ["table", "json", "csv"]
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import grpc
 
-from collector.store import Store
-from collector.validate import InvalidBatch, Limits, validate
-from ironsight.trace import iter_batches
-from ironsight.transport import Tls, channel
+from ironsight.collector.store import Store
+from ironsight.collector.validate import InvalidBatch, Limits, validate
+from ironsight.core.trace import iter_batches
+from ironsight.core.transport import Tls, channel
 from ironsight.v1 import telemetry_pb2 as pb
 
 

@@ -15,10 +15,10 @@ from typing import Any, Protocol
 import grpc
 import pyarrow as pa
 
-from collector.store import StoreLocked, connect, run_query
-from ironsight.flags import parse_duration
-from ironsight.schema import TABLES
-from ironsight.transport import Tls, channel
+from ironsight.collector.store import StoreLocked, connect, run_query
+from ironsight.core.flags import parse_duration
+from ironsight.core.schema import TABLES
+from ironsight.core.transport import Tls, channel
 from ironsight.v1 import telemetry_pb2 as pb
 from ironsight.v1 import telemetry_pb2_grpc as pb_grpc
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from collector.detect.sql import increment, ts
-from collector.plot import Series, render
-from collector.query import Backend, quote
+from ironsight.cli.backend import Backend, quote
+from ironsight.collector.detect.sql import increment, ts
+from ironsight.offline.plot import Series, render
 
 WIDTH = 72
 

@@ -11,9 +11,9 @@ import pyarrow as pa
 from rich.console import Console
 from rich.table import Table
 
-from collector.cli_common import Ctx, emit, format_option
-from collector.detect.config import Thresholds, with_overrides
-from collector.query import QueryError, RemoteBackend, parse_time, quote
+from ironsight.cli.backend import QueryError, RemoteBackend, parse_time, quote
+from ironsight.cli.common import Ctx, emit, format_option
+from ironsight.collector.detect.thresholds import Thresholds, with_overrides
 
 threshold_option = click.option(
     "--threshold",
@@ -55,10 +55,10 @@ def detect(c: Ctx, since: str, until: str, thresholds: tuple[str, ...]) -> None:
       ironsight --db ./data/ironsight.duckdb detect --since 24h
       ironsight --collector 10.0.0.5:7070 detect --since 2h --threshold starved_peer_ratio=0.6
     """
-    from collector.detect.findings import detect as run_detect
-    from collector.detect.findings import store as store_findings
-    from collector.migrations import migrate
-    from collector.store import StoreLocked, connect
+    from ironsight.collector.detect.findings import detect as run_detect
+    from ironsight.collector.detect.findings import store as store_findings
+    from ironsight.collector.migrations import migrate
+    from ironsight.collector.store import StoreLocked, connect
 
     try:
         start, end = parse_time(since), parse_time(until)
@@ -143,7 +143,7 @@ def explain(c: Ctx, finding_id: int, no_plot: bool) -> None:
       ironsight events --open
       ironsight explain 42
     """
-    from collector import explain as ex
+    from ironsight.offline import explain as ex
 
     backend = c.backend()
     try:
@@ -203,8 +203,8 @@ def eval_(c: Ctx, traces: tuple[Path, ...], thresholds: tuple[str, ...]) -> None
       ironsight eval m.trace tests/traces/healthy-2n2g.trace
       ironsight eval *.trace --format json
     """
-    from collector.evaluate import evaluate, table
-    from ironsight.trace import TraceError
+    from ironsight.core.trace import TraceError
+    from ironsight.offline.evaluate import evaluate, table
 
     t = _thresholds(thresholds)
     try:

@@ -13,9 +13,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from agent.samplers.base import DeviceInfo, Reading, Value
-from agent.samplers.memory import FIELDS as MEMINFO_FIELDS
-from ironsight.schema import RDMA_HW_COUNTERS, TABLES
+from ironsight.core.reading import DeviceInfo, Reading, Value
+from ironsight.core.schema import MEMINFO_FIELDS, RDMA_HW_COUNTERS, TABLES
 
 Family = GaugeMetricFamily | CounterMetricFamily
 

@@ -146,6 +146,30 @@ TCP = _table(
     _fields("gauge", "int", "curr_estab"),
 )
 
+# /proc/meminfo key -> our column (the agent's parser and the exposition's names both use it).
+# Values are kB in the file (really KiB).
+MEMINFO_FIELDS = {
+    "MemTotal": "mem_total_bytes",
+    "MemFree": "mem_free_bytes",
+    "MemAvailable": "mem_available_bytes",
+    "Buffers": "buffers_bytes",
+    "Cached": "cached_bytes",
+    "Dirty": "dirty_bytes",
+    "Writeback": "writeback_bytes",
+    "Active": "active_bytes",
+    "Inactive": "inactive_bytes",
+    "Mapped": "mapped_bytes",
+    "Shmem": "shmem_bytes",
+    "Slab": "slab_bytes",
+    "SwapTotal": "swap_total_bytes",
+    "SwapFree": "swap_free_bytes",
+    "SwapCached": "swap_cached_bytes",
+    "HugePages_Total": "hugepages_total",
+    "HugePages_Free": "hugepages_free",
+    "Hugepagesize": "hugepage_size_bytes",
+}
+
+
 # InfiniBand / RoCE port counters. The kernel counts port_rcv_data and
 # port_xmit_data in 4-byte words; the sampler multiplies, so *_bytes are bytes.
 RDMA_PORT_COUNTERS = (

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ironsight.columnar import TableBuilder, Value
+from ironsight.core.columnar import TableBuilder, Value
 from ironsight.v1 import telemetry_pb2 as pb
 
 MIB = 2**20
