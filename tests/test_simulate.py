@@ -10,7 +10,8 @@ import pyarrow as pa
 import pytest
 
 from ironsight.core.columnar import to_arrow
-from ironsight.offline.simulate import H100, simulate
+from ironsight.offline.simulate import simulate
+from ironsight.offline.simulate.hardware import H100
 from ironsight.v1 import telemetry_pb2 as pb
 
 

@@ -15,7 +15,8 @@ import pytest
 from ironsight.core.columnar import to_arrow
 from ironsight.core.schema import TABLES
 from ironsight.core.trace import TraceError, TraceWriter, iter_batches, read_all, read_header, verify
-from ironsight.offline.simulate import H100, SCENARIOS, simulate
+from ironsight.offline.simulate import SCENARIOS, simulate
+from ironsight.offline.simulate.hardware import H100
 from ironsight.v1 import telemetry_pb2 as pb
 
 from conftest import BIN, CollectorProcess, need_shared, run_cli

@@ -1,0 +1,52 @@
+"""Where each injected fault really shows: the marks that become a trace's labels, for scoring detectors."""
+
+from __future__ import annotations
+
+from ironsight.offline.simulate.emission import Emitter
+from ironsight.offline.simulate.hardware import H100, Gpu, GpuTick, NodeState
+from ironsight.offline.simulate.scenarios import Event, Workload
+
+
+def mark_faults(
+    out: Emitter,
+    events: list[Event],
+    n: int,
+    t: float,
+    tns: int,
+    st: NodeState,
+    tick: GpuTick,
+    w: Workload,
+    overheating: Event | None,
+    cap: Event | None,
+    g: Gpu = H100,
+) -> None:
+    """Marks every fault visible on node n at t; an XID also sends its one gpu_xid row."""
+    for d in range(len(tick.busy)):
+        # A thermal incident shows from its pre-warning (within 5 C of slowdown)
+        # until the die has cooled below it again, after the fault too.
+        hot_fault = next(
+            (e for e in events if e.kind == "thermal" and e.node == n and d in e.gpus and t >= e.start_s),
+            None,
+        )
+        if hot_fault is not None and (
+            (overheating is not None and bool(tick.sw_thermal[d])) or st.gpu_temp[d] >= g.slowdown_c - 5
+        ):
+            out.mark("thermal", n, d, t, hot_fault)
+            if tick.hw_thermal[d]:
+                out.critical.add(("thermal", n, d))
+        if cap is not None and d in cap.gpus and tick.capped[d]:
+            out.mark("power_cap", n, d, t, cap)
+        if w.starve is not None and d in w.starve.gpus:
+            out.mark("data_starvation", n, d, t, w.starve)
+    for e in events:
+        if e.kind == "xid" and e.node == n and not st.xid_sent and t >= e.start_s:
+            out.add(n, "gpu_xid", tns, str(e.gpus[0]), {"xid": e.xid})
+            st.xid_sent = True
+        if e.kind == "xid" and e.start_s <= t < e.start_s + 10:
+            # The label is the event; the stall that follows is its consequence.
+            for d in e.gpus if e.node == n else []:
+                out.mark("xid", n, d, t, e)
+    if w.straggle is not None:
+        out.mark("straggler", n, -1, t, w.straggle)
+    if w.jitter is not None:
+        out.mark("network_jitter", n, -1, t, w.jitter)
