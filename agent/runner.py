@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from ironsight.agent.samplers.base import Sampler
 from ironsight.core.reading import DeviceInfo, Reading
+from ironsight.core.worker import QueueWorker
 
 log = logging.getLogger("ironsight.agent")
 
@@ -76,35 +77,20 @@ def _work(job: _Job) -> None:
         job.cond.notify_all()
 
 
-class _Worker:
-    """One daemon thread that runs jobs handed to it, one at a time."""
+class _Worker(QueueWorker[_Job]):
+    """One daemon thread that runs jobs handed to it, one at a time. A worker whose sampler overran
+    is stopped without waiting (the sampler may never return) and replaced."""
 
     def __init__(self) -> None:
-        self._jobs: list[_Job] = []
-        self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._loop, name="sampler-worker", daemon=True)
-        self._stopped = False
-        self._thread.start()
+        super().__init__("sampler-worker")
+        self.start()
 
-    def _loop(self) -> None:
-        while True:
-            with self._cond:
-                while not self._jobs and not self._stopped:
-                    self._cond.wait()
-                if self._stopped:
-                    return
-                job = self._jobs.pop(0)
-            _work(job)
-
-    def submit(self, job: _Job) -> None:
-        with self._cond:
-            self._jobs.append(job)
-            self._cond.notify()
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopped = True
-            self._cond.notify()
+    def run(self) -> None:
+        while jobs := self.take(1):
+            try:
+                _work(jobs[0])
+            finally:
+                self.done()
 
 
 class Runner:
@@ -127,7 +113,7 @@ class Runner:
                 todo.append(slot)
         while todo:
             job = _Job(todo)
-            self._worker.submit(job)
+            self._worker.put(job)
             with job.cond:
                 while not job.done:
                     left = job.started + self.budget_s - time.perf_counter()
@@ -144,7 +130,7 @@ class Runner:
             # The sampler at job.index overran its budget: leave it its thread, go on without it.
             stuck = job.slots[len(job.results)]
             outcomes[id(stuck)] = (None, f"over its {self.budget_s:g}s budget", self.budget_s)
-            self._worker.stop()
+            self._worker.stop(0, join_s=0)
             self._worker = _Worker()
             todo = job.slots[len(job.results) + 1 :]
         for slot in self.slots:
@@ -175,7 +161,7 @@ class Runner:
         return out
 
     def close(self) -> None:
-        self._worker.stop()
+        self._worker.stop(0, join_s=0)
         for slot in self.slots:
             if slot.busy_since is not None:
                 continue  # a stuck sampler cannot be closed under its own feet

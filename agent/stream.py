@@ -24,6 +24,7 @@ import grpc
 from ironsight.agent.spool import OrderedBacklog
 from ironsight.core import transport
 from ironsight.core.transport import Tls
+from ironsight.core.worker import Worker
 from ironsight.v1 import telemetry_pb2 as pb
 
 log = logging.getLogger("ironsight.agent")
@@ -91,7 +92,7 @@ class MemoryBacklog(OrderedBacklog):
         pass
 
 
-class Sender:
+class Sender(Worker):
     def __init__(
         self,
         target: str,
@@ -101,18 +102,16 @@ class Sender:
         backoff_max_s: float = 10.0,
         tls: Tls | None = None,
     ) -> None:
+        super().__init__("sender")
         self.target = target
         self.tls = tls
         self.backlog: Backlog = backlog if backlog is not None else MemoryBacklog()
         self.max_in_flight = max_in_flight
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
-        self.cond = threading.Condition()
         self.acked = 0
         self.rejected = 0
         self.reconnects = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="sender", daemon=True)
         self._last_ack = time.monotonic()
         self._stalled = False
         self._call: Any = None
@@ -120,9 +119,6 @@ class Sender:
     @property
     def dropped(self) -> int:
         return self.backlog.dropped
-
-    def start(self) -> None:
-        self._thread.start()
 
     def submit(self, batch: pb.Batch) -> None:
         payload = batch.SerializeToString()
@@ -134,23 +130,20 @@ class Sender:
         with self.cond:
             return len(self.backlog)
 
-    def stop(self, drain_s: float = 5.0) -> None:
-        """Give the stream up to drain_s to deliver what is pending, then stop; the rest stays spooled."""
-        deadline = time.monotonic() + drain_s
-        with self.cond:
-            while len(self.backlog) and time.monotonic() < deadline:
-                self.cond.wait(0.05)
-        self._stop.set()
-        with self.cond:
-            self.cond.notify_all()
-        self._thread.join(timeout=2.0)
+    def idle(self) -> bool:
+        return not len(self.backlog)
+
+    def stop(self, timeout_s: float | None = 5.0, join_s: float | None = 2.0) -> bool:
+        """Give the stream up to timeout_s to deliver what is pending, then stop; the rest stays spooled."""
+        ended = super().stop(timeout_s, join_s)
         with self.cond:
             self.backlog.close()
+        return ended
 
     def _requests(self, alive: threading.Event) -> Iterator[bytes]:
         last_sent = -1
         self._stalled = False
-        while alive.is_set() and not self._stop.is_set():
+        while alive.is_set() and not self.stopping:
             with self.cond:
                 in_flight = self.backlog.count_through(last_sent)
                 if in_flight and time.monotonic() - self._last_ack > ACK_TIMEOUT_S and self._call is not None:
@@ -168,10 +161,10 @@ class Sender:
             if payload is not None:
                 yield payload
 
-    def _run(self) -> None:
+    def run(self) -> None:
         delay = self.backoff_initial_s
         down_since: float | None = None
-        while not self._stop.is_set():
+        while not self.stopping:
             alive = threading.Event()
             alive.set()
             channel = transport.channel(self.target, self.tls, CHANNEL_OPTIONS)
@@ -207,7 +200,7 @@ class Sender:
             finally:
                 alive.clear()
                 channel.close()
-            if self._stop.is_set():
+            if self.stopping:
                 break
             if error is not None and error.code() == grpc.StatusCode.INVALID_ARGUMENT:
                 self._drop_rejected(error)
@@ -222,7 +215,7 @@ class Sender:
                 )
             self.reconnects += 1
             # Full jitter: spread reconnects of a whole fleet after a collector restart.
-            self._stop.wait(random.uniform(0, delay))
+            self.sleep(random.uniform(0, delay))
             delay = min(self.backoff_max_s, delay * 2)
 
     def _drop_rejected(self, error: grpc.RpcError) -> None:

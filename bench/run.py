@@ -548,10 +548,10 @@ def detect_step(args: argparse.Namespace) -> dict[str, object]:
     """
     from datetime import datetime, timedelta
 
+    from ironsight.collector.database import connect
     from ironsight.collector.detect.findings import DEFAULTS
     from ironsight.collector.detect.live import step
     from ironsight.collector.migrations import migrate
-    from ironsight.collector.store import connect
 
     nodes, gpus, seconds, cores = args.step_nodes, 8, 720, 16
     end = datetime(2026, 11, 1, 1, 0, 0)

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import grpc
 import pyarrow as pa
 
-from ironsight.collector.store import StoreLocked, connect, run_query
+from ironsight.collector.database import StoreLocked, connect, run_query
 from ironsight.core.flags import parse_duration
 from ironsight.core.schema import TABLES
 from ironsight.core.transport import Tls, channel

@@ -55,10 +55,10 @@ def detect(c: Ctx, since: str, until: str, thresholds: tuple[str, ...]) -> None:
       ironsight --db ./data/ironsight.duckdb detect --since 24h
       ironsight --collector 10.0.0.5:7070 detect --since 2h --threshold starved_peer_ratio=0.6
     """
+    from ironsight.collector.database import StoreLocked, connect
     from ironsight.collector.detect.findings import detect as run_detect
     from ironsight.collector.detect.findings import store as store_findings
     from ironsight.collector.migrations import migrate
-    from ironsight.collector.store import StoreLocked, connect
 
     try:
         start, end = parse_time(since), parse_time(until)

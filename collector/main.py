@@ -18,13 +18,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector as PromCollector
 from prometheus_client.registry import CollectorRegistry
 
+from ironsight.collector.database import StoreLocked
 from ironsight.collector.detect.findings import KINDS
 from ironsight.collector.detect.live import LiveDetector
 from ironsight.collector.detect.thresholds import with_overrides
 from ironsight.collector.remote_write.writer import Config, ConfigError, RemoteWriter
 from ironsight.collector.retention import Policy, Retention
 from ironsight.collector.server import IngestService, start
-from ironsight.collector.store import Store, StoreLocked
+from ironsight.collector.store import Store
 from ironsight.collector.validate import Limits
 from ironsight.core import config
 from ironsight.core.flags import add_logging_args, duration_arg, listen_address, setup_logging
@@ -344,7 +345,7 @@ async def serve(args: argparse.Namespace) -> int:
     if args.remote_write is not None:
         writer = RemoteWriter(args.remote_write)
         writer.start()
-        store.forward = writer.submit
+        store.ingester.forward = writer.submit
         log.info("forwarding stored samples to %s", args.remote_write.url)
     detector = None
     if not args.no_detect:
@@ -372,8 +373,8 @@ async def serve(args: argparse.Namespace) -> int:
     notifier.stopping("stopping: draining in-flight batches")
     log.info("stopping: draining in-flight batches")
     if detector is not None:
-        detector.stop()
-    retention.stop()
+        detector.stop(0)
+    retention.stop(0, join_s=30)
     await collector.stop()
     if writer is not None:
         writer.stop()

@@ -12,7 +12,6 @@ than shrinking the file: the size cap counts used blocks, not file bytes.
 from __future__ import annotations
 
 import logging
-import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,6 +19,7 @@ from typing import Any
 
 from ironsight.collector.detect.sql import increment, ts
 from ironsight.core.schema import TABLES
+from ironsight.core.worker import Worker
 
 log = logging.getLogger("ironsight.collector")
 
@@ -131,25 +131,20 @@ def delete_raw_before(con: Any, cutoff: datetime, oldest: datetime | None = None
     return rows
 
 
-class Retention:
+class Retention(Worker):
     def __init__(self, con: Any, policy: Policy, every_s: float = 60.0) -> None:
+        super().__init__("retention")
         self.con, self.policy, self.every_s = con, policy, every_s
         self.stats = Stats()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="retention", daemon=True)
 
     def start(self) -> None:
         self.stats.used_bytes = used_bytes(self.con)
-        self._thread.start()
+        super().start()
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def _run(self) -> None:
+    def run(self) -> None:
         # The first pass a minute after start: a collector started to look at a replayed old trace (or a
         # test) sees it whole before it is pruned.
-        while not self._stop.wait(self.every_s):
+        while not self.sleep(self.every_s):
             try:
                 self.run_once(_now())
                 self.stats.last_error = ""
@@ -168,7 +163,7 @@ class Retention:
             if first is None:
                 return
             start = first.replace(second=0, microsecond=0)
-        while start < until and not self._stop.is_set():
+        while start < until and not self.stopping:
             end = min(until, start + CHUNK)
             self.stats.rollup_rows += rollup(self.con, start, end)
             start = end

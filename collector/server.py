@@ -14,9 +14,10 @@ import pyarrow as pa
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from ironsight.collector.database import QueryRejected, run_query
 from ironsight.collector.detect.findings import detect
 from ironsight.collector.detect.thresholds import Thresholds, with_overrides
-from ironsight.collector.store import Pending, QueryRejected, Store, run_query
+from ironsight.collector.store import Pending, Store
 from ironsight.collector.validate import InvalidBatch, Limits, ValidBatch, check
 from ironsight.core.transport import Tls, peer_names, server_credentials
 from ironsight.v1 import telemetry_pb2 as pb

@@ -77,7 +77,7 @@ class Stack:
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
-        self.good.stop(drain_s=20)
+        self.good.stop(20)
         self.channel.close()
 
 

@@ -196,7 +196,7 @@ def test_a_full_queue_drops_the_oldest_and_counts_them(receiver: Receiver) -> No
     for seq in range(1, 1501):
         w.submit(group(seq), [])  # one value each
     assert w.stats.values_dropped == 500 and w.stats.queued_values == 1000
-    w.stop(flush_s=0.2)
+    w.stop(0.2)
     assert w.stats.samples_sent == 0
 
 
@@ -225,7 +225,7 @@ def test_an_untrusted_certificate_is_retried_not_sent(tmp_path: Path) -> None:
         wait_for(lambda: w.stats.retries >= 2)
         assert r.requests == [] and w.stats.samples_sent == 0
     finally:
-        w.stop(flush_s=0)
+        w.stop(0)
         r.stop()
 
 

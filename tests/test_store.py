@@ -8,8 +8,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from ironsight.collector.database import QueryRejected, StoreLocked, connect, run_query
 from ironsight.collector.migrations import available, migrate
-from ironsight.collector.store import QueryRejected, Store, StoreLocked, connect, run_query
+from ironsight.collector.store import Store
 from ironsight.core.columnar import TableBuilder
 from ironsight.core.schema import TABLES
 from ironsight.v1 import telemetry_pb2 as pb
@@ -89,7 +90,7 @@ def test_a_failed_transaction_stores_nothing(store: Store, monkeypatch: pytest.M
     def fail(*_: object) -> None:
         raise RuntimeError("disk full")  # after the rows went in, before COMMIT
 
-    monkeypatch.setattr(store, "_upsert_nodes", fail)
+    monkeypatch.setattr(store.ingester, "_upsert_nodes", fail)
     with pytest.raises(RuntimeError):
         store.ingest([good, batch("n1", 2, t0, ["sda"])])
     monkeypatch.undo()

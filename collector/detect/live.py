@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from ironsight.collector.detect.findings import (
 )
 from ironsight.collector.detect.sql import ts
 from ironsight.collector.detect.thresholds import Thresholds
+from ironsight.core.worker import Worker
 
 log = logging.getLogger("ironsight.detect")
 
@@ -198,14 +198,13 @@ def _log(result: StepResult) -> None:
         )  # fmt: skip
 
 
-class LiveDetector:
+class LiveDetector(Worker):
     """A thread that runs step() on the step grid, delay_s behind the wall clock (data in flight)."""
 
     def __init__(self, con: Any, t: Thresholds = DEFAULTS, delay_s: float = 5.0) -> None:
+        super().__init__("detector")
         self.con, self.t, self.delay_s = con, t, delay_s
         self.status = Status()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="detector", daemon=True)
         self._next: datetime | None = None
 
     def start(self) -> None:
@@ -217,12 +216,7 @@ class LiveDetector:
             now = datetime.now(UTC).replace(tzinfo=None)
             self._next = self.due(now)[-1] - timedelta(seconds=self.t.step_s * (MAX_CATCH_UP_STEPS - 1))
         self.status.open = open_findings(self.con)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
+        super().start()
 
     def due(self, now: datetime) -> list[datetime]:
         """Step ends not yet judged up to now - delay (all of them after a short stall)."""
@@ -260,9 +254,8 @@ class LiveDetector:
             self.status.steps += 1
             self.status.open = open_findings(self.con)  # severities can rise without an open or close
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
+    def run(self) -> None:
+        while not self.stopping:
             self.run_due(datetime.now(UTC).replace(tzinfo=None))
             s = self.t.step_s
-            wait = s - (time.time() - self.delay_s) % s + 0.05
-            self._stop.wait(wait)
+            self.sleep(s - (time.time() - self.delay_s) % s + 0.05)

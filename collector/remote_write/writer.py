@@ -18,9 +18,7 @@ import http.client
 import logging
 import random
 import ssl
-import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -29,6 +27,7 @@ import cramjam
 import pyarrow as pa
 
 from ironsight.collector.remote_write.series import Series, SeriesBuilder
+from ironsight.core.worker import QueueWorker
 from ironsight.prompb import remote_pb2 as prompb
 from ironsight.v1 import telemetry_pb2 as pb
 
@@ -111,68 +110,50 @@ class Retriable(Exception):
         self.retry_after_s = retry_after_s
 
 
-class RemoteWriter:
+class RemoteWriter(QueueWorker[_Group]):
+    """Forwards each committed group; stop(timeout_s) sends what is queued for up to timeout_s, then
+    gives up on the rest."""
+
     def __init__(self, config: Config) -> None:
+        super().__init__("remote-write")
         config.check()
         self.config = config
         self.stats = Stats()
         self.builder = SeriesBuilder(config.labels, config.job)
-        self._queue: deque[_Group] = deque()
-        self._cond = threading.Condition()
-        self._stopping = False
-        self._busy = False  # the sender holds groups taken off the queue
         self._conn: http.client.HTTPConnection | None = None
-        self._thread = threading.Thread(target=self._run, name="remote-write", daemon=True)
         self._logged: set[str] = set()
         parts = urlsplit(config.url)
         self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-
-    def start(self) -> None:
-        self._thread.start()
 
     def submit(self, tables: list[tuple[str, pa.Table]], infos: list[tuple[str, pb.NodeInfo]]) -> None:
         """Called by the store's writer after a commit: never blocks on the network."""
         # Values present (NULL: not sampled); the first three columns are node, device, time.
         values = sum(len(c) - c.null_count for _, t in tables for c in t.columns[3:])
-        with self._cond:
-            self._queue.append(_Group(tables, infos, values))
+        with self.cond:
+            # Never blocks: past queue_values the oldest stored values are dropped (and counted).
+            self.queue.append(_Group(tables, infos, values))
             self.stats.queued_values += values
-            while self.stats.queued_values > self.config.queue_values and len(self._queue) > 1:
-                old = self._queue.popleft()
+            while self.stats.queued_values > self.config.queue_values and len(self.queue) > 1:
+                old = self.queue.popleft()
                 self.stats.queued_values -= old.values
                 self.stats.values_dropped += old.values
                 self._once("drop", "remote write queue full: dropping the oldest stored values (counted)")
-            self._cond.notify()
+            self.cond.notify_all()
 
-    def stop(self, flush_s: float = 5.0) -> None:
-        """Sends what is queued for up to flush_s, then gives up on the rest."""
-        deadline = time.monotonic() + flush_s
-        with self._cond:
-            while (self._queue or self._busy) and time.monotonic() < deadline:
-                self._cond.wait(0.05)
-            self._stopping = True
-            self._cond.notify_all()
-        self._thread.join(timeout=self.config.timeout_s + 1)
+    def stop(self, timeout_s: float | None = 5.0, join_s: float | None = None) -> bool:
+        # A request in flight may take its whole timeout to fail.
+        return super().stop(timeout_s, self.config.timeout_s + 1 if join_s is None else join_s)
 
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue and not self._stopping:
-                    self._cond.wait()
-                if self._stopping:
-                    return
-                groups = list(self._queue)
-                self._queue.clear()
-                self.stats.queued_values = 0
-                self._busy = True
+    def run(self) -> None:
+        while groups := self.take():
+            with self.cond:
+                self.stats.queued_values -= sum(g.values for g in groups)
             try:
                 self._forward(groups)
             except Exception:  # a bug here must not end forwarding for good
                 log.exception("remote write: could not forward a group")
             finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
+                self.done()
 
     def _forward(self, groups: list[_Group]) -> None:
         series: Series = {}
@@ -204,7 +185,7 @@ class RemoteWriter:
     def _send(self, request: bytes, count: int) -> None:
         body = bytes(cramjam.snappy.compress_raw(request))
         attempt = 0
-        while not self._stopping:
+        while not self.stopping:
             began = time.perf_counter()
             try:
                 status, reason, retry_after = self._post(body)
@@ -231,8 +212,7 @@ class RemoteWriter:
             backoff = min(self.config.max_backoff_s, self.config.min_backoff_s * 2**attempt)
             wait = retry_after if retry_after is not None else backoff * random.uniform(0.5, 1.0)
             attempt += 1
-            with self._cond:
-                self._cond.wait_for(lambda: self._stopping, timeout=min(wait, self.config.max_backoff_s))
+            self.sleep(min(wait, self.config.max_backoff_s))
         log.warning("remote write: %d samples not sent: stopping while the receiver fails", count)
 
     def _post(self, body: bytes) -> tuple[int, str, float | None]:

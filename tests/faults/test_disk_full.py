@@ -58,7 +58,7 @@ def test_a_full_disk_fails_clearly_and_ingest_resumes_when_freed(tmp_path: Path)
         stored = check_store(disk / "full.duckdb", set(submitted))
         assert stored_before <= stored and stored == set(submitted)
     finally:
-        sender.stop(drain_s=0)
+        sender.stop(0)
         if c.proc is not None and c.proc.poll() is None:
             c.proc.kill()
             c.proc.wait(timeout=10)

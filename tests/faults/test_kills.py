@@ -116,7 +116,7 @@ def test_collector_killed_20_times_under_heavy_ingest(tmp_path: Path) -> None:
         )
     finally:
         stop.set()
-        sender.stop(drain_s=0)
+        sender.stop(0)
         if c.proc is not None and c.proc.poll() is None:
             c.proc.kill()
     log = (tmp_path / "collector.log").read_text()

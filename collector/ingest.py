@@ -1,0 +1,209 @@
+"""The ingest transaction: a group of batches deduplicated, value-checked and stored at once.
+
+Dedupe by (node, boot id, seq) runs in the same transaction as the inserts;
+rows are inserted from Arrow sorted by node, device, time; a batch is
+acknowledged as stored only after COMMIT. A committed group is handed to the
+forward hook (remote write) once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ironsight.collector.validate import InvalidBatch, ValidBatch, check_values
+from ironsight.core.columnar import GroupColumns, bad_values, decode_group, group_arrow, view
+from ironsight.v1 import telemetry_pb2 as pb
+
+Forward = Callable[[list[tuple[str, pa.Table]], list[tuple[str, pb.NodeInfo]]], None]
+
+
+@dataclass
+class IngestStats:
+    batches_stored: int = 0
+    batches_duplicate: int = 0
+    rows_stored: int = 0
+    commits: int = 0
+    failures: int = 0
+    last_error: str = ""
+    node_last_seen: dict[str, float] = field(default_factory=dict)
+    node_newest_sample_ns: dict[str, int] = field(default_factory=dict)
+
+
+class Ingest:
+    """Stores groups of batches on one connection; keeps the counts /metrics shows."""
+
+    def __init__(self, con: Any) -> None:
+        self.con = con
+        self.stats = IngestStats()
+        # Last inventory stored per node: devices are upserted only when it changes.
+        self._inventory: dict[str, bytes] = {}
+        self._pending_inventory: dict[str, bytes] = {}
+        # Called with each committed group's tables and node inventories (remote write).
+        self.forward: Forward | None = None
+        self._seed_newest_samples()
+
+    def _seed_newest_samples(self) -> None:
+        """Lag per node right after a restart, from what is stored (nodes heard from in the last day)."""
+        rows = self.con.execute(
+            "SELECT node, epoch_ns(max(time)) FROM cpu "
+            "WHERE time > now()::TIMESTAMP - INTERVAL 1 DAY GROUP BY node"
+        ).fetchall()
+        self.stats.node_newest_sample_ns.update({str(node): int(ns) for node, ns in rows})
+
+    def ingest(self, batches: Sequence[pb.Batch | ValidBatch]) -> list[pb.Ack | InvalidBatch]:
+        """Stores batches in one transaction and says, per batch, what became of it.
+
+        Duplicates (already stored, or twice here) are acknowledged as such. Values
+        are checked for the whole group at once; only if that finds something does
+        each batch get checked alone, and the offending ones are refused while the
+        rest are stored. Plain messages count as structurally checked: callers that
+        take input from outside run ironsight.collector.validate.check first.
+        """
+        views = [b.batch if isinstance(b, ValidBatch) else view(b) for b in batches]
+        outcomes: list[pb.Ack | InvalidBatch | None] = [None] * len(views)
+        stored = self._already_stored(views)
+        seen: set[tuple[str, str, int]] = set()
+        fresh: list[int] = []
+        for i, b in enumerate(views):
+            key = (b.node_id, b.boot_id, b.seq)
+            if key in seen or key in stored:
+                outcomes[i] = pb.Ack(seq=b.seq, status=pb.Ack.DUPLICATE)
+            else:
+                seen.add(key)
+                fresh.append(i)
+        groups = self._decode(views, fresh)
+        if any(bad_values(g) for g in groups.values()):
+            for i in fresh:
+                try:
+                    check_values(views[i])
+                except InvalidBatch as exc:
+                    outcomes[i] = exc
+            fresh = [i for i in fresh if outcomes[i] is None]
+            groups = self._decode(views, fresh)
+        rows = {i: sum(len(t.time_ns) // 8 for t in views[i].tables) for i in fresh}
+        con = self.con
+        self._pending_inventory = {}
+        con.execute("BEGIN TRANSACTION")
+        try:
+            if fresh:
+                keys = pa.table(
+                    {
+                        "node": [views[i].node_id for i in fresh],
+                        "boot_id": [views[i].boot_id for i in fresh],
+                        "seq": pa.array([views[i].seq for i in fresh], pa.uint64()),
+                        "rows": [rows[i] for i in fresh],
+                    }
+                )
+                self._insert_arrow(
+                    "INSERT INTO batches SELECT node, boot_id, seq, now()::TIMESTAMP, rows FROM incoming",
+                    keys,
+                )
+            tables = [(name, group_arrow(group)) for name, group in groups.items()]
+            for name, table in tables:
+                self._insert_arrow(
+                    f"INSERT INTO {name} SELECT * FROM incoming ORDER BY node, device, time", table
+                )
+            self._upsert_nodes([views[i] for i in fresh])
+            con.execute("COMMIT")
+        except Exception:
+            # A failed COMMIT (disk full) has already ended the transaction: keep its error, not ROLLBACK's.
+            with contextlib.suppress(Exception):
+                con.execute("ROLLBACK")
+            raise
+        if self.forward is not None and fresh:  # stored, so forwarded once
+            self.forward(
+                tables, [(views[i].node_id, views[i].node) for i in fresh if views[i].HasField("node")]
+            )
+        self._inventory.update(self._pending_inventory)
+        newest = self.stats.node_newest_sample_ns
+        for i in fresh:
+            outcomes[i] = pb.Ack(seq=views[i].seq, status=pb.Ack.STORED, rows=rows[i])
+            self.stats.rows_stored += rows[i]
+            latest = max((int(np.frombuffer(t.time_ns, "<i8").max()) for t in views[i].tables), default=0)
+            if latest > newest.get(views[i].node_id, 0):
+                newest[views[i].node_id] = latest
+        now = time.time()
+        for b, outcome in zip(views, outcomes, strict=True):
+            self.stats.node_last_seen[b.node_id] = now
+            if isinstance(outcome, pb.Ack):
+                if outcome.status == pb.Ack.STORED:
+                    self.stats.batches_stored += 1
+                else:
+                    self.stats.batches_duplicate += 1
+        self.stats.commits += 1
+        return [o for o in outcomes if o is not None]
+
+    @staticmethod
+    def _decode(views: list[pb.BatchView], fresh: list[int]) -> dict[str, GroupColumns]:
+        parts: dict[str, list[tuple[str, pb.TableView]]] = {}
+        for i in fresh:
+            for t in views[i].tables:
+                parts.setdefault(t.name, []).append((views[i].node_id, t))
+        return {name: decode_group(name, p) for name, p in parts.items()}
+
+    def _already_stored(self, views: list[pb.BatchView]) -> set[tuple[str, str, int]]:
+        """One join for the whole group: which of these (node, boot id, seq) are stored already."""
+        if not views:
+            return set()
+        keys = pa.table(
+            {
+                "node": [b.node_id for b in views],
+                "boot_id": [b.boot_id for b in views],
+                "seq": pa.array([b.seq for b in views], pa.uint64()),
+            }
+        )
+        self.con.register("incoming_keys", keys)
+        try:
+            rows = self.con.execute(
+                "SELECT k.node, k.boot_id, k.seq FROM incoming_keys k JOIN batches b USING (node, boot_id, seq)"
+            ).fetchall()
+        finally:
+            self.con.unregister("incoming_keys")
+        return {(r[0], r[1], int(r[2])) for r in rows}
+
+    def _upsert_nodes(self, batches: list[pb.BatchView]) -> None:
+        latest: dict[str, pb.BatchView] = {}
+        for b in batches:
+            latest[b.node_id] = b
+        for node, b in latest.items():
+            info = b.node
+            self.con.execute(
+                """INSERT INTO nodes VALUES (?, ?, ?, ?, ?, ?, now()::TIMESTAMP, now()::TIMESTAMP)
+                   ON CONFLICT (node) DO UPDATE SET hostname = excluded.hostname, kernel = excluded.kernel,
+                   agent_version = excluded.agent_version, boot_id = excluded.boot_id,
+                   interval_s = excluded.interval_s, last_seen = excluded.last_seen""",
+                [node, info.hostname, info.kernel, info.agent_version, b.boot_id, b.interval_s],
+            )
+            inventory = info.SerializeToString(deterministic=True)
+            if info.devices and self._inventory.get(node) != inventory:
+                devices = pa.table(
+                    {
+                        "node": [node] * len(info.devices),
+                        "kind": [d.kind for d in info.devices],
+                        "device": [d.name for d in info.devices],
+                        "attrs": pa.array(
+                            [sorted(d.attrs.items()) for d in info.devices], pa.map_(pa.string(), pa.string())
+                        ),
+                    }
+                )
+                self._insert_arrow(
+                    """INSERT INTO devices SELECT node, kind, device, attrs, now()::TIMESTAMP FROM incoming
+                       ON CONFLICT (node, kind, device) DO UPDATE SET attrs = excluded.attrs,
+                       updated_at = excluded.updated_at""",
+                    devices,
+                )
+                self._pending_inventory[node] = inventory
+
+    def _insert_arrow(self, sql: str, table: pa.Table) -> None:
+        self.con.register("incoming", table)
+        try:
+            self.con.execute(sql)
+        finally:
+            self.con.unregister("incoming")
