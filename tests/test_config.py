@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ironsight.agent.main import parser as agent_parser
-from ironsight.collector.main import parser as collector_parser
+from ironsight.collector.flags import parser as collector_parser
 from ironsight.core import config
 
 from conftest import BIN
