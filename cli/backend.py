@@ -16,6 +16,7 @@ import grpc
 import pyarrow as pa
 
 from ironsight.collector.database import StoreLocked, connect, run_query
+from ironsight.collector.detect.sql import counter_increase
 from ironsight.core.flags import parse_duration
 from ironsight.core.schema import TABLES
 from ironsight.core.transport import Tls, channel
@@ -173,14 +174,9 @@ def series_sql(
 
 
 def counter_rate(col: str) -> str:
-    """Per-second increase of a raw counter: the one place counter resets and wraps are handled.
-
-    A counter that went down was reset (agent/driver restart, 32-bit wrap):
-    like Prometheus, count the new value as the increase since the reset.
-    """
-    prev = f"lag({col}) OVER w"
+    """Per-second increase of a raw counter over window w (resets handled by counter_increase)."""
     dt = "epoch(time - lag(time) OVER w)"
-    return f"CASE WHEN {dt} <= 0 THEN NULL WHEN {col} >= {prev} THEN ({col} - {prev}) / {dt} ELSE {col} / {dt} END"
+    return f"CASE WHEN {dt} <= 0 THEN NULL ELSE ({counter_increase(col, f'lag({col}) OVER w')}) / {dt} END"
 
 
 NODES_SQL = """

@@ -43,9 +43,9 @@ def gauge(table: str, expr: str, devices: bool = True, others: bool = False) -> 
     )
 
 
-def counter_rate(table: str, expr: str, devices: bool = True, scale: float = 1.0) -> Query:
-    """Per-bucket increase over the bucket's length, the largest over the scope's devices."""
-    inc = increment(f"({expr})")  # resets handled as the detectors handle them
+def bucket_rate(table: str, expr: str, devices: bool = True, scale: float = 1.0) -> Query:
+    """A counter's increase per second in each plot bucket, the largest over the scope's devices."""
+    inc = increment(f"({expr})")
     return lambda s: (
         f"SELECT t, max(v) AS v FROM (SELECT {s.bucket} AS t, device, {scale} * sum(inc) / {s.bucket_s} AS v "
         f"FROM (SELECT time, device, {inc} AS inc FROM {table} WHERE {s.where(devices)}) "
@@ -93,7 +93,7 @@ PANELS: dict[str, list[tuple[str, list[tuple[str, Query]]]]] = {
         (
             "host (%)",
             [
-                ("busiest disk busy", counter_rate("disk", "io_time_seconds", devices=False, scale=100)),
+                ("busiest disk busy", bucket_rate("disk", "io_time_seconds", devices=False, scale=100)),
                 ("busiest core", busiest_core),
             ],
         ),
@@ -104,12 +104,12 @@ PANELS: dict[str, list[tuple[str, list[tuple[str, Query]]]]] = {
             [
                 (
                     "loss (out of seq + seq err + ack timeout)",
-                    counter_rate(
+                    bucket_rate(
                         "rdma",
                         "out_of_sequence + coalesce(packet_seq_err, 0) + coalesce(local_ack_timeout_err, 0)",
                     ),
                 ),
-                ("CNP sent", counter_rate("rdma", "np_cnp_sent")),
+                ("CNP sent", bucket_rate("rdma", "np_cnp_sent")),
             ],
         ),
     ],

@@ -19,7 +19,7 @@ STRAGGLERS = "straggler_flagged"  # the straggler detector's rows (numpy), regis
 
 
 def flagged_sql(start: datetime, end: datetime, t: Thresholds) -> str:
-    """Every detector's flagged steps in (start, end]; needs STRAGGLERS registered (see flag())."""
+    """Every detector's flagged steps in (start, end]; needs STRAGGLERS registered (register_stragglers())."""
     union = " UNION ALL ".join(
         f"({sql})"
         for sql in (

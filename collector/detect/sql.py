@@ -1,4 +1,4 @@
-"""SQL building blocks shared by the detectors: counter increments and step windows."""
+"""SQL building blocks shared by the detectors, retention and the CLI: counter increments and step windows."""
 
 from __future__ import annotations
 
@@ -9,14 +9,19 @@ def ts(value: datetime) -> str:
     return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
 
 
-def increment(col: str, partition: str = "node, device") -> str:
-    """A raw counter's increase since the previous sample: the one place resets are handled.
+def counter_increase(col: str, prev: str) -> str:
+    """A counter's increase from prev to col: the one place counter resets are handled.
 
-    A counter that went down was reset (driver reload, wrap): like Prometheus,
-    the new value counts as the increase since the reset.
+    A counter that went down was reset (agent or driver restart, 32-bit wrap):
+    like Prometheus, the new value counts as the increase since the reset. No
+    previous value (the first sample) is no increase.
     """
-    prev = f"lag({col}) OVER (PARTITION BY {partition} ORDER BY time)"
     return f"CASE WHEN {prev} IS NULL THEN 0 WHEN {col} >= {prev} THEN {col} - {prev} ELSE {col} END"
+
+
+def increment(col: str, partition: str = "node, device") -> str:
+    """A raw counter's increase since the previous sample of its device."""
+    return counter_increase(col, f"lag({col}) OVER (PARTITION BY {partition} ORDER BY time)")
 
 
 def rolling(expr: str, window_s: int, step_s: int) -> str:
@@ -36,7 +41,6 @@ def bucket_increment(col: str) -> str:
     """A counter's increase over each step bucket, from the buckets' last values.
 
     Cheaper than per-sample increments over long lookbacks (one lag per bucket,
-    not per sample); resets are handled as in increment(), at bucket resolution.
+    not per sample); a reset is seen at bucket resolution.
     """
-    prev = f"lag({col}) OVER (PARTITION BY node, device ORDER BY bucket)"
-    return f"CASE WHEN {prev} IS NULL THEN 0 WHEN {col} >= {prev} THEN {col} - {prev} ELSE {col} END"
+    return counter_increase(col, f"lag({col}) OVER (PARTITION BY node, device ORDER BY bucket)")
