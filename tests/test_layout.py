@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from support.paths import ROOT
+
 PACKAGE_DIRS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
 
 # Which layers each layer may import (its own always). The root package holds the wire stubs.
@@ -112,6 +113,7 @@ def test_first_party_code_is_imported_by_its_installed_name(folder: str) -> None
     assert found == []
 
 
+@pytest.mark.slow
 def test_the_wheel_installs_one_namespace(tmp_path: Path) -> None:
     """A built wheel holds ironsight/ and its dist-info, every source module at its mapped path, and the data files."""
     # From a copy of the checkout's files: setuptools builds in ./build, whose leftovers would leak into the wheel.

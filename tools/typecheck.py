@@ -26,7 +26,7 @@ from mypy.modulefinder import BuildSource
 ROOT = Path(__file__).resolve().parent.parent
 # Checked as plain folders of scripts and test modules, each file a top-level module
 # (pytest puts tests/ on the path for its helpers; bench/ and tools/ run as scripts).
-SCRIPT_DIRS: tuple[str, ...] = ()
+SCRIPT_DIRS = ("tests", "bench", "tools")
 
 
 def package_dirs() -> dict[str, Path]:
@@ -55,13 +55,21 @@ def package_sources() -> Iterator[BuildSource]:
 
 
 def script_sources() -> Iterator[BuildSource]:
+    """Test modules as tests.<folders>.<name> (a folder like tests/agent must not read as the agent
+    package), their helpers as support.* (pytest puts tests/ on the path), bench/ and tools/ scripts
+    as the top-level modules python3 runs them as."""
     for name in SCRIPT_DIRS:
         folder = ROOT / name
         for path in sorted(folder.rglob("*.py")):
-            rel = path.relative_to(folder).with_suffix("")
-            # tests/support/... is a package pytest imports as support.*; a lone file is a top-level module.
-            parts = [p for p in rel.parts if p != "__init__"]
-            yield BuildSource(str(path), ".".join(parts), base_dir=str(folder))
+            if name == "tests" and "support" in path.relative_to(folder).parts[:1]:
+                base, prefix = folder, list[str]()
+            elif name == "tests":
+                base, prefix = ROOT, list[str]()
+            else:
+                base, prefix = folder, list[str]()
+            rel = path.relative_to(base).with_suffix("")
+            parts = [*prefix, *[p for p in rel.parts if p != "__init__"]]
+            yield BuildSource(str(path), ".".join(parts), base_dir=str(base))
 
 
 def main(argv: list[str]) -> int:

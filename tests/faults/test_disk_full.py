@@ -9,11 +9,13 @@ import time
 from pathlib import Path
 
 import pytest
-from test_kills import RecordingSpool, check_store, gpu_batch
 
 from ironsight.agent.stream import Sender
 
-from conftest import CollectorProcess
+from support.batches import RecordingSpool, check_store, gpu_batch
+from support.processes import CollectorProcess
+
+pytestmark = pytest.mark.slow
 
 
 def test_a_full_disk_fails_clearly_and_ingest_resumes_when_freed(tmp_path: Path) -> None:

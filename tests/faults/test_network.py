@@ -13,11 +13,15 @@ import time
 from pathlib import Path
 
 import duckdb
-from netns import Link
+import pytest
 
 from ironsight.agent.spool import Spool
 
-from conftest import BIN, free_port
+from support.netns import Link
+from support.paths import SUPPORT
+from support.processes import BIN, free_port
+
+pytestmark = pytest.mark.slow
 
 
 def test_loss_delay_and_partition_lose_nothing(tmp_path: Path, agent_state: Path) -> None:
@@ -38,7 +42,7 @@ def test_loss_delay_and_partition_lose_nothing(tmp_path: Path, agent_state: Path
         control = tmp_path / "delay"
         control.write_text("0 0")
         proxy_port = free_port()
-        start(link.agent_ns, [sys.executable, str(Path(__file__).with_name("delay_proxy.py")), str(proxy_port),
+        start(link.agent_ns, [sys.executable, str(SUPPORT / "delay_proxy.py"), str(proxy_port),
                               f"{link.collector_ip}:7070", str(control)])  # fmt: skip
         time.sleep(2)  # the collector opens its file, the proxy its port
         agent = start(link.agent_ns, [str(BIN / "ironsight-agent"), "--collector", f"127.0.0.1:{proxy_port}",

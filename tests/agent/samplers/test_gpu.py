@@ -1,0 +1,233 @@
+"""The real GPU sampler against an NVML double fed from real nvidia-smi captures."""
+
+from __future__ import annotations
+
+import logging
+
+import pynvml
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from ironsight.agent.samplers.base import SamplerContext, log_once
+from ironsight.agent.samplers.gpu import GpuSampler
+from ironsight.core.exposition import render
+
+from support.fixturetree import need_shared
+from support.nvml_double import H100, CaptureNvml, capture, number, query_gpu, query_xml
+
+MIB = 2**20
+
+
+L40S = "linux-x86_64__nvidia-l40s__595.80.txt"
+
+
+CSV_CARDS = [
+    "linux-x86_64__nvidia-h100-80gb-hbm3__590.48.01.txt",
+    "linux-x86_64__nvidia-h200__590.48.01.txt",
+    "linux-x86_64__nvidia-l40s__595.80.txt",
+    "linux-x86_64__nvidia-geforce-rtx-4080-super__595.71.05.txt",
+    "linux-x86_64__nvidia-h100-mig__590.48.01.txt",
+]
+XML_CARDS = ["a100-sxm4-v12.xml", "a10g.xml", "tesla-t4.xml", "rtx-3090-v12.xml"]
+CAPTURES = [(c, p) for c in CSV_CARDS for p in ("idle", "load")] + [(c, "xml") for c in XML_CARDS]
+
+
+def load(card: str, phase: str) -> dict[str, str]:
+    if phase == "xml":
+        return query_xml(need_shared("nvidia_smi_xml") / card)
+    return query_gpu(capture(card), phase)
+
+
+def scaled(raw: str, factor: float = 1.0) -> float | None:
+    v = number(raw)
+    return None if v is None else v * factor
+
+
+@pytest.mark.parametrize(
+    ("card", "phase"), CAPTURES, ids=[f"{c.split('__')[1] if '__' in c else c}-{p}" for c, p in CAPTURES]
+)
+def test_values_equal_the_capture_in_base_units(card: str, phase: str) -> None:
+    q = load(card, phase)
+    nvml = CaptureNvml(q)
+    sampler = GpuSampler(SamplerContext(nvml=nvml))
+    [(device, v)] = sampler.sample().rows("gpu")
+    assert device == "0"
+    assert v["util_gpu_percent"] == number(q["utilization.gpu"])  # None where the capture says N/A (MIG)
+    assert v["util_memory_percent"] == number(q["utilization.memory"])
+    assert v["memory_used_bytes"] == scaled(q["memory.used"], MIB)
+    assert v["memory_total_bytes"] == scaled(q["memory.total"], MIB)
+    assert v["sm_clock_hertz"] == scaled(q["clocks.current.sm"], 1e6)
+    assert v["mem_clock_hertz"] == scaled(q["clocks.current.memory"], 1e6)
+    assert v["sm_clock_max_hertz"] == scaled(q["clocks.max.sm"], 1e6)
+    assert v["mem_clock_max_hertz"] == scaled(q["clocks.max.memory"], 1e6)
+    assert v["temperature_celsius"] == number(q["temperature.gpu"])
+    assert v["memory_temperature_celsius"] == number(q["temperature.memory"])
+    # Absolute thresholds exist in the XML captures; the CSV ones carry none (NULL).
+    assert v["temperature_slowdown_celsius"] == number(q.get("temperature.slowdown", "[N/A]"))
+    assert v["temperature_shutdown_celsius"] == number(q.get("temperature.shutdown", "[N/A]"))
+    power = number(q["power.draw"])
+    assert v["power_watts"] == (None if power is None else pytest.approx(power, abs=1e-3))
+    assert v["power_limit_watts"] == number(q["enforced.power.limit"])
+    assert v["clocks_event_reasons"] == number(q["clocks_event_reasons.active"])
+    assert v["pcie_link_gen"] == number(q["pcie.link.gen.gpucurrent"])
+    assert v["pcie_link_width"] == number(q["pcie.link.width.current"])
+    assert v["pcie_replays"] == number(q.get("pcie.replay", "[N/A]"))
+    assert v["ecc_sbe_volatile"] == number(q.get("ecc.errors.corrected.volatile.total", "[N/A]"))
+    assert v["remapped_rows_correctable"] == number(q.get("remapped_rows.correctable", "[N/A]"))
+    if "clocks_event_reasons_counters.sw_power_cap" in q:
+        assert v["throttle_sw_power_seconds"] == pytest.approx(
+            number(q["clocks_event_reasons_counters.sw_power_cap"]) / 1e6
+        )
+    # Not in any capture: NULL, never 0.
+    assert v["energy_joules"] is None
+    assert v["gpm_sm_active_ratio"] is None
+    # PCIe throughput: counters read twice, 10 s apart, give the captured rate (KB/s of 1024 bytes).
+    nvml.advance(10.0)
+    [(_, later)] = sampler.sample().rows("gpu")
+    for column, key in (("pcie_tx_bytes", "pcie.tx_util"), ("pcie_rx_bytes", "pcie.rx_util")):
+        rate = number(q.get(key, "[N/A]"))
+        if rate is None:
+            assert later[column] is None
+        else:
+            assert (later[column] - v[column]) / 10.0 == pytest.approx(rate * 1024)
+    [inv] = sampler.inventory()
+    assert inv.attrs["model"] == q["name"] and inv.attrs["uuid"] == q["uuid"]
+    assert inv.attrs["pci_bus_id"] == q["pci.bus_id"] and inv.attrs["driver"] == q["driver_version"]
+
+
+def test_dcgm_names_and_labels_on_the_exposition() -> None:
+    path = capture(H100)
+    sampler = GpuSampler(SamplerContext(nvml=CaptureNvml(path, "load")))
+    text = render(sampler.sample(), sampler.inventory(), "node1").decode()
+    q = query_gpu(path, "load")
+    labels = {
+        "gpu": "0",
+        "UUID": q["uuid"],
+        "modelName": q["name"],
+        "pci_bus_id": q["pci.bus_id"],
+        "hostname": "node1",
+    }
+    samples = {s.name: s for fam in text_string_to_metric_families(text) for s in fam.samples}
+    for name, key in (
+        ("DCGM_FI_DEV_GPU_UTIL", "utilization.gpu"),
+        ("DCGM_FI_DEV_FB_USED", "memory.used"),
+        ("DCGM_FI_DEV_GPU_TEMP", "temperature.gpu"),
+        ("DCGM_FI_DEV_SM_CLOCK", "clocks.current.sm"),
+    ):
+        assert samples[name].labels == labels
+        assert samples[name].value == number(q[key]), name
+    assert samples["DCGM_FI_DEV_POWER_USAGE"].value == pytest.approx(number(q["power.draw"]))
+    assert "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION" not in samples  # not available: no sample at all
+
+
+def test_function_not_found_is_null_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    nvml = CaptureNvml(capture(H100), "load", missing=("nvmlDeviceGetCurrentClocksEventReasons",))
+    sampler = GpuSampler(SamplerContext(nvml=nvml))
+    with caplog.at_level(logging.INFO):
+        first = sampler.sample().rows("gpu")[0][1]
+        sampler.sample()
+    # The old name is asked instead: same value.
+    assert first["clocks_event_reasons"] == int(
+        query_gpu(capture(H100), "load")["clocks_event_reasons.active"], 16
+    )
+    assert sum("nvmlDeviceGetCurrentClocksEventReasons" in r.message for r in caplog.records) <= 1
+
+
+def test_what_a_gpu_does_not_support_is_asked_once_a_minute_not_every_tick() -> None:
+    nvml = CaptureNvml(capture(H100), "load")  # no energy counter in this capture: NotSupported
+    calls: list[str] = []
+    real_energy = nvml.nvmlDeviceGetTotalEnergyConsumption
+
+    def energy(h: object) -> int:
+        calls.append("energy")
+        return real_energy(h)
+
+    nvml.nvmlDeviceGetTotalEnergyConsumption = energy  # type: ignore[method-assign]
+    sampler = GpuSampler(SamplerContext(nvml=nvml))
+    gpus = len(sampler.gpus)
+    for _ in range(5):
+        rows = sampler.sample().rows("gpu")
+        assert all(values["energy_joules"] is None for _, values in rows)
+        assert all(values["power_watts"] is not None for _, values in rows)  # supported: every tick
+    assert len(calls) == gpus  # once per GPU, not 5 times
+    sampler.inventory()  # the minute's refresh asks again
+    sampler.sample()
+    assert len(calls) == 2 * gpus
+
+
+def test_missing_library_is_a_normal_state(caplog: pytest.LogCaptureFixture) -> None:
+    nvml = CaptureNvml(capture(H100), "idle")
+    nvml.init_error = pynvml.NVML_ERROR_LIBRARY_NOT_FOUND
+    log_once._seen.discard("gpu.unavailable")
+    with caplog.at_level(logging.WARNING):
+        sampler = GpuSampler(SamplerContext(nvml=nvml))
+        GpuSampler(SamplerContext(nvml=nvml))
+    assert sampler.sample().tables == {}
+    assert sampler.inventory() == []
+    assert sum("NVML not available" in r.message for r in caplog.records) == 1
+
+
+def test_xid_events_become_rows() -> None:
+    nvml = CaptureNvml(capture(H100), "load")
+    sampler = GpuSampler(SamplerContext(nvml=nvml))
+    assert nvml.registered == pynvml.nvmlEventTypeXidCriticalError
+    nvml.xids = [79, 48]
+    rows = sampler.sample().rows("gpu_xid")
+    assert rows == [("0", {"xid": 79}), ("0", {"xid": 48})]
+    assert sampler.sample().rows("gpu_xid") == []
+
+
+@pytest.mark.slow
+def test_the_double_drives_an_agent_into_a_real_collector(collector: object) -> None:
+    import json
+    import threading
+
+    from ironsight.agent.batch import Batcher
+    from ironsight.agent.loop import sample_loop
+    from ironsight.agent.runner import Runner
+    from ironsight.agent.samplers.base import Paths
+    from ironsight.agent.stream import Sender
+
+    from support.processes import CollectorProcess, run_cli
+
+    assert isinstance(collector, CollectorProcess)
+    q = load(CSV_CARDS[0], "load")
+    runner = Runner([GpuSampler(SamplerContext(nvml=CaptureNvml(q)))], budget_s=1.0)
+    sender = Sender(collector.target)
+    sender.start()
+    try:
+        ticks = sample_loop(
+            runner,
+            Batcher("gpu-node", "boot-1", 0.2),
+            Paths(),
+            [sender],
+            threading.Event(),
+            0.5,
+            duration_s=2.0,
+        )
+    finally:
+        sender.stop()
+        runner.close()
+    assert ticks >= 8 and sender.acked >= 3 and sender.pending() == 0
+    sql = (
+        "SELECT count(*) AS n, min(util_gpu_percent) AS util, max(memory_used_bytes) AS mem, "
+        "max(temperature_celsius) AS temp, max(power_watts) AS power, max(sm_clock_hertz) AS sm, "
+        "count(energy_joules) AS energy_rows FROM gpu WHERE node = 'gpu-node'"
+    )
+    [row] = json.loads(run_cli("--collector", collector.target, "--format", "json", "query", sql).stdout)
+    assert row["n"] == ticks
+    assert row["util"] == number(q["utilization.gpu"])
+    assert row["mem"] == number(q["memory.used"]) * MIB
+    assert row["temp"] == number(q["temperature.gpu"])
+    assert row["power"] == pytest.approx(number(q["power.draw"]))
+    assert row["sm"] == number(q["clocks.current.sm"]) * 1e6
+    assert row["energy_rows"] == 0  # NULL all along, not 0
+    nodes = run_cli(
+        "--collector",
+        collector.target,
+        "--format",
+        "json",
+        "query",
+        "SELECT attrs['model'] AS m FROM devices WHERE node = 'gpu-node' AND kind = 'gpu'",
+    )
+    assert json.loads(nodes.stdout) == [{"m": q["name"]}]

@@ -1,0 +1,95 @@
+"""Network jitter: congestion and loss on one NIC, held long enough, not everywhere at once."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from ironsight.collector.detect.findings import detect
+from ironsight.collector.store import Store
+from ironsight.core.columnar import TableBuilder
+from ironsight.v1 import telemetry_pb2 as pb
+
+from support.traces import WHOLE, detect_recent, overlaps, simulated
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [707, 808])
+def test_network_jitter_on_the_labelled_nic_only(tmp_path: Path, seed: int) -> None:
+    header, con = simulated(tmp_path, "network-jitter", seed, nodes=3)
+    [label] = [lb for lb in header.labels if lb.kind == "network_jitter"]
+    found = detect(con, *WHOLE).to_pylist()
+    assert [(f["kind"], f["node"], f["device"]) for f in found] == [
+        ("network_jitter", label.node, "mlx5_0:1")
+    ]
+    assert overlaps(found[0], label) and found[0]["cause"] == "loss" and found[0]["severity"] == "critical"
+    assert json.loads(str(found[0]["evidence"]))["peak"]["out_of_sequence"] > 0
+
+
+def rdma_store(
+    tmp_path: Path, cnp_per_s: list[float], peers: int = 3, peer_cnp: float = 2.0
+) -> duckdb.DuckDBPyConnection:
+    """Ports on several nodes, one sample a second; node n0's CNP rate follows cnp_per_s."""
+    store = Store(tmp_path / "net.duckdb")
+    t0 = int(time.time()) // 60 * 60 * 10**9 - 3600 * 10**9
+    batches = []
+    for n in range(peers + 1):
+        b = TableBuilder("rdma")
+        total = 0.0
+        for i, rate in enumerate(cnp_per_s):
+            total += rate if n == 0 else peer_cnp
+            b.add(
+                t0 + i * 10**9,
+                "mlx5_0:1",
+                {"np_cnp_sent": int(total), "out_of_sequence": 0, "packet_seq_err": 0},
+            )
+        batch = pb.Batch(node_id=f"n{n}", boot_id="b", seq=1, interval_s=1.0)
+        batch.tables.append(b.to_proto())
+        batches.append(batch)
+    store.ingest(batches)
+    store.close()
+    return duckdb.connect(str(tmp_path / "net.duckdb"))
+
+
+@pytest.mark.slow
+def test_congestion_must_be_held_for_three_windows(tmp_path: Path) -> None:
+    # 15 minutes of baseline at 2/s, then 5 minutes at 500/s.
+    long = [2.0] * 900 + [500.0] * 300 + [2.0] * 300
+    found_long = [f for f in detect_recent(rdma_store(tmp_path, long)) if f["kind"] == "network_jitter"]
+    assert [(f["node"], f["cause"], f["severity"]) for f in found_long] == [("n0", "congestion", "warning")]
+    peak = json.loads(str(found_long[0]["evidence"]))["peak"]
+    assert peak["congestion_per_s"] >= 10 * peak["own_baseline_per_s"] and peak["peer_baseline_per_s"] < 10
+    blip_dir = tmp_path / "blip"
+    blip_dir.mkdir()
+    blip = [2.0] * 900 + [500.0] * 12 + [2.0] * 300  # one burst of 12 s: over the bar in too few windows
+    assert [f for f in detect_recent(rdma_store(blip_dir, blip)) if f["kind"] == "network_jitter"] == []
+
+
+def test_congestion_everywhere_is_not_one_nics_jitter(tmp_path: Path) -> None:
+    rates = [2.0] * 900 + [500.0] * 300
+    # Every port congested alike: the peers' baseline rises with it.
+    con = rdma_store(tmp_path, rates, peers=3, peer_cnp=0.0)
+    assert [f["node"] for f in detect_recent(con) if f["kind"] == "network_jitter"] == ["n0"]
+    same = tmp_path / "same"
+    same.mkdir()
+    store = Store(same / "net.duckdb")
+    t0 = int(time.time()) // 60 * 60 * 10**9 - 3600 * 10**9
+    batches = []
+    for n in range(4):
+        b = TableBuilder("rdma")
+        total = 0.0
+        for i, rate in enumerate(rates):
+            total += rate
+            b.add(t0 + i * 10**9, "mlx5_0:1", {"np_cnp_sent": int(total)})
+        batch = pb.Batch(node_id=f"n{n}", boot_id="b", seq=1, interval_s=1.0)
+        batch.tables.append(b.to_proto())
+        batches.append(batch)
+    store.ingest(batches)
+    store.close()
+    assert [
+        f for f in detect_recent(duckdb.connect(str(same / "net.duckdb"))) if f["kind"] == "network_jitter"
+    ] == []

@@ -1,0 +1,182 @@
+"""The DuckDB store: migrations match the schema, dedupe is transactional, queries are read-only."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from ironsight.collector.database import QueryRejected, StoreLocked, connect, run_query
+from ironsight.collector.migrations import available, migrate
+from ironsight.collector.store import Store
+from ironsight.core.columnar import TableBuilder
+from ironsight.core.schema import TABLES
+from ironsight.v1 import telemetry_pb2 as pb
+
+
+def batch(node: str, seq: int, t0: int, devices: list[str], boot: str = "b") -> pb.Batch:
+    b = TableBuilder("disk")
+    for i in range(3):
+        for d in devices:
+            b.add(t0 + i * 10**9, d, {"read_bytes": 1000 * i + seq, "io_time_seconds": 0.5 * i})
+    out = pb.Batch(node_id=node, boot_id=boot, seq=seq, interval_s=1.0)
+    out.tables.append(b.to_proto())
+    out.node.hostname = node
+    out.node.devices.add(kind="nvme", name="nvme0", attrs={"model": "X"})
+    return out
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store(tmp_path / "s.duckdb")
+    yield s
+    s.close()
+
+
+def test_migrated_schema_matches_ironsight_schema(store: Store) -> None:
+    for t in TABLES.values():
+        cols = store.con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
+            [t.name],
+        ).fetchall()
+        expected = [("node", "VARCHAR"), ("device", "VARCHAR"), ("time", "TIMESTAMP")]
+        expected += [(f.name, f.duckdb_type) for f in t.fields]
+        assert cols == expected, t.name
+
+
+def test_migrations_apply_once_and_are_recorded(tmp_path: Path) -> None:
+    con = duckdb.connect(str(tmp_path / "m.duckdb"))
+    assert migrate(con) == [v for v, _, _ in available()]
+    assert migrate(con) == []
+    assert con.execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall() == [
+        (1, "initial"),
+        (2, "events"),
+        (3, "detector_state"),
+        (4, "rollups"),
+    ]
+
+
+def test_duplicates_are_stored_once(store: Store) -> None:
+    t0 = time.time_ns() - 10 * 10**9
+    b1 = batch("n1", 1, t0, ["sda", "nvme0n1"])
+    acks = store.ingest([b1, b1, batch("n1", 2, t0 + 3 * 10**9, ["sda"])])
+    assert [a.status for a in acks] == [pb.Ack.STORED, pb.Ack.DUPLICATE, pb.Ack.STORED]
+    assert [a.rows for a in acks] == [6, 0, 3]
+    assert store.ingest([b1])[0].status == pb.Ack.DUPLICATE
+    # A stored duplicate found by query, then new data, in one group (DuckDB 2 refuses
+    # new statements while a result is unread: the dedupe query must be fully read).
+    acks = store.ingest([b1, batch("n1", 3, t0 + 4 * 10**9, ["sda"])])
+    assert [a.status for a in acks] == [pb.Ack.DUPLICATE, pb.Ack.STORED]
+    # Same seq from another boot of the node is new data.
+    assert store.ingest([batch("n1", 1, t0 + 6 * 10**9, ["sda"], boot="b2")])[0].status == pb.Ack.STORED
+    assert store.con.execute("SELECT count(*) FROM disk").fetchall() == [(15,)]
+    assert store.con.execute("SELECT count(*) FROM batches").fetchall() == [(4,)]
+    assert store.stats.batches_stored == 4 and store.stats.batches_duplicate == 3
+
+
+def test_rows_land_sorted_by_node_device_time(store: Store) -> None:
+    t0 = time.time_ns() - 10 * 10**9
+    store.ingest([batch("n2", 1, t0, ["sdb", "sda"]), batch("n1", 1, t0, ["sdb", "sda"])])
+    got = store.con.execute("SELECT node, device, time FROM disk").fetchall()  # physical order
+    assert got == sorted(got)
+
+
+def test_a_failed_transaction_stores_nothing(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    t0 = time.time_ns()
+    good = batch("n1", 1, t0, ["sda"])
+
+    def fail(*_: object) -> None:
+        raise RuntimeError("disk full")  # after the rows went in, before COMMIT
+
+    monkeypatch.setattr(store.ingester, "_upsert_nodes", fail)
+    with pytest.raises(RuntimeError):
+        store.ingest([good, batch("n1", 2, t0, ["sda"])])
+    monkeypatch.undo()
+    assert store.con.execute("SELECT count(*) FROM disk").fetchall() == [(0,)]
+    assert store.con.execute("SELECT count(*) FROM batches").fetchall() == [(0,)]
+    assert store.ingest([good])[0].status == pb.Ack.STORED
+    assert store.con.execute("SELECT count(*) FROM disk").fetchall() == [(3,)]
+
+
+def test_a_bad_batch_in_a_group_is_refused_and_the_rest_stored(store: Store) -> None:
+    from ironsight.collector.validate import InvalidBatch
+
+    t0 = time.time_ns()
+    good1, good2 = batch("n1", 1, t0, ["sda"]), batch("n1", 3, t0 + 9 * 10**9, ["sda"])
+    nan = batch("n1", 2, t0 + 3 * 10**9, ["sda"])
+    col = next(c for c in nan.tables[0].columns if c.name == "io_time_seconds")
+    col.f64[1] = float("nan")
+    negative = batch("n2", 1, t0, ["sda"])
+    col = next(c for c in negative.tables[0].columns if c.name == "read_bytes")
+    col.i64[0] = -5
+    outcomes = store.ingest([good1, nan, negative, good2])
+    assert [o.status for o in outcomes if isinstance(o, pb.Ack)] == [pb.Ack.STORED, pb.Ack.STORED]
+    assert isinstance(outcomes[1], InvalidBatch) and outcomes[1].seq == 2
+    assert "column 'io_time_seconds': NaN or infinity" in str(outcomes[1])
+    assert isinstance(outcomes[2], InvalidBatch) and "negative counter value -5" in str(outcomes[2])
+    assert store.con.execute("SELECT node, count(*) FROM disk GROUP BY node").fetchall() == [("n1", 6)]
+    assert store.con.execute("SELECT seq FROM batches ORDER BY seq").fetchall() == [(1,), (3,)]
+
+
+def test_node_and_devices_registry(store: Store) -> None:
+    store.ingest([batch("n1", 1, time.time_ns(), ["sda"])])
+    assert store.con.execute("SELECT node, hostname FROM nodes").fetchall() == [("n1", "n1")]
+    assert store.con.execute("SELECT kind, device, attrs['model'] FROM devices").fetchall() == [
+        ("nvme", "nvme0", "X")
+    ]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "DELETE FROM disk",
+        "DROP TABLE disk",
+        "INSERT INTO nodes VALUES ('x')",
+        "COPY disk TO '/tmp/x.csv'",
+        "ATTACH '/tmp/other.db'",
+        "SELECT 1; DELETE FROM disk",
+        "SET enable_external_access = true",
+        "not sql at all",
+    ],
+)
+def test_queries_are_read_only(store: Store, sql: str) -> None:
+    with pytest.raises(QueryRejected):
+        run_query(store.reader(), sql, 10)
+
+
+def test_queries_cannot_read_files(store: Store) -> None:
+    with pytest.raises(QueryRejected, match=r"(?i)permission|disabled"):
+        run_query(store.reader(), "SELECT * FROM read_csv('/etc/hostname')", 10)
+
+
+def test_query_truncates_at_max_rows(store: Store) -> None:
+    table, truncated = run_query(store.reader(), "SELECT range AS i FROM range(50)", 10)
+    assert table.num_rows == 10 and truncated
+    table, truncated = run_query(store.reader(), "SELECT range AS i FROM range(5)", 10)
+    assert table.column("i").to_pylist() == [0, 1, 2, 3, 4] and not truncated
+
+
+def test_a_held_file_says_so(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "held.duckdb"
+    Store(path).close()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb,time; c=duckdb.connect({str(path)!r}); print('ok', flush=True); time.sleep(30)",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == b"ok"
+        with pytest.raises(StoreLocked, match="held by another process"):
+            connect(path, read_only=True)
+    finally:
+        holder.kill()
+        holder.wait()

@@ -1,0 +1,180 @@
+"""The wire contract: stubs are fresh, columnar tables round-trip, malformed batches are refused precisely."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import time
+from typing import cast
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ironsight.collector.validate import InvalidBatch, check, validate
+from ironsight.core.columnar import TableBuilder, _storable, storable, to_arrow
+from ironsight.core.schema import TABLES
+from ironsight.v1 import telemetry_pb2 as pb
+
+from support.paths import ROOT
+
+
+def test_generated_stubs_are_not_stale() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "genproto.py"), "--check"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_columnar_round_trip_keeps_values_devices_and_nulls() -> None:
+    b = TableBuilder("gpu")
+    t0 = 1_700_000_000_000_000_000
+    b.add(t0, "0", {"util_gpu_percent": 97.0, "memory_used_bytes": 2**34, "energy_joules": None})
+    b.add(t0, "1", {"util_gpu_percent": None, "memory_used_bytes": 5, "energy_joules": 1.5})
+    b.add(t0 + 10**9, "0", {"util_gpu_percent": 3.5, "memory_used_bytes": None, "energy_joules": 2.0})
+    wire = pb.Table.FromString(b.to_proto().SerializeToString())
+    assert list(wire.devices) == ["0", "1"]
+    names = {c.name for c in wire.columns}
+    assert "power_watts" not in names  # all-NULL columns are not sent
+    rows = to_arrow("n1", wire).to_pylist()
+    assert [r["device"] for r in rows] == ["0", "1", "0"]
+    assert [r["util_gpu_percent"] for r in rows] == [97.0, None, 3.5]
+    assert [r["memory_used_bytes"] for r in rows] == [2**34, 5, None]
+    assert [r["energy_joules"] for r in rows] == [None, 1.5, 2.0]
+    assert all(r["power_watts"] is None for r in rows)
+    assert rows[2]["time"].timestamp() == pytest.approx((t0 + 10**9) / 1e9)
+    assert [r["node"] for r in rows] == ["n1"] * 3
+
+
+def good_batch(now_ns: int) -> pb.Batch:
+    b = TableBuilder("load")
+    b.add(now_ns, "", {"load1": 0.5, "context_switches": 10})
+    batch = pb.Batch(node_id="n1", boot_id="boot", seq=7, interval_s=1.0)
+    batch.tables.append(b.to_proto())
+    return batch
+
+
+NOW = time.time_ns()
+
+
+def mutate(fn: object) -> pb.Batch:
+    batch = good_batch(NOW)
+    fn(batch)
+    return batch
+
+
+def _col(batch: pb.Batch, name: str) -> pb.Column:
+    return next(c for c in batch.tables[0].columns if c.name == name)
+
+
+BAD = {
+    "unknown table": (lambda b: setattr(b.tables[0], "name", "gpus"), "unknown table"),
+    "unknown column": (lambda b: setattr(b.tables[0].columns[0], "name", "load2"), "not a column of load"),
+    "too few values": (lambda b: _col(b, "load1").f64.append(1.0), "has 2 values for 1 rows"),
+    "wrong array": (lambda b: _col(b, "load1").i64.append(1), "values came in the other array"),
+    "NaN": (lambda b: _col(b, "load1").f64.__setitem__(0, math.nan), "NaN or infinity"),
+    "infinity": (lambda b: _col(b, "load1").f64.__setitem__(0, math.inf), "NaN or infinity"),
+    "negative counter": (lambda b: _col(b, "context_switches").i64.__setitem__(0, -1), "negative counter"),
+    "device index": (lambda b: b.tables[0].device_index.__setitem__(0, 3), "points past"),
+    "index count": (lambda b: b.tables[0].device_index.append(0), "device_index has 2 entries"),
+    "future": (lambda b: b.tables[0].time_ns.__setitem__(0, NOW + 3600 * 10**9), "time_ns outside"),
+    "past": (lambda b: b.tables[0].time_ns.__setitem__(0, 10**9), "time_ns outside"),
+    "node id": (lambda b: setattr(b, "node_id", "bad node\n"), "node_id"),
+    "no boot id": (lambda b: setattr(b, "boot_id", ""), "boot_id"),
+    "interval": (lambda b: setattr(b, "interval_s", -1.0), "interval_s"),
+    "twice": (lambda b: b.tables.append(b.tables[0]), "appears twice"),
+    "nulls size": (lambda b: setattr(_col(b, "load1"), "nulls", b"\x00\x00"), "nulls bitmap"),
+    "device name": (lambda b: b.tables[0].devices.__setitem__(0, "\x00evil"), "printable ASCII"),
+}
+
+
+values = st.one_of(
+    st.none(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+)
+
+
+@pytest.mark.slow
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(values, min_size=1, max_size=12),
+    st.sampled_from(["int", "float"]),
+    st.sampled_from(["counter", "gauge"]),
+)
+def test_the_whole_column_check_refuses_what_the_per_value_check_does(
+    column: list[float | int | None], type_: str, kind: str
+) -> None:
+    """storable's C-level fast path (min, max, sum) must keep exactly what the per-value rule keeps."""
+    expected = [_storable(v, type_, kind) for v in column]
+    got = storable(column, type_, kind)
+    if all(v is None for v in expected):
+        assert got is None
+        return
+    assert got is not None
+    assert [None if v is None else (type(v), v) for v in got] == [
+        None if v is None else (type(v), v) for v in expected
+    ] or (type_ == "float" and list(map(float, cast(list[float], got))) == expected)
+    if type_ == "int":  # the wire's int64 array takes ints only, never bools or floats
+        assert all(v is None or type(v) is int for v in got)
+
+
+def test_good_batch_counts_its_samples() -> None:
+    assert validate(good_batch(NOW), now_ns=NOW).samples == 2
+    assert check(good_batch(NOW), now_ns=NOW).samples == 2
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_malformed_batches_are_refused_with_a_precise_message(case: str) -> None:
+    fn, message = BAD[case]
+    with pytest.raises(InvalidBatch, match=message) as err:
+        validate(mutate(fn), now_ns=NOW)
+    assert "batch seq 7" in str(err.value)
+
+
+def test_null_entries_may_hold_anything() -> None:
+    batch = good_batch(NOW)
+    col = _col(batch, "load1")
+    col.f64[0] = math.nan
+    col.nulls = b"\x01"  # row 0 is NULL: its placeholder is not checked
+    assert validate(batch, now_ns=NOW).samples == 1
+
+
+def test_schema_names_are_sql_identifiers() -> None:
+    for t in TABLES.values():
+        for name in (t.name, *t.field_names):
+            assert name.isidentifier() and name == name.lower(), name
+
+
+def test_the_collector_view_reads_the_same_bytes_as_arrays() -> None:
+    from ironsight.core.columnar import view
+
+    b = TableBuilder("disk")
+    b.add(NOW, "nvme0n1", {"read_bytes": 2**40 + 3, "io_time_seconds": 1.5})
+    b.add(NOW + 10**9, "sda", {"read_bytes": 7, "io_time_seconds": None})
+    batch = pb.Batch(node_id="n1", boot_id="b", seq=1, interval_s=1.0)
+    batch.tables.append(b.to_proto())
+    slow, fast = to_arrow("n1", batch.tables[0]), to_arrow("n1", view(batch).tables[0])
+    assert slow.equals(fast)
+    rows = fast.to_pylist()
+    assert [r["read_bytes"] for r in rows] == [2**40 + 3, 7]
+    assert [r["io_time_seconds"] for r in rows] == [1.5, None]
+    assert [r["device"] for r in rows] == ["nvme0n1", "sda"]
+
+
+def test_an_unpacked_array_is_refused() -> None:
+    # Hand-encode a Table whose time_ns is not packed: field 2, wire type 1 (fixed64), per value.
+    import struct
+
+    name = b"\x0a\x04load"
+    times = b"".join(b"\x11" + struct.pack("<q", NOW + i) for i in range(2))
+    raw_table = name + times + b"\x1a\x00" + b"\x25" + struct.pack("<I", 0) + b"\x25" + struct.pack("<I", 0)
+    batch = pb.BatchView(node_id="n1", boot_id="b", seq=3, interval_s=1.0)
+    try:
+        batch.tables.append(pb.TableView.FromString(raw_table))
+    except Exception:
+        return  # the parser itself refuses: fine, nothing is stored
+    with pytest.raises(InvalidBatch):
+        validate(batch, now_ns=NOW)
