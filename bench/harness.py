@@ -1,0 +1,135 @@
+"""What every benchmark shares: the real processes it measures, their CPU and memory, node_exporter as the peer.
+
+Free ports and waiting for a listener come from the tests' own helpers
+(tests/support/processes.py), so a benchmark starts a collector exactly as
+the tests do. A benchmark is a module with NAME, add_arguments(parser) and
+run(args) -> dict of figures; bench/run.py lists them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+sys.path.insert(0, str(ROOT / "tests"))
+
+from ironsight.core.trace import TraceWriter  # noqa: E402
+from ironsight.v1 import telemetry_pb2 as pb  # noqa: E402
+
+from support.processes import BIN, free_port, wait_port  # noqa: E402 - needs the path above
+
+TICKS = os.sysconf("SC_CLK_TCK")
+NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
+# node_exporter collectors that read what our host samplers read.
+NODE_EXPORTER_COLLECTORS = [
+    "cpu", "cpufreq", "stat", "loadavg", "meminfo", "meminfo_numa", "pressure", "diskstats", "nvme",
+    "netdev", "netclass", "netstat", "infiniband", "hwmon", "thermal_zone",
+]  # fmt: skip
+
+__all__ = ["BIN", "OUT", "ROOT", "free_port", "wait_port"]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def start_collector(db: str, extra: list[str] | None = None) -> tuple[subprocess.Popen[bytes], int]:
+    """A real collector on a free loopback port, listening when this returns."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            str(BIN / "ironsight-collector"),
+            "--db",
+            db,
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--insecure",
+            *(extra or []),
+        ],
+        stderr=subprocess.DEVNULL,
+    )
+    wait_port(port, proc)
+    return proc, port
+
+
+def add_tree_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tree",
+        choices=["host", "big"],
+        default="host",
+        help="what to sample: this machine, or a generated tree of a 192-cpu node with 8 HCAs, "
+        "16 NVMe drives and 20 hwmon chips (bench/bignode.py)",
+    )
+
+
+def tree_roots(args: argparse.Namespace, where: str) -> dict[str, Path]:
+    """{"procfs": ..., "sysfs": ...} of a tree made under where for --tree big; {} for this machine."""
+    if args.tree != "big":
+        return {}
+    from bignode import make_tree
+
+    root = make_tree(Path(where) / "tree")
+    return {"procfs": root / "proc", "sysfs": root / "sys"}
+
+
+def path_flags(roots: dict[str, Path]) -> list[str]:
+    """--path.* flags for those roots: ours and node_exporter's spell them alike."""
+    return [f"--path.{name}={path}" for name, path in roots.items()]
+
+
+def node_exporter_scrape(rounds: int, paths: list[str] | None = None) -> tuple[float, int, int]:
+    """node_exporter with the collectors matching our samplers: CPU seconds per scrape, bytes, series."""
+    if not Path(NODE_EXPORTER).exists():
+        raise SystemExit("needs Debian's prometheus-node-exporter: apt-get install prometheus-node-exporter")
+    port = free_port()
+    flags = ["--collector.disable-defaults", *[f"--collector.{c}" for c in NODE_EXPORTER_COLLECTORS]]
+    if paths:  # a tree's files, not this machine's netlink
+        flags += [*paths, "--no-collector.netdev.netlink", "--no-collector.netclass.netlink"]
+    ne = subprocess.Popen(
+        [NODE_EXPORTER, f"--web.listen-address=127.0.0.1:{port}", *flags], stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_port(port)
+        return scrape_cost(ne.pid, f"http://127.0.0.1:{port}/metrics", rounds)
+    finally:
+        ne.terminate()
+        ne.wait()
+
+
+def node_exporter_version() -> str:
+    out = subprocess.run([NODE_EXPORTER, "--version"], capture_output=True, text=True)
+    return (out.stderr or out.stdout).split("\n")[0]
+
+
+def scrape_cost(pid: int, url: str, rounds: int) -> tuple[float, int, int]:
+    """CPU seconds of the serving process per scrape, bytes and series of the last one."""
+    urllib.request.urlopen(url).read()  # warm up
+    before = cpu_seconds(pid)
+    for _ in range(rounds):
+        body = urllib.request.urlopen(url).read()
+    cost = (cpu_seconds(pid) - before) / rounds
+    series = sum(1 for line in body.decode().splitlines() if line and not line.startswith("#"))
+    return cost, len(body), series
+
+
+def write_trace(path: Path, header: pb.TraceHeader, batches: Iterable[pb.Batch]) -> Path:
+    """A simulated trace to a file."""
+    with TraceWriter(path, header) as writer:
+        for batch in batches:
+            writer.write(batch)
+    return path
