@@ -1,4 +1,4 @@
-# Shortcuts; each is one of the README's commands.
+# Shortcuts for the README's and CONTRIBUTING.md's commands.
 .PHONY: up test proto check-proto dashboards lint bench
 
 up:

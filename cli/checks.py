@@ -89,7 +89,12 @@ def devices(setup: Setup) -> list[Check]:
         closed = [p.name for p in nodes if p.is_char_device() and not can_read_write(p, setup.user)]
     except KeyError:
         return [
-            Check(FAIL, "gpu devices", f"no user {setup.user!r} here", "create it: systemd-sysusers (README)")
+            Check(
+                FAIL,
+                "gpu devices",
+                f"no user {setup.user!r} here",
+                "create it: systemd-sysusers (docs/operations.md)",
+            )
         ]
     if closed:
         return [Check(FAIL, "gpu devices", f"not readable and writable by {who}: {', '.join(closed)}",

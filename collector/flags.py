@@ -70,7 +70,7 @@ def parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a detector threshold or window (repeatable; README lists them), e.g. step_s=10",
+        help="override a detector threshold or window (repeatable; docs/detector.md lists them), e.g. step_s=10",
     )
     rw = p.add_argument_group("remote write (forward every stored sample to Prometheus, Mimir, Thanos, ...)")
     rw.add_argument("--remote-write-url", metavar="URL", help="e.g. http://prometheus:9090/api/v1/write")

@@ -160,7 +160,7 @@ def _detector(st: Status) -> Iterator[Metric]:
     )
     evidence = GaugeMetricFamily(
         "ironsight_bottleneck_evidence",
-        "An open finding's evidence at its peak step, one series per figure (see README)",
+        "An open finding's evidence at its peak step, one series per figure (see docs/detector.md)",
         labels=["kind", "node", "device", "figure"],
     )
     for f in st.open:

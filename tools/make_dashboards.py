@@ -5,7 +5,7 @@ consistent across four dashboards; the files are committed, and a test fails
 when they differ from what this script writes (--check).
 
 Agent series are selected by Prometheus' `instance` label, the collector's by
-its own `node` label; the README's scrape config sets instance to the node id
+its own `node` label; docs/fleet.md's scrape config sets instance to the node id
 so that one `node` variable selects both.
 """
 

@@ -3,7 +3,7 @@
 Remote write must land the same series a Prometheus scraping the agents
 would hold, so that one set of dashboards works on both: each node's samples
 are regrouped into ticks and rendered by the agent's own exposition code, with
-instance set to the node id (as the README's scrape config does) and the
+instance set to the node id (as docs/fleet.md's scrape config does) and the
 sample time of each tick.
 """
 

@@ -67,7 +67,7 @@ def test_collector_killed_20_times_under_heavy_ingest(tmp_path: Path) -> None:
         assert c.stop() == 0
         stored = check_store(db, set(submitted))
         assert stored == set(submitted) and len(submitted) > 1000
-        # The README's reliability table (pytest -s shows it).
+        # docs/reliability.md's table (pytest -s shows it).
         print(
             f"\n20 SIGKILLs: {len(submitted)} batches, {len(submitted) * TICKS * GPUS * 4} values, 0 lost, 0 twice"
         )
