@@ -29,22 +29,7 @@ def parser() -> argparse.ArgumentParser:
         help="gRPC HOST:PORT (default 127.0.0.1:7070)",
     )
     p.add_argument("--http-listen", type=listen_address, help="serve /metrics on HOST:PORT (off by default)")
-    sec = p.add_argument_group("security (mutual TLS; see `ironsight certs`)")
-    sec.add_argument(
-        "--tls-ca", type=Path, metavar="FILE", help="CA whose certificates agents and CLIs must present"
-    )
-    sec.add_argument(
-        "--tls-cert", type=Path, metavar="FILE", help="the collector's certificate (gRPC and /metrics)"
-    )
-    sec.add_argument("--tls-key", type=Path, metavar="FILE", help="its private key")
-    sec.add_argument(
-        "--insecure", action="store_true", help="plaintext instead of TLS (loopback only unless...)"
-    )
-    sec.add_argument(
-        "--allow-remote-insecure",
-        action="store_true",
-        help="...this too: plaintext on a non-loopback address, readable and writable by anyone who reaches it",
-    )
+    _security_args(p)
     p.add_argument(
         "--detect-delay",
         type=float,
@@ -72,6 +57,31 @@ def parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a detector threshold or window (repeatable; docs/detector.md lists them), e.g. step_s=10",
     )
+    _remote_write_args(p)
+    add_logging_args(p)
+    return p
+
+
+def _security_args(p: argparse.ArgumentParser) -> None:
+    sec = p.add_argument_group("security (mutual TLS; see `ironsight certs`)")
+    sec.add_argument(
+        "--tls-ca", type=Path, metavar="FILE", help="CA whose certificates agents and CLIs must present"
+    )
+    sec.add_argument(
+        "--tls-cert", type=Path, metavar="FILE", help="the collector's certificate (gRPC and /metrics)"
+    )
+    sec.add_argument("--tls-key", type=Path, metavar="FILE", help="its private key")
+    sec.add_argument(
+        "--insecure", action="store_true", help="plaintext instead of TLS (loopback only unless...)"
+    )
+    sec.add_argument(
+        "--allow-remote-insecure",
+        action="store_true",
+        help="...this too: plaintext on a non-loopback address, readable and writable by anyone who reaches it",
+    )
+
+
+def _remote_write_args(p: argparse.ArgumentParser) -> None:
     rw = p.add_argument_group("remote write (forward every stored sample to Prometheus, Mimir, Thanos, ...)")
     rw.add_argument("--remote-write-url", metavar="URL", help="e.g. http://prometheus:9090/api/v1/write")
     rw.add_argument(
@@ -94,8 +104,6 @@ def parser() -> argparse.ArgumentParser:
         metavar="N",
         help="stored values waiting to be sent before the oldest are dropped (default 2000000)",
     )
-    add_logging_args(p)
-    return p
 
 
 def remote_write_config(args: argparse.Namespace) -> Config | None:

@@ -122,6 +122,17 @@ class Ingest:
                 tables, [(views[i].node_id, views[i].node) for i in fresh if views[i].HasField("node")]
             )
         self._inventory.update(self._pending_inventory)
+        self._count(views, outcomes, fresh, rows)
+        return [o for o in outcomes if o is not None]
+
+    def _count(
+        self,
+        views: list[pb.BatchView],
+        outcomes: list[pb.Ack | InvalidBatch | None],
+        fresh: list[int],
+        rows: dict[int, int],
+    ) -> None:
+        """After COMMIT: each fresh batch's STORED ack, and the counts and lags /metrics shows."""
         newest = self.stats.node_newest_sample_ns
         for i in fresh:
             outcomes[i] = pb.Ack(seq=views[i].seq, status=pb.Ack.STORED, rows=rows[i])
@@ -138,7 +149,6 @@ class Ingest:
                 else:
                     self.stats.batches_duplicate += 1
         self.stats.commits += 1
-        return [o for o in outcomes if o is not None]
 
     @staticmethod
     def _decode(views: list[pb.BatchView], fresh: list[int]) -> dict[str, GroupColumns]:

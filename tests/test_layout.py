@@ -164,3 +164,15 @@ def test_the_installed_package_is_this_checkout() -> None:
     for package, folder in PACKAGE_DIRS.items():
         module = importlib.import_module(package)
         assert Path(str(module.__file__)).parent == ROOT / folder, package
+
+
+def test_no_function_in_the_package_runs_over_80_lines() -> None:
+    """A function that long does several jobs; split it by concern (the simulator's tick, the store)."""
+    long = []
+    for module, path in modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > 80:
+                    long.append(f"{module}.{node.name}: {length} lines")
+    assert long == []

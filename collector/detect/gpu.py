@@ -81,6 +81,13 @@ def flagged_sql(start: datetime, end: datetime, t: Thresholds) -> str:
             throttle_sw_power_seconds_w >= {t.power_cap_fraction} * {w} AS power_capped
         FROM windows WHERE samples >= {t.min_samples} AND step_end > {ts(start)}
     )
+    {_findings(t)}
+    """
+
+
+def _findings(t: Thresholds) -> str:
+    """From the judged windows: one row per kind that holds (thermal, power cap, XID, hardware faults)."""
+    return f"""
     SELECT node, device, step_end, 'thermal' AS kind,
         CASE WHEN hw_slowdown THEN 'critical' WHEN sw_thermal OR clock_thermal THEN 'warning' ELSE 'pre-warning' END
             AS severity, NULL AS cause,

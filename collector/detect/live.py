@@ -89,12 +89,33 @@ def step(con: Any, end: datetime, t: Thresholds = DEFAULTS) -> StepResult:
     finally:
         con.unregister(STRAGGLERS)
     flagged = con.execute("SELECT count(*) FROM step_flags").fetchall()[0][0]
-    s = t.step_s
     con.execute("BEGIN TRANSACTION")
     try:
-        # Continue: a flagged key with a finding whose last window is within the merge gap.
+        con.execute(_continue_sql(t, gap_since))
+        opened = con.execute(_open_sql(t, gap_since)).fetchall()
+        closed = con.execute(_close_sql(t, end)).fetchall()
         con.execute(
-            f"""
+            "INSERT INTO detector_state VALUES ('live', ?) ON CONFLICT (name) DO UPDATE SET last_step_end = ?",
+            [end, end],
+        )
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    cols = ("id", "kind", "severity", "node", "device", "cause", "start_time", "end_time")
+    return StepResult(
+        end,
+        int(flagged),
+        [dict(zip(cols, r, strict=False)) for r in opened],
+        [dict(zip(cols, r, strict=True)) for r in closed],
+        time.perf_counter() - began,
+    )
+
+
+def _continue_sql(t: Thresholds, gap_since: datetime) -> str:
+    """Continue: a flagged key with a finding whose last window is within the merge gap."""
+    s = t.step_s
+    return f"""
             UPDATE events AS e SET
                 severity = CASE WHEN f.rank > {severity_rank("e.severity")} THEN f.severity ELSE e.severity END,
                 end_time = CASE WHEN f.onset IS NOT NULL THEN f.onset + INTERVAL {s} SECOND ELSE NULL END,
@@ -115,10 +136,12 @@ def step(con: Any, end: datetime, t: Thresholds = DEFAULTS) -> StepResult:
             FROM step_flags f
             WHERE {_same_finding("e", "f", gap_since)}
             """
-        )
-        # Open: a step where the rule held on its own (or an XID), with no finding to continue.
-        opened = con.execute(
-            f"""
+
+
+def _open_sql(t: Thresholds, gap_since: datetime) -> str:
+    """Open: a step where the rule held on its own (or an XID), with no finding to continue."""
+    s = t.step_s
+    return f"""
             INSERT INTO events (kind, severity, node, device, start_time, end_time, cause, evidence, detected_at)
             SELECT f.kind, f.severity, f.node, f.device,
                 coalesce(f.onset, f.step_end - INTERVAL {s} SECOND),
@@ -133,32 +156,16 @@ def step(con: Any, end: datetime, t: Thresholds = DEFAULTS) -> StepResult:
                 AND NOT EXISTS (SELECT 1 FROM events e WHERE {_same_finding("e", "f", gap_since)})
             RETURNING id, kind, severity, node, device, cause, start_time
             """
-        ).fetchall()
-        # Close: clear for longer than close_after_s; it ends where its rule last held.
-        closed = con.execute(
-            f"""
+
+
+def _close_sql(t: Thresholds, end: datetime) -> str:
+    """Close: clear for longer than close_after_s; it ends where its rule last held."""
+    return f"""
             UPDATE events SET end_time = (evidence->>'last_active_end')::TIMESTAMP
             WHERE end_time IS NULL
                 AND (evidence->>'last_window_end')::TIMESTAMP < {ts(end - timedelta(seconds=t.close_after_s))}
             RETURNING id, kind, severity, node, device, cause, start_time, end_time
             """
-        ).fetchall()
-        con.execute(
-            "INSERT INTO detector_state VALUES ('live', ?) ON CONFLICT (name) DO UPDATE SET last_step_end = ?",
-            [end, end],
-        )
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
-    cols = ("id", "kind", "severity", "node", "device", "cause", "start_time", "end_time")
-    return StepResult(
-        end,
-        int(flagged),
-        [dict(zip(cols, r, strict=False)) for r in opened],
-        [dict(zip(cols, r, strict=True)) for r in closed],
-        time.perf_counter() - began,
-    )
 
 
 def _figures(evidence: str | None) -> dict[str, float]:

@@ -21,28 +21,18 @@ PCIE_GTS = (
 )
 
 
-def flagged_sql(start: datetime, end: datetime, t: Thresholds) -> str:
+def _window(table: str, body: str, since: str, until: str) -> str:
+    return f"FROM {table} WHERE time > {since} AND time <= {until} {body}"
+
+
+def _gpu_windows(t: Thresholds, since: str, until: str) -> str:
+    """CTEs g, gb, gw: each GPU's utilization, memory, PCIe receive rate and throttled time per window."""
     w, s = t.starvation_window_s, t.step_s
-    since, until = f"{ts(start)} - INTERVAL {w} SECOND", ts(end)
 
     def window(table: str, body: str) -> str:
-        return f"FROM {table} WHERE time > {since} AND time <= {until} {body}"
+        return _window(table, body, since, until)
 
-    busy_cols = (
-        "user_seconds",
-        "nice_seconds",
-        "system_seconds",
-        "irq_seconds",
-        "softirq_seconds",
-        "steal_seconds",
-    )
-    idle_cols = ("idle_seconds", "iowait_seconds")
-    cpu_lasts = ", ".join(bucket_last(c) for c in (*busy_cols, *idle_cols))
-    cpu_incs = ", ".join(f"coalesce({bucket_increment(c)}, 0) AS {c}" for c in (*busy_cols, *idle_cols))
-    cpu_busy = " + ".join(busy_cols)
-    cpu_idle = " + ".join(idle_cols)
-    return f"""
-    WITH g AS (
+    return f"""g AS (
         SELECT node, device, time, util_gpu_percent, memory_used_bytes, pcie_link_gen, pcie_link_width,
             {increment("pcie_rx_bytes")} AS rx,
             {increment("throttle_sw_power_seconds")} + {increment("throttle_sw_thermal_seconds")}
@@ -69,12 +59,30 @@ def flagged_sql(start: datetime, end: datetime, t: Thresholds) -> str:
         FROM gb
         WINDOW win AS (PARTITION BY node, device ORDER BY bucket
                        RANGE BETWEEN INTERVAL {w - s} SECOND PRECEDING AND CURRENT ROW)
-    ),
-    active AS (
-        SELECT * FROM gw WHERE samples >= {t.min_samples} AND mem > {t.active_memory_bytes} AND util IS NOT NULL
-    ),
-    -- The job's busier GPUs (75th percentile), so starved GPUs do not drag their own baseline down.
-    job AS (SELECT step_end, quantile_cont(util, 0.75) AS peer_util, count(*) AS gpus FROM active GROUP BY step_end),
+    )"""
+
+
+def _host_windows(t: Thresholds, since: str, until: str) -> str:
+    """CTEs disk_w, cpu_w, psi_w: each node's busiest disk, busiest core and io pressure per window."""
+    w, s = t.starvation_window_s, t.step_s
+
+    def window(table: str, body: str) -> str:
+        return _window(table, body, since, until)
+
+    busy_cols = (
+        "user_seconds",
+        "nice_seconds",
+        "system_seconds",
+        "irq_seconds",
+        "softirq_seconds",
+        "steal_seconds",
+    )
+    idle_cols = ("idle_seconds", "iowait_seconds")
+    cpu_lasts = ", ".join(bucket_last(c) for c in (*busy_cols, *idle_cols))
+    cpu_incs = ", ".join(f"coalesce({bucket_increment(c)}, 0) AS {c}" for c in (*busy_cols, *idle_cols))
+    cpu_busy = " + ".join(busy_cols)
+    cpu_idle = " + ".join(idle_cols)
+    return f"""
     disk_w AS (
         SELECT node, step_end, max(busy) AS storage_busy FROM (
             SELECT node, device, bucket + INTERVAL {s} SECOND AS step_end, {rolling("io", w, s)} / {w} AS busy
@@ -99,7 +107,20 @@ def flagged_sql(start: datetime, end: datetime, t: Thresholds) -> str:
                   sum(coalesce(io_full, 0)) AS io_full
               FROM (SELECT node, device, time, {increment("io_full_seconds")} AS io_full {window("pressure", "")})
               GROUP BY ALL)
+    )"""
+
+
+def flagged_sql(start: datetime, end: datetime, t: Thresholds) -> str:
+    """Each GPU's steps in (start, end] where it waits for data while its job's others compute, with the cause."""
+    since, until = f"{ts(start)} - INTERVAL {t.starvation_window_s} SECOND", ts(end)
+    return f"""
+    WITH {_gpu_windows(t, since, until)},
+    active AS (
+        SELECT * FROM gw WHERE samples >= {t.min_samples} AND mem > {t.active_memory_bytes} AND util IS NOT NULL
     ),
+    -- The job's busier GPUs (75th percentile), so starved GPUs do not drag their own baseline down.
+    job AS (SELECT step_end, quantile_cont(util, 0.75) AS peer_util, count(*) AS gpus FROM active GROUP BY step_end),
+    {_host_windows(t, since, until)},
     judged AS (
         SELECT a.*, j.peer_util, j.gpus, d.storage_busy, c.core_busy, p.io_full,
             CASE

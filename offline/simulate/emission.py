@@ -188,6 +188,11 @@ def host_rows(
     st.psi["io_some"] += dt * (0.6 if w.io_busy > 0.95 else 0.01 * w.io_busy)
     st.psi["io_full"] += dt * (0.4 if w.io_busy > 0.95 else 0.0)
     out.add(n, "pressure", tns, "", {f"{k}_seconds": round(v, 6) for k, v in st.psi.items()})
+    _disk_rows(out, n, tns, st, w, ph, dt)
+
+
+def _disk_rows(out: Emitter, n: int, tns: int, st: NodeState, w: Workload, ph: Phase, dt: float) -> None:
+    """The NVMe: the loader's reads, a checkpoint's writes, how busy it is."""
     read = w.demand * dt * (1.0 if ph.job else 0.0)
     written = (2.0e9 if ph.checkpoint else 1e6) * dt
     st.disk["read_bytes"] += read
