@@ -6,9 +6,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from harness import (
-    write_trace,
-)  # fmt: skip
+from harness import write_trace
 
 NAME = "accuracy"
 

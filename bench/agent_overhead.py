@@ -7,15 +7,7 @@ import subprocess
 import tempfile
 import time
 
-from harness import (
-    BIN,
-    add_tree_argument,
-    cpu_seconds,
-    path_flags,
-    rss_bytes,
-    start_collector,
-    tree_roots,
-)  # fmt: skip
+from harness import BIN, add_tree_argument, cpu_seconds, path_flags, rss_bytes, start_collector, tree_roots
 
 NAME = "agent-overhead"
 

@@ -14,7 +14,7 @@ from harness import (
     node_exporter_version,
     path_flags,
     tree_roots,
-)  # fmt: skip
+)
 
 NAME = "agent-vs-node-exporter"
 

@@ -7,9 +7,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import (
-    write_trace,
-)  # fmt: skip
+from harness import write_trace
 
 NAME = "detect"
 

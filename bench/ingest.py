@@ -9,9 +9,8 @@ import time
 from pathlib import Path
 
 import grpc
-from harness import (
-    start_collector,
-)  # fmt: skip
+
+from harness import start_collector
 
 NAME = "ingest"
 

@@ -10,13 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from harness import (
-    cpu_seconds,
-    free_port,
-    start_collector,
-    wait_port,
-    write_trace,
-)  # fmt: skip
+from harness import cpu_seconds, free_port, start_collector, wait_port, write_trace
 
 NAME = "remote-write"
 

@@ -6,10 +6,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from harness import (
-    start_collector,
-    write_trace,
-)  # fmt: skip
+from harness import start_collector, write_trace
 
 NAME = "replay"
 

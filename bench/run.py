@@ -39,6 +39,7 @@ import ingest
 import remote_write
 import replay
 import scrape
+
 from harness import OUT
 
 BENCHMARKS: list[ModuleType] = [

@@ -7,13 +7,7 @@ import subprocess
 import time
 import urllib.request
 
-from harness import (
-    BIN,
-    free_port,
-    node_exporter_scrape,
-    scrape_cost,
-    wait_port,
-)  # fmt: skip
+from harness import BIN, free_port, node_exporter_scrape, scrape_cost, wait_port
 
 NAME = "scrape"
 

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-
-@dataclass(frozen=True)
-class Tls:
-    ca: Path
-    cert: Path
-    key: Path
+from ironsight.core.transport import Tls
 
 
 def make_tls(tmp: Path) -> Tls:
