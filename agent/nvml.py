@@ -12,7 +12,7 @@ import logging
 import threading
 from typing import Any
 
-from ironsight.agent.samplers.base import log_once
+from ironsight.agent.once import log_once
 
 log = logging.getLogger("ironsight.agent")
 

@@ -176,3 +176,18 @@ def test_no_function_in_the_package_runs_over_80_lines() -> None:
                 if length > 80:
                     long.append(f"{module}.{node.name}: {length} lines")
     assert long == []
+
+
+@pytest.mark.slow
+def test_every_module_imports_on_its_own() -> None:
+    """An import cycle shows only when a module is imported first (ironsight.agent.nvml before the samplers
+    did): each module in a fresh interpreter, as `python -m` or a tool importing just it would."""
+    names = [module for module, _ in modules() if not module.endswith("__main__")]  # that one runs the CLI
+    code = (
+        "import subprocess, sys\n"
+        "bad = [m for m in sys.argv[1:] if subprocess.run([sys.executable, '-c', f'import {m}'],"
+        " capture_output=True).returncode]\n"
+        "print('\\n'.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, *names], capture_output=True, text=True, timeout=600)
+    assert out.stdout.split() == []

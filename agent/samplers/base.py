@@ -124,24 +124,6 @@ class Every:
         self._at = -float("inf")
 
 
-class LogOnce:
-    """Logs a given key once: missing hardware is a state, not an event per tick."""
-
-    def __init__(self) -> None:
-        self._seen: set[str] = set()
-        self._lock = threading.Lock()
-
-    def __call__(self, key: str, msg: str, level: int = logging.INFO) -> None:
-        with self._lock:
-            if key in self._seen:
-                return
-            self._seen.add(key)
-        log.log(level, msg)
-
-
-log_once = LogOnce()
-
-
 class OpenFiles:
     """Open descriptors of the proc and sys files samplers read every tick.
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ironsight.agent.nvml import Nvml, NvmlUnavailable
-from ironsight.agent.samplers.base import BaseSampler, SamplerContext, log_once, register
+from ironsight.agent.once import log_once
+from ironsight.agent.samplers.base import BaseSampler, SamplerContext, register
 from ironsight.core.reading import DeviceInfo, Reading, Value
 
 # (pynvml constant, column, scale to base units)

@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ironsight.agent.once import log_once
 from ironsight.agent.samplers.base import (
     BaseSampler,
     Every,
-    log_once,
     read_int,
     read_text,
     register,

@@ -5,12 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 
+from ironsight.agent.once import log_once
 from ironsight.agent.samplers.base import (
     RESCAN_EVERY_S,
     BaseSampler,
     Every,
     SamplerContext,
-    log_once,
     read_text,
     register,
 )

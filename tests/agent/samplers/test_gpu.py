@@ -8,7 +8,8 @@ import pynvml
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ironsight.agent.samplers.base import SamplerContext, log_once
+from ironsight.agent.once import log_once
+from ironsight.agent.samplers.base import SamplerContext
 from ironsight.agent.samplers.gpu import GpuSampler
 from ironsight.core.exposition import render
 
