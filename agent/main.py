@@ -267,6 +267,7 @@ def run_forever(args: argparse.Namespace, runner: Runner, paths: Paths, argv: li
     """Samples until SIGTERM: streams to the collector, serves /metrics, or both; SIGHUP reloads.
 
     It owns the runner: a reload that changes the samplers or the interval replaces it."""
+    from ironsight.agent.quarantine import Quarantine
     from ironsight.agent.reload import Signals, reload
     from ironsight.agent.spool import Spool, SpoolError
     from ironsight.agent.stream import Sender
@@ -280,14 +281,16 @@ def run_forever(args: argparse.Namespace, runner: Runner, paths: Paths, argv: li
             print(f"ironsight-agent: {exc}", file=sys.stderr)
             runner.close()
             return 1
-        sender = Sender(args.collector, spool, tls=args.tls)
+        quarantine = Quarantine(state_dir(args.state_dir) / "quarantine" / args.node_id)
+        sender = Sender(args.collector, spool, tls=args.tls, quarantine=quarantine)
         log.info("spooling to %s (up to %d bytes)", spool_dir, args.spool_max_bytes)
     signals = Signals()
     on_tick, server = None, None
+    batcher = Batcher(args.node_id, boot_id(paths), args.interval)
     if args.metrics_listen:
         from ironsight.agent.metrics import Latest, serve
 
-        latest = Latest(socket.gethostname(), sender)
+        latest = Latest(socket.gethostname(), sender, batcher)
         try:
             server = serve(args.metrics_listen, latest, args.tls)
         except OSError as exc:
@@ -298,7 +301,6 @@ def run_forever(args: argparse.Namespace, runner: Runner, paths: Paths, argv: li
         log.info("serving /metrics on %s", args.metrics_listen)
     if sender is not None:
         sender.start()
-    batcher = Batcher(args.node_id, boot_id(paths), args.interval)
     log.info(
         "sampling every %gs as node %s, %s",
         args.interval,

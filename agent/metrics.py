@@ -13,6 +13,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from ironsight.agent.batch import Batcher
 from ironsight.agent.runner import Tick
 from ironsight.core.exposition import ReadingCollector, XidHistory
 from ironsight.core.reading import DeviceInfo
@@ -20,9 +21,10 @@ from ironsight.core.transport import Tls, serve_metrics
 
 
 class Latest(Collector):
-    def __init__(self, hostname: str, sender: Any = None) -> None:
+    def __init__(self, hostname: str, sender: Any = None, batcher: Batcher | None = None) -> None:
         self.hostname = hostname
         self.sender = sender  # ironsight.agent.stream.Sender, when streaming
+        self.batcher = batcher
         self.tick: Tick | None = None
         self.inventory: list[DeviceInfo] = []
         self.ticks = 0
@@ -44,6 +46,15 @@ class Latest(Collector):
                 value=tick.time_ns / 1e9,
             )
         yield CounterMetricFamily("ironsight_agent_ticks", "Sampling ticks since start", value=self.ticks)
+        if self.batcher is not None:
+            refused = CounterMetricFamily(
+                "ironsight_agent_rows_refused",
+                "Rows left out of batches because the collector would refuse their table, by table and reason",
+                labels=["table", "reason"],
+            )
+            for (table, reason), rows in sorted(self.batcher.refused.items()):
+                refused.add_metric([table, reason], rows)
+            yield refused
         s = self.sender
         if s is not None:
             yield CounterMetricFamily(
@@ -55,6 +66,14 @@ class Latest(Collector):
             yield GaugeMetricFamily(
                 "ironsight_agent_backlog_batches", "Batches waiting to be acknowledged", value=s.pending()
             )
+            rejected = CounterMetricFamily(
+                "ironsight_agent_batches_rejected",
+                "Batches the collector refused, moved to the quarantine folder, by the collector's reason",
+                labels=["reason"],
+            )
+            for reason, count in sorted(s.quarantine.rejected.items()):
+                rejected.add_metric([reason], count)
+            yield rejected
             yield CounterMetricFamily(
                 "ironsight_agent_reconnects", "Times the stream to the collector was re-established",
                 value=s.reconnects,

@@ -17,10 +17,11 @@ import random
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import grpc
 
+from ironsight.agent.quarantine import Quarantine
 from ironsight.agent.spool import OrderedBacklog
 from ironsight.core import transport
 from ironsight.core.transport import Tls
@@ -44,6 +45,7 @@ ACK_TIMEOUT_S = 15.0
 # Trailing metadata key the collector sets when it rejects a batch, so the
 # agent can drop exactly that batch instead of resending it forever.
 REJECTED_SEQ_KEY = "ironsight-rejected-seq"
+REJECTED_REASON_KEY = "ironsight-rejected-reason"
 
 
 class Backlog(Protocol):
@@ -101,11 +103,13 @@ class Sender(Worker):
         backoff_initial_s: float = 0.2,
         backoff_max_s: float = 10.0,
         tls: Tls | None = None,
+        quarantine: Quarantine | None = None,
     ) -> None:
         super().__init__("sender")
         self.target = target
         self.tls = tls
         self.backlog: Backlog = backlog if backlog is not None else MemoryBacklog()
+        self.quarantine = quarantine if quarantine is not None else Quarantine(None)
         self.max_in_flight = max_in_flight
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
@@ -203,7 +207,7 @@ class Sender(Worker):
             if self.stopping:
                 break
             if error is not None and error.code() == grpc.StatusCode.INVALID_ARGUMENT:
-                self._drop_rejected(error)
+                self._quarantine_rejected(error)
                 continue
             if down_since is None:
                 down_since = time.monotonic()
@@ -218,10 +222,16 @@ class Sender(Worker):
             self.sleep(random.uniform(0, delay))
             delay = min(self.backoff_max_s, delay * 2)
 
-    def _drop_rejected(self, error: grpc.RpcError) -> None:
-        trailing: Any = error.trailing_metadata() or ()
-        seq = next((str(v) for k, v in trailing if k == REJECTED_SEQ_KEY), None)
-        log.error("collector rejected a batch: %s", error.details())
+    def _quarantine_rejected(self, error: grpc.RpcError) -> None:
+        """The batch the collector refused leaves the spool for the quarantine: not resent, not lost."""
+        trailing: dict[str, Any] = dict(cast(Any, error.trailing_metadata()) or ())
+        seq, reason = trailing.get(REJECTED_SEQ_KEY), str(trailing.get(REJECTED_REASON_KEY, "unknown"))
+        if seq is None:
+            log.error("collector refused the stream without naming a batch: %s", error.details())
+            return
         with self.cond:
-            if seq is not None and self.backlog.ack(int(seq)):
-                self.rejected += 1
+            payload = self.backlog.read(int(seq))
+            if not self.backlog.ack(int(seq)):
+                return
+            self.rejected += 1
+        self.quarantine.keep(int(seq), payload, reason, error.details() or "")

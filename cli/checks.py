@@ -202,6 +202,21 @@ def disk(setup: Setup) -> list[Check]:
     return [Check(OK, "disk", f"{free >> 20} MiB free under {setup.state_dir}")]
 
 
+def quarantine(setup: Setup) -> list[Check]:
+    """Batches the collector refused after they were spooled (ironsight.agent.quarantine)."""
+    from ironsight.agent.quarantine import LOG_NAME, held
+
+    if setup.state_dir is None:
+        return []
+    out = []
+    for folder in sorted((setup.state_dir / "quarantine").glob("*")):
+        batches, size = held(folder)
+        if batches:
+            out.append(Check(WARN, "quarantine", f"{batches} batches ({size >> 10} KiB) the collector refused, in {folder}",
+                             f"see {folder / LOG_NAME} for why; an agent and a collector of different versions?"))  # fmt: skip
+    return out or [Check(OK, "quarantine", "no batch refused by the collector")]
+
+
 def collector(setup: Setup, tls_config: Any = None) -> list[Check]:
     if not setup.collector:
         return []
@@ -225,4 +240,4 @@ def collector(setup: Setup, tls_config: Any = None) -> list[Check]:
 
 def run(setup: Setup, tls_config: Any = None) -> list[Check]:
     return [*nvml(setup), *devices(setup), *sampler_paths(setup), *clock(setup), *tls(setup), *disk(setup),
-            *collector(setup, tls_config)]  # fmt: skip
+            *quarantine(setup), *collector(setup, tls_config)]  # fmt: skip

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ironsight.collector.validate import InvalidBatch, ValidBatch, check_values
 from ironsight.core.columnar import GroupColumns, bad_values, decode_group, group_arrow, view
+from ironsight.core.validate import InvalidBatch, ValidBatch, check_values
 from ironsight.v1 import telemetry_pb2 as pb
 
 Forward = Callable[[list[tuple[str, pa.Table]], list[tuple[str, pb.NodeInfo]]], None]
@@ -64,7 +64,7 @@ class Ingest:
         are checked for the whole group at once; only if that finds something does
         each batch get checked alone, and the offending ones are refused while the
         rest are stored. Plain messages count as structurally checked: callers that
-        take input from outside run ironsight.collector.validate.check first.
+        take input from outside run ironsight.core.validate.check first.
         """
         views = [b.batch if isinstance(b, ValidBatch) else view(b) for b in batches]
         outcomes: list[pb.Ack | InvalidBatch | None] = [None] * len(views)

@@ -23,11 +23,11 @@ from ironsight.collector.remote_write.writer import RemoteWriter
 from ironsight.collector.retention import Policy, Retention
 from ironsight.collector.server import start
 from ironsight.collector.store import Store
-from ironsight.collector.validate import Limits
 from ironsight.core import config
 from ironsight.core.flags import setup_logging
 from ironsight.core.systemd import Notifier
 from ironsight.core.transport import check_listen, serve_metrics, tls_from
+from ironsight.core.validate import Limits
 
 log = logging.getLogger("ironsight.collector")
 

@@ -121,7 +121,7 @@ class CollectorMetrics(PromCollector):
         )
         batches.add_metric(["stored", ""], s.batches_stored)
         batches.add_metric(["duplicate", ""], s.batches_duplicate)
-        for reason in ("malformed", "values", "time", "identity"):
+        for reason in ("malformed", "names", "values", "time", "identity"):
             batches.add_metric(["rejected", reason], self.ingest.rejected.get(reason, 0))
         yield batches
         yield CounterMetricFamily("ironsight_collector_rows", "Rows stored", value=s.rows_stored)

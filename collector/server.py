@@ -18,8 +18,8 @@ from ironsight.collector.database import QueryRejected, run_query
 from ironsight.collector.detect.findings import detect
 from ironsight.collector.detect.thresholds import Thresholds, with_overrides
 from ironsight.collector.store import Pending, Store
-from ironsight.collector.validate import InvalidBatch, Limits, ValidBatch, check
 from ironsight.core.transport import Tls, peer_names, server_credentials
+from ironsight.core.validate import InvalidBatch, Limits, ValidBatch, check
 from ironsight.v1 import telemetry_pb2 as pb
 from ironsight.v1 import telemetry_pb2_grpc as pb_grpc
 
@@ -35,6 +35,7 @@ SERVER_OPTIONS = [
     ("grpc.keepalive_permit_without_calls", 1),
 ]
 REJECTED_SEQ_KEY = "ironsight-rejected-seq"
+REJECTED_REASON_KEY = "ironsight-rejected-reason"
 IN_FLIGHT_PER_STREAM = 64
 DEFAULT_MAX_ROWS = 100_000
 SERVICE_NAMES = ("ironsight.v1.Ingest", "ironsight.v1.Query")
@@ -125,7 +126,9 @@ class IngestService(pb_grpc.IngestServicer):
     async def _reject(self, context: Any, error: InvalidBatch) -> None:
         self.rejected[error.reason] = self.rejected.get(error.reason, 0) + 1
         if error.seq is not None:  # so the agent drops that batch, not resends it forever
-            context.set_trailing_metadata(((REJECTED_SEQ_KEY, str(error.seq)),))
+            context.set_trailing_metadata(
+                ((REJECTED_SEQ_KEY, str(error.seq)), (REJECTED_REASON_KEY, error.reason))
+            )
         denied = error.reason == "identity"
         await context.abort(
             grpc.StatusCode.PERMISSION_DENIED if denied else grpc.StatusCode.INVALID_ARGUMENT, str(error)

@@ -16,7 +16,7 @@ from typing import Any
 from ironsight.collector.database import connect
 from ironsight.collector.ingest import Ingest, IngestStats
 from ironsight.collector.migrations import migrate
-from ironsight.collector.validate import InvalidBatch, ValidBatch
+from ironsight.core.validate import InvalidBatch, ValidBatch
 from ironsight.core.worker import QueueWorker
 from ironsight.v1 import telemetry_pb2 as pb
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from ironsight.core.schema import TABLES
+from ironsight.core.schema import TABLES, device_name
 from ironsight.v1 import telemetry_pb2 as pb
 
 if TYPE_CHECKING:
@@ -52,7 +52,8 @@ class TableBuilder:
         self.rows.append(values)
 
     def to_proto(self) -> pb.Table:
-        table = pb.Table(name=self.schema.name, time_ns=self.time_ns, devices=list(self.devices))
+        devices = [device_name(d) for d in self.devices]
+        table = pb.Table(name=self.schema.name, time_ns=self.time_ns, devices=devices)
         table.device_index.extend(self.device_index)
         names = [f.name for f in self.schema.fields]
         # One C-level map per row and one transpose, not a Python step per value.
@@ -164,7 +165,7 @@ def _as_view(table: pb.Table | pb.TableView) -> pb.TableView:
 
 
 def decode_group(name: str, parts: Sequence[tuple[str, pb.Table | pb.TableView]]) -> GroupColumns:
-    """Assumes each part passed ironsight.collector.validate's structure checks (lengths, types)."""
+    """Assumes each part passed ironsight.core.validate's structure checks (lengths, types)."""
     import numpy as np
     import pyarrow as pa
 

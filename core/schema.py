@@ -8,8 +8,9 @@ values are in base units (bytes, seconds, hertz, watts, joules, celsius).
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Literal
 
 ColumnType = Literal["int", "float"]
@@ -267,3 +268,39 @@ TABLES: dict[str, Table] = {
         SAMPLER,
     )
 }
+
+
+# Device names. The kernel names interfaces, block devices, hwmon chips, thermal
+# zones and InfiniBand ports with bytes, not text: UTF-8 in practice, with spaces,
+# quotes and backslashes where it permits them. Stored as they are, except what a
+# string on the wire cannot carry or a reader would be fooled by: bytes that are
+# not UTF-8 (Python hands them over as lone surrogates) and control characters
+# become \xNN, and a name is cut at MAX_DEVICE_NAME characters.
+MAX_DEVICE_NAME = 256
+
+
+@lru_cache(maxsize=4096)  # an agent's names are few and stable; hot-plug churn stays bounded
+def device_name(name: str) -> str:
+    """The stored form of a device name the kernel gave (see above); the same name, mostly."""
+    if name.isprintable() and len(name) <= MAX_DEVICE_NAME:
+        return name  # the common case: one C-level check
+    out = []
+    for ch in name:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:  # os.fsdecode's surrogateescape: the byte that was not UTF-8
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif 0xD800 <= code <= 0xDFFF or unicodedata.category(ch) == "Cc":
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)[:MAX_DEVICE_NAME]
+
+
+def device_name_problem(name: str) -> str | None:
+    """Why the collector refuses a device name as sent (None: it is fine); device_name() never yields one."""
+    if len(name) > MAX_DEVICE_NAME:
+        return f"is {len(name)} characters, more than {MAX_DEVICE_NAME}"
+    for ch in name:
+        if unicodedata.category(ch) in ("Cc", "Cs"):
+            return f"has the control character {ch!r}"
+    return None

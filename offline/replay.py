@@ -17,9 +17,9 @@ from pathlib import Path
 import grpc
 
 from ironsight.collector.store import Store
-from ironsight.collector.validate import InvalidBatch, Limits, validate
 from ironsight.core.trace import iter_batches
 from ironsight.core.transport import Tls, channel
+from ironsight.core.validate import InvalidBatch, Limits, validate
 from ironsight.v1 import telemetry_pb2 as pb
 
 

@@ -113,3 +113,14 @@ def test_device_access_for_the_service_user(tmp_path: Path) -> None:
     assert opened.status == OK and "usable by user nobody" in opened.detail
     [unknown] = devices(Setup(dev=dev, user="no-such-user-here"))
     assert unknown.status == FAIL and "no user 'no-such-user-here'" in unknown.detail
+
+
+def test_refused_batches_in_the_quarantine_are_a_warning(tmp_path: Path) -> None:
+    from ironsight.agent.quarantine import Quarantine
+
+    assert by_name(run(Setup(state_dir=tmp_path)))["quarantine"][0] == OK
+    Quarantine(tmp_path / "quarantine" / "gpu-01").keep(
+        7, b"batch bytes", "time", "time_ns outside the window"
+    )
+    status, detail = by_name(run(Setup(state_dir=tmp_path)))["quarantine"][:2]
+    assert status == WARN and "1 batches" in detail and "gpu-01" in detail

@@ -102,7 +102,7 @@ def test_a_failed_transaction_stores_nothing(store: Store, monkeypatch: pytest.M
 
 
 def test_a_bad_batch_in_a_group_is_refused_and_the_rest_stored(store: Store) -> None:
-    from ironsight.collector.validate import InvalidBatch
+    from ironsight.core.validate import InvalidBatch
 
     t0 = time.time_ns()
     good1, good2 = batch("n1", 1, t0, ["sda"]), batch("n1", 3, t0 + 9 * 10**9, ["sda"])

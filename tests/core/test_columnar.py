@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ironsight.collector.validate import InvalidBatch, check, validate
 from ironsight.core.columnar import TableBuilder, _storable, storable, to_arrow
 from ironsight.core.schema import TABLES
+from ironsight.core.validate import InvalidBatch, check, validate
 from ironsight.v1 import telemetry_pb2 as pb
 
 from support.paths import ROOT
@@ -85,7 +85,7 @@ BAD = {
     "interval": (lambda b: setattr(b, "interval_s", -1.0), "interval_s"),
     "twice": (lambda b: b.tables.append(b.tables[0]), "appears twice"),
     "nulls size": (lambda b: setattr(_col(b, "load1"), "nulls", b"\x00\x00"), "nulls bitmap"),
-    "device name": (lambda b: b.tables[0].devices.__setitem__(0, "\x00evil"), "printable ASCII"),
+    "device name": (lambda b: b.tables[0].devices.__setitem__(0, "\x00evil"), "control character"),
 }
 
 

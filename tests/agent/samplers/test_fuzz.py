@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from ironsight.agent.samplers import REGISTRY
 from ironsight.agent.samplers.base import Paths, SamplerContext
-from ironsight.collector.validate import check, check_values
 from ironsight.core.columnar import TableBuilder
+from ironsight.core.validate import check, check_values
 from ironsight.v1 import telemetry_pb2 as pb
 
 pytestmark = pytest.mark.slow

@@ -9,11 +9,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ironsight.core.columnar import bad_values, decode_group, view
-from ironsight.core.schema import TABLES
+from ironsight.core.schema import TABLES, device_name_problem
 from ironsight.v1 import telemetry_pb2 as pb
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
-DEVICE = re.compile(r"^[\x20-\x7e]{0,256}$")
 MAX_ROWS_PER_TABLE = 2_000_000
 # Oldest accepted sample: far enough back for replaying a year of recorded
 # traces without --shift-to-now; newest: small clock skew only.
@@ -27,7 +26,7 @@ class InvalidBatch(ValueError):
     def __init__(self, message: str, seq: int | None = None, reason: str = "malformed") -> None:
         super().__init__(message)
         self.seq = seq
-        self.reason = reason  # for the rejected-batches metric: malformed, values, time, identity
+        self.reason = reason  # for the rejected-batches metric: malformed, names, values, time, identity
 
 
 @dataclass(frozen=True)
@@ -126,10 +125,8 @@ def _table(t: pb.TableView, where: str, seen: set[str], limits: Limits, now: int
     if not t.devices:
         raise InvalidBatch(f"{where}: no devices listed")
     for d in t.devices:
-        if not DEVICE.match(d):
-            raise InvalidBatch(
-                f"{where}: device name {d[:64]!r} must be printable ASCII, at most 256 characters"
-            )
+        if (problem := device_name_problem(d)) is not None:
+            raise InvalidBatch(f"{where}: device name {d[:64]!r} {problem}", reason="names")
     times = np.frombuffer(t.time_ns, dtype="<i8")
     if times.min() < now - limits.max_age_ns or times.max() > now + limits.max_future_ns:
         raise InvalidBatch(
