@@ -34,24 +34,26 @@ def _looks_like_link(path: Path, root: Path) -> str | None:
 
 
 def materialize(src: Path, dst: Path) -> Path:
+    """A copy of src at dst with the archive's link files turned back into links. Real symlinks (a checkout
+    of the fixtures may hold some, pointing anywhere) are copied as they are and never followed."""
     shutil.copytree(src, dst, symlinks=True)
     for dirpath, _dirnames, filenames in os.walk(dst):
         for name in filenames:
             path = Path(dirpath) / name
+            if path.is_symlink():
+                continue
+            os.chmod(path, 0o644)  # read-only in a checkout without write bits; readable in any case
             target = _looks_like_link(path, dst)
             if target is not None:
                 path.unlink()
                 path.symlink_to(target.rstrip("/"))
-    for dirpath, _dirnames, filenames in os.walk(dst):
-        for name in filenames:
-            os.chmod(Path(dirpath) / name, 0o644)
     return dst
 
 
 def need_shared(name: str) -> Path:
     path = FIXTURES / name
     if not path.is_dir():
-        pytest.skip(f"../shared/fixtures/{name} is not beside the project (see tests/fixturetree.py)")
+        pytest.skip(f"../shared/fixtures/{name} is not beside the project (see tests/support/fixturetree.py)")
     return path
 
 
