@@ -50,10 +50,11 @@ class Batcher:
         self.node_id = node_id
         self.boot_id = boot
         self.interval_s = interval_s
-        # Sequence numbers start at the agent's start time in microseconds, so an
+        # Sequence numbers start at the time since boot in microseconds, so an
         # agent restarted within one boot never reuses a (node, boot, seq) that
-        # the collector would then drop as a duplicate.
-        self.seq = time.time_ns() // 1000 if first_seq is None else first_seq
+        # the collector would then drop as a duplicate: unlike the wall clock,
+        # that clock is never set back.
+        self.seq = time.clock_gettime_ns(time.CLOCK_BOOTTIME) // 1000 if first_seq is None else first_seq
         self.builders: dict[str, TableBuilder] = {}
         self.ticks = 0
         self.info = pb.NodeInfo()

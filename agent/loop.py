@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from ironsight.agent.batch import Batcher, node_info
+from ironsight.agent.clock import TIMELINE
 from ironsight.agent.runner import Runner, Tick
 from ironsight.agent.samplers.base import Paths
 from ironsight.core.reading import DeviceInfo
@@ -44,16 +45,18 @@ def sample_loop(
     ticks = 0
 
     def flush() -> None:
+        TIMELINE.check_wall()  # logs a step of the system clock, once
         batch = batcher.flush()
         if batch is not None:
             for sink in sinks:
                 sink.submit(batch)
 
-    next_ns = (time.time_ns() // step_ns + 1) * step_ns
+    # Stamps on the agent's timeline, which a step of the system clock does not move (agent.clock).
+    next_ns = (TIMELINE.now_ns() // step_ns + 1) * step_ns
     while not stop.is_set():
         # Timestamps sit on the interval grid: rows of all nodes line up, and
         # columnar compression sees constant deltas.
-        stop.wait(max(0.0, (next_ns - time.time_ns()) / 1e9))
+        stop.wait(max(0.0, (next_ns - TIMELINE.now_ns()) / 1e9))
         if stop.is_set() or (deadline is not None and time.monotonic() >= deadline):
             break
         if time.monotonic() - inventory_at > INVENTORY_REFRESH_S:
@@ -65,7 +68,7 @@ def sample_loop(
         if on_tick is not None:
             on_tick(tick, inventory)
         ticks += 1
-        now_ns = time.time_ns()
+        now_ns = TIMELINE.now_ns()
         next_ns += step_ns
         if next_ns <= now_ns:  # fell behind (suspend, overload): skip ahead, never burst
             next_ns = (now_ns // step_ns + 1) * step_ns

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ironsight.agent.batch import Batcher, boot_id
+from ironsight.agent.clock import TIMELINE
 from ironsight.agent.loop import Sink, sample_loop
 from ironsight.agent.runner import Runner, Tick
 from ironsight.agent.samplers import REGISTRY
@@ -286,7 +287,9 @@ def run_forever(args: argparse.Namespace, runner: Runner, paths: Paths, argv: li
         log.info("spooling to %s (up to %d bytes)", spool_dir, args.spool_max_bytes)
     signals = Signals()
     on_tick, server = None, None
-    batcher = Batcher(args.node_id, boot_id(paths), args.interval)
+    boot = boot_id(paths)
+    TIMELINE.anchor(state_dir(args.state_dir) / "timeline" / args.node_id, boot)
+    batcher = Batcher(args.node_id, boot, args.interval)
     if args.metrics_listen:
         from ironsight.agent.metrics import Latest, serve
 

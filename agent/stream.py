@@ -21,6 +21,7 @@ from typing import Any, Protocol, cast
 
 import grpc
 
+from ironsight.agent.clock import TIMELINE
 from ironsight.agent.quarantine import Quarantine
 from ironsight.agent.spool import OrderedBacklog
 from ironsight.core import transport
@@ -46,6 +47,19 @@ ACK_TIMEOUT_S = 15.0
 # agent can drop exactly that batch instead of resending it forever.
 REJECTED_SEQ_KEY = "ironsight-rejected-seq"
 REJECTED_REASON_KEY = "ironsight-rejected-reason"
+
+
+SENT_NS_TAG = bytes([7 << 3])  # Batch.sent_ns: field 7, varint
+
+
+def sent_field(ns: int) -> bytes:
+    """Batch.sent_ns encoded on its own, to append to a serialized Batch."""
+    out = bytearray(SENT_NS_TAG)
+    while True:
+        low, ns = ns & 0x7F, ns >> 7
+        out.append(low | (0x80 if ns else 0))
+        if not ns:
+            return bytes(out)
 
 
 class Backlog(Protocol):
@@ -163,7 +177,8 @@ class Sender(Worker):
                 payload = self.backlog.read(nxt)
             last_sent = nxt
             if payload is not None:
-                yield payload
+                # The send time joins the spooled bytes as one more field (protobuf merges appended fields).
+                yield payload + sent_field(TIMELINE.now_ns())
 
     def run(self) -> None:
         delay = self.backoff_initial_s

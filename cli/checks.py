@@ -235,7 +235,31 @@ def collector(setup: Setup, tls_config: Any = None) -> list[Check]:
     serving = reply.status == health_pb2.HealthCheckResponse.SERVING
     took = (time.monotonic() - began) * 1000
     return [Check(OK if serving else FAIL, "collector", f"{setup.collector} {'serving' if serving else 'not serving'}"
-                  f" ({took:.0f} ms)", "" if serving else "see the collector's log (journalctl -u ironsight-collector)")]  # fmt: skip
+                  f" ({took:.0f} ms)", "" if serving else "see the collector's log (journalctl -u ironsight-collector)"),
+            *(clock_offset(setup, tls_config) if serving else [])]  # fmt: skip
+
+
+def clock_offset(setup: Setup, tls_config: Any = None) -> list[Check]:
+    """This machine's clock against the collector's: beyond the collector's tolerance, samples are stored shifted."""
+    from ironsight.cli.backend import QueryError, RemoteBackend
+    from ironsight.collector.clocks import TOLERANCE_NS
+
+    assert setup.collector is not None
+    backend = RemoteBackend(setup.collector, tls_config)
+    try:
+        before = time.time_ns()
+        theirs = int(backend.sql("SELECT epoch_ns(current_timestamp) AS now").column("now")[0].as_py())
+        mine = (before + time.time_ns()) // 2
+    except QueryError as exc:
+        return [Check(WARN, "clock offset", f"could not ask the collector's time: {exc}", "")]
+    finally:
+        backend.close()
+    offset = (theirs - mine) / 1e9  # the collector's clock minus this one's, as the collector measures nodes
+    detail = f"{abs(offset):.1f}s {'behind' if offset > 0 else 'ahead of'} the collector's clock"
+    if abs(offset) * 1e9 > TOLERANCE_NS:
+        return [Check(WARN, "clock offset", detail + ": this node's samples are stored shifted by that",
+                      "fix time sync here (chronyc tracking, timedatectl); nothing is lost meanwhile")]  # fmt: skip
+    return [Check(OK, "clock offset", detail)]
 
 
 def run(setup: Setup, tls_config: Any = None) -> list[Check]:

@@ -67,6 +67,12 @@ class Ingest:
         take input from outside run ironsight.core.validate.check first.
         """
         views = [b.batch if isinstance(b, ValidBatch) else view(b) for b in batches]
+        shifts = [b.shift_ns if isinstance(b, ValidBatch) else 0 for b in batches]
+        clocks = {
+            b.batch.node_id: b.clock_offset_ns / 1e9
+            for b in batches
+            if isinstance(b, ValidBatch) and b.clock_offset_ns is not None
+        }
         outcomes: list[pb.Ack | InvalidBatch | None] = [None] * len(views)
         stored = self._already_stored(views)
         seen: set[tuple[str, str, int]] = set()
@@ -99,10 +105,12 @@ class Ingest:
                         "boot_id": [views[i].boot_id for i in fresh],
                         "seq": pa.array([views[i].seq for i in fresh], pa.uint64()),
                         "rows": [rows[i] for i in fresh],
+                        "clock_offset_ns": pa.array([shifts[i] for i in fresh], pa.int64()),
                     }
                 )
                 self._insert_arrow(
-                    "INSERT INTO batches SELECT node, boot_id, seq, now()::TIMESTAMP, rows FROM incoming",
+                    "INSERT INTO batches (node, boot_id, seq, received_at, rows, clock_offset_ns)"
+                    " SELECT node, boot_id, seq, now()::TIMESTAMP, rows, clock_offset_ns FROM incoming",
                     keys,
                 )
             tables = [(name, group_arrow(group)) for name, group in groups.items()]
@@ -110,7 +118,7 @@ class Ingest:
                 self._insert_arrow(
                     f"INSERT INTO {name} SELECT * FROM incoming ORDER BY node, device, time", table
                 )
-            self._upsert_nodes([views[i] for i in fresh])
+            self._upsert_nodes([views[i] for i in fresh], clocks)
             con.execute("COMMIT")
         except Exception:
             # A failed COMMIT (disk full) has already ended the transaction: keep its error, not ROLLBACK's.
@@ -178,18 +186,29 @@ class Ingest:
             self.con.unregister("incoming_keys")
         return {(r[0], r[1], int(r[2])) for r in rows}
 
-    def _upsert_nodes(self, batches: list[pb.BatchView]) -> None:
+    def _upsert_nodes(self, batches: list[pb.BatchView], clocks: dict[str, float]) -> None:
         latest: dict[str, pb.BatchView] = {}
         for b in batches:
             latest[b.node_id] = b
         for node, b in latest.items():
             info = b.node
             self.con.execute(
-                """INSERT INTO nodes VALUES (?, ?, ?, ?, ?, ?, now()::TIMESTAMP, now()::TIMESTAMP)
+                """INSERT INTO nodes (node, hostname, kernel, agent_version, boot_id, interval_s, first_seen,
+                       last_seen, clock_offset_s)
+                   VALUES (?, ?, ?, ?, ?, ?, now()::TIMESTAMP, now()::TIMESTAMP, ?)
                    ON CONFLICT (node) DO UPDATE SET hostname = excluded.hostname, kernel = excluded.kernel,
                    agent_version = excluded.agent_version, boot_id = excluded.boot_id,
-                   interval_s = excluded.interval_s, last_seen = excluded.last_seen""",
-                [node, info.hostname, info.kernel, info.agent_version, b.boot_id, b.interval_s],
+                   interval_s = excluded.interval_s, last_seen = excluded.last_seen,
+                   clock_offset_s = coalesce(excluded.clock_offset_s, clock_offset_s)""",
+                [
+                    node,
+                    info.hostname,
+                    info.kernel,
+                    info.agent_version,
+                    b.boot_id,
+                    b.interval_s,
+                    clocks.get(node),
+                ],
             )
             inventory = info.SerializeToString(deterministic=True)
             if info.devices and self._inventory.get(node) != inventory:

@@ -141,6 +141,14 @@ class CollectorMetrics(PromCollector):
         for node, newest in s.node_newest_sample_ns.items():
             lag.add_metric([node], now - newest / 1e9)
         yield lag
+        offset = GaugeMetricFamily(
+            "ironsight_node_clock_offset_seconds",
+            "The collector's clock minus the node's, from its batches' send times (beyond 5 s its samples are stored shifted)",
+            labels=["node"],
+        )
+        for node, seconds in sorted(self.ingest.clocks.offsets_s().items()):
+            offset.add_metric([node], seconds)
+        yield offset
         path = self.store.path
         size = sum(p.stat().st_size for p in (path, path.with_name(path.name + ".wal")) if p.exists())
         yield GaugeMetricFamily("ironsight_collector_store_bytes", "Database file and its WAL", value=size)

@@ -45,6 +45,8 @@ class ValidBatch:
 
     batch: pb.BatchView
     samples: int
+    shift_ns: int = 0  # what its times were shifted by for the node's clock (collector.clocks)
+    clock_offset_ns: int | None = None  # the node's clock offset as measured at its arrival
 
 
 def validate(

@@ -65,20 +65,22 @@ class NodeInfo(_message.Message):
     def __init__(self, hostname: _Optional[str] = ..., kernel: _Optional[str] = ..., agent_version: _Optional[str] = ..., devices: _Optional[_Iterable[_Union[Device, _Mapping]]] = ..., node_id: _Optional[str] = ...) -> None: ...
 
 class Batch(_message.Message):
-    __slots__ = ("node_id", "boot_id", "seq", "interval_s", "node", "tables")
+    __slots__ = ("node_id", "boot_id", "seq", "interval_s", "node", "tables", "sent_ns")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     BOOT_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     TABLES_FIELD_NUMBER: _ClassVar[int]
+    SENT_NS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     boot_id: str
     seq: int
     interval_s: float
     node: NodeInfo
     tables: _containers.RepeatedCompositeFieldContainer[Table]
-    def __init__(self, node_id: _Optional[str] = ..., boot_id: _Optional[str] = ..., seq: _Optional[int] = ..., interval_s: _Optional[float] = ..., node: _Optional[_Union[NodeInfo, _Mapping]] = ..., tables: _Optional[_Iterable[_Union[Table, _Mapping]]] = ...) -> None: ...
+    sent_ns: int
+    def __init__(self, node_id: _Optional[str] = ..., boot_id: _Optional[str] = ..., seq: _Optional[int] = ..., interval_s: _Optional[float] = ..., node: _Optional[_Union[NodeInfo, _Mapping]] = ..., tables: _Optional[_Iterable[_Union[Table, _Mapping]]] = ..., sent_ns: _Optional[int] = ...) -> None: ...
 
 class ColumnView(_message.Message):
     __slots__ = ("name", "f64", "i64", "nulls")
@@ -107,20 +109,22 @@ class TableView(_message.Message):
     def __init__(self, name: _Optional[str] = ..., time_ns: _Optional[bytes] = ..., devices: _Optional[_Iterable[str]] = ..., device_index: _Optional[bytes] = ..., columns: _Optional[_Iterable[_Union[ColumnView, _Mapping]]] = ...) -> None: ...
 
 class BatchView(_message.Message):
-    __slots__ = ("node_id", "boot_id", "seq", "interval_s", "node", "tables")
+    __slots__ = ("node_id", "boot_id", "seq", "interval_s", "node", "tables", "sent_ns")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     BOOT_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     TABLES_FIELD_NUMBER: _ClassVar[int]
+    SENT_NS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     boot_id: str
     seq: int
     interval_s: float
     node: NodeInfo
     tables: _containers.RepeatedCompositeFieldContainer[TableView]
-    def __init__(self, node_id: _Optional[str] = ..., boot_id: _Optional[str] = ..., seq: _Optional[int] = ..., interval_s: _Optional[float] = ..., node: _Optional[_Union[NodeInfo, _Mapping]] = ..., tables: _Optional[_Iterable[_Union[TableView, _Mapping]]] = ...) -> None: ...
+    sent_ns: int
+    def __init__(self, node_id: _Optional[str] = ..., boot_id: _Optional[str] = ..., seq: _Optional[int] = ..., interval_s: _Optional[float] = ..., node: _Optional[_Union[NodeInfo, _Mapping]] = ..., tables: _Optional[_Iterable[_Union[TableView, _Mapping]]] = ..., sent_ns: _Optional[int] = ...) -> None: ...
 
 class Ack(_message.Message):
     __slots__ = ("seq", "status", "rows")

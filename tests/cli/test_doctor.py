@@ -85,6 +85,7 @@ def test_collector_reachable_or_not_and_disk_space(tmp_path: Path) -> None:
     try:
         got = by_name(run(Setup(collector=c.target, state_dir=tmp_path, need_bytes=1 << 20)))
         assert got["collector"][0] == OK and "serving" in got["collector"][1]
+        assert got["clock offset"][0] == OK and "the collector's clock" in got["clock offset"][1]
         assert got["disk"][0] == OK
     finally:
         c.stop()
