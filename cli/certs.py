@@ -17,7 +17,7 @@ def certs() -> None:
       ironsight certs init
       ironsight certs collector monitor.example --ip 10.0.0.5
       ironsight certs issue gpu-01
-      ironsight certs issue alice          # a user of the CLI
+      ironsight certs issue alice --reader # a user of the CLI
     """
 
 
@@ -48,20 +48,26 @@ def certs_init(directory: Path, days: int) -> None:
     "--dns", "names", multiple=True, help="another host name Prometheus scrapes /metrics by (repeatable)"
 )
 @click.option("--ip", "ips", multiple=True, help="an address Prometheus scrapes /metrics at (repeatable)")
+@click.option(
+    "--reader", is_flag=True, help="for a person or a service that queries the collector, not a node"
+)
 @_dir_option
 @click.option("--days", type=click.IntRange(1, 3650), default=365, show_default=True)
-def certs_issue(node: str, names: tuple[str, ...], ips: tuple[str, ...], directory: Path, days: int) -> None:
-    """A certificate naming NODE: an agent with --node-id NODE, or a CLI user.
+def certs_issue(
+    node: str, names: tuple[str, ...], ips: tuple[str, ...], reader: bool, directory: Path, days: int
+) -> None:
+    """A certificate naming NODE: an agent with --node-id NODE, or with --reader a CLI user or a service.
 
-    The node's names also let it serve /metrics over HTTPS under those names (--dns, --ip add more);
-    mind that every name a certificate carries is a node id its holder may write as."""
+    A node's certificate may only send that node's data (its names also let it serve /metrics over HTTPS
+    under them; --dns, --ip add more; every name is a node id its holder may write as). A reader's may
+    query and run the detector through the collector, and may not send data."""
     from ironsight.cli.pki import CertError, issue
 
     try:
-        path = issue(directory, node, list(names), list(ips), days, node)
+        path = issue(directory, node, list(names), list(ips), days, node, reader=reader)
     except CertError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"{path} and {path.with_suffix('.key')} for node {node}")
+    click.echo(f"{path} and {path.with_suffix('.key')} for {'reader' if reader else 'node'} {node}")
 
 
 @certs.command("collector")

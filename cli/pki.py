@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from ironsight.core.transport import READER_URI
+
 NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$")
 
 
@@ -85,7 +87,16 @@ def _load_ca(directory: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivate
     return cert, key
 
 
-def issue(directory: Path, name: str, dns: list[str], ips: list[str], days: int, file_stem: str) -> Path:
+def issue(
+    directory: Path,
+    name: str,
+    dns: list[str],
+    ips: list[str],
+    days: int,
+    file_stem: str,
+    reader: bool = False,
+) -> Path:
+    """A certificate naming name (and dns, ips); reader: for a person or service that queries, not a node."""
     for n in [name, *dns]:
         if not NAME.match(n):
             raise CertError(f"{n!r} is not a usable name (letters, digits, '.', '-', '_'; no spaces)")
@@ -102,6 +113,8 @@ def issue(directory: Path, name: str, dns: list[str], ips: list[str], days: int,
     key = ec.generate_private_key(ec.SECP256R1())
     sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dict.fromkeys([name, *dns])]
     sans += [x509.IPAddress(a) for a in addresses]
+    if reader:
+        sans.append(x509.UniformResourceIdentifier(READER_URI))
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))

@@ -21,7 +21,7 @@ from ironsight.collector.database import QueryRejected, run_query
 from ironsight.collector.detect.findings import detect
 from ironsight.collector.detect.thresholds import Thresholds, with_overrides
 from ironsight.collector.store import Pending, Store
-from ironsight.core.transport import Tls, peer_names, server_credentials
+from ironsight.core.transport import READER_URI, Tls, peer_names, server_credentials
 from ironsight.core.validate import InvalidBatch, Limits, ValidBatch, check
 from ironsight.v1 import telemetry_pb2 as pb
 from ironsight.v1 import telemetry_pb2_grpc as pb_grpc
@@ -96,6 +96,13 @@ class IngestService(pb_grpc.IngestServicer):
         # several batches in the writer's queue instead of one commit at a time.
         pending: asyncio.Queue[asyncio.Future[pb.Ack] | _StreamEnd] = asyncio.Queue(IN_FLIGHT_PER_STREAM)
         names = peer_names(context)  # None in plaintext: no identity to hold batches to
+        if names is not None and READER_URI in names:
+            self.rejected["identity"] = self.rejected.get("identity", 0) + 1
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"the sender's certificate ({_who(names)}) is a reader's: it may query, not send data;"
+                " an agent needs its node's certificate (ironsight certs issue NODE)",
+            )
 
         async def reader() -> None:
             try:
@@ -155,6 +162,21 @@ class IngestService(pb_grpc.IngestServicer):
         )
 
 
+def _who(names: set[str]) -> str:
+    return ", ".join(sorted(names - {READER_URI})) or "no name"
+
+
+async def _readers_only(context: Any) -> None:
+    """Reading the fleet's data takes a reader's certificate; a node's may only send its own (plaintext: anyone)."""
+    names = peer_names(context)
+    if names is not None and READER_URI not in names:
+        await context.abort(
+            grpc.StatusCode.PERMISSION_DENIED,
+            f"the client's certificate ({_who(names)}) is a node's: it may only send that node's data;"
+            " querying needs a reader's certificate (ironsight certs issue NAME --reader)",
+        )
+
+
 def _ipc(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
@@ -167,6 +189,7 @@ class QueryService(pb_grpc.QueryServicer):
         self.store = store
 
     async def Sql(self, request: pb.QueryRequest, context: Any) -> pb.QueryResponse:
+        await _readers_only(context)
         max_rows = request.max_rows or DEFAULT_MAX_ROWS
         try:
             table, truncated = await asyncio.to_thread(self._run, request.sql, max_rows)
@@ -175,6 +198,7 @@ class QueryService(pb_grpc.QueryServicer):
         return pb.QueryResponse(arrow_ipc=_ipc(table), truncated=truncated)
 
     async def Detect(self, request: pb.DetectRequest, context: Any) -> pb.QueryResponse:
+        await _readers_only(context)
         try:
             t = with_overrides(list(request.thresholds))
         except ValueError as exc:

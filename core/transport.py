@@ -112,8 +112,13 @@ def serve_metrics(listen: str, registry: Any, tls: Tls | None) -> Any:
     return server
 
 
+# A certificate for a person or a service that reads (`ironsight certs issue NAME --reader`) carries this
+# URI among its names; one without it is a node's, which may only send its own data.
+READER_URI = "urn:ironsight:role:reader"
+
+
 def peer_names(context: Any) -> set[str] | None:
-    """The client's certificate names (DNS SANs); None on a plaintext connection (nothing to check)."""
+    """The client's certificate names (its SANs, READER_URI included); None on a plaintext connection."""
     auth = context.auth_context()
     if auth.get("transport_security_type") != [b"ssl"]:
         return None

@@ -26,8 +26,8 @@ def pki(tmp_path: Path) -> Path:
     d = tmp_path / "pki"
     run_cli("certs", "init", "--dir", str(d))
     run_cli("certs", "collector", "localhost", "--ip", "127.0.0.1", "--dir", str(d))
-    for name in ("gpu-01", "alice"):
-        run_cli("certs", "issue", name, "--dir", str(d))
+    run_cli("certs", "issue", "gpu-01", "--dir", str(d))
+    run_cli("certs", "issue", "alice", "--reader", "--dir", str(d))
     return d
 
 
@@ -87,6 +87,14 @@ def test_a_node_writes_only_its_own_data_over_mutual_tls(pki: Path, tmp_path: Pa
         out = run_cli("--collector", c.target, *tls_flags(pki, "alice"), "--format", "csv", "query",
                       "SELECT node, count(*) AS n FROM load GROUP BY node")  # fmt: skip
         assert out.stdout.split() == ["node,n", "gpu-01,1"]
+        # Least privilege: a node's certificate may not read the fleet, a reader's may not send data.
+        node_reads = run_cli("--collector", c.target, *tls_flags(pki, "gpu-01"), "nodes", check=False)
+        assert node_reads.returncode == 1
+        assert "certificate (gpu-01) is a node's" in node_reads.stderr and "--reader" in node_reads.stderr
+        with channel(c.target, tls(pki, "alice")) as ch, pytest.raises(grpc.RpcError) as err:
+            list(pb_grpc.IngestStub(ch).Stream(iter([one_batch(4, "alice")]), timeout=20))
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "certificate (alice) is a reader's" in (err.value.details() or "")
         # Plaintext, or a certificate from another CA, gets nowhere.
         plain = run_cli("--collector", c.target, "nodes", check=False)
         assert plain.returncode == 1 and "Traceback" not in plain.stderr
@@ -104,7 +112,7 @@ def test_a_node_writes_only_its_own_data_over_mutual_tls(pki: Path, tmp_path: Pa
         assert "CERTIFICATE_VERIFY_FAILED" not in str(refused.value)  # refused for want of a client cert
         ctx.load_cert_chain(str(pki / "alice.pem"), str(pki / "alice.key"))
         body = urllib.request.urlopen(url, context=ctx, timeout=10).read().decode()
-        assert 'ironsight_collector_batches_total{outcome="rejected",reason="identity"} 1.0' in body
+        assert 'ironsight_collector_batches_total{outcome="rejected",reason="identity"} 2.0' in body
     finally:
         assert c.stop() == 0
 
