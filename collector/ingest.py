@@ -228,6 +228,16 @@ class Ingest:
                        updated_at = excluded.updated_at""",
                     devices,
                 )
+                # A device the node no longer reports (a drive pulled, a GPU off the bus, a port gone) stays
+                # listed, marked removed: its samples are still stored and still name it.
+                self._insert_arrow(
+                    """UPDATE devices SET attrs = map_concat(attrs, MAP {'state': 'removed'}),
+                       updated_at = now()::TIMESTAMP
+                       WHERE node = (SELECT any_value(node) FROM incoming)
+                         AND (kind, device) NOT IN (SELECT kind, device FROM incoming)
+                         AND coalesce(attrs['state'], '') <> 'removed'""",
+                    devices,
+                )
                 self._pending_inventory[node] = inventory
 
     def _insert_arrow(self, sql: str, table: pa.Table) -> None:

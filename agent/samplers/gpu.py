@@ -68,6 +68,11 @@ def _milli(value: Any) -> float | None:
     return None if value is None else float(value) / 1000.0
 
 
+log = logging.getLogger("ironsight.agent")
+
+XID_FALLEN_OFF_THE_BUS = 79  # what the driver logs for a GPU NVML then reports lost
+
+
 @dataclass
 class Gpu:
     index: int
@@ -79,6 +84,7 @@ class Gpu:
     last_sample_ts: int = 0
     gpm_prev: Any = None
     gpm_supported: bool = False
+    lost: bool = False  # fallen off the bus: not asked again
 
 
 @register("gpu", "NVIDIA GPUs through NVML (none here is a normal state)")
@@ -153,10 +159,41 @@ class GpuSampler(BaseSampler):
 
     def sample(self) -> Reading:
         reading = Reading()
+        lib = self.nvml.lib
         for gpu in self.gpus:
-            reading.add("gpu", str(gpu.index), self._sample_one(gpu))
+            if gpu.lost:
+                continue
+            try:
+                values = self._sample_one(gpu)
+            except lib.NVMLError as exc:  # one GPU's failure is its own; the others' rows go on
+                if getattr(exc, "value", None) == getattr(lib, "NVML_ERROR_GPU_IS_LOST", -1):
+                    self._lost(gpu, reading)
+                else:
+                    log_once(
+                        f"gpu.{gpu.index}.{exc}",
+                        f"gpu {gpu.index}: {exc}; its row is left out",
+                        logging.WARNING,
+                    )
+                continue
+            reading.add("gpu", str(gpu.index), values)
         self._drain_xids(reading)
         return reading
+
+    def _lost(self, gpu: Gpu, reading: Reading) -> None:
+        """NVML says the GPU is gone (NVML_ERROR_GPU_IS_LOST): the driver's XID 79, fallen off the bus.
+
+        Recorded as that XID once (the detector's critical xid finding, with the GPU's identity in the
+        inventory), marked lost in the inventory, and not asked again: each call would fail the same way."""
+        gpu.lost = True
+        gpu.info["state"] = "lost"
+        reading.add("gpu_xid", str(gpu.index), {"xid": XID_FALLEN_OFF_THE_BUS})
+        log.warning(
+            "gpu %d (%s, %s): lost (NVML_ERROR_GPU_IS_LOST), recorded as XID %d; the other GPUs go on",
+            gpu.index,
+            gpu.info.get("uuid", "?"),
+            gpu.info.get("pci_bus_id", "?"),
+            XID_FALLEN_OFF_THE_BUS,
+        )
 
     def _sample_one(self, gpu: Gpu) -> dict[str, Value]:
         n, lib, h = self.nvml, self.nvml.lib, gpu.handle

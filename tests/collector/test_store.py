@@ -130,6 +130,20 @@ def test_node_and_devices_registry(store: Store) -> None:
     ]
 
 
+def test_a_device_the_node_stops_reporting_stays_listed_as_removed(store: Store) -> None:
+    t0 = time.time_ns()
+    first = batch("n1", 1, t0, ["sda"])
+    first.node.devices.add(kind="gpu", name="1", attrs={"uuid": "GPU-1"})
+    store.ingest([first])
+    store.ingest([batch("n1", 2, t0 + 5 * 10**9, ["sda"])])  # GPU 1 fell off the bus: not in the inventory
+    rows = store.con.execute("SELECT kind, device, attrs['state'] FROM devices ORDER BY kind").fetchall()
+    assert rows == [("gpu", "1", "removed"), ("nvme", "nvme0", None)]
+    back = batch("n1", 3, t0 + 10 * 10**9, ["sda"])
+    back.node.devices.add(kind="gpu", name="1", attrs={"uuid": "GPU-1"})
+    store.ingest([back])  # and came back after a reset
+    assert store.con.execute("SELECT attrs['state'] FROM devices WHERE kind = 'gpu'").fetchall() == [(None,)]
+
+
 @pytest.mark.parametrize(
     "sql",
     [

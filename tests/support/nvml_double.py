@@ -158,11 +158,23 @@ class CaptureNvml:
         for name in missing:  # simulate an older library without these functions
             setattr(self, name, None)
         self.init_error: int | None = None
+        self.count = 1  # GPUs, each answering from the same capture
+        self.lost: set[int] = set()  # indices of GPUs fallen off the bus: every device call says GPU_IS_LOST
 
     def __getattribute__(self, name: str) -> Any:
         value = object.__getattribute__(self, name)
         if value is None and name.startswith("nvml"):
             raise AttributeError(name)
+        if name.startswith("nvmlDevice") and name not in ("nvmlDeviceGetCount", "nvmlDeviceGetHandleByIndex"):
+            lost = object.__getattribute__(self, "lost")
+            if lost:
+
+                def guarded(h: Any, *args: Any) -> Any:
+                    if isinstance(h, tuple) and h[1] in lost:
+                        raise NVMLError(real.NVML_ERROR_GPU_IS_LOST)
+                    return value(h, *args)
+
+                return guarded
         return value
 
     def _num(self, key: str) -> float:
@@ -179,7 +191,7 @@ class CaptureNvml:
         pass
 
     def nvmlDeviceGetCount(self) -> int:
-        return 1
+        return self.count
 
     def nvmlDeviceGetHandleByIndex(self, index: int) -> object:
         return ("handle", index)

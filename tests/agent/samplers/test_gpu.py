@@ -232,3 +232,21 @@ def test_the_double_drives_an_agent_into_a_real_collector(collector: object) -> 
         "SELECT attrs['model'] AS m FROM devices WHERE node = 'gpu-node' AND kind = 'gpu'",
     )
     assert json.loads(nodes.stdout) == [{"m": q["name"]}]
+
+
+def test_a_gpu_fallen_off_the_bus_costs_only_itself(caplog: pytest.LogCaptureFixture) -> None:
+    nvml = CaptureNvml(capture(H100), "load")
+    nvml.count = 2
+    sampler = GpuSampler(SamplerContext(nvml=nvml))
+    first = sampler.sample()
+    assert [d for d, _ in first.rows("gpu")] == ["0", "1"]
+    nvml.lost = {1}  # NVML_ERROR_GPU_IS_LOST from every call on GPU 1 from now on
+    with caplog.at_level(logging.WARNING, logger="ironsight.agent"):
+        ticks = [sampler.sample() for _ in range(3)]
+    assert [[d for d, _ in t.rows("gpu")] for t in ticks] == [["0"]] * 3  # GPU 0 every tick, all its values
+    assert ticks[0].rows("gpu")[0][1]["power_watts"] == first.rows("gpu")[0][1]["power_watts"]
+    assert [t.rows("gpu_xid") for t in ticks] == [[("1", {"xid": 79})], [], []]  # the driver's XID 79, once
+    lost = [r.getMessage() for r in caplog.records if "lost" in r.getMessage()]
+    assert len(lost) == 1 and lost[0].startswith(f"gpu 1 ({nvml.q['uuid']}, {nvml.q['pci.bus_id']}): lost")
+    inventory = {d.name: d.attrs for d in sampler.inventory()}
+    assert inventory["1"]["state"] == "lost" and "state" not in inventory["0"]
