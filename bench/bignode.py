@@ -1,8 +1,9 @@
 """A procfs/sysfs tree shaped like a big GPU server, for benchmarks of what grows with the node.
 
-192 cpus (2 packages, hyperthreads) with cpufreq and thermal_throttle files, 2 NUMA
-nodes, 16 NVMe drives, 12 interfaces, 8 InfiniBand HCAs with every counter and
-hw_counter file, and 20 hwmon chips with 3 temperature sensors each. Formats are the
+BIG: 192 cpus (2 packages, hyperthreads) with cpufreq and thermal_throttle files, 2
+NUMA nodes, 16 NVMe drives, 12 interfaces, 8 InfiniBand HCAs with every counter and
+hw_counter file, and 20 hwmon chips with 3 temperature sensors each. HUGE: 1,024
+cpus, 8 NUMA nodes, 32 drives, 64 interfaces, 100 hwmon chips. Formats are the
 kernel's; values are random but fixed by the seed. Files that do not grow with the
 node (meminfo, snmp, netstat, pressure) are copied from this machine's /proc.
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import random
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,10 +22,23 @@ sys.path.insert(0, str(ROOT))
 
 from ironsight.agent.samplers.rdma import HW_COUNTERS, PORT_COUNTERS  # noqa: E402
 
-CORES, NUMA_NODES, DRIVES, NICS, HCAS, CHIPS = 192, 2, 16, 12, 8, 20
+
+@dataclass(frozen=True)
+class Shape:
+    cores: int
+    numa_nodes: int
+    drives: int
+    nics: int
+    hcas: int
+    chips: int
 
 
-def make_tree(root: Path, seed: int = 0) -> Path:
+BIG = Shape(cores=192, numa_nodes=2, drives=16, nics=12, hcas=8, chips=20)
+# The largest legal node the agent is held to (tests/system/test_big_node.py): nothing refused, batches small.
+HUGE = Shape(cores=1024, numa_nodes=8, drives=32, nics=64, hcas=8, chips=100)
+
+
+def make_tree(root: Path, seed: int = 0, shape: Shape = BIG) -> Path:
     rng = random.Random(seed)
 
     def w(rel: str, text: str) -> None:
@@ -34,7 +49,7 @@ def make_tree(root: Path, seed: int = 0) -> Path:
     def nums(n: int, high: int = 10**9) -> str:
         return " ".join(str(rng.randint(1, high)) for _ in range(n))
 
-    stat = [f"cpu  {nums(10, 10**10)}"] + [f"cpu{i} {nums(10, 10**8)}" for i in range(CORES)]
+    stat = [f"cpu  {nums(10, 10**10)}"] + [f"cpu{i} {nums(10, 10**8)}" for i in range(shape.cores)]
     stat += [
         "intr 123456789 " + " ".join("0" for _ in range(1500)),
         "ctxt 98765432",
@@ -47,8 +62,8 @@ def make_tree(root: Path, seed: int = 0) -> Path:
     w("proc/stat", "\n".join(stat) + "\n")
     w("proc/loadavg", "12.50 11.20 10.90 9/3100 123456\n")
     packages, threads = 2, 2
-    per_package = CORES // packages
-    for i in range(CORES):
+    per_package = shape.cores // packages
+    for i in range(shape.cores):
         cpu = f"sys/devices/system/cpu/cpu{i}"
         w(f"{cpu}/cpufreq/scaling_cur_freq", f"{rng.randint(1_500_000, 3_800_000)}\n")
         w(f"{cpu}/cpufreq/scaling_max_freq", "3800000\n")
@@ -60,18 +75,18 @@ def make_tree(root: Path, seed: int = 0) -> Path:
         source = Path("/proc") / name
         if source.exists():
             w(f"proc/{name}", source.read_text())
-    for n in range(NUMA_NODES):
+    for n in range(shape.numa_nodes):
         fields = ["MemTotal", "MemFree", "MemUsed", "FilePages", "Active", "Inactive", "Dirty", "Shmem"]
         w(
             f"sys/devices/system/node/node{n}/meminfo",
             "".join(f"Node {n} {f}:{rng.randint(10**6, 10**9):>16} kB\n" for f in fields),
         )
-    w("proc/diskstats", "".join(f" 259 {i} nvme{i}n1 {nums(17)}\n" for i in range(DRIVES)))
+    w("proc/diskstats", "".join(f" 259 {i} nvme{i}n1 {nums(17)}\n" for i in range(shape.drives)))
     dev = [
         "Inter-|   Receive                                                |  Transmit",
         " face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed",
     ]
-    for i in range(NICS):
+    for i in range(shape.nics):
         dev.append(f"  eth{i}: {nums(16)}")
         for attr, value in (
             ("operstate", "up"),
@@ -81,7 +96,7 @@ def make_tree(root: Path, seed: int = 0) -> Path:
         ):
             w(f"sys/class/net/eth{i}/{attr}", f"{value}\n")
     w("proc/net/dev", "\n".join(dev) + "\n")
-    for h in range(HCAS):
+    for h in range(shape.hcas):
         port = f"sys/class/infiniband/mlx5_{h}/ports/1"
         for name in PORT_COUNTERS:
             w(f"{port}/counters/{name}", f"{rng.randint(1, 10**12)}\n")
@@ -91,9 +106,9 @@ def make_tree(root: Path, seed: int = 0) -> Path:
         w(f"{port}/phys_state", "5: LinkUp\n")
         w(f"{port}/rate", "400 Gb/sec (4X NDR)\n")
         w(f"{port}/link_layer", "InfiniBand\n")
-    for c in range(CHIPS):
+    for c in range(shape.chips):
         chip = f"sys/class/hwmon/hwmon{c}"
-        w(f"{chip}/name", "nvme\n" if c < DRIVES else "coretemp\n")
+        w(f"{chip}/name", "nvme\n" if c < shape.drives else "coretemp\n")
         for t in range(1, 4):
             w(f"{chip}/temp{t}_input", f"{rng.randint(30, 80) * 1000}\n")
             w(f"{chip}/temp{t}_label", f"Sensor {t}\n")
