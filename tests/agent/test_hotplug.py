@@ -56,3 +56,26 @@ def test_devices_removed_while_sampling(tmp_path: Path) -> None:
         assert devices(reading, "rdma") == devices(before, "rdma") - {"mlx4_0:2"}
     assert ("nvme", "nvme0") not in inventory and ("rdma", "mlx4_0:2") not in inventory
     assert ("rdma", "mlx4_0:1") in inventory
+
+
+def test_an_interface_renamed_or_removed_while_sampling(tmp_path: Path) -> None:
+    header = "Inter-| Receive | Transmit\n face |bytes packets errs drop fifo frame compressed multicast|bytes ...\n"
+
+    def interfaces(*names: str) -> None:
+        (tmp_path / "proc/net").mkdir(parents=True, exist_ok=True)
+        lines = "".join(f"  {n}: {' '.join(['7'] * 16)}\n" for n in names)
+        (tmp_path / "proc/net/dev").write_text(header + lines)
+        for n in names:
+            (tmp_path / f"sys/class/net/{n}").mkdir(parents=True, exist_ok=True)
+            (tmp_path / f"sys/class/net/{n}/operstate").write_text("up\n")
+
+    interfaces("eth0", "eth1", "ñic0")
+    nic = REGISTRY["nic"].factory(SamplerContext(paths=Paths(tmp_path / "proc", tmp_path / "sys")))
+    assert devices(nic.sample(), "nic") == {"eth0", "eth1", "ñic0"}
+    shutil.rmtree(tmp_path / "sys/class/net")
+    interfaces("eth0", "lan1", "ñic0")  # eth1 renamed lan1 (udev), the rest as they were
+    assert devices(nic.sample(), "nic") == {"eth0", "lan1", "ñic0"}
+    assert {d.name for d in nic.inventory()} == {"eth0", "lan1", "ñic0"}
+    interfaces("ñic0")  # and the others gone
+    shutil.rmtree(tmp_path / "sys/class/net/eth0")
+    assert devices(nic.sample(), "nic") == {"ñic0"}
