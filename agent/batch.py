@@ -17,6 +17,7 @@ import uuid
 from collections import Counter
 
 from ironsight.agent import __version__
+from ironsight.agent.clock import TIMELINE
 from ironsight.agent.runner import Tick
 from ironsight.agent.samplers.base import Paths, read_text
 from ironsight.core.columnar import TableBuilder
@@ -84,8 +85,11 @@ class Batcher:
 
     def _screened(self, batch: pb.Batch) -> pb.Batch | None:
         """The batch as the collector will take it: each table it would refuse left out (None: all were)."""
+        # Against the agent's own timeline, which its samples are stamped on: how far that is from
+        # true time is the collector's to correct (agent.clock), not a reason to leave anything out.
+        now = TIMELINE.now_ns()
         try:
-            check(batch)
+            check(batch, now_ns=now)
             return batch
         except InvalidBatch:
             pass
@@ -96,7 +100,7 @@ class Batcher:
             )
             alone.tables.append(table)
             try:
-                check(alone)
+                check(alone, now_ns=now)
             except InvalidBatch as exc:
                 self._refuse(table, exc)
                 continue

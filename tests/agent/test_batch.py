@@ -58,3 +58,18 @@ def test_a_batch_with_nothing_left_is_not_sent(monkeypatch: pytest.MonkeyPatch) 
     reading.add("nic", "bad\x00", {"rx_bytes": 1})
     b.add(Tick(time.time_ns(), reading))
     assert b.flush() is None and b.refused == {("nic", "names"): 1}
+
+
+def test_times_are_checked_against_the_agents_timeline_not_the_wall_clock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The wall clock set right (2 h back) under a running agent: its timeline, and its stamps, stay 2 h ahead.
+    The collector corrects the offset; the batcher must not leave the tick out for it."""
+    from ironsight.agent.clock import TIMELINE
+
+    b = Batcher("n1", "boot", 1.0)
+    b.add(Tick(TIMELINE.now_ns(), tick("eth0").reading))
+    real = time.time_ns
+    monkeypatch.setattr(time, "time_ns", lambda: real() - 7200 * 10**9)
+    batch = b.flush()
+    assert batch is not None and [t.name for t in batch.tables] == ["load", "nic"] and b.refused == {}
