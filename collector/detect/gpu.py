@@ -26,6 +26,7 @@ COUNTERS = (
     "remapped_rows_uncorrectable",
 )
 THERMAL_REASONS = 0x20 | 0x40  # SW thermal slowdown | HW thermal slowdown
+XID_GPU_LOST = 79  # "GPU has fallen off the bus"
 
 
 def flagged_sql(start: datetime, end: datetime, t: Thresholds) -> str:
@@ -117,7 +118,9 @@ def _findings(t: Thresholds) -> str:
         ('remapped_rows_uncorrectable', 'critical', remapped_rows_uncorrectable_w),
         ('remapped_rows_pending', 'warning', CASE WHEN remap_pending > 0 THEN remap_pending ELSE 0 END),
         ('nvlink_errors', 'warning', nvlink_crc_errors_w + nvlink_replay_errors_w + nvlink_recovery_errors_w),
-        ('pcie_replays', 'warning', CASE WHEN pcie_replays_w >= {t.pcie_replays_per_window} THEN pcie_replays_w ELSE 0 END)
+        ('pcie_replays', 'warning', CASE WHEN pcie_replays_w >= {t.pcie_replays_per_window} THEN pcie_replays_w ELSE 0 END),
+        -- XID 79: the GPU fell off the bus (or NVML found it lost, which the agent records as 79).
+        ('gpu_lost', 'critical', CASE WHEN list_contains(xids, {XID_GPU_LOST}) THEN 1 ELSE 0 END)
     ) AS c(cause, severity, count)
     WHERE c.count > 0
     """

@@ -64,7 +64,7 @@ class Emitter:
                 device="mlx5_0:1" if kind == "network_jitter" else ("" if d < 0 else str(d)),
                 start_ns=start_ns + round(start * 1e9),
                 end_ns=start_ns + round(end * 1e9),
-                cause=e.cause,
+                cause="gpu_lost" if kind == "hardware_fault" else e.cause,  # the one hardware fault simulated
                 severity="critical"
                 if (kind, n, d) in self.critical
                 else ("warning" if kind == "thermal" else ""),

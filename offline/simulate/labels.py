@@ -46,6 +46,9 @@ def mark_faults(
             # The label is the event; the stall that follows is its consequence.
             for d in e.gpus if e.node == n else []:
                 out.mark("xid", n, d, t, e)
+                if e.xid == 79:  # fallen off the bus: a hardware fault as well as the event
+                    out.mark("hardware_fault", n, d, t, e)
+                    out.critical.add(("hardware_fault", n, d))
     if w.straggle is not None:
         out.mark("straggler", n, -1, t, w.straggle)
     if w.jitter is not None:

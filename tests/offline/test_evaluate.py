@@ -35,7 +35,7 @@ def test_eval_on_the_corpus(tmp_path: Path) -> None:
         str(CORPUS / "healthy-2n2g.trace"),
     )
     rows = {r["kind"]: r for r in json.loads(out.stdout)}
-    assert set(rows) == {"data_starvation", "thermal", "network_jitter", "power_cap", "xid"}
+    assert set(rows) == {"data_starvation", "thermal", "network_jitter", "power_cap", "xid", "hardware_fault"}
     for kind, row in rows.items():
         assert row["labels"] >= 1 and row["findings"] >= 1, kind
         assert row["precision"] >= 0.9, row

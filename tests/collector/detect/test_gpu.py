@@ -28,7 +28,7 @@ def test_finds_exactly_the_labelled_gpu_faults(tmp_path: Path, scenario: str, se
     labels = [
         lb
         for lb in header.labels
-        if lb.kind in ("thermal", "power_cap", "xid", "data_starvation", "network_jitter")
+        if lb.kind in ("thermal", "power_cap", "xid", "hardware_fault", "data_starvation", "network_jitter")
     ]
     assert labels
     for label in labels:
