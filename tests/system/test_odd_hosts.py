@@ -115,13 +115,14 @@ def _batch(seq: int, time_ns: int) -> pb.Batch:
 
 def test_a_batch_the_collector_refuses_is_quarantined_not_lost(tmp_path: Path) -> None:
     """Refused after spooling (here: stamped 2 h ahead): out of the spool into the quarantine, the rest goes on."""
-    collector = CollectorProcess(tmp_path / "q.duckdb", tmp_path / "c.log", http=True).start()
     quarantine = Quarantine(tmp_path / "quarantine")
-    sender = Sender(collector.target, Spool(tmp_path / "spool", 2**26), quarantine=quarantine)
-    sender.start()
+    spool = Spool(tmp_path / "spool", 2**26)
+    collector = CollectorProcess(tmp_path / "q.duckdb", tmp_path / "c.log", http=True).start()
+    sender = Sender(collector.target, spool, quarantine=quarantine)
     now = time.time_ns()
     ahead = _batch(2, now + 2 * 3600 * 10**9)
     try:
+        sender.start()
         sender.submit(_batch(1, now))
         sender.submit(ahead)
         sender.submit(_batch(3, now + 10**9))
