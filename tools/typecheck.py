@@ -61,14 +61,10 @@ def script_sources() -> Iterator[BuildSource]:
     for name in SCRIPT_DIRS:
         folder = ROOT / name
         for path in sorted(folder.rglob("*.py")):
-            if name == "tests" and "support" in path.relative_to(folder).parts[:1]:
-                base, prefix = folder, list[str]()
-            elif name == "tests":
-                base, prefix = ROOT, list[str]()
-            else:
-                base, prefix = folder, list[str]()
+            helper = name == "tests" and path.relative_to(folder).parts[0] == "support"
+            base = ROOT if name == "tests" and not helper else folder
             rel = path.relative_to(base).with_suffix("")
-            parts = [*prefix, *[p for p in rel.parts if p != "__init__"]]
+            parts = [p for p in rel.parts if p != "__init__"]
             yield BuildSource(str(path), ".".join(parts), base_dir=str(base))
 
 
