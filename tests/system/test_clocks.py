@@ -14,12 +14,13 @@ import os
 import re
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from support.processes import BIN, CollectorProcess, run_cli
+from support.processes import BIN, CollectorProcess, run_cli, scrape_metrics, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -33,8 +34,18 @@ def libfaketime() -> str:
     return found[0]
 
 
-def run_agent(collector: CollectorProcess, tmp: Path, env: dict[str, str], seconds: float,
-              during: object = None) -> str:  # fmt: skip
+def stored_batches(collector: CollectorProcess) -> int:
+    found = re.search(
+        r'ironsight_collector_batches_total\{outcome="stored",reason=""\} (\S+)',
+        scrape_metrics(collector.http_port),
+    )
+    return int(float(found.group(1))) if found else 0
+
+
+def run_agent(collector: CollectorProcess, tmp: Path, env: dict[str, str], batches: int,
+              during: Callable[[], object] | None = None) -> str:  # fmt: skip
+    """The agent under libfaketime until the collector has stored `batches` of its batches (a second each),
+    `during` run halfway; its log."""
     log = tmp / "agent.log"
     env = {**os.environ, "LD_PRELOAD": libfaketime(), "FAKETIME_DONT_FAKE_MONOTONIC": "1", **env}
     with open(log, "wb") as out:
@@ -44,10 +55,11 @@ def run_agent(collector: CollectorProcess, tmp: Path, env: dict[str, str], secon
             stdout=out, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
     try:
-        time.sleep(seconds / 2)
-        if callable(during):
+        # Counted by what is stored, not by wall time: a slow start on a loaded machine changes nothing.
+        wait_for(lambda: stored_batches(collector) >= batches // 2, timeout=60)
+        if during is not None:
             during()
-        time.sleep(seconds / 2)
+        wait_for(lambda: stored_batches(collector) >= batches, timeout=60)
     finally:
         agent.terminate()
         assert agent.wait(30) == 0
@@ -96,7 +108,9 @@ def test_a_node_whose_clock_is_off_lands_where_its_samples_belong(
 def test_a_clock_stepped_back_mid_run_neither_repeats_nor_skips_a_tick(tmp_path: Path) -> None:
     clock = tmp_path / "faketime"
     clock.write_text("+0s\n")
-    collector = CollectorProcess(tmp_path / "s.duckdb", tmp_path / "c.log", ["--no-detect"]).start()
+    collector = CollectorProcess(
+        tmp_path / "s.duckdb", tmp_path / "c.log", ["--no-detect"], http=True
+    ).start()
     try:
         text = run_agent(
             collector,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -68,13 +69,22 @@ def test_utf8_interface_names_are_stored_queried_and_exposed(namespace: str, tmp
              "--no-collector.gpu"],
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
-    try:
-        time.sleep(6)
-        scrape = subprocess.run(
+
+    def scrape_agent() -> str:
+        return subprocess.run(
             [*run, sys.executable, "-c",
              f"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{metrics}/metrics').read().decode())"],
-            capture_output=True, text=True, timeout=30, check=True,
+            capture_output=True, text=True, timeout=30,
         ).stdout  # fmt: skip
+
+    def acknowledged() -> int:
+        found = re.search(r"^ironsight_agent_batches_sent_total (\S+)", scrape_agent(), re.M)
+        return int(float(found.group(1))) if found else 0
+
+    try:
+        # Until the collector has acknowledged 5 batches (10 ticks), however slowly this machine starts them.
+        wait_for(lambda: acknowledged() >= 5, timeout=90)
+        scrape = scrape_agent()
     finally:
         agent.terminate()
         assert agent.wait(30) == 0
