@@ -39,13 +39,18 @@ def flagged_sql(start: datetime, end: datetime, t: Thresholds) -> str:
         FROM windows w JOIN buckets b ON w.node = b.node AND w.device = b.device
             AND b.bucket = w.step_end - INTERVAL {s} SECOND
     ),
+    peers AS (SELECT *, median(congestion_per_s) OVER (PARTITION BY step_end) AS peer_baseline FROM rates),
     baselines AS (
+        -- The port's own baseline leaves out the steps it stood far above its peers: a baseline that
+        -- learned the fault would let a long congestion go after a few minutes while it still went on.
         SELECT *,
-            median(congestion_per_s) OVER (PARTITION BY node, device ORDER BY step_end
+            median(congestion_per_s) FILTER (
+                WHERE congestion_per_s < {t.congestion_floor_per_s}
+                   OR congestion_per_s < {t.congestion_factor} * peer_baseline
+            ) OVER (PARTITION BY node, device ORDER BY step_end
                 RANGE BETWEEN INTERVAL {t.congestion_baseline_s} SECOND PRECEDING AND INTERVAL {w} SECOND PRECEDING)
-                AS own_baseline,
-            median(congestion_per_s) OVER (PARTITION BY step_end) AS peer_baseline
-        FROM rates
+                AS own_baseline
+        FROM peers
     ),
     judged AS (
         SELECT *,

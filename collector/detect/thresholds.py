@@ -46,8 +46,9 @@ class Thresholds:
     # Network jitter per RDMA port. Loss on a fabric that should be lossless: any
     # growth of out_of_sequence, packet_seq_err or local_ack_timeout_err. Congestion:
     # CNP and ECN-marked packet rates at least 10x both the port's own baseline (the
-    # median of the 10 minutes before) and its peers' (the median over all ports in
-    # the same step), above a floor, in each of the last 3 steps.
+    # median of the 10 minutes before, leaving out the steps it stood 10x above its
+    # peers: the baseline must not learn the fault) and its peers' (the median over
+    # all ports in the same step), above a floor, in each of the last 3 steps.
     congestion_factor: float = 10.0
     congestion_floor_per_s: float = 20.0
     congestion_baseline_s: int = 600

@@ -93,3 +93,13 @@ def test_congestion_everywhere_is_not_one_nics_jitter(tmp_path: Path) -> None:
     assert [
         f for f in detect_recent(duckdb.connect(str(same / "net.duckdb"))) if f["kind"] == "network_jitter"
     ] == []
+
+
+@pytest.mark.slow
+def test_long_congestion_stays_one_finding_for_as_long_as_it_lasts(tmp_path: Path) -> None:
+    """12 minutes at hundreds of times the peers: the port's own baseline must not learn the fault and let it go."""
+    rates = [2.0] * 900 + [500.0] * 720 + [2.0] * 300
+    found = [f for f in detect_recent(rdma_store(tmp_path, rates)) if f["kind"] == "network_jitter"]
+    assert [(f["node"], f["cause"]) for f in found] == [("n0", "congestion")]
+    lasted = (found[0]["end_time"] - found[0]["start_time"]).total_seconds()
+    assert 700 <= lasted <= 780, lasted  # the whole fault, give or take the windows at its edges
