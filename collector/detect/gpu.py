@@ -111,7 +111,9 @@ def _findings(t: Thresholds) -> str:
         json_object('xids', xids)
     FROM judged WHERE xids IS NOT NULL
     UNION ALL
-    SELECT node, device, step_end, 'hardware_fault', c.severity, c.cause, c.count, TRUE, NULL,
+    SELECT node, device, step_end, 'hardware_fault', c.severity, c.cause, c.count, TRUE,
+        -- A lost GPU starts when its XID came, as the xid finding does; counters, at their step.
+        CASE WHEN c.cause = 'gpu_lost' THEN xid_time END,
         json_object('cause', c.cause, 'count_in_window', c.count)
     FROM judged, LATERAL (VALUES
         ('ecc_dbe', 'critical', ecc_dbe_volatile_w),
