@@ -26,6 +26,7 @@ from ironsight.agent.quarantine import Quarantine
 from ironsight.agent.spool import OrderedBacklog
 from ironsight.core import transport
 from ironsight.core.transport import Tls
+from ironsight.core.validate import REJECTED_REASON_KEY, REJECTED_SEQ_KEY
 from ironsight.core.worker import Worker
 from ironsight.v1 import telemetry_pb2 as pb
 
@@ -45,8 +46,6 @@ CHANNEL_OPTIONS = [
 ACK_TIMEOUT_S = 15.0
 # Trailing metadata key the collector sets when it rejects a batch, so the
 # agent can drop exactly that batch instead of resending it forever.
-REJECTED_SEQ_KEY = "ironsight-rejected-seq"
-REJECTED_REASON_KEY = "ironsight-rejected-reason"
 
 
 SENT_NS_TAG = bytes([7 << 3])  # Batch.sent_ns: field 7, varint

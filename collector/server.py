@@ -22,7 +22,14 @@ from ironsight.collector.detect.findings import detect
 from ironsight.collector.detect.thresholds import Thresholds, with_overrides
 from ironsight.collector.store import Pending, Store
 from ironsight.core.transport import READER_URI, Tls, peer_names, server_credentials
-from ironsight.core.validate import InvalidBatch, Limits, ValidBatch, check
+from ironsight.core.validate import (
+    REJECTED_REASON_KEY,
+    REJECTED_SEQ_KEY,
+    InvalidBatch,
+    Limits,
+    ValidBatch,
+    check,
+)
 from ironsight.v1 import telemetry_pb2 as pb
 from ironsight.v1 import telemetry_pb2_grpc as pb_grpc
 
@@ -37,8 +44,6 @@ SERVER_OPTIONS = [
     ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
     ("grpc.keepalive_permit_without_calls", 1),
 ]
-REJECTED_SEQ_KEY = "ironsight-rejected-seq"
-REJECTED_REASON_KEY = "ironsight-rejected-reason"
 IN_FLIGHT_PER_STREAM = 64
 DEFAULT_MAX_ROWS = 100_000
 SERVICE_NAMES = ("ironsight.v1.Ingest", "ironsight.v1.Query")
@@ -97,12 +102,12 @@ class IngestService(pb_grpc.IngestServicer):
         pending: asyncio.Queue[asyncio.Future[pb.Ack] | _StreamEnd] = asyncio.Queue(IN_FLIGHT_PER_STREAM)
         names = peer_names(context)  # None in plaintext: no identity to hold batches to
         if names is not None and READER_URI in names:
-            self.rejected["identity"] = self.rejected.get("identity", 0) + 1
-            await context.abort(
-                grpc.StatusCode.PERMISSION_DENIED,
+            refusal = InvalidBatch(
                 f"the sender's certificate ({_who(names)}) is a reader's: it may query, not send data;"
                 " an agent needs its node's certificate (ironsight certs issue NODE)",
+                reason="identity",
             )
+            await self._reject(context, refusal)
 
         async def reader() -> None:
             try:

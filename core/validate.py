@@ -20,6 +20,12 @@ MAX_AGE_NS = 400 * 24 * 3600 * 10**9
 MAX_FUTURE_NS = 300 * 10**9
 
 
+# How a collector names a refused batch and why, in the trailing metadata of the stream it ends: the agent
+# takes that batch out of its spool (into the quarantine) instead of resending it forever.
+REJECTED_SEQ_KEY = "ironsight-rejected-seq"
+REJECTED_REASON_KEY = "ironsight-rejected-reason"
+
+
 class InvalidBatch(ValueError):
     """The batch is malformed or inconsistent; the message says where."""
 
