@@ -31,6 +31,10 @@ DETECT_DEADLINE_S = 600.0  # a day of a large fleet takes a while
 class QueryError(Exception):
     """A user-facing problem: one line that says what is wrong and what to do."""
 
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code  # the collector's gRPC status name, when it refused
+
 
 class Backend(Protocol):
     def sql(self, query: str, max_rows: int = DEFAULT_MAX_ROWS) -> pa.Table: ...
@@ -85,7 +89,7 @@ class RemoteBackend:
                 raise QueryError(
                     f"collector {self.target} is unreachable; is ironsight-collector running?"
                 ) from exc
-            raise QueryError(f"{exc.details()}") from exc
+            raise QueryError(f"{exc.details()}", exc.code().name) from exc
         return pa.ipc.open_stream(resp.arrow_ipc).read_all()
 
     def close(self) -> None:

@@ -1,8 +1,8 @@
 """Each node's clock against the collector's, from every batch's send time, and the shift its samples get.
 
 The agent stamps each batch with its send time (Batch.sent_ns) as it writes it
-to the stream, on its own timeline, which holds for a whole boot (agent.clock). Receive time minus send time is the node's clock offset plus the
-network's delay, and a delay only ever adds, so the smallest of a node's last
+to the stream, on its own timeline, which holds for a whole boot (agent.clock).
+Receive time minus send time is the node's clock offset plus the network's delay, and a delay only ever adds, so the smallest of a node's last
 few measurements is its offset. Within TOLERANCE the samples are stored as
 stamped (a few seconds of skew is the node's own business, and shifting would
 move them off the interval grid for nothing); beyond it they are stored
@@ -67,8 +67,15 @@ class Clocks:
         clock.shifting = beyond
         if not beyond:
             return 0
-        step = round(interval_s * 1e9) if math.isfinite(interval_s) and interval_s > 0 else 1  # checked later
-        return round(offset / max(1, step)) * max(1, step)
+        step = (
+            max(1, round(interval_s * 1e9)) if math.isfinite(interval_s) and interval_s > 0 else 1
+        )  # checked later
+        return round(offset / step) * step
+
+    def offset_ns(self, node: str) -> int | None:
+        """The node's latest estimate (None: no batch of it carried a send time)."""
+        clock = self.nodes.get(node)
+        return clock.offset_ns if clock is not None else None
 
     def offsets_s(self) -> dict[str, float]:
         """Each node's latest estimate, in seconds (the collector's clock minus the node's)."""

@@ -128,8 +128,9 @@ class IngestService(pb_grpc.IngestServicer):
                     # Structure here, per batch; values in the store, per commit group.
                     valid = check(batch, self.limits)
                     valid.shift_ns = shift
-                    if batch.sent_ns > 0:
-                        valid.clock_offset_ns = self.clocks.nodes[batch.node_id].offset_ns
+                    valid.clock_offset_ns = (
+                        self.clocks.offset_ns(batch.node_id) if batch.sent_ns > 0 else None
+                    )
                     await pending.put(self._submit(valid))
                 await pending.put(_StreamEnd())
             except Exception as exc:

@@ -91,6 +91,12 @@ def test_a_node_writes_only_its_own_data_over_mutual_tls(pki: Path, tmp_path: Pa
         node_reads = run_cli("--collector", c.target, *tls_flags(pki, "gpu-01"), "nodes", check=False)
         assert node_reads.returncode == 1
         assert "certificate (gpu-01) is a node's" in node_reads.stderr and "--reader" in node_reads.stderr
+        doctor = run_cli("--collector", c.target, *tls_flags(pki, "gpu-01"), "doctor", "--state-dir", str(tmp_path),
+                         check=False).stdout  # fmt: skip
+        [offset] = [line for line in doctor.splitlines() if "clock offset" in line]
+        assert (
+            offset.startswith("OK") and "measured by the collector" in offset
+        )  # a node may not ask its time
         with channel(c.target, tls(pki, "alice")) as ch, pytest.raises(grpc.RpcError) as err:
             list(pb_grpc.IngestStub(ch).Stream(iter([one_batch(4, "alice")]), timeout=20))
         assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
