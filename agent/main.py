@@ -273,22 +273,23 @@ def run_forever(args: argparse.Namespace, runner: Runner, paths: Paths, argv: li
     from ironsight.agent.spool import Spool, SpoolError
     from ironsight.agent.stream import Sender
 
+    state = state_dir(args.state_dir)
     sender = None
     if args.collector:
-        spool_dir = state_dir(args.state_dir) / "spool" / args.node_id
+        spool_dir = state / "spool" / args.node_id
         try:
             spool = Spool(spool_dir, args.spool_max_bytes)
         except SpoolError as exc:
             print(f"ironsight-agent: {exc}", file=sys.stderr)
             runner.close()
             return 1
-        quarantine = Quarantine(state_dir(args.state_dir) / "quarantine" / args.node_id)
+        quarantine = Quarantine(state / "quarantine" / args.node_id)
         sender = Sender(args.collector, spool, tls=args.tls, quarantine=quarantine)
         log.info("spooling to %s (up to %d bytes)", spool_dir, args.spool_max_bytes)
     signals = Signals()
     on_tick, server = None, None
     boot = boot_id(paths)
-    TIMELINE.anchor(state_dir(args.state_dir) / "timeline" / args.node_id, boot)
+    TIMELINE.anchor(state / "timeline" / args.node_id, boot)
     batcher = Batcher(args.node_id, boot, args.interval)
     if args.metrics_listen:
         from ironsight.agent.metrics import Latest, serve
