@@ -4,7 +4,8 @@ Precision and recall follow Tatbul et al., "Precision and Recall for Time
 Series" (NeurIPS 2018), with flat positional bias, cardinality factor 1/x
 and no existence reward (alpha = 0), never point-adjusted F1. A label and a
 finding are compared only when kind, node and device agree. Latency is from a
-label's start to the end of the first window that alerted.
+label's start to the end of the first step whose rule held: where the
+live detector opens the finding.
 """
 
 from __future__ import annotations
@@ -84,7 +85,10 @@ def evaluate(traces: list[Path], t: Thresholds = DEFAULTS) -> dict[str, KindScor
             evidence = json.loads(f["evidence"])
             # An open finding has lasted, so far, until its last active step.
             end = _utc(f["end_time"] or datetime.fromisoformat(evidence["last_active_end"]))
-            first_alert = _utc(datetime.fromisoformat(evidence["first_window_end"]))
+            # The alert is the first step whose rule held (the finding opens there live).
+            first_alert = _utc(
+                datetime.fromisoformat(evidence.get("first_active_end") or evidence["first_window_end"])
+            )
             preds[(f["kind"], f["node"], f["device"])].append(((_utc(f["start_time"]), end), first_alert))
         for key, real in labels.items():
             s = scores[key[0]]

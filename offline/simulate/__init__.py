@@ -1,17 +1,19 @@
-"""A scenario simulator: labelled multi-node traces of a synchronous data-parallel training job.
+"""A scenario simulator: labelled multi-node traces of a training job as real ones run.
 
 Every value is a function of the simulated state, never independent noise:
-GPU busy time drives power, power drives temperature (a first-order thermal
-model), temperature and power limits drive throttling and clocks, the data
-loader's demand against the NVMe and CPU ceilings drives starvation, and the
-collective traffic drives NVLink and RoCE counters. Labels mark where each
-injected fault really shows (thermal from the first tick its throttle
-counter grows), for scoring detectors. Same arguments and seed, same bytes.
+each GPU's iterations (input wait, compute, the barrier, the all-reduce)
+drive its NVML utilization, SM activity and power; power drives temperature
+(a first-order thermal model); temperature and power limits drive throttling
+and clocks, and clocks how long the next compute takes; the loader, the
+ranks' spinning cores, the disks and one RoCE port per GPU follow the job's
+phase (warm-up, training, checkpoints, evaluation, its end). Labels mark
+where each injected fault really shows, for scoring detectors. Same
+arguments and seed, same bytes.
 
-The parts: hardware (the H100 host and its GPU physics), scenarios (the job
-and its faults), emission (rows and batches), labels (where faults show).
-This module runs them tick by tick; the order of the generator's draws is
-part of the output, so each part draws in the order it is called here.
+The parts: hardware (GPU models and their physics), job (phases and
+iterations), scenarios (faults), workload (what a tick asks of each node),
+emission (rows and batches), labels (where faults show). This module runs
+them tick by tick; the order of the generator's draws is part of the output.
 """
 
 from __future__ import annotations
@@ -22,9 +24,33 @@ from collections.abc import Iterator
 import numpy as np
 
 from ironsight.offline.simulate.emission import Emitter, fabric_rows, gpu_rows, host_rows
-from ironsight.offline.simulate.hardware import H100, gpu_step, new_node
+from ironsight.offline.simulate.hardware import (
+    A100,
+    H2D_PER_GPU,
+    H100,
+    H200,
+    Gpu,
+    NodeState,
+    gpu_step,
+    link_bytes_per_s,
+    new_node,
+)
+from ironsight.offline.simulate.job import (
+    IDLE,
+    ITERATING,
+    JOB_START_S,
+    LOAD,
+    RELEASED,
+    WARMUP,
+    Fractions,
+    Iterations,
+    Plan,
+    draw_plan,
+    phase,
+)
 from ironsight.offline.simulate.labels import mark_faults
-from ironsight.offline.simulate.scenarios import ITERATION_S, SCENARIOS, Event, active, phase, workload
+from ironsight.offline.simulate.scenarios import SCENARIOS, Event, Scenario
+from ironsight.offline.simulate.workload import faults_at, host, shape
 from ironsight.v1 import telemetry_pb2 as pb
 
 __all__ = ["SCENARIOS", "simulate"]
@@ -54,74 +80,129 @@ def simulate(
         )
     rng = np.random.default_rng(seed)
     events = sc.events(rng, nodes, gpus, duration_s)
+    plan = _plan(sc, rng, duration_s, events)
+    models = _models(sc, nodes)
     header = pb.TraceHeader(
-        interval_s=interval_s, source=f"simulate scenario={scenario} seed={seed}", created_ns=start_ns
+        interval_s=interval_s,
+        source=f"simulate scenario={scenario} seed={seed} coupling={plan.coupling} period_s={plan.period_s:.2f}",
+        created_ns=start_ns,
     )
     for n in range(nodes):
-        _inventory(header.nodes.add(), n, gpus, seed)
-    return header, _run(header, events, rng, gpus, duration_s, interval_s, seed, start_ns, batch_s)
+        _inventory(header.nodes.add(), n, gpus, seed, models[n])
+    states = [new_node(rng, gpus, models[n]) for n in range(nodes)]
+    return header, _run(header, plan, events, states, rng, duration_s, interval_s, seed, start_ns, batch_s)
 
 
-def _inventory(info: pb.NodeInfo, n: int, gpus: int, seed: int) -> None:
+def _plan(sc: Scenario, rng: np.random.Generator, duration_s: float, events: list[Event]) -> Plan:
+    coupling = sc.coupling if sc.coupling != "either" else ("lockstep", "loose")[int(rng.integers(2))]
+    plan = draw_plan(rng, duration_s, coupling, sc.period_s)
+    stall = min((e.start_s for e in events if e.kind == "xid"), default=math.inf)
+    return Plan(**{**plan.__dict__, "stall_s": stall})
+
+
+def _models(sc: Scenario, nodes: int) -> list[Gpu]:
+    if sc.fleet == "mixed":  # half A100 (no GPM), half H200
+        return [A100 if n < (nodes + 1) // 2 else H200 for n in range(nodes)]
+    return [H100] * nodes
+
+
+def _inventory(info: pb.NodeInfo, n: int, gpus: int, seed: int, model: Gpu) -> None:
     info.node_id = info.hostname = f"sim-{n:03d}"
     info.kernel, info.agent_version = "6.8.0-sim", "sim"
     for g in range(gpus):
         attrs = {
-            "model": H100.model,
+            "model": model.model,
             "uuid": f"GPU-{seed:08x}-{n:04x}-{g:04x}",
             "pci_bus_id": f"00000000:{0x18 + g:02X}:00.0",
         }
         info.devices.add(kind="gpu", name=str(g), attrs=attrs)
     info.devices.add(kind="nvme", name="nvme0", attrs={"model": "SAMSUNG MZWLO3T8HCLS", "state": "live"})
-    info.devices.add(kind="rdma", name="mlx5_0:1", attrs={"hca_type": "MT4129", "link_layer": "Ethernet"})
+    for g in range(gpus):  # one RoCE port per GPU: rail-aligned
+        info.devices.add(
+            kind="rdma", name=f"mlx5_{g}:1", attrs={"hca_type": "MT4129", "link_layer": "Ethernet"}
+        )
 
 
 def _run(
     header: pb.TraceHeader,
+    plan: Plan,
     events: list[Event],
+    states: list[NodeState],
     rng: np.random.Generator,
-    gpus: int,
     duration_s: float,
     dt: float,
     seed: int,
     start_ns: int,
     batch_s: float,
 ) -> Iterator[pb.Batch]:
-    states = [new_node(rng, gpus, ITERATION_S) for _ in header.nodes]
+    gpus = len(states[0].clock)
+    iterations = Iterations(len(states), gpus)
     out = Emitter(header, dt, seed)
     ticks = round(duration_s / dt)
     per_batch = max(1, round(batch_s / dt))
-    xid_stall_at = min((e.start_s for e in events if e.kind == "xid"), default=math.inf)
     for k in range(ticks):
         t = k * dt
         tns = start_ns + round(t * 1e9)
         diurnal = 1.5 * math.sin(2 * math.pi * ((start_ns / 1e9 + t) % 86400) / 86400)
-        ph = phase(t, xid_stall_at)
+        ph = phase(plan, t)
+        f = faults_at(events, len(states), t)
+        fr: Fractions | None = None
+        if ph in ITERATING:
+            fr = iterations.tick(t, dt, shape(plan, ph, states, f, rng), rng)
+        else:
+            iterations.pause(t + dt)
         for n, st in enumerate(states):
-            w = workload(events, n, t, dt, ph, st.offset, gpus, rng)
-            busy = np.clip(w.busy + rng.normal(0, 0.01, gpus), 0, 1) if ph.job else np.zeros(gpus)
-            cap = active(events, "power_cap", n, t)
-            overheating = active(events, "thermal", n, t)
+            util, load, compute, comm = _gpu_work(ph, fr, n, gpus, rng)
+            overheating, cap = f.heat[n], f.cap[n]
             worsened = overheating is not None and t >= overheating.start_s + 0.6 * (
                 overheating.end_s - overheating.start_s
             )
             tick = gpu_step(
-                st,
-                busy,
-                dt,
-                diurnal,
-                rng,
+                st, util, load, dt, diurnal, rng,
                 cap.gpus if cap is not None else None,
                 overheating.gpus if overheating is not None else None,
                 worsened,
-            )
-            st.pcie_rx += w.demand / gpus * dt * (0.98 + 0.04 * rng.random(gpus))
-            st.pcie_tx += 2e7 * busy * dt
-            st.nvlink += 1.2e11 * w.comm * dt * (busy > 0.05)
-            gpu_rows(out, n, tns, st, tick, ph.held)
-            mark_faults(out, events, n, t, tns, st, tick, w, overheating, cap)
-            host_rows(out, n, tns, st, w, ph, dt, rng)
-            fabric_rows(out, n, tns, st, w, t, dt, rng)
+            )  # fmt: skip
+            _pcie(st, fr, n, compute, comm, dt)
+            gpu_rows(out, n, tns, st, tick, compute, _memory(plan, ph, t))
+            mark_faults(out, events, n, t, tns, st, tick, f, ph)
+            host_rows(out, n, tns, st, host(ph, st, len(st.cpu), fr, n, f.starve[n], rng), dt, rng)
+            fabric_rows(out, n, tns, st, comm, f.network[n], t, dt, rng)
         if (k + 1) % per_batch == 0 or k == ticks - 1:
             yield from out.batches()
     out.write_labels(start_ns)
+
+
+def _gpu_work(
+    ph: int, fr: Fractions | None, n: int, gpus: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per GPU: NVML utilization, the power the work draws (share of full), compute and all-reduce shares."""
+    if fr is not None:
+        util = np.clip(fr.kernel[n] + rng.normal(0, 0.005, gpus), 0, 1)
+        load = fr.compute[n] + 0.18 * fr.wait[n] + 0.3 * fr.comm[n]
+        return util, load, fr.compute[n], fr.comm[n]
+    if ph == WARMUP:  # compilation and autotuning: short erratic kernels
+        util = rng.uniform(0.05, 0.9, gpus)
+        return util, 0.5 * util, 0.6 * util, np.zeros(gpus)
+    zero = np.zeros(gpus)
+    return zero, zero, zero, zero
+
+
+def _memory(plan: Plan, ph: int, t: float) -> float:
+    """Share of the job's GPU memory held: filling while the resume checkpoint loads."""
+    if ph in (IDLE, RELEASED):
+        return 0.0
+    if ph == LOAD:
+        return 0.02 + 0.98 * (t - JOB_START_S) / plan.load_s
+    return 1.0
+
+
+def _pcie(
+    st: NodeState, fr: Fractions | None, n: int, compute: np.ndarray, comm: np.ndarray, dt: float
+) -> None:
+    """Input batches over PCIe (at most the link's ceiling), the all-reduce over NVLink."""
+    moving = compute + (fr.data[n] if fr is not None else 0.0)
+    ceiling = 0.97 * link_bytes_per_s(st.link_gen, st.link_width)
+    st.pcie_rx += np.minimum(H2D_PER_GPU * st.gpu.speed * moving, ceiling) * dt
+    st.pcie_tx += 2e7 * compute * dt
+    st.nvlink += 1.2e11 * comm * dt

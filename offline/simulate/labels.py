@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 from ironsight.offline.simulate.emission import Emitter
-from ironsight.offline.simulate.hardware import H100, Gpu, GpuTick, NodeState
-from ironsight.offline.simulate.scenarios import Event, Workload
+from ironsight.offline.simulate.hardware import GpuTick, NodeState
+from ironsight.offline.simulate.job import ITERATING
+from ironsight.offline.simulate.scenarios import Event
+from ironsight.offline.simulate.workload import Faults
 
 
 def mark_faults(
-    out: Emitter,
-    events: list[Event],
-    n: int,
-    t: float,
-    tns: int,
-    st: NodeState,
-    tick: GpuTick,
-    w: Workload,
-    overheating: Event | None,
-    cap: Event | None,
-    g: Gpu = H100,
-) -> None:
+    out: Emitter, events: list[Event], n: int, t: float, tns: int, st: NodeState, tick: GpuTick, f: Faults, ph: int
+) -> None:  # fmt: skip
     """Marks every fault visible on node n at t; an XID also sends its one gpu_xid row."""
-    for d in range(len(tick.busy)):
+    g = st.gpu
+    overheating, cap = f.heat[n], f.cap[n]
+    for d in range(len(tick.util)):
         # A thermal incident shows from its pre-warning (within 5 C of slowdown)
         # until the die has cooled below it again, after the fault too.
         hot_fault = next(
@@ -36,8 +30,9 @@ def mark_faults(
                 out.critical.add(("thermal", n, d))
         if cap is not None and d in cap.gpus and tick.capped[d]:
             out.mark("power_cap", n, d, t, cap)
-        if w.starve is not None and d in w.starve.gpus:
-            out.mark("data_starvation", n, d, t, w.starve)
+        starve = f.starve[n]
+        if starve is not None and d in starve.gpus and ph in ITERATING:
+            out.mark("data_starvation", n, d, t, starve)
     for e in events:
         if e.kind == "xid" and e.node == n and not st.xid_sent and t >= e.start_s:
             out.add(n, "gpu_xid", tns, str(e.gpus[0]), {"xid": e.xid})
@@ -49,7 +44,7 @@ def mark_faults(
                 if e.xid == 79:  # fallen off the bus: a hardware fault as well as the event
                     out.mark("hardware_fault", n, d, t, e)
                     out.critical.add(("hardware_fault", n, d))
-    if w.straggle is not None:
-        out.mark("straggler", n, -1, t, w.straggle)
-    if w.jitter is not None:
-        out.mark("network_jitter", n, -1, t, w.jitter)
+    if (e := f.straggle[n]) is not None and ph in ITERATING:
+        out.mark("straggler", n, -1, t, e)
+    if (e := f.network[n]) is not None and (e.cause == "congestion" or st.burst_until > e.start_s):
+        out.mark("network_jitter", n, -1, t, e)  # loss shows from its first burst

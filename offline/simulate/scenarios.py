@@ -1,8 +1,9 @@
-"""The simulated job and its faults: a synchronous data-parallel training run, and where each fault is injected.
+"""The simulated job's faults and the scenarios that inject them: which node, which GPUs, when, how hard.
 
-Each scenario draws its events (which node, which GPUs, when) from the seeded
-generator; workload() turns the job's phase and the events active at a tick
-into what the node's GPUs, loader and fabric are asked to do.
+Each scenario draws its events from the seeded generator, and says how the
+job is coupled and on which GPU models it runs; workload() turns the job's
+phase and the events active at a tick into what each GPU, loader and port
+is asked to do.
 """
 
 from __future__ import annotations
@@ -12,15 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ironsight.offline.simulate.hardware import LOADER_DEMAND_PER_GPU, NVME_READ_CEILING
+from ironsight.offline.simulate.job import JOB_START_S
 
-# Long enough for 1 s sampling to resolve (Nyquist): a 1.6 s period aliases so that a
-# slower node looks faster. Large-model steps take seconds.
-ITERATION_S = 4.0
-COMPUTE_FRACTION = 0.78  # of an iteration; the rest is the all-reduce
-JOB_START_S = 60.0
-CHECKPOINT_EVERY_S, CHECKPOINT_S = 600.0, 25.0
-EVAL_EVERY_S, EVAL_S = 900.0, 40.0
+EventMaker = Callable[[np.random.Generator, int, int, float], list["Event"]]
 
 
 @dataclass
@@ -32,6 +27,9 @@ class Event:
     gpus: list[int] = field(default_factory=list)  # affected GPUs; empty: the node as a whole
     cause: str = ""
     xid: int = 0
+    port: int = 0  # network faults: the rail (the RoCE port beside GPU `port`)
+    slower: float = 0.0  # stragglers: how much longer the node's compute takes
+    shared: bool = False  # storage starvation on shared storage (the local NVMe stays quiet)
 
 
 @dataclass(frozen=True)
@@ -39,7 +37,10 @@ class Scenario:
     name: str
     description: str
     min_nodes: int
-    events: Callable[[np.random.Generator, int, int, float], list[Event]]
+    events: EventMaker
+    coupling: str = "either"  # "lockstep", "loose", or drawn per seed
+    fleet: str = "h100"  # "h100", or "mixed" (A100 and H200 nodes)
+    period_s: tuple[float, float] = (3.0, 14.0)  # healthy iteration, drawn log-uniformly
 
 
 def _window(
@@ -68,14 +69,32 @@ def _power_cap(rng: np.random.Generator, nodes: int, gpus: int, duration: float)
     return [Event("power_cap", int(rng.integers(nodes)), s, e, list(range(gpus)))]
 
 
-def _jitter(rng: np.random.Generator, nodes: int, gpus: int, duration: float) -> list[Event]:
-    s, e = _window(rng, duration)
-    return [Event("network_jitter", int(rng.integers(nodes)), s, e)]
+def _network(cause: str) -> EventMaker:
+    def make(rng: np.random.Generator, nodes: int, gpus: int, duration: float) -> list[Event]:
+        s, e = _window(rng, duration)
+        port = int(rng.integers(gpus))
+        return [Event("network_jitter", int(rng.integers(nodes)), s, e, cause=cause, port=port)]
+
+    return make
 
 
 def _straggler(rng: np.random.Generator, nodes: int, gpus: int, duration: float) -> list[Event]:
     s, e = _window(rng, duration, 0.2, 0.9)
-    return [Event("straggler", int(rng.integers(nodes)), s, e)]
+    return [Event("straggler", int(rng.integers(nodes)), s, e, slower=float(rng.uniform(0.11, 0.38)))]
+
+
+def _starved_h2d(rng: np.random.Generator, nodes: int, gpus: int, duration: float) -> list[Event]:
+    s, e = _window(rng, duration)
+    gpu = int(rng.integers(gpus))
+    return [Event("data_starvation", int(rng.integers(nodes)), s, e, [gpu], cause="host_to_device")]
+
+
+def _starved_everywhere(rng: np.random.Generator, nodes: int, gpus: int, duration: float) -> list[Event]:
+    s, e = _window(rng, duration, 0.35, 0.6)
+    return [
+        Event("data_starvation", n, s, e, list(range(gpus)), cause="storage", shared=True)
+        for n in range(nodes)
+    ]
 
 
 def _xid(rng: np.random.Generator, nodes: int, gpus: int, duration: float) -> list[Event]:
@@ -93,7 +112,7 @@ def _mixed(rng: np.random.Generator, nodes: int, gpus: int, duration: float) -> 
     return [
         Event("data_starvation", a, *at(0.10, 0.25), gpus=list(range(gpus)), cause="storage"),
         Event("thermal", b, *at(0.30, 0.55), gpus=[gpus - 1]),
-        Event("network_jitter", a, *at(0.60, 0.72)),
+        Event("network_jitter", a, *at(0.60, 0.72), cause="congestion", port=gpus - 1),
         Event("power_cap", b, *at(0.78, 0.92), gpus=list(range(gpus))),
     ]
 
@@ -103,21 +122,57 @@ SCENARIOS: dict[str, Scenario] = {
     for s in (
         Scenario(
             "healthy",
-            "periodic training with checkpoints, evaluation phases, an idle start; nothing to flag",
+            "a lock-step job: warm-up, checkpoints, evaluation passes, its end; nothing to flag",
             1,
             lambda *_: [],
+            coupling="lockstep",
+        ),
+        Scenario(
+            "healthy-loose",
+            "a loosely coupled job (each node at its own pace) with the same phases; nothing to flag",
+            1,
+            lambda *_: [],
+            coupling="loose",
+        ),
+        Scenario(
+            "healthy-mixed",
+            "A100 nodes (no GPM) beside H200 nodes, each at its own pace; nothing to flag",
+            2,
+            lambda *_: [],
+            coupling="loose",
+            fleet="mixed",
+        ),
+        Scenario(
+            "healthy-long-steps",
+            "a lock-step job with 15-28 s iterations; nothing to flag",
+            1,
+            lambda *_: [],
+            coupling="lockstep",
+            period_s=(15.0, 28.0),
         ),
         Scenario(
             "starved-storage",
-            "NVMe at its read ceiling, io pressure up, GPU busy time down on one node",
+            "one node's NVMe saturated by the loader's small reads: io pressure up, its GPUs wait for input",
             1,
             _starved("storage"),
         ),
         Scenario(
+            "starved-shared-storage",
+            "shared storage saturated: every node's loader stalls on reads, the whole job starves",
+            2,
+            _starved_everywhere,
+        ),
+        Scenario(
             "starved-cpu",
-            "data-loader cores saturated while GPU busy time drops on one node",
+            "another process takes one node's cores: loaders behind, run queue over the cores, CPU pressure",
             1,
             _starved("cpu"),
+        ),
+        Scenario(
+            "starved-h2d",
+            "one GPU's PCIe link trains down to gen 1 x1: its input transfers run at the link's ceiling",
+            1,
+            _starved_h2d,
         ),
         Scenario(
             "thermal",
@@ -133,20 +188,35 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "network-jitter",
-            "RoCE congestion (CNP, ECN) and loss bursts on one node's NIC; its iterations slow and uneven",
+            "minutes of RoCE congestion (CNP, ECN in thousands a second) on one rail's port; the job slows",
             2,
-            _jitter,
+            _network("congestion"),
+        ),
+        Scenario(
+            "rail-fault",
+            "loss on one rail's port (sequence errors, ACK timeouts) in bursts; the job's all-reduce slows",
+            2,
+            _network("loss"),
+            coupling="lockstep",
         ),
         Scenario(
             "straggler",
-            "one node's iterations consistently slower than its peers', no other symptom",
-            2,
+            "in a loosely coupled job one node's iterations take 11-38 % longer, no other symptom",
+            3,
             _straggler,
+            coupling="loose",
+        ),
+        Scenario(
+            "lockstep-straggler",
+            "in a lock-step job one node computes 11-38 % longer; its peers wait at every barrier",
+            3,
+            _straggler,
+            coupling="lockstep",
         ),
         Scenario("xid", "an XID 79 on one GPU, then the job stalls with memory still held", 1, _xid),
         Scenario(
             "mixed",
-            "storage starvation, thermal, network jitter and a power cap at different times and nodes",
+            "storage starvation, thermal, congestion and a power cap at different times and nodes",
             2,
             _mixed,
         ),
@@ -159,77 +229,3 @@ def active(events: list[Event], kind: str, node: int, t: float) -> Event | None:
         if e.kind == kind and e.node == node and e.start_s <= t < e.end_s:
             return e
     return None
-
-
-def busy_shape(t: float, dt: float, period: float, offset: float) -> float:
-    """Fraction of [t, t+dt) a GPU is busy: compute phases at 100 %, all-reduce at 25 %."""
-    samples = 16
-    s = t + (np.arange(samples) + 0.5) * dt / samples
-    phase = ((s + offset) / period) % 1.0
-    return float(np.where(phase < COMPUTE_FRACTION, 1.0, 0.25).mean())
-
-
-@dataclass(frozen=True)
-class Phase:
-    """Where the job is at one tick, the same on every node."""
-
-    job: bool  # running (after the idle start, before an XID stalls it)
-    checkpoint: bool
-    evaluating: bool
-    held: bool  # the job holds its GPU and host memory, stalled or not
-
-
-def phase(t: float, xid_stall_at: float) -> Phase:
-    job = t >= JOB_START_S and t < xid_stall_at
-    checkpoint = job and (t - JOB_START_S) % CHECKPOINT_EVERY_S >= CHECKPOINT_EVERY_S - CHECKPOINT_S
-    evaluating = job and not checkpoint and (t - JOB_START_S) % EVAL_EVERY_S >= EVAL_EVERY_S - EVAL_S
-    return Phase(job, checkpoint, evaluating, held=t >= JOB_START_S)
-
-
-@dataclass
-class Workload:
-    """What the job asks of one node in one tick, and the faults active on it then."""
-
-    busy: float  # fraction of the tick the GPUs compute
-    comm: float  # fraction of the tick the all-reduce runs
-    demand: float  # bytes a second the data loader reads
-    loader_busy: float  # fraction of the loader's cores busy
-    io_busy: float  # fraction of the NVMe's read ceiling in use
-    starve: Event | None
-    straggle: Event | None
-    jitter: Event | None
-
-
-def workload(
-    events: list[Event],
-    n: int,
-    t: float,
-    dt: float,
-    ph: Phase,
-    offset: float,
-    gpus: int,
-    rng: np.random.Generator,
-) -> Workload:
-    straggle = active(events, "straggler", n, t)
-    jitter = active(events, "network_jitter", n, t)
-    period = ITERATION_S * (1.3 if straggle else 1.0)
-    if jitter:
-        period *= 1.3 + 0.25 * rng.random()  # slower and uneven
-    busy = busy_shape(t, dt, period, offset) if ph.job else 0.0
-    comm = 0.0 if not ph.job or ph.evaluating else 1.0 - COMPUTE_FRACTION
-    if ph.checkpoint:
-        busy, comm = 0.03, 0.0
-    elif ph.evaluating:
-        busy *= 0.6
-    starve = active(events, "data_starvation", n, t)
-    demand = LOADER_DEMAND_PER_GPU * gpus * busy
-    loader_busy = min(1.0, 0.35 * busy / max(busy, 1e-9)) if ph.job else 0.02
-    io_busy = demand / NVME_READ_CEILING
-    if starve is not None:
-        ceiling = 0.45
-        busy *= ceiling  # the GPUs wait for data most of the time
-        if starve.cause == "storage":
-            demand, io_busy = NVME_READ_CEILING * (0.97 + 0.03 * rng.random()), 0.99
-        else:
-            demand, loader_busy = LOADER_DEMAND_PER_GPU * gpus * busy, 0.995
-    return Workload(busy, comm, demand, loader_busy, io_busy, starve, straggle, jitter)
