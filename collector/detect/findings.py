@@ -30,12 +30,13 @@ def flagged_sql(start: datetime, end: datetime, t: Thresholds) -> str:
             f"FROM {STRAGGLERS}",
         )
     )
-    # A node slowed by its own network (loss, congestion) is that, not a straggler.
+    # A node slowed by its own network, power cap, heat or input is that, not a straggler.
     return f"""
     WITH raw AS MATERIALIZED ({union})
     SELECT * FROM raw r
     WHERE r.kind <> 'straggler' OR NOT EXISTS (
-        SELECT 1 FROM raw n WHERE n.kind = 'network_jitter' AND n.node = r.node AND n.step_end = r.step_end)
+        SELECT 1 FROM raw n WHERE n.kind <> 'straggler' AND n.node = r.node
+            AND n.step_end BETWEEN r.step_end - INTERVAL {t.straggler_window_s + 120} SECOND AND r.step_end)
     """
 
 
@@ -47,8 +48,24 @@ def severity_rank(col: str = "severity") -> str:
     return f"CASE {col} WHEN 'critical' THEN 3 WHEN 'warning' THEN 2 ELSE 1 END"
 
 
+POINT_KINDS = ("xid", "hardware_fault")  # events at a moment: never bridged into one another
+
+
+def merge_gap(t: Thresholds, kind: str = "kind") -> str:
+    """How far apart two flagged steps of one key may be and still be one incident, in seconds.
+
+    A condition (starvation, a cap, a bad port, a straggler) bridges gaps of up
+    to bridge_s: a checkpoint save or an evaluation pass inside a long fault,
+    or loss that comes in bursts, is one incident with one start and one end.
+    """
+    points = ", ".join(f"'{k}'" for k in POINT_KINDS)
+    return (
+        f"(CASE WHEN {kind} IN ({points}) THEN {t.close_after_s + t.step_s} "
+        f"ELSE {max(t.bridge_s, t.close_after_s) + t.step_s} END)"
+    )
+
+
 def findings_sql(start: datetime, end: datetime, data_end: datetime, t: Thresholds) -> str:
-    gap = t.close_after_s + t.step_s
     return f"""
     WITH flagged AS ({flagged_sql(start, end, t)}),
     keyed AS (
@@ -58,7 +75,7 @@ def findings_sql(start: datetime, end: datetime, data_end: datetime, t: Threshol
     ),
     marked AS (
         SELECT *, {severity_rank()} AS rank,
-            CASE WHEN step_end - lag(step_end) OVER p <= INTERVAL {gap} SECOND THEN 0 ELSE 1 END AS new_island
+            CASE WHEN step_end - lag(step_end) OVER p <= to_seconds({merge_gap(t)}) THEN 0 ELSE 1 END AS new_island
         FROM keyed
         WINDOW p AS (PARTITION BY node, device, kind, part ORDER BY step_end)
     ),
@@ -81,6 +98,7 @@ def findings_sql(start: datetime, end: datetime, data_end: datetime, t: Threshol
         json_object(
             'window_s', {t.window_s}, 'steps', count(*),
             'first_window_end', min(step_end), 'last_window_end', max(step_end),
+            'first_active_end', coalesce(min(onset) + INTERVAL {t.step_s} SECOND, min(step_end) FILTER (active)),
             'last_active_end', coalesce(max(onset) + INTERVAL {t.step_s} SECOND,
                                         max(step_end) FILTER (active), max(step_end)),
             'peak_window_end', arg_max(step_end, score), 'peak', arg_max(evidence, score),

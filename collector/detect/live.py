@@ -22,6 +22,7 @@ from ironsight.collector.detect.findings import (
     DEFAULTS,
     STRAGGLERS,
     flagged_sql,
+    merge_gap,
     register_stragglers,
     severity_rank,
 )
@@ -34,12 +35,13 @@ log = logging.getLogger("ironsight.detect")
 MAX_CATCH_UP_STEPS = 30  # after a stall, judge at most this many missed steps, then jump to now
 
 
-def _same_finding(e: str, f: str, since: datetime) -> str:
-    # Different hardware faults on one GPU are different findings (as offline).
+def _same_finding(e: str, f: str, end: datetime, t: Thresholds) -> str:
+    # Different hardware faults on one GPU are different findings (as offline); a
+    # condition flagged again within the merge gap continues (reopens) its finding.
     return (
         f"{e}.kind = {f}.kind AND {e}.node = {f}.node AND {e}.device = {f}.device "
         f"AND ({f}.kind <> 'hardware_fault' OR {e}.cause = {f}.cause) "
-        f"AND ({e}.evidence->>'last_window_end')::TIMESTAMP >= {ts(since)}"
+        f"AND ({e}.evidence->>'last_window_end')::TIMESTAMP >= {ts(end)} - to_seconds({merge_gap(t, f'{f}.kind')})"
     )
 
 
@@ -79,7 +81,6 @@ def step(con: Any, end: datetime, t: Thresholds = DEFAULTS) -> StepResult:
     """Judges the step ending at `end` and updates the events table; con is the collector's cursor."""
     began = time.perf_counter()
     start = end - timedelta(seconds=t.step_s)
-    gap_since = end - timedelta(seconds=t.close_after_s + t.step_s)
     register_stragglers(con, start, end, t)
     try:
         con.execute(
@@ -91,8 +92,8 @@ def step(con: Any, end: datetime, t: Thresholds = DEFAULTS) -> StepResult:
     flagged = con.execute("SELECT count(*) FROM step_flags").fetchall()[0][0]
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(_continue_sql(t, gap_since))
-        opened = con.execute(_open_sql(t, gap_since)).fetchall()
+        con.execute(_continue_sql(t, end))
+        opened = con.execute(_open_sql(t, end)).fetchall()
         closed = con.execute(_close_sql(t, end)).fetchall()
         con.execute(
             "INSERT INTO detector_state VALUES ('live', ?) ON CONFLICT (name) DO UPDATE SET last_step_end = ?",
@@ -112,7 +113,7 @@ def step(con: Any, end: datetime, t: Thresholds = DEFAULTS) -> StepResult:
     )
 
 
-def _continue_sql(t: Thresholds, gap_since: datetime) -> str:
+def _continue_sql(t: Thresholds, end: datetime) -> str:
     """Continue: a flagged key with a finding whose last window is within the merge gap."""
     s = t.step_s
     return f"""
@@ -124,6 +125,7 @@ def _continue_sql(t: Thresholds, gap_since: datetime) -> str:
                     'window_s', {t.window_s},
                     'steps', (e.evidence->>'steps')::BIGINT + 1,
                     'first_window_end', (e.evidence->>'first_window_end')::TIMESTAMP,
+                    'first_active_end', (e.evidence->>'first_active_end')::TIMESTAMP,
                     'last_window_end', f.step_end,
                     'last_active_end', CASE WHEN f.onset IS NOT NULL THEN f.onset + INTERVAL {s} SECOND
                                             WHEN f.active THEN f.step_end
@@ -134,11 +136,11 @@ def _continue_sql(t: Thresholds, gap_since: datetime) -> str:
                                  ELSE e.evidence->'peak' END,
                     'peak_score', greatest(f.score, (e.evidence->>'peak_score')::DOUBLE))
             FROM step_flags f
-            WHERE {_same_finding("e", "f", gap_since)}
+            WHERE {_same_finding("e", "f", end, t)}
             """
 
 
-def _open_sql(t: Thresholds, gap_since: datetime) -> str:
+def _open_sql(t: Thresholds, end: datetime) -> str:
     """Open: a step where the rule held on its own (or an XID), with no finding to continue."""
     s = t.step_s
     return f"""
@@ -147,13 +149,13 @@ def _open_sql(t: Thresholds, gap_since: datetime) -> str:
                 coalesce(f.onset, f.step_end - INTERVAL {s} SECOND),
                 f.onset + INTERVAL {s} SECOND, f.cause,
                 json_object('window_s', {t.window_s}, 'steps', 1, 'first_window_end', f.step_end,
-                    'last_window_end', f.step_end,
+                    'last_window_end', f.step_end, 'first_active_end', f.step_end,
                     'last_active_end', coalesce(f.onset + INTERVAL {s} SECOND, f.step_end),
                     'peak_window_end', f.step_end, 'peak', f.evidence, 'peak_score', f.score),
                 now()::TIMESTAMP
             FROM step_flags f
             WHERE (f.active OR f.onset IS NOT NULL)
-                AND NOT EXISTS (SELECT 1 FROM events e WHERE {_same_finding("e", "f", gap_since)})
+                AND NOT EXISTS (SELECT 1 FROM events e WHERE {_same_finding("e", "f", end, t)})
             RETURNING id, kind, severity, node, device, cause, start_time
             """
 

@@ -1,11 +1,20 @@
-"""Data starvation per GPU, with its cause: storage, CPU, host-to-device, or unknown.
+"""Data starvation per GPU, with its cause: host-to-device, storage, CPU, or unknown.
 
-A GPU holding memory and not throttled is starved when its mean utilization
-over the window falls well under its job's other GPUs', or under a floor
-while a host bottleneck coincides (thresholds and why: config.py). The cause
-is what coincides on the same node in the same window, in this order: the
-NVMe busy or io pressure (storage), a saturated core (CPU), PCIe RX near the
-link's ceiling (host-to-device). All nodes in the store count as one job.
+A GPU holding memory (not still filling it) and not throttled is starved
+when its mean utilization over the window falls well under its job's busier
+GPUs', or under a floor while the host's evidence points at input
+(thresholds and why: thresholds.py). A phase the whole job goes through
+together (checkpoint saves, evaluation, warm-up, its end) has no busier
+peers and no input evidence, so it is not starvation.
+
+The cause is what points at input on the same node in the same window, in
+this order: the GPU's own PCIe link receiving near its ceiling in most
+seconds (host-to-device: a degraded link shows here); reads stalling the
+loader (the NVMe busy with reads rather than checkpoint writes, or io
+pressure without a write flood: shared storage); the loader's CPU not
+keeping up (CPU pressure with most cores busy or a run queue over the
+cores; one pegged core per rank is the healthy state of a training job and
+counts for nothing). All nodes in the store count as one job.
 """
 
 from __future__ import annotations
@@ -32,19 +41,23 @@ def _gpu_windows(t: Thresholds, since: str, until: str) -> str:
     def window(table: str, body: str) -> str:
         return _window(table, body, since, until)
 
-    return f"""g AS (
+    link = f"({PCIE_GTS.replace('gen', 'pcie_link_gen')}) * 1e9 * pcie_link_width * (CASE WHEN pcie_link_gen >= 3 THEN 128.0 / 130 ELSE 0.8 END) / 8"
+    return f"""g0 AS (
         SELECT node, device, time, util_gpu_percent, memory_used_bytes, pcie_link_gen, pcie_link_width,
-            {increment("pcie_rx_bytes")} AS rx,
+            {increment("pcie_rx_bytes")} AS rx, epoch(time - lag(time) OVER (PARTITION BY node, device ORDER BY time)) AS dt,
+            {link} AS link,
             {increment("throttle_sw_power_seconds")} + {increment("throttle_sw_thermal_seconds")}
                 + {increment("throttle_hw_thermal_seconds")} AS throttled
         {window("gpu", "")}
     ),
+    g AS (SELECT *, rx / nullif(dt, 0) >= {t.h2d_link_fraction} * link AS near_link FROM g0),
     gb AS (
         SELECT node, device, time_bucket(INTERVAL {s} SECOND, time) AS bucket, count(*) AS n,
             sum(util_gpu_percent) AS util_sum, count(util_gpu_percent) AS util_n,
             sum((util_gpu_percent < 50)::INT) AS low_n, max(memory_used_bytes) AS mem,
+            min(memory_used_bytes) AS mem_min,
             sum(coalesce(rx, 0)) AS rx, sum(coalesce(throttled, 0)) AS throttled,
-            max(pcie_link_gen) AS gen, max(pcie_link_width) AS width
+            sum(near_link::INT) AS near_n, count(near_link) AS rate_n, min(link) AS link
         FROM g GROUP BY ALL
     ),
     gw AS (
@@ -53,9 +66,10 @@ def _gpu_windows(t: Thresholds, since: str, until: str) -> str:
             {rolling("util_sum", w, s)} / nullif({rolling("util_n", w, s)}, 0) AS util,
             {rolling("low_n", w, s)} / {rolling("n", w, s)} AS low_fraction,
             util_sum / nullif(util_n, 0) AS step_util,
-            max(mem) OVER win AS mem, {rolling("rx", w, s)} / {w} AS rx_bps,
+            max(mem) OVER win AS mem, min(mem_min) OVER win AS mem_min, {rolling("rx", w, s)} / {w} AS rx_bps,
             {rolling("throttled", w, s)} / {w} AS throttled_fraction,
-            ({PCIE_GTS}) * 1e9 * width * (CASE WHEN gen >= 3 THEN 128.0 / 130 ELSE 0.8 END) / 8 AS link_bps
+            {rolling("near_n", w, s)} / nullif({rolling("rate_n", w, s)}, 0) AS near_link_fraction,
+            min(link) OVER win AS link_bps
         FROM gb
         WINDOW win AS (PARTITION BY node, device ORDER BY bucket
                        RANGE BETWEEN INTERVAL {w - s} SECOND PRECEDING AND CURRENT ROW)
@@ -63,13 +77,21 @@ def _gpu_windows(t: Thresholds, since: str, until: str) -> str:
 
 
 def _host_windows(t: Thresholds, since: str, until: str) -> str:
-    """CTEs disk_w, cpu_w, psi_w: each node's busiest disk, busiest core and io pressure per window."""
+    """CTEs disk_w, cpu_w, psi_w, load_w: each node's disks, cores, pressure and run queue per window."""
     w, s = t.starvation_window_s, t.step_s
 
     def window(table: str, body: str) -> str:
         return _window(table, body, since, until)
 
-    busy_cols = (
+    def per_bucket(table: str, cols: tuple[str, ...]) -> str:
+        """Each device's counter increments per bucket (from the buckets' last values)."""
+        lasts = ", ".join(bucket_last(c) for c in cols)
+        incs = ", ".join(f"coalesce({bucket_increment(c)}, 0) AS {c}" for c in cols)
+        return f"""(SELECT node, device, bucket, {incs} FROM (
+            SELECT node, device, time_bucket(INTERVAL {s} SECOND, time) AS bucket, {lasts}
+            {window(table, "GROUP BY ALL")}))"""
+
+    busy = (
         "user_seconds",
         "nice_seconds",
         "system_seconds",
@@ -77,37 +99,58 @@ def _host_windows(t: Thresholds, since: str, until: str) -> str:
         "softirq_seconds",
         "steal_seconds",
     )
-    idle_cols = ("idle_seconds", "iowait_seconds")
-    cpu_lasts = ", ".join(bucket_last(c) for c in (*busy_cols, *idle_cols))
-    cpu_incs = ", ".join(f"coalesce({bucket_increment(c)}, 0) AS {c}" for c in (*busy_cols, *idle_cols))
-    cpu_busy = " + ".join(busy_cols)
-    cpu_idle = " + ".join(idle_cols)
+    idle = ("idle_seconds", "iowait_seconds")
+    disk = ("io_time_seconds", "read_bytes", "written_bytes")
+    psi = ("io_full_seconds", "cpu_some_seconds")
+
+    def node_rolling(expr: str) -> str:
+        return rolling(expr, w, s).replace("PARTITION BY node, device", "PARTITION BY node")
+
     return f"""
     disk_w AS (
-        SELECT node, step_end, max(busy) AS storage_busy FROM (
-            SELECT node, device, bucket + INTERVAL {s} SECOND AS step_end, {rolling("io", w, s)} / {w} AS busy
-            FROM (SELECT node, device, bucket, coalesce({bucket_increment("io_time_seconds")}, 0) AS io
-                  FROM (SELECT node, device, time_bucket(INTERVAL {s} SECOND, time) AS bucket,
-                            {bucket_last("io_time_seconds")} {window("disk", "GROUP BY ALL")}))
+        SELECT node, step_end, max(busy) AS storage_busy, sum(rd) AS read_bytes, sum(wr) AS written_bytes FROM (
+            SELECT node, device, bucket + INTERVAL {s} SECOND AS step_end, {rolling("io_time_seconds", w, s)} / {w} AS busy,
+                {rolling("read_bytes", w, s)} AS rd, {rolling("written_bytes", w, s)} AS wr
+            FROM {per_bucket("disk", disk)}
         ) GROUP BY ALL
+    ),
+    cpu_b AS (
+        SELECT node, bucket, sum({" + ".join(busy)}) AS busy, sum({" + ".join((*busy, *idle))}) AS total,
+            count(*) AS cores
+        FROM {per_bucket("cpu", (*busy, *idle))} GROUP BY ALL
     ),
     cpu_w AS (
-        SELECT node, step_end, max(busy_w / nullif(total_w, 0)) AS core_busy FROM (
-            SELECT node, device, bucket + INTERVAL {s} SECOND AS step_end,
-                {rolling("busy", w, s)} AS busy_w, {rolling("total", w, s)} AS total_w
-            FROM (SELECT node, device, bucket, {cpu_busy} AS busy, {cpu_busy} + {cpu_idle} AS total
-                  FROM (SELECT node, device, bucket, {cpu_incs} FROM (
-                      SELECT node, device, time_bucket(INTERVAL {s} SECOND, time) AS bucket, {cpu_lasts}
-                      {window("cpu", "GROUP BY ALL")})))
-        ) GROUP BY ALL
+        SELECT node, bucket + INTERVAL {s} SECOND AS step_end,
+            {node_rolling("busy")} / nullif({node_rolling("total")}, 0) AS cores_busy, cores
+        FROM cpu_b
     ),
     psi_w AS (
-        SELECT node, bucket + INTERVAL {s} SECOND AS step_end, {rolling("io_full", w, s)} / {w} AS io_full
+        SELECT node, bucket + INTERVAL {s} SECOND AS step_end,
+            {rolling("io_full_seconds", w, s)} / {w} AS io_full, {rolling("cpu_some_seconds", w, s)} / {w} AS cpu_some
+        FROM {per_bucket("pressure", psi)}
+    ),
+    load_w AS (
+        SELECT node, bucket + INTERVAL {s} SECOND AS step_end,
+            {rolling("run_sum", w, s)} / nullif({rolling("run_n", w, s)}, 0) AS run_queue
         FROM (SELECT node, '' AS device, time_bucket(INTERVAL {s} SECOND, time) AS bucket,
-                  sum(coalesce(io_full, 0)) AS io_full
-              FROM (SELECT node, device, time, {increment("io_full_seconds")} AS io_full {window("pressure", "")})
-              GROUP BY ALL)
+                  sum(procs_running) AS run_sum, count(procs_running) AS run_n {window("load", "GROUP BY ALL")})
     )"""
+
+
+def _cause(t: Thresholds) -> str:
+    """What points at input, most specific first; one pegged core per rank is not evidence."""
+    reads = "coalesce(d.read_bytes, 0) >= coalesce(d.written_bytes, 0)"
+    return f"""CASE
+        WHEN a.near_link_fraction >= 0.5 THEN 'host_to_device'
+        WHEN (d.storage_busy >= {t.storage_busy_fraction} AND {reads})
+            OR (p.io_full >= {t.io_full_fraction} AND ({reads} OR coalesce(d.storage_busy, 0) < {t.storage_busy_fraction}))
+            THEN 'storage'
+        WHEN (p.cpu_some >= {t.cpu_pressure_fraction}
+                AND (c.cores_busy >= {t.cores_busy_fraction} OR l.run_queue >= c.cores))
+            OR (p.cpu_some IS NULL AND c.cores_busy >= {t.cores_busy_fraction} AND l.run_queue >= c.cores)
+            THEN 'cpu'
+        ELSE 'unknown'
+    END"""
 
 
 def flagged_sql(start: datetime, end: datetime, t: Thresholds) -> str:
@@ -116,22 +159,19 @@ def flagged_sql(start: datetime, end: datetime, t: Thresholds) -> str:
     return f"""
     WITH {_gpu_windows(t, since, until)},
     active AS (
-        SELECT * FROM gw WHERE samples >= {t.min_samples} AND mem > {t.active_memory_bytes} AND util IS NOT NULL
+        SELECT * FROM gw WHERE samples >= {t.min_samples} AND util IS NOT NULL
+            -- Holding memory, and not still filling it (a job loading its resume checkpoint).
+            AND mem_min > {t.active_memory_bytes} AND mem - mem_min < {t.active_memory_bytes}
     ),
     -- The job's busier GPUs (75th percentile), so starved GPUs do not drag their own baseline down.
     job AS (SELECT step_end, quantile_cont(util, 0.75) AS peer_util, count(*) AS gpus FROM active GROUP BY step_end),
     {_host_windows(t, since, until)},
     judged AS (
-        SELECT a.*, j.peer_util, j.gpus, d.storage_busy, c.core_busy, p.io_full,
-            CASE
-                WHEN d.storage_busy >= {t.storage_busy_fraction} OR p.io_full >= {t.io_full_fraction} THEN 'storage'
-                WHEN c.core_busy >= {t.cpu_core_busy_fraction} THEN 'cpu'
-                WHEN a.rx_bps >= {t.h2d_link_fraction} * a.link_bps THEN 'host_to_device'
-                ELSE 'unknown'
-            END AS cause
+        SELECT a.*, j.peer_util, j.gpus, d.storage_busy, d.read_bytes, d.written_bytes, c.cores_busy, c.cores,
+            p.io_full, p.cpu_some, l.run_queue, {_cause(t)} AS cause
         FROM active a JOIN job j USING (step_end)
         LEFT JOIN disk_w d USING (node, step_end) LEFT JOIN cpu_w c USING (node, step_end)
-        LEFT JOIN psi_w p USING (node, step_end)
+        LEFT JOIN psi_w p USING (node, step_end) LEFT JOIN load_w l USING (node, step_end)
         WHERE a.step_end > {ts(start)} AND a.throttled_fraction < {t.sw_thermal_fraction}
     )
     SELECT node, device, step_end, 'data_starvation' AS kind,
@@ -142,8 +182,11 @@ def flagged_sql(start: datetime, end: datetime, t: Thresholds) -> str:
             OR (step_util < {t.starved_util_percent} AND cause <> 'unknown') AS active, NULL::TIMESTAMP AS onset,
         json_object('gpu_util_mean_pct', util, 'job_gpu_util_p75_pct', peer_util, 'job_gpus', gpus,
             'seconds_under_50pct_fraction', low_fraction, 'storage_busy_fraction', storage_busy,
-            'io_full_pressure_fraction', io_full, 'busiest_core_fraction', core_busy,
-            'pcie_rx_gbps', rx_bps / 1e9, 'pcie_link_gbps', link_bps / 1e9) AS evidence
+            'read_share_of_disk_bytes', read_bytes / nullif(read_bytes + written_bytes, 0),
+            'io_full_pressure_fraction', io_full, 'cpu_pressure_fraction', cpu_some,
+            'cores_busy_fraction', cores_busy, 'run_queue', run_queue, 'cores', cores,
+            'pcie_rx_gbps', rx_bps / 1e9, 'pcie_link_gbps', link_bps / 1e9,
+            'seconds_near_link_fraction', near_link_fraction) AS evidence
     FROM judged
     WHERE (gpus >= 2 AND peer_util >= {t.job_busy_percent} AND util < {t.starved_peer_ratio} * peer_util)
        OR (util < {t.starved_util_percent} AND cause <> 'unknown')

@@ -1,16 +1,27 @@
 """Stragglers: a node whose training iterations are persistently slower than its peers'.
 
-Only a collector that sees every node can find one. Each node's iteration
-period is read off its GPUs' mean utilization: a synchronous step is compute
-then all-reduce, so the series repeats with the step's period. Per window the
-period is the first strong peak of the autocorrelation (all nodes and steps
-at once, one FFT per window along the last axis). A node is slow when its
-period is well above the median of its peers' (and, with enough peers, a
-robust z-score says it is an outlier, not the spread of a noisy job).
+Only a collector that sees every node can find one, in two ways:
 
-Windows where a node has no clear period (idle, a checkpoint pause, sampling
-too coarse to resolve the step: a period must span at least 2.5 samples) are
-not judged: aliasing would make a slow node look fast. All nodes in a store
+- **Iteration period** (loosely coupled jobs): each node's period is read off
+  its GPUs' activity (SM activity where the GPU has GPM, else power against
+  its limit; NVML utilization only where neither is stored, since NCCL's
+  kernels keep it near 100 % through the all-reduce). Per window the period is
+  the first strong peak of the autocorrelation (one FFT per window along the
+  last axis, all nodes and steps at once), over windows of 24, 60 and 120 s:
+  the shortest that holds three periods, so 2-40 s steps are all resolved. A
+  node is slow when its period is well above its peers' median and not a
+  multiple of it (a harmonic), while most of its peers have a clear period
+  too (an evaluation pass's sub-second steps alias into spurious ones).
+- **Busy time in lock-step** (synchronous data-parallel jobs, where every
+  node meets every other at each all-reduce and so shares one period): the
+  slow node computes while its peers wait at the barrier, NVML calls them all
+  busy, but the peers' SM activity (or power) drops while they wait. A node
+  whose activity stays well above its peers' while they all run in step
+  (their activity moving together) is the one they wait for.
+
+Peers are nodes with the same GPU model (memory size and top clock). Windows
+where a node has no clear period (idle, a checkpoint pause, sampling too
+coarse: a period must span 2.5 samples) are not judged. All nodes in a store
 count as one job.
 """
 
@@ -55,38 +66,58 @@ class Periods:
     samples: np.ndarray
 
 
-def node_series(
-    con: Any, start: datetime, end: datetime, t: Thresholds
-) -> tuple[list[str], int, np.ndarray, np.ndarray]:
-    """Each node's mean GPU utilization on a 1 s grid over (start - window, end].
+def windows_s(t: Thresholds) -> tuple[int, ...]:
+    """The period's windows: the shortest that holds three periods answers."""
+    return tuple(
+        sorted({t.straggler_window_s, max(t.straggler_window_s, 60), max(t.straggler_window_s, 120)})
+    )
 
-    Returns nodes, the grid's first second (Unix), the series (NaN where no
-    sample), and the sample count per grid second.
-    """
+
+@dataclass
+class NodeSeries:
+    """Each node's mean GPU activity and utilization on a 1 s grid (NaN where no sample), and its model."""
+
+    nodes: list[str]
+    first: int  # the grid's first second (Unix)
+    activity: np.ndarray
+    util: np.ndarray
+    counts: np.ndarray  # samples per grid second
+    model: np.ndarray  # per node: an index of its GPU model
+
+
+def node_series(con: Any, start: datetime, end: datetime, t: Thresholds) -> NodeSeries:
+    """Each node's series over (start - the longest window, end]."""
     rows = con.sql(
         f"""SELECT node, epoch(time_bucket(INTERVAL 1 SECOND, time))::BIGINT AS sec,
-                avg(util_gpu_percent) AS util, count(DISTINCT time) AS n
+                avg(coalesce(gpm_sm_active_ratio, power_watts / nullif(power_limit_watts, 0),
+                             util_gpu_percent / 100)) AS act,
+                avg(util_gpu_percent) AS util, count(DISTINCT time) AS n,
+                coalesce(max(memory_total_bytes)::VARCHAR, '') || '/' || coalesce(max(sm_clock_max_hertz)::VARCHAR, '') AS model
             FROM gpu
-            WHERE time > {ts(start - timedelta(seconds=t.straggler_window_s))} AND time <= {ts(end)}
+            WHERE time > {ts(start - timedelta(seconds=max(windows_s(t))))} AND time <= {ts(end)}
                 AND memory_used_bytes > {t.active_memory_bytes} AND util_gpu_percent IS NOT NULL
             GROUP BY ALL"""
     ).to_arrow_table()
     if rows.num_rows == 0:
-        return [], 0, np.zeros((0, 0)), np.zeros((0, 0))
+        return NodeSeries([], 0, np.zeros((0, 0)), np.zeros((0, 0)), np.zeros((0, 0)), np.zeros(0, int))
     node_col = rows["node"].combine_chunks().dictionary_encode()
     nodes = node_col.dictionary.to_pylist()
     idx = node_col.indices.to_numpy()
     sec = rows["sec"].to_numpy()
     # Only the span that has data: an offline range is often far wider.
-    first = max(int(_epoch(start)) - t.straggler_window_s, int(sec.min()))
+    first = max(int(_epoch(start)) - max(windows_s(t)), int(sec.min()))
     last = min(int(_epoch(end)), int(sec.max()) + t.step_s)
     width = max(last - first, 0) + 1
     keep = (sec >= first) & (sec <= last)
-    series = np.full((len(nodes), width), np.nan)
-    counts = np.zeros((len(nodes), width))
-    series[idx[keep], sec[keep] - first] = rows["util"].to_numpy()[keep]
-    counts[idx[keep], sec[keep] - first] = rows["n"].to_numpy()[keep]
-    return nodes, first, series, counts
+    grids = []
+    for col in ("act", "util", "n"):
+        grid = np.full((len(nodes), width), np.nan) if col != "n" else np.zeros((len(nodes), width))
+        grid[idx[keep], sec[keep] - first] = rows[col].to_numpy(zero_copy_only=False)[keep]
+        grids.append(grid)
+    models = rows["model"].combine_chunks().dictionary_encode()
+    model = np.zeros(len(nodes), int)
+    model[idx] = models.indices.to_numpy()
+    return NodeSeries(nodes, first, grids[0], grids[1], grids[2], model)
 
 
 def _epoch(value: datetime) -> float:
@@ -160,26 +191,135 @@ def periods(windows: np.ndarray, counts: np.ndarray, t: Thresholds) -> Periods:
     return Periods(np.where(has, period, np.nan), np.where(has, b, np.nan), samples)
 
 
-def judge(p: Periods, t: Thresholds) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def compare(values: np.ndarray, model: np.ndarray, min_peers: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per node and step: its peers' median (same model; with two, the other one) and a robust z.
+
+    The baseline is the median over every peer with a value (a straggler
+    cannot drag it up); z is NaN with fewer than min_peers peers.
+    """
+    median, z = np.full(values.shape, np.nan), np.full(values.shape, np.nan)
+    for m in np.unique(model):
+        rows = model == m
+        v = values[rows]
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # steps where no node has a value
+            count = (~np.isnan(v)).sum(axis=0)
+            median_all = np.nanmedian(v, axis=0)
+            mad = np.nanmedian(np.abs(v - median_all), axis=0)
+            other = np.nansum(v, axis=0) - v
+            med = np.where(count == 2, other, median_all)
+            med = np.where((count >= 2) & ~np.isnan(v), med, np.nan)
+            zz = (v - med) / np.maximum(1.4826 * mad, 0.02 * med)
+        median[rows] = med
+        z[rows] = np.where(count - 1 >= min_peers, zz, np.nan)
+    return median, z
+
+
+def judge(
+    p: Periods, t: Thresholds, model: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per node and step: slow?, peers' median period, slower fraction, robust z (NaN: too few peers).
 
-    The baseline is the median over every node with a period (a straggler
-    cannot drag it up); with only two, each node's baseline is the other's.
+    Not slow: a period at a whole multiple of the peers' (a harmonic read off
+    the same pace), or where fewer than half of the node's peers have a clear
+    period (a phase without a steady pace, such as evaluation).
     """
     period = p.period
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # steps where no node has a period
-        count = (~np.isnan(period)).sum(axis=0)
-        median_all = np.nanmedian(period, axis=0)
-        mad = np.nanmedian(np.abs(period - median_all), axis=0)
-        other = np.nansum(period, axis=0) - period
-        median = np.where(count == 2, other, median_all)
-        median = np.where((count >= 2) & ~np.isnan(period), median, np.nan)
+    model = np.zeros(len(period), int) if model is None else model
+    median, z = compare(period, model, t.straggler_z_min_peers)
+    with np.errstate(all="ignore"):
         slower = period / median - 1
-        z = (period - median) / np.maximum(1.4826 * mad, 0.02 * median)
-    z = np.where(count - 1 >= t.straggler_z_min_peers, z, np.nan)
-    slow = (slower >= t.straggler_slower_fraction) & ~(z < t.straggler_z)
+        ratio = period / median
+    k = np.round(ratio)
+    harmonic = (k >= 2) & (np.abs(ratio - k) <= 0.1 * k)
+    clear = np.zeros(period.shape, bool)
+    for m in np.unique(model):
+        rows = model == m
+        present = (p.samples[rows] > 0).sum(axis=0)
+        clear[rows] = (~np.isnan(period[rows])).sum(axis=0) * 2 >= present
+    slow = (slower >= t.straggler_slower_fraction) & ~(z < t.straggler_z) & ~harmonic & clear
     return np.nan_to_num(slow, nan=0).astype(bool), median, slower, z
+
+
+@dataclass
+class Busy:
+    """Per node and step, the lock-step comparison: activity, the peers', excess, z, and in step?"""
+
+    activity: np.ndarray
+    peers: np.ndarray
+    excess: np.ndarray
+    z: np.ndarray
+    util: np.ndarray
+    peer_util: np.ndarray
+    in_step: np.ndarray  # correlation of the node's activity with its peers' mean, over the window
+    slow: np.ndarray
+
+
+def lockstep(act: np.ndarray, util: np.ndarray, model: np.ndarray, t: Thresholds) -> Busy:
+    """act, util: (nodes, steps, window) on the 1 s grid. The node its peers wait for at every barrier."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # windows with nothing sampled: not judged
+        a, u = np.nanmean(act, axis=-1), np.nanmean(util, axis=-1)
+        peers, z = compare(a, model, t.straggler_z_min_peers)
+        peer_util, _ = compare(u, model, t.straggler_z_min_peers)
+        in_step = np.full(a.shape, np.nan)
+        for m in np.unique(model):
+            rows = model == m
+            mine = np.nan_to_num(act[rows])
+            # (nodes, steps, window): the others' mean pace, without the node itself.
+            others = (mine.sum(axis=0) - mine) / max(int(rows.sum()) - 1, 1)
+            x = mine - mine.mean(axis=-1, keepdims=True)
+            y = others - others.mean(axis=-1, keepdims=True)
+            num = np.nansum(x * y, axis=-1)
+            in_step[rows] = num / np.sqrt(np.nansum(x * x, axis=-1) * np.nansum(y * y, axis=-1))
+        excess = a / peers - 1
+    slow = (
+        (peer_util >= t.straggler_busy_util_percent)
+        & (u >= t.straggler_busy_util_percent)
+        & (in_step >= t.straggler_in_step)
+        & (excess >= t.straggler_busy_fraction)
+        & ~(z < t.straggler_z)
+    )
+    return Busy(a, peers, excess, z, u, peer_util, in_step, np.nan_to_num(slow, nan=0).astype(bool))
+
+
+def _periods(series: NodeSeries, step_ends: np.ndarray, t: Thresholds) -> Periods:
+    """Each node's period per step from the shortest window that holds three of them."""
+    shape = (len(series.nodes), len(step_ends))
+    period, strength, samples = np.full(shape, np.nan), np.full(shape, np.nan), np.zeros(shape)
+    per_chunk = max(1, MAX_WINDOWS // len(series.nodes))
+    for w in windows_s(t):
+        for lo in range(0, len(step_ends), per_chunk):
+            cols = slice(lo, lo + per_chunk)
+            starts = step_ends[cols] - w - series.first  # window [end - w, end) on the grid
+            ok = starts >= 0
+            windows = sliding_window_view(series.activity, w, axis=1)[:, np.maximum(starts, 0)]
+            cnt = sliding_window_view(series.counts, w, axis=1)[:, np.maximum(starts, 0)]
+            p = periods(windows, cnt, t)
+            # Where the window is unclear (a change of pace inside it), its newest
+            # two thirds may already be clear: an onset is judged a step sooner.
+            recent = w - 2 * w // 3
+            q = periods(windows[..., recent:], cnt[..., recent:], t)
+            found = np.where(np.isnan(p.period), q.period, p.period)
+            fill = np.isnan(period[:, cols]) & ~np.isnan(found) & ok
+            period[:, cols] = np.where(fill, found, period[:, cols])
+            strength[:, cols] = np.where(
+                fill, np.where(np.isnan(p.period), q.strength, p.strength), strength[:, cols]
+            )
+            samples[:, cols] = np.where(
+                fill | (samples[:, cols] == 0),
+                np.where(np.isnan(p.period), q.samples, p.samples),
+                samples[:, cols],
+            )
+    return Periods(period, strength, samples)
+
+
+def _busy(series: NodeSeries, step_ends: np.ndarray, t: Thresholds) -> Busy:
+    w = t.straggler_busy_window_s
+    starts = np.maximum(step_ends - w - series.first, 0)
+    act = sliding_window_view(series.activity, w, axis=1)[:, starts]
+    util = sliding_window_view(series.util, w, axis=1)[:, starts]
+    return lockstep(act, util, series.model, t)
 
 
 def flagged(con: Any, start: datetime, end: datetime, t: Thresholds) -> pa.Table:
@@ -190,77 +330,108 @@ def flagged(con: Any, start: datetime, end: datetime, t: Thresholds) -> pa.Table
     as an inactive row, so a pause the whole job takes does not split one
     straggler into several findings.
     """
-    w, s, hold = t.straggler_window_s, t.step_s, t.straggler_hold_s
+    s, hold = t.step_s, t.straggler_hold_s
     lookback = start - timedelta(seconds=hold)
-    nodes, first, series, counts = node_series(con, lookback, end, t)
-    if not nodes:
+    series = node_series(con, lookback, end, t)
+    if not series.nodes:
         return COLUMNS.empty_table()
     # Step ends on the step grid, as time_bucket places them.
-    last = min(int(_epoch(end)), first + series.shape[1] - 1)
+    last = min(int(_epoch(end)), series.first + series.activity.shape[1] - 1)
     step_ends = np.arange((int(_epoch(lookback)) // s + 1) * s, last + 1, s)
-    step_ends = step_ends[step_ends - w >= first]
-    shape = (len(nodes), len(step_ends))
-    period, strength, samples = np.full(shape, np.nan), np.full(shape, np.nan), np.zeros(shape)
-    per_chunk = max(1, MAX_WINDOWS // len(nodes))
-    for lo in range(0, len(step_ends), per_chunk):
-        cols = slice(lo, lo + per_chunk)
-        starts = step_ends[cols] - w - first  # window [end - w, end) on the grid
-        windows = sliding_window_view(series, w, axis=1)[:, starts]
-        cnt = sliding_window_view(counts, w, axis=1)[:, starts]
-        p = periods(windows, cnt, t)
-        # Where the window is unclear (a change of pace inside it), its newest
-        # two thirds may already be clear: an onset is judged a step sooner.
-        recent = w - 2 * w // 3
-        q = periods(windows[..., recent:], cnt[..., recent:], t)
-        unclear = np.isnan(p.period)
-        period[:, cols] = np.where(unclear, q.period, p.period)
-        strength[:, cols] = np.where(unclear, q.strength, p.strength)
-        samples[:, cols] = np.where(unclear, q.samples, p.samples)
-    p = Periods(period, strength, samples)
-    slow, median, slower, z = judge(p, t)
+    step_ends = step_ends[step_ends - t.straggler_window_s >= series.first]
+    if len(step_ends) == 0:
+        return COLUMNS.empty_table()
+    p = _periods(series, step_ends, t)
+    slow_p, median, slower, z = judge(p, t, series.model)
+    busy = _busy(series, step_ends, t)
+    # A node in step with its peers shares their period by construction: a
+    # different one read off it is the estimator's noise, not a slower pace.
+    slow_p &= ~(busy.in_step >= t.straggler_in_step)
+    slow = slow_p | busy.slow
+    # A period verdict stands once two steps in a row agree: a phase change (an evaluation
+    # pass starting, the job ending) makes one-step blips. The first step still
+    # shows in the finding, as an inactive row.
+    # Busy time in lock-step needs no second step: its window is in step by construction.
+    persistent = slow_p.copy()
+    persistent[:, 1:] &= slow_p[:, :-1]
+    persistent[:, 0] = False
+    persistent |= busy.slow
     # The last verdict (slow or not) carries across unjudged steps, at most hold seconds.
-    judged = ~np.isnan(median) & ~np.isnan(period)
-    last = np.where(judged, np.arange(shape[1]), -1)
-    np.maximum.accumulate(last, axis=1, out=last)
-    carried = np.take_along_axis(slow, np.maximum(last, 0), axis=1) & (last >= 0)
-    held = ~judged & carried & ((np.arange(shape[1]) - last) * s <= hold)
+    judged = (~np.isnan(median) & ~np.isnan(p.period)) | busy.slow
+    shape = slow.shape
+    last_judged = np.where(judged, np.arange(shape[1]), -1)
+    np.maximum.accumulate(last_judged, axis=1, out=last_judged)
+    carried = np.take_along_axis(slow, np.maximum(last_judged, 0), axis=1) & (last_judged >= 0)
+    held = ~judged & carried & ((np.arange(shape[1]) - last_judged) * s <= hold)
     mine = step_ends > _epoch(start)
     ni, si = np.nonzero((slow | held) & mine)
     if len(ni) == 0:
         return COLUMNS.empty_table()
-    return _rows([nodes[i] for i in ni], step_ends[si], p, median, slower, z, slow[ni, si], ni, si, t)
+    evidence = [_evidence(p, median, slower, z, busy, slow_p, i, j) for i, j in zip(ni, si, strict=True)]
+    return _rows(
+        [series.nodes[i] for i in ni],
+        step_ends[si],
+        evidence,
+        persistent[ni, si],
+        slower[ni, si],
+        busy.excess[ni, si],
+        # The peak: the clearest period, or the largest busy excess in lock-step.
+        np.where(slow_p[ni, si], p.strength[ni, si], busy.excess[ni, si]),
+        t,
+    )
+
+
+def _round(x: float, digits: int) -> float | None:
+    return None if np.isnan(x) else round(float(x), digits)
+
+
+def _evidence(
+    p: Periods,
+    median: np.ndarray,
+    slower: np.ndarray,
+    z: np.ndarray,
+    busy: Busy,
+    slow_p: np.ndarray,
+    i: int,
+    j: int,
+) -> str:
+    if busy.slow[i, j] and not slow_p[i, j]:
+        return json.dumps({
+            "method": "lockstep_busy_time",
+            "busy_activity": _round(busy.activity[i, j], 3),
+            "peers_busy_activity": _round(busy.peers[i, j], 3),
+            "busy_excess_fraction": _round(busy.excess[i, j], 3),
+            # NVML calls the peers busy while their SM activity is low: time at the barrier.
+            "peers_barrier_wait_fraction": _round(busy.peer_util[i, j] / 100 - busy.peers[i, j], 3),
+            "in_step_correlation": _round(busy.in_step[i, j], 3),
+            "robust_z": _round(busy.z[i, j], 2),
+        })  # fmt: skip
+    if not slow_p[i, j]:
+        return json.dumps(
+            {"judged": False, "why": "no clear iteration period in this window (pause or phase change)"}
+        )
+    return json.dumps({
+        "method": "iteration_period",
+        "iteration_period_s": _round(p.period[i, j], 3),
+        "peers_median_period_s": _round(median[i, j], 3),
+        "slower_fraction": _round(slower[i, j], 3),
+        "robust_z": _round(z[i, j], 2),
+        "periodicity": _round(p.strength[i, j], 3),
+        "samples_in_window": int(p.samples[i, j]),
+    })  # fmt: skip
 
 
 def _rows(
     nodes: list[str],
     ends: np.ndarray,
-    p: Periods,
-    median: np.ndarray,
-    slower: np.ndarray,
-    z: np.ndarray,
+    evidence: list[str],
     active: np.ndarray,
-    ni: np.ndarray,
-    si: np.ndarray,
+    slower: np.ndarray,
+    excess: np.ndarray,
+    score: np.ndarray,
     t: Thresholds,
 ) -> pa.Table:
-    sl = np.where(active, slower[ni, si], 0.0)
-    evidence = [
-        json.dumps(
-            {"judged": False, "why": "no clear iteration period in this window (pause or phase change)"}
-        )
-        if not a
-        else json.dumps(
-            {
-                "iteration_period_s": round(float(p.period[i, j]), 3),
-                "peers_median_period_s": round(float(median[i, j]), 3),
-                "slower_fraction": round(float(slower[i, j]), 3),
-                "robust_z": None if np.isnan(z[i, j]) else round(float(z[i, j]), 2),
-                "periodicity": round(float(p.strength[i, j]), 3),
-                "samples_in_window": int(p.samples[i, j]),
-            }
-        )
-        for i, j, a in zip(ni, si, active, strict=True)
-    ]
+    sl = np.where(active, np.fmax(np.nan_to_num(slower, nan=-1), np.nan_to_num(excess, nan=-1)), 0.0)
     count = len(nodes)
     return pa.table(
         {
@@ -270,9 +441,7 @@ def _rows(
             "kind": ["straggler"] * count,
             "severity": np.where(sl >= t.straggler_critical_fraction, "critical", "warning").tolist(),
             "cause": ["slow_iterations"] * count,
-            "score": np.where(
-                active, np.nan_to_num(p.strength[ni, si]), 0.0
-            ),  # the peak: the clearest window
+            "score": np.where(active, np.nan_to_num(score), 0.0),
             "active": active,
             "onset": pa.nulls(count, pa.timestamp("us")),
             "evidence": evidence,

@@ -10,6 +10,7 @@ class Thresholds:
     step_s: int = 10  # how often a window is judged
     window_s: int = 60  # how far back each judgement looks
     close_after_s: int = 30  # a finding closes once its condition has been clear this long
+    bridge_s: int = 180  # a condition flagged again within this long is the same incident, reopened
     min_samples: int = 3  # fewer samples in a window: no judgement
     # Thermal (DESIGN.md): critical when HW thermal or HW power brake time grew at all;
     # warning when SW thermal time is >= 5 % of the window, or the SM clock is under
@@ -36,30 +37,32 @@ class Thresholds:
         20  # five 4 s iterations; a 60 s mean took 3-4 steps to cross the bar, 30 s 2.3
     )
     starved_peer_ratio: float = 0.70
-    job_busy_percent: float = 50.0  # the job's baseline must be training, not stalled or idle
+    job_busy_percent: float = 60.0  # the job's baseline must be training, not warming up, stalled or idle
     starved_util_percent: float = 60.0
     active_memory_bytes: int = 2**30
-    storage_busy_fraction: float = 0.90  # NVMe time busy
-    io_full_fraction: float = 0.10  # PSI io full stall time
-    cpu_core_busy_fraction: float = 0.95  # the busiest core (a data loader's)
-    h2d_link_fraction: float = 0.80  # PCIe RX of the link's ceiling
+    # Causes: evidence that points at input, never one pegged core (each rank spins one).
+    storage_busy_fraction: float = 0.90  # NVMe time busy, with reads at least the writes
+    io_full_fraction: float = 0.10  # PSI io full stall time, without a write flood
+    cpu_pressure_fraction: float = 0.25  # PSI cpu some: runnable tasks waiting for a core
+    cores_busy_fraction: float = 0.80  # of all the node's cores (or a run queue over the cores)
+    h2d_link_fraction: float = 0.80  # PCIe RX of the link's ceiling as trained now, in most seconds
     # Network jitter per RDMA port. Loss on a fabric that should be lossless: any
     # growth of out_of_sequence, packet_seq_err or local_ack_timeout_err. Congestion:
     # CNP and ECN-marked packet rates at least 10x both the port's own baseline (the
     # median of the 10 minutes before, leaving out the steps it stood 10x above its
     # peers: the baseline must not learn the fault) and its peers' (the median over
-    # all ports in the same step), above a floor, in each of the last 3 steps.
+    # all ports in the same step), above a floor, in each of the last 2 steps.
     congestion_factor: float = 10.0
     congestion_floor_per_s: float = 20.0
     congestion_baseline_s: int = 600
-    congestion_held_steps: int = 3
+    congestion_held_steps: int = 2
     # Stragglers: a node's iteration period (autocorrelation of its GPUs' mean
     # utilization over the window) at least 10 % above its peers' median, and,
     # with 4 or more peers, a robust z-score (median absolute deviation, floored at
     # 2 % of the median) of at least 3.5. Critical from 50 % slower. A period needs
     # an autocorrelation peak of 0.6: checkpoint pauses and idle spells have none.
     # 40 s holds ten 4 s steps and answers within two steps of an onset.
-    straggler_window_s: int = 24
+    straggler_window_s: int = 24  # the shortest period window (then 60 and 120 s: three periods each)
     straggler_min_strength: float = 0.6
     straggler_level_shift: float = 0.2  # window halves' means apart by more: a phase change, not judged
     straggler_slower_fraction: float = 0.10
@@ -67,6 +70,13 @@ class Thresholds:
     straggler_critical_fraction: float = 0.50
     straggler_z: float = 3.5
     straggler_z_min_peers: int = 4
+    # Lock-step: a node whose mean activity (SM active, or power against its limit) over
+    # the window is 7 % above its peers' while all run in step (activity correlated with
+    # the peers' median at 0.5 or more) and NVML calls them all busy (>= 80 %): they wait for it.
+    straggler_busy_window_s: int = 30
+    straggler_busy_fraction: float = 0.07
+    straggler_busy_util_percent: float = 80.0
+    straggler_in_step: float = 0.5
 
 
 def with_overrides(items: list[str] | tuple[str, ...], base: Thresholds | None = None) -> Thresholds:

@@ -107,10 +107,10 @@ def test_sw_thermal_boundary_is_5_percent_of_the_window(
 
 
 def test_any_hw_slowdown_is_critical_and_near_slowdown_is_a_pre_warning(tmp_path: Path) -> None:
-    rows = [base(i) for i in range(600)]
+    rows = [base(i) for i in range(700)]
     for i in range(100, 200):
         rows[i]["temperature_celsius"] = 82.0  # exactly 5 C under slowdown
-    for i in range(400, 600):
+    for i in range(500, 700):  # beyond the 3 minutes that would bridge them into one incident
         rows[i]["throttle_hw_thermal_seconds"] = 0.001  # grew once, a millisecond
     found = detect_recent(hand_store(tmp_path, rows))
     grades = sorted((f["severity"], f["end_time"] is None) for f in found if f["kind"] == "thermal")
