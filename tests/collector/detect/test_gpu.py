@@ -50,7 +50,7 @@ def test_finds_exactly_the_labelled_gpu_faults(tmp_path: Path, scenario: str, se
 @pytest.mark.parametrize("seed", [303, 404])
 @pytest.mark.parametrize("scenario", ["healthy", "straggler", "network-jitter"])
 def test_no_gpu_findings_where_no_gpu_fault_was_injected(tmp_path: Path, scenario: str, seed: int) -> None:
-    _, con = simulated(tmp_path, scenario, seed, nodes=2)
+    _, con = simulated(tmp_path, scenario, seed, nodes=3)
     gpu_kinds = {"thermal", "power_cap", "xid", "hardware_fault", "data_starvation"}
     assert [f for f in detect(con, *WHOLE).to_pylist() if f["kind"] in gpu_kinds] == []
 

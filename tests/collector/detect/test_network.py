@@ -18,16 +18,23 @@ from support.traces import WHOLE, detect_recent, overlaps, simulated
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [707, 808])
-def test_network_jitter_on_the_labelled_nic_only(tmp_path: Path, seed: int) -> None:
-    header, con = simulated(tmp_path, "network-jitter", seed, nodes=3)
+@pytest.mark.parametrize(
+    ("scenario", "seed", "cause"), [("network-jitter", 707, "congestion"), ("rail-fault", 808, "loss")]
+)
+def test_network_jitter_on_the_labelled_port_only(
+    tmp_path: Path, scenario: str, seed: int, cause: str
+) -> None:
+    header, con = simulated(tmp_path, scenario, seed, nodes=3)
     [label] = [lb for lb in header.labels if lb.kind == "network_jitter"]
-    found = detect(con, *WHOLE).to_pylist()
-    assert [(f["kind"], f["node"], f["device"]) for f in found] == [
-        ("network_jitter", label.node, "mlx5_0:1")
-    ]
-    assert overlaps(found[0], label) and found[0]["cause"] == "loss" and found[0]["severity"] == "critical"
-    assert json.loads(str(found[0]["evidence"]))["peak"]["out_of_sequence"] > 0
+    found = [f for f in detect(con, *WHOLE).to_pylist() if f["kind"] == "network_jitter"]
+    # One finding on the one bad rail port of the eight a node has, whole: loss bursts bridged.
+    assert [(f["node"], f["device"]) for f in found] == [(label.node, label.device)]
+    assert overlaps(found[0], label) and found[0]["cause"] == cause
+    peak = json.loads(str(found[0]["evidence"]))["peak"]
+    if cause == "loss":
+        assert found[0]["severity"] == "critical" and peak["out_of_sequence"] > 0
+    else:
+        assert found[0]["severity"] == "warning" and peak["congestion_per_s"] > 1000
 
 
 def rdma_store(
@@ -56,7 +63,7 @@ def rdma_store(
 
 
 @pytest.mark.slow
-def test_congestion_must_be_held_for_three_windows(tmp_path: Path) -> None:
+def test_congestion_must_be_held_for_two_steps(tmp_path: Path) -> None:
     # 15 minutes of baseline at 2/s, then 5 minutes at 500/s.
     long = [2.0] * 900 + [500.0] * 300 + [2.0] * 300
     found_long = [f for f in detect_recent(rdma_store(tmp_path, long)) if f["kind"] == "network_jitter"]
@@ -65,7 +72,7 @@ def test_congestion_must_be_held_for_three_windows(tmp_path: Path) -> None:
     assert peak["congestion_per_s"] >= 10 * peak["own_baseline_per_s"] and peak["peer_baseline_per_s"] < 10
     blip_dir = tmp_path / "blip"
     blip_dir.mkdir()
-    blip = [2.0] * 900 + [500.0] * 12 + [2.0] * 300  # one burst of 12 s: over the bar in too few windows
+    blip = [2.0] * 902 + [500.0] * 6 + [2.0] * 300  # one burst of 6 s inside one step: not held
     assert [f for f in detect_recent(rdma_store(blip_dir, blip)) if f["kind"] == "network_jitter"] == []
 
 
