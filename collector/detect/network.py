@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from ironsight.collector.detect.sql import bucket_increment, bucket_last, rolling, ts
+from ironsight.collector.detect.sql import bucket_increments, rolling, ts
 from ironsight.collector.detect.thresholds import Thresholds
 
 LOSS = ("out_of_sequence", "packet_seq_err", "local_ack_timeout_err")
@@ -15,18 +15,12 @@ def flagged_sql(start: datetime, end: datetime, t: Thresholds) -> str:
     w, s = t.window_s, t.step_s
     since = f"{ts(start)} - INTERVAL {w + t.congestion_baseline_s} SECOND"
     cols = (*LOSS, *CONGESTION)
-    lasts = ", ".join(bucket_last(c) for c in cols)
-    incs = ", ".join(f"coalesce({bucket_increment(c)}, 0) AS {c}" for c in cols)
     rolls = ", ".join(f"{rolling(c, w, s)} AS {c}_w" for c in cols)
     loss = " + ".join(f"{c}_w" for c in LOSS)
     held = t.congestion_held_steps
     return f"""
-    WITH last AS (
-        SELECT node, device, time_bucket(INTERVAL {s} SECOND, time) AS bucket, count(*) AS n, {lasts}
-        FROM rdma WHERE time > {since} AND time <= {ts(end)} GROUP BY ALL
-    ),
     -- Increments per bucket, not per sample: the baseline looks back 10 minutes.
-    buckets AS (SELECT node, device, bucket, n, {incs} FROM last),
+    WITH buckets AS {bucket_increments("rdma", cols, s, f"time > {since} AND time <= {ts(end)}", "count(*) AS n")},
     windows AS (
         SELECT node, device, bucket + INTERVAL {s} SECOND AS step_end, {rolling("n", w, s)} AS samples, {rolls}
         FROM buckets

@@ -44,3 +44,23 @@ def bucket_increment(col: str) -> str:
     not per sample); a reset is seen at bucket resolution.
     """
     return counter_increase(col, f"lag({col}) OVER (PARTITION BY node, device ORDER BY bucket)")
+
+
+def bucket_increments(table: str, cols: tuple[str, ...], step_s: int, where: str, extra: str = "") -> str:
+    """A subquery: each device's counter increments per step bucket (node, device, bucket, extra..., cols).
+
+    extra: more aggregates over each bucket's samples (e.g. "count(*) AS n"), carried through.
+    """
+    lasts = ", ".join(bucket_last(c) for c in cols)
+    incs = ", ".join(f"coalesce({bucket_increment(c)}, 0) AS {c}" for c in cols)
+    names = ", ".join(a.rsplit(" AS ", 1)[1] for a in extra.split(", ")) + ", " if extra else ""
+    more = f"{extra}, " if extra else ""
+    return f"""(SELECT node, device, bucket, {names}{incs} FROM (
+        SELECT node, device, time_bucket(INTERVAL {step_s} SECOND, time) AS bucket, {more}{lasts}
+        FROM {table} WHERE {where} GROUP BY ALL))"""
+
+
+def pcie_link_bytes_per_s(gen: str = "pcie_link_gen", width: str = "pcie_link_width") -> str:
+    """A PCIe link's payload ceiling in bytes a second: GT/s per lane by generation, line code, lanes."""
+    gts = f"CASE {gen} WHEN 1 THEN 2.5 WHEN 2 THEN 5 WHEN 3 THEN 8 WHEN 4 THEN 16 WHEN 5 THEN 32 WHEN 6 THEN 64 END"
+    return f"({gts}) * 1e9 * {width} * (CASE WHEN {gen} >= 3 THEN 128.0 / 130 ELSE 0.8 END) / 8"

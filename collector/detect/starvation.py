@@ -21,13 +21,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from ironsight.collector.detect.sql import bucket_increment, bucket_last, increment, rolling, ts
+from ironsight.collector.detect.sql import bucket_increments, increment, pcie_link_bytes_per_s, rolling, ts
 from ironsight.collector.detect.thresholds import Thresholds
-
-# PCIe transfer rate per lane in GT/s by generation, and line-code efficiency.
-PCIE_GTS = (
-    "CASE gen WHEN 1 THEN 2.5 WHEN 2 THEN 5 WHEN 3 THEN 8 WHEN 4 THEN 16 WHEN 5 THEN 32 WHEN 6 THEN 64 END"
-)
 
 
 def _window(table: str, body: str, since: str, until: str) -> str:
@@ -41,11 +36,10 @@ def _gpu_windows(t: Thresholds, since: str, until: str) -> str:
     def window(table: str, body: str) -> str:
         return _window(table, body, since, until)
 
-    link = f"({PCIE_GTS.replace('gen', 'pcie_link_gen')}) * 1e9 * pcie_link_width * (CASE WHEN pcie_link_gen >= 3 THEN 128.0 / 130 ELSE 0.8 END) / 8"
     return f"""g0 AS (
         SELECT node, device, time, util_gpu_percent, memory_used_bytes, pcie_link_gen, pcie_link_width,
             {increment("pcie_rx_bytes")} AS rx, epoch(time - lag(time) OVER (PARTITION BY node, device ORDER BY time)) AS dt,
-            {link} AS link,
+            {pcie_link_bytes_per_s()} AS link,
             {increment("throttle_sw_power_seconds")} + {increment("throttle_sw_thermal_seconds")}
                 + {increment("throttle_hw_thermal_seconds")} AS throttled
         {window("gpu", "")}
@@ -84,12 +78,7 @@ def _host_windows(t: Thresholds, since: str, until: str) -> str:
         return _window(table, body, since, until)
 
     def per_bucket(table: str, cols: tuple[str, ...]) -> str:
-        """Each device's counter increments per bucket (from the buckets' last values)."""
-        lasts = ", ".join(bucket_last(c) for c in cols)
-        incs = ", ".join(f"coalesce({bucket_increment(c)}, 0) AS {c}" for c in cols)
-        return f"""(SELECT node, device, bucket, {incs} FROM (
-            SELECT node, device, time_bucket(INTERVAL {s} SECOND, time) AS bucket, {lasts}
-            {window(table, "GROUP BY ALL")}))"""
+        return bucket_increments(table, cols, s, f"time > {since} AND time <= {until}")
 
     busy = (
         "user_seconds",

@@ -367,7 +367,9 @@ def flagged(con: Any, start: datetime, end: datetime, t: Thresholds) -> pa.Table
     ni, si = np.nonzero((slow | held) & mine)
     if len(ni) == 0:
         return COLUMNS.empty_table()
-    evidence = [_evidence(p, median, slower, z, busy, slow_p, i, j) for i, j in zip(ni, si, strict=True)]
+    evidence = [
+        _evidence(p, median, slower, z, busy, slow_p, int(i), int(j)) for i, j in zip(ni, si, strict=True)
+    ]
     return _rows(
         [series.nodes[i] for i in ni],
         step_ends[si],

@@ -44,7 +44,8 @@ def mark_faults(
                 if e.xid == 79:  # fallen off the bus: a hardware fault as well as the event
                     out.mark("hardware_fault", n, d, t, e)
                     out.critical.add(("hardware_fault", n, d))
-    if (e := f.straggle[n]) is not None and ph in ITERATING:
-        out.mark("straggler", n, -1, t, e)
-    if (e := f.network[n]) is not None and (e.cause == "congestion" or st.burst_until > e.start_s):
-        out.mark("network_jitter", n, -1, t, e)  # loss shows from its first burst
+    slow, port = f.straggle[n], f.network[n]
+    if slow is not None and ph in ITERATING:
+        out.mark("straggler", n, -1, t, slow)
+    if port is not None and (port.cause == "congestion" or st.burst_until > port.start_s):
+        out.mark("network_jitter", n, -1, t, port)  # loss shows from its first burst

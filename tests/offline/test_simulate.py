@@ -404,7 +404,7 @@ def test_xid_event_then_the_job_stalls_with_memory_held() -> None:
 
 def test_mixed_has_its_faults_at_different_times() -> None:
     header, _ = run("mixed", nodes=2)
-    first = {}
+    first: dict[str, int] = {}
     for lb in header.labels:
         first[lb.kind] = min(first.get(lb.kind, lb.start_ns), lb.start_ns)
     assert {"data_starvation", "network_jitter", "power_cap", "thermal"} <= set(first)
