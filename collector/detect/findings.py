@@ -18,8 +18,20 @@ KINDS = ("thermal", "power_cap", "xid", "hardware_fault", "data_starvation", "ne
 STRAGGLERS = "straggler_flagged"  # the straggler detector's rows (numpy), registered beside the SQL ones
 
 
-def flagged_sql(start: datetime, end: datetime, t: Thresholds) -> str:
-    """Every detector's flagged steps in (start, end]; needs STRAGGLERS registered (register_stragglers())."""
+RECENT = "recent_flags"  # the live detector's earlier steps' flags (node, kind, step_end), for the lookback
+
+
+def explained_s(t: Thresholds) -> int:
+    """How far back another finding explains a straggler (its window and a hold)."""
+    return t.straggler_window_s + 120
+
+
+def flagged_sql(start: datetime, end: datetime, t: Thresholds, recent: bool = False) -> str:
+    """Every detector's flagged steps in (start, end]; needs STRAGGLERS registered (register_stragglers()).
+
+    recent: also consult RECENT (earlier steps' flags) for what explains a straggler, as a range
+    judged at once sees its own earlier steps.
+    """
     union = " UNION ALL ".join(
         f"({sql})"
         for sql in (
@@ -30,13 +42,21 @@ def flagged_sql(start: datetime, end: datetime, t: Thresholds) -> str:
             f"FROM {STRAGGLERS}",
         )
     )
-    # A node slowed by its own network, power cap, heat or input is that, not a straggler.
+    # A node slowed by its own network, power cap, heat or input is that, not a straggler. In
+    # lock-step with too few peers for a z-score, a peer slowed so (everyone waits for it) is
+    # the baseline itself: the comparison says nothing then.
     return f"""
-    WITH raw AS MATERIALIZED ({union})
+    WITH raw AS MATERIALIZED ({union}),
+    others AS (
+        SELECT node, step_end FROM raw WHERE kind <> 'straggler'
+        {f"UNION ALL SELECT node, step_end FROM {RECENT}" if recent else ""}
+    )
     SELECT * FROM raw r
     WHERE r.kind <> 'straggler' OR NOT EXISTS (
-        SELECT 1 FROM raw n WHERE n.kind <> 'straggler' AND n.node = r.node
-            AND n.step_end BETWEEN r.step_end - INTERVAL {t.straggler_window_s + 120} SECOND AND r.step_end)
+        SELECT 1 FROM others n
+        WHERE (n.node = r.node OR (r.evidence->>'method' = 'lockstep_busy_time'
+                                     AND r.evidence->>'robust_z' IS NULL))
+            AND n.step_end BETWEEN r.step_end - INTERVAL {explained_s(t)} SECOND AND r.step_end)
     """
 
 
@@ -82,6 +102,15 @@ def findings_sql(start: datetime, end: datetime, data_end: datetime, t: Threshol
     islands AS (
         SELECT *, sum(new_island) OVER (PARTITION BY node, device, kind, part ORDER BY step_end) AS island
         FROM marked
+    ),
+    -- An incident opens at its first step whose rule held, as the live detector opens it:
+    -- flagged steps before that (a verdict waiting for its second step) are not part of it.
+    opened AS (
+        SELECT * FROM (
+            SELECT *, min(step_end) FILTER (active OR onset IS NOT NULL)
+                OVER (PARTITION BY node, device, kind, part, island) AS opened_at
+            FROM islands)
+        WHERE step_end >= opened_at
     )
     SELECT kind,
         CASE max(rank) WHEN 3 THEN 'critical' WHEN 2 THEN 'warning' ELSE 'pre-warning' END AS severity,
@@ -104,7 +133,7 @@ def findings_sql(start: datetime, end: datetime, data_end: datetime, t: Threshol
             'peak_window_end', arg_max(step_end, score), 'peak', arg_max(evidence, score),
             'peak_score', max(score)
         ) AS evidence
-    FROM islands
+    FROM opened
     GROUP BY kind, node, device, part, island
     -- An incident needs a step where its rule held on its own.
     HAVING bool_or(active) OR min(onset) IS NOT NULL

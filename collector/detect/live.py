@@ -20,7 +20,9 @@ from typing import Any
 
 from ironsight.collector.detect.findings import (
     DEFAULTS,
+    RECENT,
     STRAGGLERS,
+    explained_s,
     flagged_sql,
     merge_gap,
     register_stragglers,
@@ -52,6 +54,7 @@ class StepResult:
     opened: list[dict[str, Any]]
     closed: list[dict[str, Any]]
     seconds: float
+    reopened: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -81,17 +84,26 @@ def step(con: Any, end: datetime, t: Thresholds = DEFAULTS) -> StepResult:
     """Judges the step ending at `end` and updates the events table; con is the collector's cursor."""
     began = time.perf_counter()
     start = end - timedelta(seconds=t.step_s)
+    # Earlier steps' flags other than stragglers: what explains a straggler looks back further than a step.
+    con.execute(f"CREATE TEMP TABLE IF NOT EXISTS {RECENT} (node VARCHAR, step_end TIMESTAMP)")
+    con.execute(f"DELETE FROM {RECENT} WHERE step_end < {ts(end - timedelta(seconds=explained_s(t)))}")
     register_stragglers(con, start, end, t)
     try:
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE step_flags AS SELECT *, {severity_rank()} AS rank "
-            f"FROM ({flagged_sql(start, end, t)}) WHERE step_end = {ts(end)}"
+            f"FROM ({flagged_sql(start, end, t, recent=True)}) WHERE step_end = {ts(end)}"
         )
     finally:
         con.unregister(STRAGGLERS)
+    con.execute(f"INSERT INTO {RECENT} SELECT node, step_end FROM step_flags WHERE kind <> 'straggler'")
     flagged = con.execute("SELECT count(*) FROM step_flags").fetchall()[0][0]
     con.execute("BEGIN TRANSACTION")
     try:
+        # A closed finding flagged again within the merge gap reopens: said, so its close is not the last word.
+        reopened = con.execute(
+            f"""SELECT DISTINCT e.id, e.kind, e.severity, e.node, e.device, e.cause, e.start_time FROM events e, step_flags f
+                WHERE {_same_finding("e", "f", end, t)} AND e.end_time IS NOT NULL AND f.onset IS NULL"""
+        ).fetchall()
         con.execute(_continue_sql(t, end))
         opened = con.execute(_open_sql(t, end)).fetchall()
         closed = con.execute(_close_sql(t, end)).fetchall()
@@ -110,6 +122,7 @@ def step(con: Any, end: datetime, t: Thresholds = DEFAULTS) -> StepResult:
         [dict(zip(cols, r, strict=False)) for r in opened],
         [dict(zip(cols, r, strict=True)) for r in closed],
         time.perf_counter() - began,
+        [dict(zip(cols, r, strict=False)) for r in reopened],
     )
 
 
@@ -198,6 +211,11 @@ def _log(result: StepResult) -> None:
             "finding opened id=%s kind=%s severity=%s node=%s device=%s cause=%s start=%s",
             f["id"], f["kind"], f["severity"], f["node"], f["device"] or "-", f["cause"] or "-",
             f["start_time"].isoformat(sep=" "),
+        )  # fmt: skip
+    for f in result.reopened:
+        log.warning(
+            "finding reopened id=%s kind=%s node=%s device=%s (flagged again within the merge gap)",
+            f["id"], f["kind"], f["node"], f["device"] or "-",
         )  # fmt: skip
     for f in result.closed:
         lasted = (f["end_time"] - f["start_time"]).total_seconds()

@@ -289,6 +289,8 @@ def _periods(series: NodeSeries, step_ends: np.ndarray, t: Thresholds) -> Period
     period, strength, samples = np.full(shape, np.nan), np.full(shape, np.nan), np.zeros(shape)
     per_chunk = max(1, MAX_WINDOWS // len(series.nodes))
     for w in windows_s(t):
+        if w > series.activity.shape[1]:
+            break  # the data is shorter than this window (and every longer one)
         for lo in range(0, len(step_ends), per_chunk):
             cols = slice(lo, lo + per_chunk)
             starts = step_ends[cols] - w - series.first  # window [end - w, end) on the grid
@@ -316,6 +318,9 @@ def _periods(series: NodeSeries, step_ends: np.ndarray, t: Thresholds) -> Period
 
 def _busy(series: NodeSeries, step_ends: np.ndarray, t: Thresholds) -> Busy:
     w = t.straggler_busy_window_s
+    if w > series.activity.shape[1]:  # shorter data than one window: nothing to judge
+        nan = np.full((len(series.nodes), len(step_ends)), np.nan)
+        return Busy(nan, nan, nan, nan, nan, nan, nan, np.zeros(nan.shape, bool))
     starts = np.maximum(step_ends - w - series.first, 0)
     act = sliding_window_view(series.activity, w, axis=1)[:, starts]
     util = sliding_window_view(series.util, w, axis=1)[:, starts]

@@ -72,10 +72,11 @@ class Thresholds:
     straggler_z_min_peers: int = 4
     # Lock-step: a node whose mean activity (SM active, or power against its limit) over
     # the window is 7 % above its peers' while all run in step (activity correlated with
-    # the peers' median at 0.5 or more) and NVML calls them all busy (>= 80 %): they wait for it.
+    # the others' mean at 0.5 or more) and NVML calls them all busy (>= 90 %: at the barrier, not
+    # waiting for input, which idles a GPU to NVML too): they wait for it.
     straggler_busy_window_s: int = 30
     straggler_busy_fraction: float = 0.07
-    straggler_busy_util_percent: float = 80.0
+    straggler_busy_util_percent: float = 90.0
     straggler_in_step: float = 0.5
 
 

@@ -53,7 +53,7 @@ from ironsight.offline.simulate.scenarios import SCENARIOS, Event, Scenario
 from ironsight.offline.simulate.workload import faults_at, host, shape
 from ironsight.v1 import telemetry_pb2 as pb
 
-__all__ = ["SCENARIOS", "simulate"]
+__all__ = ["SCENARIOS", "job_plan", "simulate"]
 
 
 def simulate(
@@ -78,9 +78,7 @@ def simulate(
         raise ValueError(
             "need 1-16 GPUs, 1-1024 nodes, an interval of 0.1-60 s and a duration of at least 10 intervals"
         )
-    rng = np.random.default_rng(seed)
-    events = sc.events(rng, nodes, gpus, duration_s)
-    plan = _plan(sc, rng, duration_s, events)
+    rng, events, plan = _draw(sc, nodes, gpus, duration_s, seed)
     models = _models(sc, nodes)
     header = pb.TraceHeader(
         interval_s=interval_s,
@@ -91,6 +89,20 @@ def simulate(
         _inventory(header.nodes.add(), n, gpus, seed, models[n])
     states = [new_node(rng, gpus, models[n]) for n in range(nodes)]
     return header, _run(header, plan, events, states, rng, duration_s, interval_s, seed, start_ns, batch_s)
+
+
+def job_plan(scenario: str, nodes: int, gpus: int, duration_s: float, seed: int) -> Plan:
+    """The job plan simulate() draws for these arguments: when each phase runs (for tests and tools)."""
+    return _draw(SCENARIOS[scenario], nodes, gpus, duration_s, seed)[2]
+
+
+def _draw(
+    sc: Scenario, nodes: int, gpus: int, duration_s: float, seed: int
+) -> tuple[np.random.Generator, list[Event], Plan]:
+    """The seeded draws that come before the first tick: the faults, then the job's plan."""
+    rng = np.random.default_rng(seed)
+    events = sc.events(rng, nodes, gpus, duration_s)
+    return rng, events, _plan(sc, rng, duration_s, events)
 
 
 def _plan(sc: Scenario, rng: np.random.Generator, duration_s: float, events: list[Event]) -> Plan:
@@ -165,7 +177,7 @@ def _run(
             )  # fmt: skip
             _pcie(st, fr, n, compute, comm, dt)
             gpu_rows(out, n, tns, st, tick, compute, _memory(plan, ph, t))
-            mark_faults(out, events, n, t, tns, st, tick, f, ph)
+            mark_faults(out, events, n, t, tns, st, tick, f, ph, fr.data[n] if fr is not None else None)
             host_rows(out, n, tns, st, host(ph, st, len(st.cpu), fr, n, f.starve[n], rng), dt, rng)
             fabric_rows(out, n, tns, st, comm, f.network[n], t, dt, rng)
         if (k + 1) % per_batch == 0 or k == ticks - 1:

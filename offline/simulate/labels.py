@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ironsight.offline.simulate.emission import Emitter
 from ironsight.offline.simulate.hardware import GpuTick, NodeState
-from ironsight.offline.simulate.job import ITERATING
+from ironsight.offline.simulate.job import ITERATING, TRAIN
 from ironsight.offline.simulate.scenarios import Event
 from ironsight.offline.simulate.workload import Faults
 
 
 def mark_faults(
-    out: Emitter, events: list[Event], n: int, t: float, tns: int, st: NodeState, tick: GpuTick, f: Faults, ph: int
+    out: Emitter, events: list[Event], n: int, t: float, tns: int, st: NodeState, tick: GpuTick, f: Faults, ph: int,
+    waiting: np.ndarray | None,
 ) -> None:  # fmt: skip
-    """Marks every fault visible on node n at t; an XID also sends its one gpu_xid row."""
+    """Marks every fault visible on node n at t (waiting: each GPU's share of the tick spent waiting for
+    input); an XID also sends its one gpu_xid row."""
     g = st.gpu
     overheating, cap = f.heat[n], f.cap[n]
     for d in range(len(tick.util)):
@@ -30,9 +34,21 @@ def mark_faults(
                 out.critical.add(("thermal", n, d))
         if cap is not None and d in cap.gpus and tick.capped[d]:
             out.mark("power_cap", n, d, t, cap)
-        starve = f.starve[n]
-        if starve is not None and d in starve.gpus and ph in ITERATING:
-            out.mark("data_starvation", n, d, t, starve)
+        # Starvation shows while the GPU waits for input: from the fault's start until the
+        # iteration it starved has its data, which can outlast the fault by a step.
+        starved = next(
+            (
+                e
+                for e in events
+                if e.kind == "data_starvation" and e.node == n and d in e.gpus and e.start_s <= t
+            ),
+            None,
+        )
+        if starved is not None and (
+            (t < starved.end_s and ph in ITERATING)
+            or (ph == TRAIN and waiting is not None and waiting[d] > 0.05 and t < starved.end_s + 60)
+        ):
+            out.mark("data_starvation", n, d, t, starved)
     for e in events:
         if e.kind == "xid" and e.node == n and not st.xid_sent and t >= e.start_s:
             out.add(n, "gpu_xid", tns, str(e.gpus[0]), {"xid": e.xid})

@@ -83,7 +83,7 @@ def shape(plan: Plan, ph: int, states: list[NodeState], f: Faults, rng: np.rando
                 link = link_bytes_per_s(st.link_gen, st.link_width)
                 supply[n, e.gpus] = compute[n, e.gpus] * H2D_PER_GPU / link[e.gpus]
             else:
-                supply[n, e.gpus] = compute[n, e.gpus] / (0.4 + 0.15 * rng.random())
+                supply[n, e.gpus] = compute[n, e.gpus] / (0.3 + 0.12 * rng.random())
         elif st.link_gen.min() < 4:
             st.link_gen[:], st.link_width[:] = (5 if st.gpu.gpm else 4), 16  # the link retrained
     return Shape(compute, supply, comm, groups(plan, ph, nodes, gpus))

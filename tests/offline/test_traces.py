@@ -283,7 +283,7 @@ def test_simulate_cli_lists_and_refuses_bad_input(tmp_path: Path) -> None:
     small = run_cli(
         "simulate", "--scenario", "straggler", "--nodes", "1", "--out", str(tmp_path / "y.trace"), check=False
     )
-    assert small.returncode == 1 and "at least 2 nodes" in small.stderr
+    assert small.returncode == 1 and "at least 3 nodes" in small.stderr
     ok = run_cli(
         "simulate",
         "--scenario",
