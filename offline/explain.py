@@ -9,7 +9,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ironsight.cli.backend import Backend, quote
-from ironsight.collector.detect.sql import increment, ts
+from ironsight.collector.detect.sql import increment, pcie_link_bytes_per_s, ts
+from ironsight.collector.detect.straggler import ACTIVITY
 from ironsight.offline.plot import Series, render
 
 WIDTH = 72
@@ -53,14 +54,15 @@ def bucket_rate(table: str, expr: str, devices: bool = True, scale: float = 1.0)
     )
 
 
-def busiest_core(s: Scope) -> str:
+def cores_busy(s: Scope) -> str:
+    """The share of all the node's cores busy: one pegged core per rank is healthy, most of them is not."""
     busy = "user_seconds + nice_seconds + system_seconds + irq_seconds + softirq_seconds"
     total = f"{busy} + idle_seconds + coalesce(iowait_seconds, 0)"
     busy_inc, total_inc = increment(f"({busy})"), increment(f"({total})")
     return (
-        f"SELECT t, max(v) AS v FROM (SELECT {s.bucket} AS t, device, 100 * sum(b) / nullif(sum(a), 0) AS v "
+        f"SELECT {s.bucket} AS t, 100 * sum(b) / nullif(sum(a), 0) AS v "
         f"FROM (SELECT time, device, {busy_inc} AS b, {total_inc} AS a FROM cpu "
-        f"WHERE {s.where(False)}) GROUP BY 1, 2) GROUP BY 1 ORDER BY 1"
+        f"WHERE {s.where(False)}) GROUP BY 1 ORDER BY 1"
     )
 
 
@@ -94,7 +96,19 @@ PANELS: dict[str, list[tuple[str, list[tuple[str, Query]]]]] = {
             "host (%)",
             [
                 ("busiest disk busy", bucket_rate("disk", "io_time_seconds", devices=False, scale=100)),
-                ("busiest core", busiest_core),
+                ("all cores busy", cores_busy),
+                (
+                    "CPU pressure (some)",
+                    bucket_rate("pressure", "cpu_some_seconds", devices=False, scale=100),
+                ),
+                ("io pressure (full)", bucket_rate("pressure", "io_full_seconds", devices=False, scale=100)),
+            ],
+        ),
+        (
+            "PCIe receive (GB/s)",
+            [
+                ("this GPU", bucket_rate("gpu", "pcie_rx_bytes", scale=1e-9)),
+                ("its link's ceiling", gauge("gpu", f"{pcie_link_bytes_per_s()} / 1e9")),
             ],
         ),
     ],
@@ -115,12 +129,20 @@ PANELS: dict[str, list[tuple[str, list[tuple[str, Query]]]]] = {
     ],
     "straggler": [
         (
-            "GPU utilization (%)",
+            "GPU activity (% SM active, or power of limit)",
+            [
+                ("this node (mean of its GPUs)", gauge("gpu", f"100 * {ACTIVITY}", devices=False)),
+                ("other nodes (mean)", gauge("gpu", f"100 * {ACTIVITY}", others=True)),
+            ],
+        ),
+        (
+            # In lock-step, peers busy to NVML but idle on their SMs are waiting at the barrier.
+            "GPU utilization (%, NVML)",
             [
                 ("this node (mean of its GPUs)", gauge("gpu", "util_gpu_percent", devices=False)),
                 ("other nodes (mean)", gauge("gpu", "util_gpu_percent", others=True)),
             ],
-        )
+        ),
     ],
     "xid": [
         (

@@ -66,6 +66,11 @@ class Periods:
     samples: np.ndarray
 
 
+# A GPU's activity (0-1): SM activity where it has GPM, else power against its limit; NVML
+# utilization only where neither is stored (NCCL's waits count as busy in it).
+ACTIVITY = "coalesce(gpm_sm_active_ratio, power_watts / nullif(power_limit_watts, 0), util_gpu_percent / 100)"
+
+
 def windows_s(t: Thresholds) -> tuple[int, ...]:
     """The period's windows: the shortest that holds three periods answers."""
     return tuple(
@@ -89,8 +94,7 @@ def node_series(con: Any, start: datetime, end: datetime, t: Thresholds) -> Node
     """Each node's series over (start - the longest window, end]."""
     rows = con.sql(
         f"""SELECT node, epoch(time_bucket(INTERVAL 1 SECOND, time))::BIGINT AS sec,
-                avg(coalesce(gpm_sm_active_ratio, power_watts / nullif(power_limit_watts, 0),
-                             util_gpu_percent / 100)) AS act,
+                avg({ACTIVITY}) AS act,
                 avg(util_gpu_percent) AS util, count(DISTINCT time) AS n,
                 coalesce(max(memory_total_bytes)::VARCHAR, '') || '/' || coalesce(max(sm_clock_max_hertz)::VARCHAR, '') AS model
             FROM gpu

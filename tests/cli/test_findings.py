@@ -57,3 +57,24 @@ def test_explain_shows_evidence_and_plots_the_metrics_behind_it(tmp_path: Path) 
     assert missing.returncode != 0 and "no finding with id 99999" in missing.stderr
     bad = run_cli("--db", db, "detect", "--threshold", "window_s=abc", check=False)
     assert bad.returncode == 2 and "threshold window_s: expected an integer, got 'abc'" in bad.stderr
+
+
+def test_explain_a_lock_step_straggler_shows_its_busy_time_and_its_peers_waiting(tmp_path: Path) -> None:
+    header, con = simulated(tmp_path, "lockstep-straggler", 21, nodes=3)
+    con.close()
+    [label] = [lb for lb in header.labels if lb.kind == "straggler"]
+    db = str(tmp_path / "lockstep-straggler.duckdb")
+    run_cli("--db", db, "detect", "--since", "2026-10-31", "--until", "2026-11-02")
+    [found] = json.loads(run_cli("--db", db, "events", "--kind", "straggler", "--format", "json").stdout)
+    assert found["node"] == label.node
+    as_json = json.loads(run_cli("--db", db, "explain", str(found["id"]), "--format", "json").stdout)
+    peak = as_json["evidence"]["peak"]
+    # Busier SMs than its peers, whose NVML-busy time is partly spent waiting at the barrier.
+    assert peak["method"] == "lockstep_busy_time"
+    assert (
+        peak["busy_activity"] > 1.07 * peak["peers_busy_activity"]
+        and peak["peers_barrier_wait_fraction"] > 0.1
+    )
+    out = run_cli("--db", db, "explain", str(found["id"])).stdout
+    assert "GPU activity (% SM active, or power of limit)" in out and "GPU utilization (%, NVML)" in out
+    assert len([line for line in out.splitlines() if " |" in line and "*" in line]) >= 5
