@@ -182,13 +182,27 @@ def periods(windows: np.ndarray, counts: np.ndarray, t: Thresholds) -> Periods:
     first = np.argmax(candidate, axis=-1) + 1
     has = candidate.any(axis=-1) & judged & ~flat
 
-    def at(offset: int) -> np.ndarray:
-        return np.take_along_axis(ac, np.clip(first + offset, 0, ac.shape[-1] - 1)[..., None], -1)[..., 0]
+    def at(lag: np.ndarray) -> np.ndarray:
+        return np.take_along_axis(ac, np.clip(lag, 0, ac.shape[-1] - 1)[..., None], -1)[..., 0]
 
-    a, b, c = at(-1), at(0), at(1)
-    den = a - 2 * b + c
-    shift = np.divide(0.5 * (a - c), den, out=np.zeros_like(den), where=np.abs(den) > 1e-12)
-    period = first + np.clip(shift, -0.5, 0.5)
+    def refine(lag: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The peak between integer lags (parabola through three), and its height."""
+        a, b, c = at(lag - 1), at(lag), at(lag + 1)
+        den = a - 2 * b + c
+        shift = np.divide(0.5 * (a - c), den, out=np.zeros_like(den), where=np.abs(den) > 1e-12)
+        return lag + np.clip(shift, -0.5, 0.5), b
+
+    period, b = refine(first)
+    # The fundamental, not its double: a period that falls between two samples splits
+    # its peak over two lags, so its multiple (nearer a whole lag) can look stronger.
+    half = np.round(period / 2).astype(int)
+    split = np.maximum(at(half), at(half + np.where(period / 2 > half, 1, -1)))
+    fundamental = has & (half >= 2) & (split >= 0.5 * b) & (split >= at(np.round(period * 0.75).astype(int)))
+    half_period, half_b = refine(np.where(at(half) >= split, half, half + np.where(period / 2 > half, 1, -1)))
+    period, b = (
+        np.where(fundamental, half_period, period),
+        np.where(fundamental, np.maximum(half_b, split), b),
+    )
     # Nyquist with margin: a period must span 2.5 samples, or a slow node can alias fast.
     interval = w / np.maximum(samples, 1)
     has &= period >= 2.5 * interval
@@ -226,11 +240,13 @@ def judge(
 
     Not slow: a period at a whole multiple of the peers' (a harmonic read off
     the same pace), or where fewer than half of the node's peers have a clear
-    period (a phase without a steady pace, such as evaluation).
+    period (a phase without a steady pace, such as evaluation). Not judged
+    (the last verdict holds): a step where the job's own pace jumped.
     """
     period = p.period
     model = np.zeros(len(period), int) if model is None else model
     median, z = compare(period, model, t.straggler_z_min_peers)
+    median[~_steady(period, model, t)] = np.nan
     with np.errstate(all="ignore"):
         slower = period / median - 1
         ratio = period / median
@@ -243,6 +259,27 @@ def judge(
         clear[rows] = (~np.isnan(period[rows])).sum(axis=0) * 2 >= present
     slow = (slower >= t.straggler_slower_fraction) & ~(z < t.straggler_z) & ~harmonic & clear
     return np.nan_to_num(slow, nan=0).astype(bool), median, slower, z
+
+
+def _steady(period: np.ndarray, model: np.ndarray, t: Thresholds) -> np.ndarray:
+    """Per node and step: is its job's median period within 20 % of the job's own recent one?
+
+    An evaluation pass's sub-second steps alias into periods every node shares,
+    and a phase change moves them all: judged then, the straggler would look
+    like its peers for a while and its finding would split. The recent pace is
+    the median over the last straggler_hold_s, which a live step sees too.
+    """
+    k = max(3, t.straggler_hold_s // t.step_s)
+    steady = np.ones(period.shape, bool)
+    for m in np.unique(model):
+        rows = model == m
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # steps where no node has a period
+            job = np.nanmedian(period[rows], axis=0)
+            history = sliding_window_view(np.concatenate([np.full(k, np.nan), job[:-1]]), k)
+            recent = np.nanmedian(history, axis=1)
+        steady[rows] = ~(np.abs(job / recent - 1) > 0.2)
+    return steady
 
 
 @dataclass

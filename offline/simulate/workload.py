@@ -63,30 +63,32 @@ def shape(plan: Plan, ph: int, states: list[NodeState], f: Faults, rng: np.rando
     nodes, gpus = len(states), len(states[0].clock)
     speed = np.array([[st.gpu.speed] * gpus for st in states])
     clock = np.stack([st.clock for st in states])
-    if ph == EVAL:
+    if ph == EVAL:  # sub-second steps, bound by the loader, with no all-reduce to speak of
         step = plan.eval_step_s
-        compute = np.full((nodes, gpus), 0.55 * step) / speed
-        return Shape(compute, np.full((nodes, gpus), 0.8 * step) / speed, np.full((nodes, gpus), 0.02 * step),
-                     groups(plan, ph, nodes, gpus), jitter=0.25)  # fmt: skip
-    compute = plan.period_s * (1 - plan.comm_fraction) / speed / clock
-    comm = np.full((nodes, gpus), plan.period_s * plan.comm_fraction)
-    supply = 0.3 * compute
+        compute = np.full((nodes, gpus), 0.55 * step) / speed / clock
+        supply = np.full((nodes, gpus), 0.8 * step) / speed
+        comm = np.full((nodes, gpus), 0.02 * step)
+    else:
+        compute = plan.period_s * (1 - plan.comm_fraction) / speed / clock
+        supply = 0.3 * compute
+        comm = np.full((nodes, gpus), plan.period_s * plan.comm_fraction)
     for n, st in enumerate(states):
         if (e := f.straggle[n]) is not None:  # its iterations take `slower` longer: all of it compute
             compute[n] *= 1 + e.slower / (1 - plan.comm_fraction)
         if (e := f.network[n]) is not None:
             # The all-reduce is as slow as its slowest link: everyone who meets this port waits.
             comm[n] *= 1.6 if e.cause == "loss" else 1.4
-        if (e := f.starve[n]) is not None:
+        if (e := f.starve[n]) is not None:  # training and evaluation alike wait for the input
             if e.cause == "host_to_device":
                 st.link_gen[e.gpus], st.link_width[e.gpus] = DEGRADED_LINK
                 link = link_bytes_per_s(st.link_gen, st.link_width)
-                supply[n, e.gpus] = compute[n, e.gpus] * H2D_PER_GPU / link[e.gpus]
+                need = compute[n, e.gpus] * H2D_PER_GPU / link[e.gpus]
             else:
-                supply[n, e.gpus] = compute[n, e.gpus] / (0.3 + 0.12 * rng.random())
+                need = compute[n, e.gpus] / (0.3 + 0.12 * rng.random())
+            supply[n, e.gpus] = np.maximum(supply[n, e.gpus], need)
         elif st.link_gen.min() < 4:
             st.link_gen[:], st.link_width[:] = (5 if st.gpu.gpm else 4), 16  # the link retrained
-    return Shape(compute, supply, comm, groups(plan, ph, nodes, gpus))
+    return Shape(compute, supply, comm, groups(plan, ph, nodes, gpus), jitter=0.25 if ph == EVAL else 0.01)
 
 
 @dataclass
