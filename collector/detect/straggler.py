@@ -234,7 +234,7 @@ def compare(values: np.ndarray, model: np.ndarray, min_peers: int) -> tuple[np.n
 
 
 def judge(
-    p: Periods, t: Thresholds, model: np.ndarray | None = None
+    p: Periods, t: Thresholds, model: np.ndarray | None = None, steady: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per node and step: slow?, peers' median period, slower fraction, robust z (NaN: too few peers).
 
@@ -246,7 +246,7 @@ def judge(
     period = p.period
     model = np.zeros(len(period), int) if model is None else model
     median, z = compare(period, model, t.straggler_z_min_peers)
-    median[~_steady(period, model, t)] = np.nan
+    median[~(_steady(period, model, t) if steady is None else steady)] = np.nan
     with np.errstate(all="ignore"):
         slower = period / median - 1
         ratio = period / median
@@ -357,15 +357,25 @@ def _periods(series: NodeSeries, step_ends: np.ndarray, t: Thresholds) -> Period
     return Periods(period, strength, samples)
 
 
-def _busy(series: NodeSeries, step_ends: np.ndarray, t: Thresholds) -> Busy:
-    w = t.straggler_busy_window_s
-    if w > series.activity.shape[1]:  # shorter data than one window: nothing to judge
-        nan = np.full((len(series.nodes), len(step_ends)), np.nan)
-        return Busy(nan, nan, nan, nan, nan, nan, nan, np.zeros(nan.shape, bool))
-    starts = np.maximum(step_ends - w - series.first, 0)
-    act = sliding_window_view(series.activity, w, axis=1)[:, starts]
-    util = sliding_window_view(series.util, w, axis=1)[:, starts]
-    return lockstep(act, util, series.model, t)
+def _busy(series: NodeSeries, step_ends: np.ndarray, pace: np.ndarray, t: Thresholds) -> Busy:
+    """The lock-step comparison over the shortest window (30, 60 or 120 s) holding three of the
+    job's periods (pace: the peers' median period per node and step; NaN: the shortest)."""
+    shape = (len(series.nodes), len(step_ends))
+    nan = np.full(shape, np.nan)
+    out = Busy(nan, nan, nan, nan, nan, nan, nan, np.zeros(shape, bool))
+    base = t.straggler_busy_window_s
+    sizes = [w for w in (base, 2 * base, 4 * base) if w <= series.activity.shape[1]]
+    with np.errstate(invalid="ignore"):
+        need = np.nan_to_num(3 * pace, nan=0.0)
+    for w in reversed(sizes):  # shortest last: it wins wherever it holds three periods
+        starts = np.maximum(step_ends - w - series.first, 0)
+        act = sliding_window_view(series.activity, w, axis=1)[:, starts]
+        util = sliding_window_view(series.util, w, axis=1)[:, starts]
+        b = lockstep(act, util, series.model, t)
+        use = (need <= w) | (w == sizes[-1])
+        for name in Busy.__dataclass_fields__:
+            setattr(out, name, np.where(use, getattr(b, name), getattr(out, name)))
+    return out
 
 
 def flagged(con: Any, start: datetime, end: datetime, t: Thresholds) -> pa.Table:
@@ -388,8 +398,11 @@ def flagged(con: Any, start: datetime, end: datetime, t: Thresholds) -> pa.Table
     if len(step_ends) == 0:
         return COLUMNS.empty_table()
     p = _periods(series, step_ends, t)
-    slow_p, median, slower, z = judge(p, t, series.model)
-    busy = _busy(series, step_ends, t)
+    steady = _steady(p.period, series.model, t)
+    pace, _ = compare(p.period, series.model, t.straggler_z_min_peers)
+    slow_p, median, slower, z = judge(p, t, series.model, steady)
+    busy = _busy(series, step_ends, pace, t)
+    busy.slow &= steady  # a change of pace (an evaluation starting) moves every node's busy time
     # A node in step with its peers shares their period by construction: a
     # different one read off it is the estimator's noise, not a slower pace.
     slow_p &= ~(busy.in_step >= t.straggler_in_step)
