@@ -398,10 +398,14 @@ def flagged(con: Any, start: datetime, end: datetime, t: Thresholds) -> pa.Table
     if len(step_ends) == 0:
         return COLUMNS.empty_table()
     p = _periods(series, step_ends, t)
-    steady = _steady(p.period, series.model, t)
     pace, _ = compare(p.period, series.model, t.straggler_z_min_peers)
-    slow_p, median, slower, z = judge(p, t, series.model, steady)
     busy = _busy(series, step_ends, pace, t)
+    # Judged while the job trains at full tilt at a steady pace: an evaluation pass runs its
+    # GPUs lower, and its sub-second steps alias into periods that mean nothing.
+    with np.errstate(invalid="ignore"):
+        training = busy.peer_util >= t.straggler_training_util_percent
+    steady = _steady(p.period, series.model, t) & training
+    slow_p, median, slower, z = judge(p, t, series.model, steady)
     busy.slow &= steady  # a change of pace (an evaluation starting) moves every node's busy time
     # A node in step with its peers shares their period by construction: a
     # different one read off it is the estimator's noise, not a slower pace.

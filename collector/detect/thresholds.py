@@ -70,6 +70,9 @@ class Thresholds:
     straggler_critical_fraction: float = 0.50
     straggler_z: float = 3.5
     straggler_z_min_peers: int = 4
+    # Judged only while the job trains at full tilt: its GPUs >= 80 % busy to NVML (an
+    # evaluation pass runs lower, and its sub-second steps alias into false periods).
+    straggler_training_util_percent: float = 80.0
     # Lock-step: a node whose mean activity (SM active, or power against its limit) over
     # the window is 7 % above its peers' while all run in step (activity correlated with
     # the others' mean at 0.5 or more) and NVML calls them all busy (>= 90 %: at the barrier, not
