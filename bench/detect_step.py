@@ -13,6 +13,9 @@ NAME = "detect-step"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--step-nodes", type=int, default=1000, help="nodes of 8 GPUs")
     p.add_argument("--step-repeats", type=int, default=5, help="consecutive steps timed")
+    p.add_argument(
+        "--step-no-rhythm", action="store_true", help="power with no period anywhere: the worst case"
+    )
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
@@ -21,7 +24,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     The data is synthetic (SQL, not the simulator, which would take an hour for
     this fleet) but shaped like a training job: periodic utilization, counters
     that grow, one NIC and 16 cores and one NVMe per node, rows in time order as
-    agents deliver them. Target: under 1 second a step.
+    agents deliver them. Target: under 1 second a step. --step-no-rhythm gives
+    the worst case for the straggler detector: power with no period anywhere
+    (an idle or inference fleet), so every window length is tried.
     """
     from datetime import datetime, timedelta
 
@@ -43,9 +48,14 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             f"""INSERT INTO gpu BY NAME SELECT time, node, g::VARCHAR AS device,
                 CASE WHEN ((s + n * 0.7) % 4) < 3.1 THEN 97 + random() * 3 ELSE 30 + random() * 10 END
                     AS util_gpu_percent,
+                -- Power follows the compute/all-reduce rhythm, as it does on a real GPU: the
+                -- straggler detector reads the period off it.
+                CASE WHEN {args.step_no_rhythm} THEN 400 + random() * 250
+                     WHEN ((s + n * 0.7) % 4) < 3.1 THEN 600 + random() * 50 ELSE 220 + random() * 30 END
+                    AS power_watts,
                 (40::BIGINT << 30) AS memory_used_bytes, 60 + random() * 5 AS temperature_celsius,
                 87.0 AS temperature_slowdown_celsius, 1.98e9 AS sm_clock_hertz, 1.98e9 AS sm_clock_max_hertz,
-                600 + random() * 50 AS power_watts, 700.0 AS power_limit_watts, 0 AS clocks_event_reasons,
+                700.0 AS power_limit_watts, (80 * 2::BIGINT ** 30) AS memory_total_bytes, 0 AS clocks_event_reasons,
                 5 AS pcie_link_gen, 16 AS pcie_link_width, (s * 2e9)::BIGINT AS pcie_rx_bytes,
                 0.0 AS throttle_sw_power_seconds, 0.0 AS throttle_sw_thermal_seconds,
                 0.0 AS throttle_hw_thermal_seconds, 0.0 AS throttle_hw_power_brake_seconds,
@@ -94,4 +104,5 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "step_seconds_median": times[len(times) // 2],
         "step_seconds_max": times[-1],
         "target_seconds": 1.0,
+        "power_rhythm": not args.step_no_rhythm,
     }

@@ -92,14 +92,17 @@ class NodeSeries:
 
 def node_series(con: Any, start: datetime, end: datetime, t: Thresholds) -> NodeSeries:
     """Each node's series over (start - the longest window, end]."""
+    # Per sampling instant first (the node's mean over its GPUs), then per second: the
+    # instants a second are a plain count, not a DISTINCT over every GPU's row.
     rows = con.sql(
-        f"""SELECT node, epoch(time_bucket(INTERVAL 1 SECOND, time))::BIGINT AS sec,
-                avg({ACTIVITY}) AS act,
-                avg(util_gpu_percent) AS util, count(DISTINCT time) AS n,
-                coalesce(max(memory_total_bytes)::VARCHAR, '') || '/' || coalesce(max(sm_clock_max_hertz)::VARCHAR, '') AS model
-            FROM gpu
-            WHERE time > {ts(start - timedelta(seconds=max(windows_s(t))))} AND time <= {ts(end)}
-                AND memory_used_bytes > {t.active_memory_bytes} AND util_gpu_percent IS NOT NULL
+        f"""SELECT node, epoch(time_bucket(INTERVAL 1 SECOND, time))::BIGINT AS sec, avg(act) AS act,
+                avg(util) AS util, count(*) AS n, max(mem) AS mem, max(clock) AS clock
+            FROM (SELECT node, time, avg({ACTIVITY}) AS act, avg(util_gpu_percent) AS util,
+                      max(memory_total_bytes) AS mem, max(sm_clock_max_hertz) AS clock
+                  FROM gpu
+                  WHERE time > {ts(start - timedelta(seconds=max(windows_s(t))))} AND time <= {ts(end)}
+                      AND memory_used_bytes > {t.active_memory_bytes} AND util_gpu_percent IS NOT NULL
+                  GROUP BY node, time)
             GROUP BY ALL"""
     ).to_arrow_table()
     if rows.num_rows == 0:
@@ -118,9 +121,11 @@ def node_series(con: Any, start: datetime, end: datetime, t: Thresholds) -> Node
         grid = np.full((len(nodes), width), np.nan) if col != "n" else np.zeros((len(nodes), width))
         grid[idx[keep], sec[keep] - first] = rows[col].to_numpy(zero_copy_only=False)[keep]
         grids.append(grid)
-    models = rows["model"].combine_chunks().dictionary_encode()
-    model = np.zeros(len(nodes), int)
-    model[idx] = models.indices.to_numpy()
+    # The GPU model, as far as peers go: memory size and top SM clock.
+    key = np.zeros((len(nodes), 2))
+    for k, col in enumerate(("mem", "clock")):
+        np.maximum.at(key[:, k], idx, np.nan_to_num(rows[col].to_numpy(zero_copy_only=False).astype(float)))
+    model = np.unique(key, axis=0, return_inverse=True)[1].reshape(-1)
     return NodeSeries(nodes, first, grids[0], grids[1], grids[2], model)
 
 
@@ -131,8 +136,10 @@ def _epoch(value: datetime) -> float:
 
 def _interpolate(x: np.ndarray) -> np.ndarray:
     """Fills NaN along the last axis linearly between samples (sparser sampling than the grid)."""
-    n = x.shape[-1]
     valid = ~np.isnan(x)
+    if valid.all():  # sampled every second: nothing to fill
+        return x
+    n = x.shape[-1]
     idx = np.arange(n)
     prev = np.where(valid, idx, -1)
     np.maximum.accumulate(prev, axis=-1, out=prev)
@@ -325,35 +332,38 @@ def lockstep(act: np.ndarray, util: np.ndarray, model: np.ndarray, t: Thresholds
 
 
 def _periods(series: NodeSeries, step_ends: np.ndarray, t: Thresholds) -> Periods:
-    """Each node's period per step from the shortest window that holds three of them."""
+    """Each node's period per step from the shortest window that holds three of them.
+
+    A longer window is computed only for the (node, step) cells a shorter one
+    left without a period: most of a training fleet resolves in the first.
+    """
     shape = (len(series.nodes), len(step_ends))
     period, strength, samples = np.full(shape, np.nan), np.full(shape, np.nan), np.zeros(shape)
-    per_chunk = max(1, MAX_WINDOWS // len(series.nodes))
     for w in windows_s(t):
         if w > series.activity.shape[1]:
             break  # the data is shorter than this window (and every longer one)
-        for lo in range(0, len(step_ends), per_chunk):
-            cols = slice(lo, lo + per_chunk)
-            starts = step_ends[cols] - w - series.first  # window [end - w, end) on the grid
-            ok = starts >= 0
-            windows = sliding_window_view(series.activity, w, axis=1)[:, np.maximum(starts, 0)]
-            cnt = sliding_window_view(series.counts, w, axis=1)[:, np.maximum(starts, 0)]
+        ni, si = np.nonzero(np.isnan(period) & (step_ends - w - series.first >= 0))
+        for lo in range(0, len(ni), MAX_WINDOWS):
+            n, j = ni[lo : lo + MAX_WINDOWS], si[lo : lo + MAX_WINDOWS]
+            starts = step_ends[j] - w - series.first  # window [end - w, end) on the grid
+            windows = sliding_window_view(series.activity, w, axis=1)[n, starts]
+            cnt = sliding_window_view(series.counts, w, axis=1)[n, starts]
             p = periods(windows, cnt, t)
             # Where the window is unclear (a change of pace inside it), its newest
             # two thirds may already be clear: an onset is judged a step sooner.
+            unclear = np.isnan(p.period)
             recent = w - 2 * w // 3
-            q = periods(windows[..., recent:], cnt[..., recent:], t)
-            found = np.where(np.isnan(p.period), q.period, p.period)
-            fill = np.isnan(period[:, cols]) & ~np.isnan(found) & ok
-            period[:, cols] = np.where(fill, found, period[:, cols])
-            strength[:, cols] = np.where(
-                fill, np.where(np.isnan(p.period), q.strength, p.strength), strength[:, cols]
+            q = periods(windows[unclear, recent:], cnt[unclear, recent:], t)
+            found_period, found_strength, found_samples = p.period.copy(), p.strength.copy(), p.samples.copy()
+            found_period[unclear], found_strength[unclear], found_samples[unclear] = (
+                q.period,
+                q.strength,
+                q.samples,
             )
-            samples[:, cols] = np.where(
-                fill | (samples[:, cols] == 0),
-                np.where(np.isnan(p.period), q.samples, p.samples),
-                samples[:, cols],
-            )
+            fill = ~np.isnan(found_period)
+            period[n[fill], j[fill]], strength[n[fill], j[fill]] = found_period[fill], found_strength[fill]
+            had = samples[n, j]
+            samples[n, j] = np.where(fill | (had == 0), found_samples, had)
     return Periods(period, strength, samples)
 
 
@@ -367,12 +377,16 @@ def _busy(series: NodeSeries, step_ends: np.ndarray, pace: np.ndarray, t: Thresh
     sizes = [w for w in (base, 2 * base, 4 * base) if w <= series.activity.shape[1]]
     with np.errstate(invalid="ignore"):
         need = np.nan_to_num(3 * pace, nan=0.0)
-    for w in reversed(sizes):  # shortest last: it wins wherever it holds three periods
+    shorter = -1.0  # every cell fits after "no window yet"
+    for w in sizes:  # a cell takes the shortest window holding three periods (or the longest there is)
+        use = (need > shorter) & ((need <= w) | (w == sizes[-1]))
+        shorter = w
+        if not use.any():
+            continue
         starts = np.maximum(step_ends - w - series.first, 0)
         act = sliding_window_view(series.activity, w, axis=1)[:, starts]
         util = sliding_window_view(series.util, w, axis=1)[:, starts]
         b = lockstep(act, util, series.model, t)
-        use = (need <= w) | (w == sizes[-1])
         for name in Busy.__dataclass_fields__:
             setattr(out, name, np.where(use, getattr(b, name), getattr(out, name)))
     return out
