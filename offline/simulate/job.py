@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 IDLE, LOAD, WARMUP, TRAIN, CHECKPOINT, EVAL, DONE, RELEASED = range(8)
-PHASE_NAMES = ("idle", "load", "warmup", "train", "checkpoint", "eval", "done", "released")
 JOB_START_S = 60.0
 ITERATING = (TRAIN, EVAL)
 

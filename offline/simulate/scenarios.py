@@ -51,7 +51,7 @@ def _window(
     return start, end
 
 
-def _starved(cause: str) -> Callable[[np.random.Generator, int, int, float], list[Event]]:
+def _starved(cause: str) -> EventMaker:
     def make(rng: np.random.Generator, nodes: int, gpus: int, duration: float) -> list[Event]:
         s, e = _window(rng, duration)
         return [Event("data_starvation", int(rng.integers(nodes)), s, e, list(range(gpus)), cause=cause)]
