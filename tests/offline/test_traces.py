@@ -325,3 +325,50 @@ def test_h100_figures_are_the_captures() -> None:
     assert H100.sm_clock_idle_mhz == number(idle["clocks.current.sm"])
     assert H100.mem_util_at_load == number(load["utilization.memory"])
     assert H100.model == load["name"]
+
+
+def test_h200_and_a100_figures_are_the_captures() -> None:
+    from ironsight.offline.simulate.hardware import A100, H200
+
+    from support.nvml_double import number, query_gpu, query_xml
+
+    cap = need_shared("nvidia_smi_captures") / "linux-x86_64__nvidia-h200__590.48.01.txt"
+    idle, load = query_gpu(cap, "idle"), query_gpu(cap, "load")
+    assert H200.model == load["name"]
+    assert (H200.idle_power_w, H200.load_power_w) == (number(idle["power.draw"]), number(load["power.draw"]))
+    assert (H200.idle_temp_c, H200.load_temp_c) == (
+        number(idle["temperature.gpu"]),
+        number(load["temperature.gpu"]),
+    )
+    assert (H200.idle_mem_temp_c, H200.load_mem_temp_c) == (
+        number(idle["temperature.memory"]),
+        number(load["temperature.memory"]),
+    )
+    assert H200.power_limit_w == number(load["enforced.power.limit"])
+    assert H200.memory_total_mib == number(load["memory.total"])
+    assert (H200.sm_clock_max_mhz, H200.mem_clock_mhz) == (
+        number(load["clocks.max.sm"]),
+        number(load["clocks.max.memory"]),
+    )
+    assert H200.mem_util_at_load == number(load["utilization.memory"])
+    # The A100 is captured idle only (nvidia-smi -q XML); its load figures are stated, not captured.
+    xml = query_xml(need_shared("nvidia_smi_xml") / "a100-sxm4-v12.xml")
+    assert A100.model == xml["name"] and not A100.gpm
+    assert (A100.idle_power_w, A100.power_limit_w) == (
+        number(xml["power.draw"]),
+        number(xml["enforced.power.limit"]),
+    )
+    assert (A100.idle_temp_c, A100.idle_mem_temp_c) == (
+        number(xml["temperature.gpu"]),
+        number(xml["temperature.memory"]),
+    )
+    assert (A100.slowdown_c, A100.shutdown_c) == (
+        number(xml["temperature.slowdown"]),
+        number(xml["temperature.shutdown"]),
+    )
+    assert A100.memory_total_mib == number(xml["memory.total"])
+    assert (A100.sm_clock_max_mhz, A100.mem_clock_mhz) == (
+        number(xml["clocks.max.sm"]),
+        number(xml["clocks.max.memory"]),
+    )
+    assert A100.sm_clock_idle_mhz == number(xml["clocks.current.sm"])
