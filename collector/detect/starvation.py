@@ -152,8 +152,9 @@ def flagged_sql(start: datetime, end: datetime, t: Thresholds) -> str:
             -- Holding memory, and not still filling it (a job loading its resume checkpoint).
             AND mem_min > {t.active_memory_bytes} AND mem - mem_min < {t.active_memory_bytes}
     ),
-    -- The job's busier GPUs (75th percentile), so starved GPUs do not drag their own baseline down.
-    job AS (SELECT step_end, quantile_cont(util, 0.75) AS peer_util, count(*) AS gpus FROM active GROUP BY step_end),
+    -- The job's median GPU: starved ones (under half the job) do not drag it down, and a
+    -- minority running hotter (a straggler's GPUs through an evaluation pass) do not lift it.
+    job AS (SELECT step_end, quantile_cont(util, 0.5) AS peer_util, count(*) AS gpus FROM active GROUP BY step_end),
     {_host_windows(t, since, until)},
     judged AS (
         SELECT a.*, j.peer_util, j.gpus, d.storage_busy, d.read_bytes, d.written_bytes, c.cores_busy, c.cores,
@@ -169,7 +170,7 @@ def flagged_sql(start: datetime, end: datetime, t: Thresholds) -> str:
         cause, peer_util - util AS score,
         step_util < {t.starved_peer_ratio} * peer_util
             OR (step_util < {t.starved_util_percent} AND cause <> 'unknown') AS active, NULL::TIMESTAMP AS onset,
-        json_object('gpu_util_mean_pct', util, 'job_gpu_util_p75_pct', peer_util, 'job_gpus', gpus,
+        json_object('gpu_util_mean_pct', util, 'job_gpu_util_median_pct', peer_util, 'job_gpus', gpus,
             'seconds_under_50pct_fraction', low_fraction, 'storage_busy_fraction', storage_busy,
             'read_share_of_disk_bytes', read_bytes / nullif(read_bytes + written_bytes, 0),
             'io_full_pressure_fraction', io_full, 'cpu_pressure_fraction', cpu_some,

@@ -7,8 +7,8 @@ Only a collector that sees every node can find one, in two ways:
   its limit; NVML utilization only where neither is stored, since NCCL's
   kernels keep it near 100 % through the all-reduce). Per window the period is
   the first strong peak of the autocorrelation (one FFT per window along the
-  last axis, all nodes and steps at once), over windows of 24, 60 and 120 s:
-  the shortest that holds three periods, so 2-40 s steps are all resolved. A
+  last axis, all nodes and steps at once), over windows of 24, 32, 40, 60 and
+  120 s: the shortest that holds two periods, so 2-60 s steps are all resolved. A
   node is slow when its period is well above its peers' median and not a
   multiple of it (a harmonic), while most of its peers have a clear period
   too (an evaluation pass's sub-second steps alias into spurious ones).
@@ -72,10 +72,13 @@ ACTIVITY = "coalesce(gpm_sm_active_ratio, power_watts / nullif(power_limit_watts
 
 
 def windows_s(t: Thresholds) -> tuple[int, ...]:
-    """The period's windows: the shortest that holds three periods answers."""
-    return tuple(
-        sorted({t.straggler_window_s, max(t.straggler_window_s, 60), max(t.straggler_window_s, 120)})
-    )
+    """The period's windows, 24-120 s by default: the shortest that holds two periods answers.
+
+    Finely spaced, so a node whose pace just changed is read off a window
+    mostly after the change: a longer one still averages in the old pace.
+    """
+    w = t.straggler_window_s
+    return tuple(sorted({w, w * 4 // 3, w * 5 // 3, w * 5 // 2, max(5 * w, 120)}))
 
 
 @dataclass
@@ -170,11 +173,18 @@ def periods(windows: np.ndarray, counts: np.ndarray, t: Thresholds) -> Periods:
         warnings.simplefilter("ignore", RuntimeWarning)  # windows with nothing sampled: not judged
         halves = np.nanmean(windows[..., : w // 2], axis=-1), np.nanmean(windows[..., w // 2 :], axis=-1)
         judged &= np.abs(halves[0] - halves[1]) <= t.straggler_level_shift * np.nanmean(windows, axis=-1)
+        # A rhythm runs through the whole window: one half swinging and the other flat is a
+        # phase change (an evaluation pass starting), whose one edge makes a spurious peak.
+        spread = np.nanstd(windows[..., : w // 2], axis=-1), np.nanstd(windows[..., w // 2 :], axis=-1)
+        judged &= np.maximum(*spread) <= 2 * np.minimum(*spread)
+        # And it swings: an evaluation pass's sub-second steps blur into a level with
+        # noise on it, whose autocorrelation can peak anywhere.
+        judged &= np.nanstd(windows, axis=-1) >= t.straggler_min_swing * np.nanmean(windows, axis=-1)
         x = _interpolate(windows)
         x = np.nan_to_num(x - np.nanmean(x, axis=-1, keepdims=True))
     n = 1 << (2 * w - 1).bit_length()
     spectrum = np.fft.rfft(x, n, axis=-1)
-    max_lag = w // 3
+    max_lag = w // 2  # two periods in the window
     ac = np.fft.irfft(spectrum * np.conj(spectrum), n, axis=-1)[..., : max_lag + 2]
     energy = ac[..., :1]
     flat = energy[..., 0] < 1e-6 * w  # a constant series has no period
@@ -202,9 +212,12 @@ def periods(windows: np.ndarray, counts: np.ndarray, t: Thresholds) -> Periods:
     period, b = refine(first)
     # The fundamental, not its double: a period that falls between two samples splits
     # its peak over two lags, so its multiple (nearer a whole lag) can look stronger.
+    # The autocorrelation at exactly half the period, between the lags, tells.
     half = np.round(period / 2).astype(int)
-    split = np.maximum(at(half), at(half + np.where(period / 2 > half, 1, -1)))
-    fundamental = has & (half >= 2) & (split >= 0.5 * b) & (split >= at(np.round(period * 0.75).astype(int)))
+    split = np.maximum(_between(at, period / 2), at(half + np.where(period / 2 > half, 1, -1)))
+    # Sampled at 1 s, a 3.5 s period's dips fall alternately on and between samples, so
+    # half the period can read as weak as 0.4 of the whole.
+    fundamental = has & (half >= 2) & (split >= 0.4 * b) & (split >= at(np.round(period * 0.75).astype(int)))
     half_period, half_b = refine(np.where(at(half) >= split, half, half + np.where(period / 2 > half, 1, -1)))
     period, b = (
         np.where(fundamental, half_period, period),
@@ -214,6 +227,20 @@ def periods(windows: np.ndarray, counts: np.ndarray, t: Thresholds) -> Periods:
     interval = w / np.maximum(samples, 1)
     has &= period >= 2.5 * interval
     return Periods(np.where(has, period, np.nan), np.where(has, b, np.nan), samples)
+
+
+def _between(at: Any, lag: np.ndarray) -> np.ndarray:
+    """The autocorrelation at a fractional lag: a cubic through the four whole lags around it."""
+    lo = np.floor(np.nan_to_num(lag)).astype(int)
+    f = np.nan_to_num(lag) - lo
+    p0, p1, p2, p3 = at(lo - 1), at(lo), at(lo + 1), at(lo + 2)
+    value: np.ndarray = (
+        p1
+        + 0.5 * f * (p2 - p0)
+        + f * f * (p0 - 2.5 * p1 + 2 * p2 - 0.5 * p3)
+        + f**3 * (1.5 * (p1 - p2) + 0.5 * (p3 - p0))
+    )
+    return value
 
 
 def compare(values: np.ndarray, model: np.ndarray, min_peers: int) -> tuple[np.ndarray, np.ndarray]:
@@ -420,19 +447,14 @@ def flagged(con: Any, start: datetime, end: datetime, t: Thresholds) -> pa.Table
         training = busy.peer_util >= t.straggler_training_util_percent
     steady = _steady(p.period, series.model, t) & training
     slow_p, median, slower, z = judge(p, t, series.model, steady)
-    busy.slow &= steady  # a change of pace (an evaluation starting) moves every node's busy time
-    # A node in step with its peers shares their period by construction: a
-    # different one read off it is the estimator's noise, not a slower pace.
-    slow_p &= ~(busy.in_step >= t.straggler_in_step)
+    # An evaluation pass runs every node's GPUs lower: busy time is judged while training.
+    # Not only at a steady pace: a lock-step straggler's onset slows the whole job with it.
+    busy.slow &= training
+    # A node well in step with its peers shares their period by construction: a
+    # different one read off it is the estimator's noise, not a slower pace. (Less in
+    # step, it may be a loosely coupled node falling out of phase as it slows.)
+    slow_p &= ~(busy.in_step >= t.straggler_period_in_step)
     slow = slow_p | busy.slow
-    # A period verdict stands once two steps in a row agree: a phase change (an evaluation
-    # pass starting, the job ending) makes one-step blips. The first step still
-    # shows in the finding, as an inactive row.
-    # Busy time in lock-step needs no second step: its window is in step by construction.
-    persistent = slow_p.copy()
-    persistent[:, 1:] &= slow_p[:, :-1]
-    persistent[:, 0] = False
-    persistent |= busy.slow
     # The last verdict (slow or not) carries across unjudged steps, at most hold seconds.
     judged = (~np.isnan(median) & ~np.isnan(p.period)) | busy.slow
     shape = slow.shape
@@ -451,7 +473,7 @@ def flagged(con: Any, start: datetime, end: datetime, t: Thresholds) -> pa.Table
         [series.nodes[i] for i in ni],
         step_ends[si],
         evidence,
-        persistent[ni, si],
+        slow[ni, si],
         slower[ni, si],
         busy.excess[ni, si],
         # The peak: the clearest period, or the largest busy excess in lock-step.

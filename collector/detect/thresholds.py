@@ -29,8 +29,8 @@ class Thresholds:
     # GPU spends 0-25 % of its seconds under 50 % depending on how the iteration
     # falls on the sampling grid. So a GPU is starved when, holding memory and not
     # throttled, its mean utilization over the window is under 70 % of the job's
-    # busier active GPUs' (75th percentile; job-wide dips such as checkpoints and
-    # evaluation cancel out),
+    # median active GPU's (job-wide dips such as checkpoints and evaluation cancel
+    # out; a straggler's GPUs, busier through an evaluation pass, do not lift it),
     # or under 60 % outright while a host bottleneck coincides (a whole job starved
     # by shared storage has no healthy peers). Critical under half.
     starvation_window_s: int = (
@@ -61,10 +61,13 @@ class Thresholds:
     # with 4 or more peers, a robust z-score (median absolute deviation, floored at
     # 2 % of the median) of at least 3.5. Critical from 50 % slower. A period needs
     # an autocorrelation peak of 0.6: checkpoint pauses and idle spells have none.
-    # 40 s holds ten 4 s steps and answers within two steps of an onset.
-    straggler_window_s: int = 24  # the shortest period window (then 60 and 120 s: three periods each)
+    # The shortest window, then 4/3, 5/3, 5/2 and 5 times it (120 s), each judging
+    # periods up to half its length: a slowed node is read within about two of its new
+    # iterations, where one window of three periods took 3-6 steps.
+    straggler_window_s: int = 24
     straggler_min_strength: float = 0.6
     straggler_level_shift: float = 0.2  # window halves' means apart by more: a phase change, not judged
+    straggler_min_swing: float = 0.05  # activity's spread over its mean: less is a level, not a rhythm
     straggler_slower_fraction: float = 0.10
     straggler_hold_s: int = 120  # an unjudged window (a checkpoint pause) keeps the last verdict this long
     straggler_critical_fraction: float = 0.50
@@ -81,6 +84,10 @@ class Thresholds:
     straggler_busy_fraction: float = 0.07
     straggler_busy_util_percent: float = 90.0
     straggler_in_step: float = 0.5
+    # A node this well in step with its peers (correlation) shares their period: another one
+    # read off it is noise. Not at 0.5: a loosely coupled node falling out of phase as it
+    # slows is still at 0.5-0.7 for its first slow window.
+    straggler_period_in_step: float = 0.8
 
 
 def with_overrides(items: list[str] | tuple[str, ...], base: Thresholds | None = None) -> Thresholds:

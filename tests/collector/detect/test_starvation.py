@@ -31,5 +31,5 @@ def test_starvation_on_the_starved_gpus_with_its_cause(
         assert hit["kind"] == "data_starvation" and hit["cause"] == cause and hit["severity"] == "critical"
         assert overlaps(hit, label)
         peak = json.loads(hit["evidence"])["peak"]
-        assert peak["gpu_util_mean_pct"] < 0.5 * peak["job_gpu_util_p75_pct"] or nodes == 1
+        assert peak["gpu_util_mean_pct"] < 0.5 * peak["job_gpu_util_median_pct"] or nodes == 1
     assert len(found) == len(labels)  # nothing on the healthy node
