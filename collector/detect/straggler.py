@@ -210,19 +210,18 @@ def periods(windows: np.ndarray, counts: np.ndarray, t: Thresholds) -> Periods:
         return lag + np.clip(shift, -0.5, 0.5), b
 
     period, b = refine(first)
-    # The fundamental, not its double: a period that falls between two samples splits
-    # its peak over two lags, so its multiple (nearer a whole lag) can look stronger.
-    # The autocorrelation at exactly half the period, between the lags, tells.
-    half = np.round(period / 2).astype(int)
-    split = np.maximum(_between(at, period / 2), at(half + np.where(period / 2 > half, 1, -1)))
-    # Sampled at 1 s, a 3.5 s period's dips fall alternately on and between samples, so
-    # half the period can read as weak as 0.4 of the whole.
-    fundamental = has & (half >= 2) & (split >= 0.4 * b) & (split >= at(np.round(period * 0.75).astype(int)))
-    half_period, half_b = refine(np.where(at(half) >= split, half, half + np.where(period / 2 > half, 1, -1)))
-    period, b = (
-        np.where(fundamental, half_period, period),
-        np.where(fundamental, np.maximum(half_b, split), b),
-    )
+    # The fundamental, not a multiple of it. A period that is no whole number of samples
+    # puts its dips on and between samples in turn, so its repeats look unlike each other
+    # and its multiple nearest a whole lag (10 s for 3.33 s, 7 s for 3.5 s) stands out.
+    # The autocorrelation at exactly a third or a half of the peak, between the lags,
+    # tells: at 1 s sampling a true fundamental there reads as weak as 0.4 of the peak.
+    # Its value is then the peak's lag over k, finer than reading the smaller peak.
+    found = np.zeros(period.shape, bool)
+    for k in (3, 2):
+        part = period / k
+        value = _between(at, part)
+        take = has & ~found & (part >= 2) & (value >= 0.4 * b) & (value >= _between(at, 1.5 * part))
+        period, found = np.where(take, part, period), found | take
     # Nyquist with margin: a period must span 2.5 samples, or a slow node can alias fast.
     interval = w / np.maximum(samples, 1)
     has &= period >= 2.5 * interval
