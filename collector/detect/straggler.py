@@ -215,10 +215,10 @@ def periods(windows: np.ndarray, counts: np.ndarray, t: Thresholds) -> Periods:
     # and its multiple nearest a whole lag (10 s for 3.33 s, 7 s for 3.5 s) stands out.
     # The autocorrelation at exactly a third or a half of the peak, between the lags,
     # tells: at 1 s sampling a true fundamental there reads as weak as 0.4 of the peak.
-    # Its value is then the peak's lag over k, finer than reading the smaller peak.
+    # Its value is then the peak's lag over 3 or 2, finer than reading the smaller peak.
     found = np.zeros(period.shape, bool)
-    for k in (3, 2):
-        part = period / k
+    for parts in (3, 2):
+        part = period / parts
         value = _between(at, part)
         take = has & ~found & (part >= 2) & (value >= 0.4 * b) & (value >= _between(at, 1.5 * part))
         period, found = np.where(take, part, period), found | take
