@@ -18,15 +18,37 @@ from collections import Counter
 
 from ironsight.agent import __version__
 from ironsight.agent.clock import TIMELINE
+from ironsight.agent.once import log_once
 from ironsight.agent.runner import Tick
 from ironsight.agent.samplers.base import Paths, read_text
 from ironsight.core.columnar import TableBuilder
-from ironsight.core.reading import DeviceInfo
+from ironsight.core.reading import DeviceInfo, Owners
 from ironsight.core.schema import device_name
-from ironsight.core.validate import InvalidBatch, check
+from ironsight.core.validate import InvalidBatch, check, ownership_problem
 from ironsight.v1 import telemetry_pb2 as pb
 
 log = logging.getLogger("ironsight.agent")
+
+
+# Who owns each GPU is sent when it changes and at least this often, so a collector that
+# started (or lost its memory of it) meanwhile learns it within a minute.
+OWNERS_EVERY_NS = 60 * 10**9
+
+
+def ownership_message(time_ns: int, owners: Owners) -> pb.Ownership:
+    msg = pb.Ownership(time_ns=time_ns, gpus=list(owners.gpus))
+    for o in owners.jobs:
+        msg.jobs.add(gpu=o.gpu, job=o.job, source=o.source, attrs=dict(o.attrs))
+    for p in owners.processes:
+        msg.processes.add(
+            gpu=p.gpu,
+            pid=p.pid,
+            name=p.name,
+            job=p.job,
+            used_memory_bytes=-1 if p.used_memory_bytes is None else p.used_memory_bytes,
+            sm_util_percent=float("nan") if p.sm_util_percent is None else p.sm_util_percent,
+        )
+    return msg
 
 
 def boot_id(paths: Paths) -> str:
@@ -60,6 +82,8 @@ class Batcher:
         self.ticks = 0
         self.info = pb.NodeInfo()
         self.refused: Counter[tuple[str, str]] = Counter()  # (table, reason) -> rows left out
+        self._owners: tuple[int, Owners] | None = None  # the latest look at who owns each GPU, unsent
+        self._owners_sent: tuple[object, int] = ((), -OWNERS_EVERY_NS)  # what was sent last, and when
 
     def add(self, tick: Tick) -> None:
         for name, rows in tick.reading.tables.items():
@@ -68,6 +92,8 @@ class Batcher:
                 builder = self.builders[name] = TableBuilder(name)
             for device, values in rows:
                 builder.add(tick.time_ns, device, values)
+        if tick.reading.owners is not None:
+            self._owners = (tick.time_ns, tick.reading.owners)
         self.ticks += 1
 
     def flush(self) -> pb.Batch | None:
@@ -78,16 +104,34 @@ class Batcher:
         for builder in self.builders.values():
             if len(builder):
                 batch.tables.append(builder.to_proto())
+        sending: tuple[object, int] | None = None
+        if self._owners is not None:
+            time_ns, owners = self._owners
+            sent_key, sent_ns = self._owners_sent
+            if owners.key() != sent_key or time_ns - sent_ns >= OWNERS_EVERY_NS:
+                batch.ownership.CopyFrom(ownership_message(time_ns, owners))
+                sending = (owners.key(), time_ns)
+            self._owners = None
         self.seq += 1
         self.builders = {}
         self.ticks = 0
-        return self._screened(batch)
+        screened = self._screened(batch)
+        if screened is not None and sending is not None and screened.HasField("ownership"):
+            self._owners_sent = sending
+        return screened
 
     def _screened(self, batch: pb.Batch) -> pb.Batch | None:
         """The batch as the collector will take it: each table it would refuse left out (None: all were)."""
         # Against the agent's own timeline, which its samples are stamped on: how far that is from
         # true time is the collector's to correct (agent.clock), not a reason to leave anything out.
         now = TIMELINE.now_ns()
+        if batch.HasField("ownership") and (problem := ownership_problem(batch.ownership, now)) is not None:
+            log_once(
+                f"batch.ownership.{problem}",
+                f"job ownership left out of the batch: {problem}",
+                logging.WARNING,
+            )
+            batch.ClearField("ownership")
         try:
             check(batch, now_ns=now)
             return batch

@@ -16,6 +16,7 @@ from typing import Any
 
 from ironsight.agent.batch import Batcher, boot_id
 from ironsight.agent.clock import TIMELINE
+from ironsight.agent.jobs.options import JobOptions
 from ironsight.agent.loop import Sink, sample_loop
 from ironsight.agent.runner import Runner, Tick
 from ironsight.agent.samplers import REGISTRY
@@ -162,6 +163,7 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
         "--path.rootfs", dest="rootfs", type=existing_dir, default=Path("/"), help="root filesystem"
     )
     add_logging_args(p)
+    add_job_args(p)
     for spec in REGISTRY.values():
         p.add_argument(
             f"--collector.{spec.name}",
@@ -170,6 +172,43 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
             default=spec.default_enabled,
             help=f"{spec.help} (default {'on' if spec.default_enabled else 'off'})",
         )
+
+
+def job_name(value: str) -> str:
+    if not 1 <= len(value) <= 256 or not value.isprintable():
+        raise argparse.ArgumentTypeError(f"{value[:64]!r} is not a job name: 1-256 printable characters")
+    return value
+
+
+def add_job_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("jobs (which job owns each GPU; --no-collector.jobs turns it all off)")
+    g.add_argument("--job", type=job_name, help="every GPU of this node runs this job (a name)")
+    g.add_argument(
+        "--jobs.mapping-dir",
+        dest="jobs_mapping_dir",
+        type=Path,
+        metavar="DIR",
+        help="dcgm-exporter's job-mapping folder: a file per GPU index holding its job ids (Slurm prolog)",
+    )
+    g.add_argument(
+        "--jobs.processes",
+        dest="jobs_processes",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="jobs from the GPU processes' cgroups and Slurm environment (default on)",
+    )
+    g.add_argument(
+        "--jobs.interval",
+        dest="jobs_interval",
+        type=bounded(float, 1, 300),
+        default=5.0,
+        help="seconds between looks, 1 to 300 (default 5)",
+    )
+
+
+def sampler_context(args: argparse.Namespace, paths: Paths) -> SamplerContext:
+    jobs = JobOptions(args.job or "", args.jobs_mapping_dir, args.jobs_processes, args.jobs_interval)
+    return SamplerContext(paths=paths, jobs=jobs)
 
 
 def build_samplers(args: argparse.Namespace, ctx: SamplerContext) -> list[Sampler]:
@@ -319,12 +358,12 @@ def run_forever(args: argparse.Namespace, runner: Runner, paths: Paths, argv: li
             if signals.term:
                 break
             signals.rearm()
-            before = (args.interval, samplers_on(args))
+            before = (args.interval, samplers_on(args), sampler_context(args, paths).jobs)
             args = reload(args, lambda: reparse(argv))
-            if (args.interval, samplers_on(args)) != before:
+            if (args.interval, samplers_on(args), sampler_context(args, paths).jobs) != before:
                 runner.close()
                 runner = Runner(
-                    build_samplers(args, SamplerContext(paths=paths)), budget_s=budget(args.interval)
+                    build_samplers(args, sampler_context(args, paths)), budget_s=budget(args.interval)
                 )
                 batcher.interval_s = args.interval
     finally:
@@ -358,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     paths = Paths(procfs=args.procfs, sysfs=args.sysfs, rootfs=args.rootfs)
     raise_fd_limit()
-    samplers = build_samplers(args, SamplerContext(paths=paths))
+    samplers = build_samplers(args, sampler_context(args, paths))
     runner = Runner(samplers, budget_s=budget(args.interval))
     if not args.once:
         return run_forever(args, runner, paths, argv)  # it owns the runner: a reload replaces it

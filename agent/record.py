@@ -16,10 +16,11 @@ from ironsight.agent.main import (
     budget,
     build_samplers,
     check_tls_args,
+    sampler_context,
     stop_on_signals,
 )
 from ironsight.agent.runner import Runner
-from ironsight.agent.samplers.base import Paths, SamplerContext, raise_fd_limit
+from ironsight.agent.samplers.base import Paths, raise_fd_limit
 from ironsight.core.flags import dial_address, duration_arg, setup_logging
 from ironsight.core.trace import TraceWriter
 from ironsight.v1 import telemetry_pb2 as pb
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     paths = Paths(procfs=args.procfs, sysfs=args.sysfs, rootfs=args.rootfs)
     raise_fd_limit()
-    runner = Runner(build_samplers(args, SamplerContext(paths=paths)), budget_s=budget(args.interval))
+    runner = Runner(build_samplers(args, sampler_context(args, paths)), budget_s=budget(args.interval))
     stop = stop_on_signals()
     try:
         header = pb.TraceHeader(interval_s=args.interval, source="record", created_ns=time.time_ns())

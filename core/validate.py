@@ -83,10 +83,43 @@ def check(batch: pb.BatchView | pb.Batch, limits: Limits = Limits(), now_ns: int
         now = time.time_ns() if now_ns is None else now_ns
         seen: set[str] = set()
         samples = sum(_table(t, f"{where} table {t.name!r}", seen, limits, now) for t in batch.tables)
+        if batch.HasField("ownership") and (problem := ownership_problem(batch.ownership, now, limits)):
+            raise InvalidBatch(f"{where}: ownership: {problem}")
     except InvalidBatch as exc:
         exc.seq = batch.seq
         raise
     return ValidBatch(batch, samples)
+
+
+SOURCES = ("kubernetes", "mapping", "slurm", "systemd", "manual")
+MAX_OWNERSHIP_ROWS = 4096
+
+
+def ownership_problem(o: pb.Ownership, now_ns: int, limits: Limits = Limits()) -> str | None:
+    """What is wrong with a batch's look at who owns each GPU, or None."""
+    if not now_ns - limits.max_age_ns <= o.time_ns <= now_ns + limits.max_future_ns:
+        return "time_ns out of range"
+    if len(o.gpus) + len(o.jobs) + len(o.processes) > MAX_OWNERSHIP_ROWS:
+        return f"more than {MAX_OWNERSHIP_ROWS} GPUs, jobs and processes"
+    gpus = set(o.gpus)
+    for g in o.gpus:
+        if (problem := device_name_problem(g)) is not None:
+            return f"GPU {g[:64]!r} {problem}"
+    for j in o.jobs:
+        if j.gpu not in gpus:
+            return f"job {j.job[:64]!r} on GPU {j.gpu[:64]!r}, which is not among the GPUs listed"
+        if not 1 <= len(j.job) <= 256 or not j.job.isprintable():
+            return f"job id {j.job[:64]!r} must be 1-256 printable characters"
+        if j.source not in SOURCES:
+            return f"job source {j.source[:64]!r} is not one of {', '.join(SOURCES)}"
+        if len(j.attrs) > 16 or any(len(k) > 64 or len(v) > 256 for k, v in j.attrs.items()):
+            return f"job {j.job[:64]!r}: at most 16 attrs, names up to 64 and values up to 256 characters"
+    for p in o.processes:
+        if p.gpu not in gpus:
+            return f"process {p.pid} on GPU {p.gpu[:64]!r}, which is not among the GPUs listed"
+        if len(p.name) > 256 or len(p.job) > 256 or p.used_memory_bytes < -1:
+            return f"process {p.pid}: name or job over 256 characters, or memory below -1"
+    return None
 
 
 def check_values(batch: pb.BatchView) -> None:

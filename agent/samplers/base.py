@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from ironsight.agent.jobs.options import JobOptions
 from ironsight.core.reading import DeviceInfo, Reading
 
 log = logging.getLogger("ironsight.agent")
@@ -67,6 +68,7 @@ class SamplerContext:
     # The GPU sampler's NVML module; None means import the real pynvml lazily.
     # Tests pass a double here.
     nvml: Any = None
+    jobs: JobOptions = field(default_factory=JobOptions)
 
 
 @dataclass(frozen=True)

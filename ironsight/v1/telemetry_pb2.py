@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cironsight/v1/telemetry.proto\x12\x0cironsight.v1\"?\n\x06\x43olumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03\x66\x36\x34\x18\x02 \x03(\x01\x12\x0b\n\x03i64\x18\x03 \x03(\x10\x12\r\n\x05nulls\x18\x04 \x01(\x0c\"t\n\x05Table\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07time_ns\x18\x02 \x03(\x10\x12\x0f\n\x07\x64\x65vices\x18\x03 \x03(\t\x12\x14\n\x0c\x64\x65vice_index\x18\x04 \x03(\x07\x12%\n\x07\x63olumns\x18\x05 \x03(\x0b\x32\x14.ironsight.v1.Column\"\x82\x01\n\x06\x44\x65vice\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12.\n\x05\x61ttrs\x18\x03 \x03(\x0b\x32\x1f.ironsight.v1.Device.AttrsEntry\x1a,\n\nAttrsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"{\n\x08NodeInfo\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x0e\n\x06kernel\x18\x02 \x01(\t\x12\x15\n\ragent_version\x18\x03 \x01(\t\x12%\n\x07\x64\x65vices\x18\x04 \x03(\x0b\x32\x14.ironsight.v1.Device\x12\x0f\n\x07node_id\x18\x05 \x01(\t\"\xa6\x01\n\x05\x42\x61tch\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x62oot_id\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x12\n\ninterval_s\x18\x04 \x01(\x01\x12$\n\x04node\x18\x05 \x01(\x0b\x32\x16.ironsight.v1.NodeInfo\x12#\n\x06tables\x18\x06 \x03(\x0b\x32\x13.ironsight.v1.Table\x12\x0f\n\x07sent_ns\x18\x07 \x01(\x03\"C\n\nColumnView\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03\x66\x36\x34\x18\x02 \x01(\x0c\x12\x0b\n\x03i64\x18\x03 \x01(\x0c\x12\r\n\x05nulls\x18\x04 \x01(\x0c\"|\n\tTableView\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07time_ns\x18\x02 \x01(\x0c\x12\x0f\n\x07\x64\x65vices\x18\x03 \x03(\t\x12\x14\n\x0c\x64\x65vice_index\x18\x04 \x01(\x0c\x12)\n\x07\x63olumns\x18\x05 \x03(\x0b\x32\x18.ironsight.v1.ColumnView\"\xae\x01\n\tBatchView\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x62oot_id\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x12\n\ninterval_s\x18\x04 \x01(\x01\x12$\n\x04node\x18\x05 \x01(\x0b\x32\x16.ironsight.v1.NodeInfo\x12\'\n\x06tables\x18\x06 \x03(\x0b\x32\x17.ironsight.v1.TableView\x12\x0f\n\x07sent_ns\x18\x07 \x01(\x03\"\x87\x01\n\x03\x41\x63k\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12(\n\x06status\x18\x02 \x01(\x0e\x32\x18.ironsight.v1.Ack.Status\x12\x0c\n\x04rows\x18\x03 \x01(\x04\";\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\n\n\x06STORED\x10\x01\x12\r\n\tDUPLICATE\x10\x02\"{\n\nTraceLabel\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x03 \x01(\t\x12\x10\n\x08start_ns\x18\x04 \x01(\x03\x12\x0e\n\x06\x65nd_ns\x18\x05 \x01(\x03\x12\x10\n\x08severity\x18\x06 \x01(\t\x12\r\n\x05\x63\x61use\x18\x07 \x01(\t\"\xa7\x01\n\x0bTraceHeader\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x12\n\ninterval_s\x18\x02 \x01(\x01\x12%\n\x05nodes\x18\x03 \x03(\x0b\x32\x16.ironsight.v1.NodeInfo\x12(\n\x06labels\x18\x04 \x03(\x0b\x32\x18.ironsight.v1.TraceLabel\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x12\n\ncreated_ns\x18\x06 \x01(\x03\"-\n\x0cQueryRequest\x12\x0b\n\x03sql\x18\x01 \x01(\t\x12\x10\n\x08max_rows\x18\x02 \x01(\r\"5\n\rQueryResponse\x12\x11\n\tarrow_ipc\x18\x01 \x01(\x0c\x12\x11\n\ttruncated\x18\x02 \x01(\x08\"E\n\rDetectRequest\x12\x10\n\x08start_ns\x18\x01 \x01(\x03\x12\x0e\n\x06\x65nd_ns\x18\x02 \x01(\x03\x12\x12\n\nthresholds\x18\x03 \x03(\t2>\n\x06Ingest\x12\x34\n\x06Stream\x12\x13.ironsight.v1.Batch\x1a\x11.ironsight.v1.Ack(\x01\x30\x01\x32\x8b\x01\n\x05Query\x12>\n\x03Sql\x12\x1a.ironsight.v1.QueryRequest\x1a\x1b.ironsight.v1.QueryResponse\x12\x42\n\x06\x44\x65tect\x12\x1b.ironsight.v1.DetectRequest\x1a\x1b.ironsight.v1.QueryResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cironsight/v1/telemetry.proto\x12\x0cironsight.v1\"?\n\x06\x43olumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03\x66\x36\x34\x18\x02 \x03(\x01\x12\x0b\n\x03i64\x18\x03 \x03(\x10\x12\r\n\x05nulls\x18\x04 \x01(\x0c\"t\n\x05Table\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07time_ns\x18\x02 \x03(\x10\x12\x0f\n\x07\x64\x65vices\x18\x03 \x03(\t\x12\x14\n\x0c\x64\x65vice_index\x18\x04 \x03(\x07\x12%\n\x07\x63olumns\x18\x05 \x03(\x0b\x32\x14.ironsight.v1.Column\"\x82\x01\n\x06\x44\x65vice\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12.\n\x05\x61ttrs\x18\x03 \x03(\x0b\x32\x1f.ironsight.v1.Device.AttrsEntry\x1a,\n\nAttrsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"{\n\x08NodeInfo\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x0e\n\x06kernel\x18\x02 \x01(\t\x12\x15\n\ragent_version\x18\x03 \x01(\t\x12%\n\x07\x64\x65vices\x18\x04 \x03(\x0b\x32\x14.ironsight.v1.Device\x12\x0f\n\x07node_id\x18\x05 \x01(\t\"\x90\x01\n\x06GpuJob\x12\x0b\n\x03gpu\x18\x01 \x01(\t\x12\x0b\n\x03job\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12.\n\x05\x61ttrs\x18\x04 \x03(\x0b\x32\x1f.ironsight.v1.GpuJob.AttrsEntry\x1a,\n\nAttrsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"u\n\nGpuProcess\x12\x0b\n\x03gpu\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\r\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0b\n\x03job\x18\x04 \x01(\t\x12\x19\n\x11used_memory_bytes\x18\x05 \x01(\x03\x12\x17\n\x0fsm_util_percent\x18\x06 \x01(\x01\"{\n\tOwnership\x12\x0f\n\x07time_ns\x18\x01 \x01(\x03\x12\x0c\n\x04gpus\x18\x02 \x03(\t\x12\"\n\x04jobs\x18\x03 \x03(\x0b\x32\x14.ironsight.v1.GpuJob\x12+\n\tprocesses\x18\x04 \x03(\x0b\x32\x18.ironsight.v1.GpuProcess\"\xd2\x01\n\x05\x42\x61tch\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x62oot_id\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x12\n\ninterval_s\x18\x04 \x01(\x01\x12$\n\x04node\x18\x05 \x01(\x0b\x32\x16.ironsight.v1.NodeInfo\x12#\n\x06tables\x18\x06 \x03(\x0b\x32\x13.ironsight.v1.Table\x12\x0f\n\x07sent_ns\x18\x07 \x01(\x03\x12*\n\townership\x18\x08 \x01(\x0b\x32\x17.ironsight.v1.Ownership\"C\n\nColumnView\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03\x66\x36\x34\x18\x02 \x01(\x0c\x12\x0b\n\x03i64\x18\x03 \x01(\x0c\x12\r\n\x05nulls\x18\x04 \x01(\x0c\"|\n\tTableView\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07time_ns\x18\x02 \x01(\x0c\x12\x0f\n\x07\x64\x65vices\x18\x03 \x03(\t\x12\x14\n\x0c\x64\x65vice_index\x18\x04 \x01(\x0c\x12)\n\x07\x63olumns\x18\x05 \x03(\x0b\x32\x18.ironsight.v1.ColumnView\"\xda\x01\n\tBatchView\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x62oot_id\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x12\n\ninterval_s\x18\x04 \x01(\x01\x12$\n\x04node\x18\x05 \x01(\x0b\x32\x16.ironsight.v1.NodeInfo\x12\'\n\x06tables\x18\x06 \x03(\x0b\x32\x17.ironsight.v1.TableView\x12\x0f\n\x07sent_ns\x18\x07 \x01(\x03\x12*\n\townership\x18\x08 \x01(\x0b\x32\x17.ironsight.v1.Ownership\"\x87\x01\n\x03\x41\x63k\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12(\n\x06status\x18\x02 \x01(\x0e\x32\x18.ironsight.v1.Ack.Status\x12\x0c\n\x04rows\x18\x03 \x01(\x04\";\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\n\n\x06STORED\x10\x01\x12\r\n\tDUPLICATE\x10\x02\"{\n\nTraceLabel\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x03 \x01(\t\x12\x10\n\x08start_ns\x18\x04 \x01(\x03\x12\x0e\n\x06\x65nd_ns\x18\x05 \x01(\x03\x12\x10\n\x08severity\x18\x06 \x01(\t\x12\r\n\x05\x63\x61use\x18\x07 \x01(\t\"\xa7\x01\n\x0bTraceHeader\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x12\n\ninterval_s\x18\x02 \x01(\x01\x12%\n\x05nodes\x18\x03 \x03(\x0b\x32\x16.ironsight.v1.NodeInfo\x12(\n\x06labels\x18\x04 \x03(\x0b\x32\x18.ironsight.v1.TraceLabel\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x12\n\ncreated_ns\x18\x06 \x01(\x03\"-\n\x0cQueryRequest\x12\x0b\n\x03sql\x18\x01 \x01(\t\x12\x10\n\x08max_rows\x18\x02 \x01(\r\"5\n\rQueryResponse\x12\x11\n\tarrow_ipc\x18\x01 \x01(\x0c\x12\x11\n\ttruncated\x18\x02 \x01(\x08\"E\n\rDetectRequest\x12\x10\n\x08start_ns\x18\x01 \x01(\x03\x12\x0e\n\x06\x65nd_ns\x18\x02 \x01(\x03\x12\x12\n\nthresholds\x18\x03 \x03(\t2>\n\x06Ingest\x12\x34\n\x06Stream\x12\x13.ironsight.v1.Batch\x1a\x11.ironsight.v1.Ack(\x01\x30\x01\x32\x8b\x01\n\x05Query\x12>\n\x03Sql\x12\x1a.ironsight.v1.QueryRequest\x1a\x1b.ironsight.v1.QueryResponse\x12\x42\n\x06\x44\x65tect\x12\x1b.ironsight.v1.DetectRequest\x1a\x1b.ironsight.v1.QueryResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,6 +33,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DEVICE_ATTRSENTRY']._loaded_options = None
   _globals['_DEVICE_ATTRSENTRY']._serialized_options = b'8\001'
+  _globals['_GPUJOB_ATTRSENTRY']._loaded_options = None
+  _globals['_GPUJOB_ATTRSENTRY']._serialized_options = b'8\001'
   _globals['_COLUMN']._serialized_start=46
   _globals['_COLUMN']._serialized_end=109
   _globals['_TABLE']._serialized_start=111
@@ -43,30 +45,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DEVICE_ATTRSENTRY']._serialized_end=360
   _globals['_NODEINFO']._serialized_start=362
   _globals['_NODEINFO']._serialized_end=485
-  _globals['_BATCH']._serialized_start=488
-  _globals['_BATCH']._serialized_end=654
-  _globals['_COLUMNVIEW']._serialized_start=656
-  _globals['_COLUMNVIEW']._serialized_end=723
-  _globals['_TABLEVIEW']._serialized_start=725
-  _globals['_TABLEVIEW']._serialized_end=849
-  _globals['_BATCHVIEW']._serialized_start=852
-  _globals['_BATCHVIEW']._serialized_end=1026
-  _globals['_ACK']._serialized_start=1029
-  _globals['_ACK']._serialized_end=1164
-  _globals['_ACK_STATUS']._serialized_start=1105
-  _globals['_ACK_STATUS']._serialized_end=1164
-  _globals['_TRACELABEL']._serialized_start=1166
-  _globals['_TRACELABEL']._serialized_end=1289
-  _globals['_TRACEHEADER']._serialized_start=1292
-  _globals['_TRACEHEADER']._serialized_end=1459
-  _globals['_QUERYREQUEST']._serialized_start=1461
-  _globals['_QUERYREQUEST']._serialized_end=1506
-  _globals['_QUERYRESPONSE']._serialized_start=1508
-  _globals['_QUERYRESPONSE']._serialized_end=1561
-  _globals['_DETECTREQUEST']._serialized_start=1563
-  _globals['_DETECTREQUEST']._serialized_end=1632
-  _globals['_INGEST']._serialized_start=1634
-  _globals['_INGEST']._serialized_end=1696
-  _globals['_QUERY']._serialized_start=1699
-  _globals['_QUERY']._serialized_end=1838
+  _globals['_GPUJOB']._serialized_start=488
+  _globals['_GPUJOB']._serialized_end=632
+  _globals['_GPUJOB_ATTRSENTRY']._serialized_start=316
+  _globals['_GPUJOB_ATTRSENTRY']._serialized_end=360
+  _globals['_GPUPROCESS']._serialized_start=634
+  _globals['_GPUPROCESS']._serialized_end=751
+  _globals['_OWNERSHIP']._serialized_start=753
+  _globals['_OWNERSHIP']._serialized_end=876
+  _globals['_BATCH']._serialized_start=879
+  _globals['_BATCH']._serialized_end=1089
+  _globals['_COLUMNVIEW']._serialized_start=1091
+  _globals['_COLUMNVIEW']._serialized_end=1158
+  _globals['_TABLEVIEW']._serialized_start=1160
+  _globals['_TABLEVIEW']._serialized_end=1284
+  _globals['_BATCHVIEW']._serialized_start=1287
+  _globals['_BATCHVIEW']._serialized_end=1505
+  _globals['_ACK']._serialized_start=1508
+  _globals['_ACK']._serialized_end=1643
+  _globals['_ACK_STATUS']._serialized_start=1584
+  _globals['_ACK_STATUS']._serialized_end=1643
+  _globals['_TRACELABEL']._serialized_start=1645
+  _globals['_TRACELABEL']._serialized_end=1768
+  _globals['_TRACEHEADER']._serialized_start=1771
+  _globals['_TRACEHEADER']._serialized_end=1938
+  _globals['_QUERYREQUEST']._serialized_start=1940
+  _globals['_QUERYREQUEST']._serialized_end=1985
+  _globals['_QUERYRESPONSE']._serialized_start=1987
+  _globals['_QUERYRESPONSE']._serialized_end=2040
+  _globals['_DETECTREQUEST']._serialized_start=2042
+  _globals['_DETECTREQUEST']._serialized_end=2111
+  _globals['_INGEST']._serialized_start=2113
+  _globals['_INGEST']._serialized_end=2175
+  _globals['_QUERY']._serialized_start=2178
+  _globals['_QUERY']._serialized_end=2317
 # @@protoc_insertion_point(module_scope)

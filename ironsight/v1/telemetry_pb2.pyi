@@ -64,8 +64,55 @@ class NodeInfo(_message.Message):
     node_id: str
     def __init__(self, hostname: _Optional[str] = ..., kernel: _Optional[str] = ..., agent_version: _Optional[str] = ..., devices: _Optional[_Iterable[_Union[Device, _Mapping]]] = ..., node_id: _Optional[str] = ...) -> None: ...
 
+class GpuJob(_message.Message):
+    __slots__ = ("gpu", "job", "source", "attrs")
+    class AttrsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    GPU_FIELD_NUMBER: _ClassVar[int]
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    ATTRS_FIELD_NUMBER: _ClassVar[int]
+    gpu: str
+    job: str
+    source: str
+    attrs: _containers.ScalarMap[str, str]
+    def __init__(self, gpu: _Optional[str] = ..., job: _Optional[str] = ..., source: _Optional[str] = ..., attrs: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class GpuProcess(_message.Message):
+    __slots__ = ("gpu", "pid", "name", "job", "used_memory_bytes", "sm_util_percent")
+    GPU_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    USED_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SM_UTIL_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    gpu: str
+    pid: int
+    name: str
+    job: str
+    used_memory_bytes: int
+    sm_util_percent: float
+    def __init__(self, gpu: _Optional[str] = ..., pid: _Optional[int] = ..., name: _Optional[str] = ..., job: _Optional[str] = ..., used_memory_bytes: _Optional[int] = ..., sm_util_percent: _Optional[float] = ...) -> None: ...
+
+class Ownership(_message.Message):
+    __slots__ = ("time_ns", "gpus", "jobs", "processes")
+    TIME_NS_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    PROCESSES_FIELD_NUMBER: _ClassVar[int]
+    time_ns: int
+    gpus: _containers.RepeatedScalarFieldContainer[str]
+    jobs: _containers.RepeatedCompositeFieldContainer[GpuJob]
+    processes: _containers.RepeatedCompositeFieldContainer[GpuProcess]
+    def __init__(self, time_ns: _Optional[int] = ..., gpus: _Optional[_Iterable[str]] = ..., jobs: _Optional[_Iterable[_Union[GpuJob, _Mapping]]] = ..., processes: _Optional[_Iterable[_Union[GpuProcess, _Mapping]]] = ...) -> None: ...
+
 class Batch(_message.Message):
-    __slots__ = ("node_id", "boot_id", "seq", "interval_s", "node", "tables", "sent_ns")
+    __slots__ = ("node_id", "boot_id", "seq", "interval_s", "node", "tables", "sent_ns", "ownership")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     BOOT_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -73,6 +120,7 @@ class Batch(_message.Message):
     NODE_FIELD_NUMBER: _ClassVar[int]
     TABLES_FIELD_NUMBER: _ClassVar[int]
     SENT_NS_FIELD_NUMBER: _ClassVar[int]
+    OWNERSHIP_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     boot_id: str
     seq: int
@@ -80,7 +128,8 @@ class Batch(_message.Message):
     node: NodeInfo
     tables: _containers.RepeatedCompositeFieldContainer[Table]
     sent_ns: int
-    def __init__(self, node_id: _Optional[str] = ..., boot_id: _Optional[str] = ..., seq: _Optional[int] = ..., interval_s: _Optional[float] = ..., node: _Optional[_Union[NodeInfo, _Mapping]] = ..., tables: _Optional[_Iterable[_Union[Table, _Mapping]]] = ..., sent_ns: _Optional[int] = ...) -> None: ...
+    ownership: Ownership
+    def __init__(self, node_id: _Optional[str] = ..., boot_id: _Optional[str] = ..., seq: _Optional[int] = ..., interval_s: _Optional[float] = ..., node: _Optional[_Union[NodeInfo, _Mapping]] = ..., tables: _Optional[_Iterable[_Union[Table, _Mapping]]] = ..., sent_ns: _Optional[int] = ..., ownership: _Optional[_Union[Ownership, _Mapping]] = ...) -> None: ...
 
 class ColumnView(_message.Message):
     __slots__ = ("name", "f64", "i64", "nulls")
@@ -109,7 +158,7 @@ class TableView(_message.Message):
     def __init__(self, name: _Optional[str] = ..., time_ns: _Optional[bytes] = ..., devices: _Optional[_Iterable[str]] = ..., device_index: _Optional[bytes] = ..., columns: _Optional[_Iterable[_Union[ColumnView, _Mapping]]] = ...) -> None: ...
 
 class BatchView(_message.Message):
-    __slots__ = ("node_id", "boot_id", "seq", "interval_s", "node", "tables", "sent_ns")
+    __slots__ = ("node_id", "boot_id", "seq", "interval_s", "node", "tables", "sent_ns", "ownership")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     BOOT_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -117,6 +166,7 @@ class BatchView(_message.Message):
     NODE_FIELD_NUMBER: _ClassVar[int]
     TABLES_FIELD_NUMBER: _ClassVar[int]
     SENT_NS_FIELD_NUMBER: _ClassVar[int]
+    OWNERSHIP_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     boot_id: str
     seq: int
@@ -124,7 +174,8 @@ class BatchView(_message.Message):
     node: NodeInfo
     tables: _containers.RepeatedCompositeFieldContainer[TableView]
     sent_ns: int
-    def __init__(self, node_id: _Optional[str] = ..., boot_id: _Optional[str] = ..., seq: _Optional[int] = ..., interval_s: _Optional[float] = ..., node: _Optional[_Union[NodeInfo, _Mapping]] = ..., tables: _Optional[_Iterable[_Union[TableView, _Mapping]]] = ..., sent_ns: _Optional[int] = ...) -> None: ...
+    ownership: Ownership
+    def __init__(self, node_id: _Optional[str] = ..., boot_id: _Optional[str] = ..., seq: _Optional[int] = ..., interval_s: _Optional[float] = ..., node: _Optional[_Union[NodeInfo, _Mapping]] = ..., tables: _Optional[_Iterable[_Union[TableView, _Mapping]]] = ..., sent_ns: _Optional[int] = ..., ownership: _Optional[_Union[Ownership, _Mapping]] = ...) -> None: ...
 
 class Ack(_message.Message):
     __slots__ = ("seq", "status", "rows")

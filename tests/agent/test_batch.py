@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from ironsight.agent.batch import Batcher
 from ironsight.agent.runner import Tick
 from ironsight.core import columnar
-from ironsight.core.reading import Reading
+from ironsight.core.reading import GpuOwner, GpuProc, Owners, Reading
 from ironsight.core.validate import check
 
 
@@ -73,3 +74,54 @@ def test_times_are_checked_against_the_agents_timeline_not_the_wall_clock(
     monkeypatch.setattr(time, "time_ns", lambda: real() - 7200 * 10**9)
     batch = b.flush()
     assert batch is not None and [t.name for t in batch.tables] == ["load", "nic"] and b.refused == {}
+
+
+def owned(job: str, pids: tuple[int, ...] = (7,), memory: int = 1 << 30) -> Tick:
+    t = tick("eth0")
+    t.reading.owners = Owners(
+        ("0", "1"),
+        (GpuOwner("0", job, "slurm", (("user", "ana"),)),),
+        tuple(GpuProc("0", pid, "python", job, memory, None) for pid in pids),
+    )
+    return t
+
+
+def test_who_owns_the_gpus_is_sent_when_it_changes_and_each_minute() -> None:
+    b = Batcher("n1", "boot", 1.0)
+    sent = []
+    for t in (owned("11"), owned("11", memory=2 << 30), owned("12"), owned("12", pids=(7, 8))):
+        b.add(t)
+        batch = b.flush()
+        assert batch is not None
+        check(batch)
+        sent.append(batch.ownership if batch.HasField("ownership") else None)
+    first, same, changed, more = sent
+    assert first is not None and list(first.gpus) == ["0", "1"]
+    assert [(j.gpu, j.job, j.source, dict(j.attrs)) for j in first.jobs] == [
+        ("0", "11", "slurm", {"user": "ana"})
+    ]
+    assert [(p.pid, p.used_memory_bytes, math.isnan(p.sm_util_percent)) for p in first.processes] == [
+        (7, 1 << 30, True)
+    ]
+    assert same is None  # only its memory moved
+    assert changed is not None and [j.job for j in changed.jobs] == ["12"]
+    assert more is not None and [p.pid for p in more.processes] == [7, 8]
+    late = owned("12", pids=(7, 8))
+    late.time_ns += 61 * 10**9
+    b.add(late)
+    batch = b.flush()
+    assert batch is not None and batch.HasField("ownership")  # a minute on: sent again unchanged
+
+
+def test_a_malformed_look_is_left_out_and_the_samples_go_on(caplog: pytest.LogCaptureFixture) -> None:
+    b = Batcher("n1", "boot", 1.0)
+    t = owned("bad\njob")
+    with caplog.at_level(logging.WARNING, logger="ironsight.agent"):
+        b.add(t)
+        batch = b.flush()
+    assert (
+        batch is not None
+        and not batch.HasField("ownership")
+        and [x.name for x in batch.tables] == ["load", "nic"]
+    )
+    assert "job ownership left out of the batch" in caplog.text

@@ -49,7 +49,7 @@ def test_devices_removed_while_sampling(tmp_path: Path) -> None:
         runner.close()
     for reading in after:
         assert {d: v["success"] for d, v in reading.rows("sampler")} == dict.fromkeys(
-            ["cpu", "disk", "hwmon", "memory", "nic", "pressure", "rdma"], 1
+            ["cpu", "disk", "hwmon", "jobs", "memory", "nic", "pressure", "rdma"], 1
         )  # every sampler still succeeds, on the same tick
         assert devices(reading, "disk") == devices(before, "disk") - {"nvme0n1"}
         assert devices(reading, "cpu") == devices(before, "cpu") - {"7"}

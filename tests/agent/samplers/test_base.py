@@ -38,7 +38,7 @@ def test_every_sampler_survives_garbage_files(tmp_path: Path) -> None:
     tick = runner.tick()
     ok = {dev: v["success"] for dev, v in tick.reading.rows("sampler")}
     # Garbage parses to NULLs or nothing: no sampler raised.
-    assert ok == {"cpu": 1, "memory": 1, "pressure": 1, "disk": 1, "nic": 1, "rdma": 1, "hwmon": 1}
+    assert ok == {"cpu": 1, "memory": 1, "pressure": 1, "disk": 1, "nic": 1, "rdma": 1, "hwmon": 1, "jobs": 1}
     [(_, rdma)] = tick.reading.rows("rdma")
     assert rdma["port_data_received_bytes"] is None and rdma["rate_bytes_per_second"] is None
     runner.close()

@@ -1,0 +1,82 @@
+"""Puts the sources together: a name given by hand over a mapping folder over what the processes say."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ironsight.agent.jobs.cgroup import owner_of_cgroup, owner_of_environ
+from ironsight.agent.jobs.mapping import read_mapping
+from ironsight.agent.jobs.options import JobOptions
+from ironsight.agent.jobs.processes import ProcessLister
+from ironsight.agent.nvml import Nvml
+from ironsight.agent.once import log_once
+from ironsight.core.reading import GpuOwner, GpuProc, Owners
+
+if TYPE_CHECKING:  # the samplers package imports this module through its jobs sampler
+    from ironsight.agent.samplers.base import Paths
+
+
+class Discovery:
+    def __init__(self, options: JobOptions, nvml: Nvml, paths: Paths) -> None:
+        self.options = options
+        self.paths = paths
+        self.lister = ProcessLister(nvml)
+
+    def observe(self, gpus: list[tuple[str, Any]]) -> Owners:
+        """gpus: (device key, NVML handle) of each GPU to look at."""
+        keys = tuple(key for key, _ in gpus)
+        owners: dict[str, list[GpuOwner]] = {}
+        procs: list[GpuProc] = []
+        if self.options.processes:
+            for key, handle in gpus:
+                util = self.lister.sm_util(handle)
+                for pid, memory in self.lister.processes(handle):
+                    owner = self._owner_of(pid, key)
+                    procs.append(
+                        GpuProc(key, pid, self._comm(pid), owner.job if owner else "", memory, util.get(pid))
+                    )
+                    if owner is not None:
+                        owners.setdefault(key, []).append(owner)
+        if self.options.mapping_dir is not None:
+            mapped: dict[str, list[GpuOwner]] = {}
+            for owner in read_mapping(self.options.mapping_dir):
+                mapped.setdefault(owner.gpu, []).append(owner)
+            owners.update(mapped)  # the scheduler's word over what the processes say
+        if self.options.manual:
+            owners = {key: [GpuOwner(key, self.options.manual, "manual")] for key in keys}
+        jobs = sorted({o for key in keys for o in _unique(owners.get(key, []))}, key=lambda o: (o.gpu, o.job))
+        return Owners(keys, tuple(jobs), tuple(procs))
+
+    def _owner_of(self, pid: int, gpu: str) -> GpuOwner | None:
+        base = self.paths.proc(str(pid))
+        try:
+            environ = (base / "environ").read_bytes()
+        except OSError:
+            environ = b""  # another user's process, unless the agent runs as root
+        if (owner := owner_of_environ(environ, gpu)) is not None:
+            return owner
+        try:
+            cgroup = (base / "cgroup").read_text(errors="replace")
+        except OSError:
+            log_once(
+                "jobs.proc",
+                f"jobs: {base}/cgroup unreadable: GPU processes are not in this agent's PID namespace"
+                " (run it with the host's, as the systemd unit does); their jobs are unknown",
+            )
+            return None
+        return owner_of_cgroup(cgroup, gpu)
+
+    def _comm(self, pid: int) -> str:
+        try:
+            return self.paths.proc(str(pid), "comm").read_text(errors="replace").strip()[:64]
+        except OSError:
+            return ""
+
+
+def _unique(owners: list[GpuOwner]) -> list[GpuOwner]:
+    """One per job: where two processes of one job say it differently, the one with more to say."""
+    best: dict[str, GpuOwner] = {}
+    for o in owners:
+        if o.job not in best or len(o.attrs) > len(best[o.job].attrs):
+            best[o.job] = o
+    return list(best.values())
