@@ -9,6 +9,7 @@ forward hook (remote write) once.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,14 @@ from ironsight.core.validate import InvalidBatch, ValidBatch, check_values
 from ironsight.v1 import telemetry_pb2 as pb
 
 Forward = Callable[[list[tuple[str, pa.Table]], list[tuple[str, pb.NodeInfo]]], None]
+
+
+ATTRS = pa.map_(pa.string(), pa.string())
+
+
+def _owners_key(o: pb.Ownership) -> bytes:
+    """What makes a look at a node's GPU owners different: its GPUs and jobs, not when it was taken."""
+    return pb.Ownership(gpus=o.gpus, jobs=o.jobs).SerializeToString(deterministic=True)
 
 
 @dataclass
@@ -45,6 +54,9 @@ class Ingest:
         # Last inventory stored per node: devices are upserted only when it changes.
         self._inventory: dict[str, bytes] = {}
         self._pending_inventory: dict[str, bytes] = {}
+        # Last look at each node's GPU owners stored: a look is stored only when it differs.
+        self._owners: dict[str, bytes] = {}
+        self._pending_owners: dict[str, bytes] = {}
         # Called with each committed group's tables and node inventories (remote write).
         self.forward: Forward | None = None
         self._seed_newest_samples()
@@ -96,6 +108,7 @@ class Ingest:
         rows = {i: sum(len(t.time_ns) // 8 for t in views[i].tables) for i in fresh}
         con = self.con
         self._pending_inventory = {}
+        self._pending_owners = {}
         con.execute("BEGIN TRANSACTION")
         try:
             if fresh:
@@ -119,6 +132,7 @@ class Ingest:
                     f"INSERT INTO {name} SELECT * FROM incoming ORDER BY node, device, time", table
                 )
             self._upsert_nodes([views[i] for i in fresh], clocks)
+            self._store_ownership([(views[i], shifts[i]) for i in fresh if views[i].HasField("ownership")])
             con.execute("COMMIT")
         except Exception:
             # A failed COMMIT (disk full) has already ended the transaction: keep its error, not ROLLBACK's.
@@ -130,6 +144,7 @@ class Ingest:
                 tables, [(views[i].node_id, views[i].node) for i in fresh if views[i].HasField("node")]
             )
         self._inventory.update(self._pending_inventory)
+        self._owners.update(self._pending_owners)
         self._count(views, outcomes, fresh, rows)
         return [o for o in outcomes if o is not None]
 
@@ -239,6 +254,47 @@ class Ingest:
                     devices,
                 )
                 self._pending_inventory[node] = inventory
+
+    def _store_ownership(self, batches: list[tuple[pb.BatchView, int]]) -> None:
+        """Each node's look at who owns its GPUs, when it differs from the last one stored;
+        its processes with every look sent (at least one a minute)."""
+        jobs: dict[str, list[Any]] = {k: [] for k in ("node", "time", "gpu", "job", "source", "attrs")}
+        procs: dict[str, list[Any]] = {
+            k: []
+            for k in ("node", "time", "gpu", "pid", "name", "job", "used_memory_bytes", "sm_util_percent")
+        }
+        for b, shift in batches:
+            o, node = b.ownership, b.node_id
+            when = o.time_ns + shift
+            for p in o.processes:
+                values = (node, when, p.gpu, p.pid, p.name, p.job or None)
+                for k, v in zip(procs, values, strict=False):
+                    procs[k].append(v)
+                procs["used_memory_bytes"].append(None if p.used_memory_bytes < 0 else p.used_memory_bytes)
+                procs["sm_util_percent"].append(None if math.isnan(p.sm_util_percent) else p.sm_util_percent)
+            key = _owners_key(o)
+            if self._pending_owners.get(node, self._owners.get(node)) == key:
+                continue
+            self._pending_owners[node] = key
+            on = {j.gpu for j in o.jobs}
+            rows: list[tuple[Any, ...]] = [(j.gpu, j.job, j.source, sorted(j.attrs.items())) for j in o.jobs]
+            rows += [(g, None, None, None) for g in o.gpus if g not in on]
+            for row in rows:
+                for k, v in zip(jobs, (node, when, *row), strict=True):
+                    jobs[k].append(v)
+        stamp = pa.timestamp("ns")
+        if jobs["node"]:
+            table = pa.table(
+                jobs | {"time": pa.array(jobs["time"], stamp), "attrs": pa.array(jobs["attrs"], ATTRS)}
+            )
+            self._insert_arrow(
+                "INSERT INTO gpu_jobs SELECT node, time, gpu, job, source, attrs FROM incoming", table
+            )
+        if procs["node"]:
+            table = pa.table(
+                procs | {"time": pa.array(procs["time"], stamp), "pid": pa.array(procs["pid"], pa.int64())}
+            )
+            self._insert_arrow(f"INSERT INTO gpu_processes SELECT {', '.join(procs)} FROM incoming", table)
 
     def _insert_arrow(self, sql: str, table: pa.Table) -> None:
         self.con.register("incoming", table)

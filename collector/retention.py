@@ -126,7 +126,7 @@ def delete_raw_before(con: Any, cutoff: datetime, oldest: datetime | None = None
         return 0
     rollup(con, oldest.replace(second=0, microsecond=0), cutoff, missing_only=True)
     rows = 0
-    for table in TABLES:
+    for table in (*TABLES, "gpu_processes"):
         rows += con.execute(f"DELETE FROM {table} WHERE time < {ts(cutoff)}").fetchall()[0][0]
     return rows
 

@@ -57,6 +57,7 @@ def test_migrations_apply_once_and_are_recorded(tmp_path: Path) -> None:
         (3, "detector_state"),
         (4, "rollups"),
         (5, "clock_offsets"),
+        (6, "jobs"),
     ]
 
 

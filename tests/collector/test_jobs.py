@@ -1,0 +1,93 @@
+"""Who owns each GPU, stored: a look per change, processes with each look, intervals in job_spans."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from ironsight.collector.store import Store
+from ironsight.core.columnar import TableBuilder
+from ironsight.core.validate import InvalidBatch, check
+from ironsight.v1 import telemetry_pb2 as pb
+
+T0 = (time.time_ns() // 10**9 - 3600) * 10**9  # an hour ago, on a whole second
+
+
+def look(
+    node: str, seq: int, at_s: int, jobs: dict[str, list[str]], gpus: tuple[str, ...] = ("0", "1")
+) -> pb.Batch:
+    """A batch from `node` whose look at `at_s` seconds after T0 finds jobs[gpu] on each GPU."""
+    b = TableBuilder("load")
+    b.add(T0 + at_s * 10**9, "", {"load1": 1.0})
+    out = pb.Batch(node_id=node, boot_id="b", seq=seq, interval_s=1.0)
+    out.tables.append(b.to_proto())
+    o = out.ownership
+    o.time_ns, o.gpus[:] = T0 + at_s * 10**9, list(gpus)
+    for gpu, names in jobs.items():
+        for job in names:
+            o.jobs.add(gpu=gpu, job=job, source="slurm", attrs={"user": "ana"})
+            o.processes.add(gpu=gpu, pid=100 + seq, name="python", job=job, used_memory_bytes=-1,
+                            sm_util_percent=float("nan"))  # fmt: skip
+    return out
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store(tmp_path / "s.duckdb")
+    yield s
+    s.close()
+
+
+def at(seconds: int | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(T0 / 1e9 + seconds, UTC).replace(tzinfo=None)
+
+
+def test_a_look_is_stored_when_it_changes_and_spans_follow(store: Store) -> None:
+    store.ingest([look("n1", 1, 0, {"0": ["11"], "1": ["11"]})])
+    store.ingest([look("n1", 2, 60, {"0": ["11"], "1": ["11"]})])  # the same: not stored again
+    store.ingest([look("n1", 3, 120, {"0": ["11"]})])  # job 11 left GPU 1
+    store.ingest([look("n1", 4, 180, {"0": ["11"], "1": ["12"]})])
+    store.ingest([look("n2", 1, 30, {"0": ["11"], "1": ["11"]})])  # job 11 spans two nodes
+    con = store.reader()
+    assert con.execute("SELECT count(DISTINCT time) FROM gpu_jobs WHERE node = 'n1'").fetchall() == [(3,)]
+    spans = con.execute(
+        "SELECT job, node, gpu, start_time, end_time, attrs['user'] FROM job_spans ORDER BY job, node, gpu"
+    ).fetchall()
+    assert spans == [
+        ("11", "n1", "0", at(0), None, "ana"),  # still running
+        ("11", "n1", "1", at(0), at(120), "ana"),
+        ("11", "n2", "0", at(30), None, "ana"),
+        ("11", "n2", "1", at(30), None, "ana"),
+        ("12", "n1", "1", at(180), None, "ana"),
+    ]
+    # Processes with every look sent, duplicates of a look included.
+    assert con.execute(
+        "SELECT count(*), count(used_memory_bytes), count(sm_util_percent) FROM gpu_processes"
+    ).fetchall() == [(9, 0, 0)]
+
+
+def test_a_job_that_comes_back_is_two_spans(store: Store) -> None:
+    for seq, (at_s, jobs) in enumerate([(0, {"0": ["7"]}), (10, {}), (20, {"0": ["7"]})], start=1):
+        store.ingest([look("n1", seq, at_s, jobs, gpus=("0",))])
+    rows = store.reader().execute("SELECT start_time, end_time FROM job_spans ORDER BY start_time").fetchall()
+    assert rows == [(at(0), at(10)), (at(20), None)]
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (lambda o: o.jobs.add(gpu="5", job="1", source="slurm"), "not among the GPUs listed"),
+        (lambda o: o.jobs.add(gpu="0", job="", source="slurm"), "1-256 printable"),
+        (lambda o: o.jobs.add(gpu="0", job="1", source="pbs"), "is not one of"),
+        (lambda o: setattr(o, "time_ns", 1), "time_ns out of range"),
+    ],
+)
+def test_a_malformed_look_is_refused_saying_why(change: Callable[[pb.Ownership], object], says: str) -> None:
+    batch = look("n1", 1, 0, {})
+    change(batch.ownership)
+    with pytest.raises(InvalidBatch, match=says):
+        check(batch)
