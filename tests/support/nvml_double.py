@@ -51,6 +51,20 @@ def query_gpu(capture: Path, phase: str) -> dict[str, str]:
     return q
 
 
+def query_processes(capture: Path, phase: str) -> list[tuple[int, str, str, float | None]]:
+    """(pid, type C/G/C+G, name, used MiB or None) of each process the phase's `-q` section lists."""
+    text = capture.read_text()
+    section = re.search(rf"# {phase} :: query \(-q\)\n.*?#+\n(.*?)\n#####", text, re.S)
+    block = re.search(r"^    Processes\n(.*?)(?=^    \S)", section.group(1), re.S | re.M) if section else None
+    out = []
+    for m in re.finditer(
+        r"Process ID\s*:\s*(\d+)\s*\n\s*Type\s*:\s*(\S+)\s*\n\s*Name\s*:\s*(.+?)\s*\n\s*Used GPU Memory\s*:\s*(.+)",
+        block.group(1) if block else "",
+    ):
+        out.append((int(m.group(1)), m.group(2), m.group(3), number(m.group(4).strip())))
+    return out
+
+
 REASON_BITS = {
     "gpu_idle": 0x1,
     "applications_clocks_setting": 0x2,
@@ -150,6 +164,9 @@ class CaptureNvml:
         self, capture: Path | dict[str, str], phase: str = "load", missing: tuple[str, ...] = ()
     ) -> None:
         self.q = capture if isinstance(capture, dict) else query_gpu(capture, phase)
+        # (pid, type, name, MiB) of the processes on each GPU, as the capture lists them.
+        self.processes = [] if isinstance(capture, dict) else query_processes(capture, phase)
+        self.process_util: list[Any] | None = None  # per-process samples; None: NOT_FOUND, as most drivers
         self.xids: list[int] = []  # XID events nvmlEventSetWait hands out, oldest first
         self.clock = 0.0  # seconds since the double started, moved by advance()
         for name in dir(real):
@@ -333,6 +350,30 @@ class CaptureNvml:
 
     def nvmlGpmQueryDeviceSupport(self, h: object) -> Any:
         raise NVMLError(real.NVML_ERROR_NOT_SUPPORTED)
+
+    def _running(self, kinds: tuple[str, ...]) -> list[Any]:
+        return [
+            SimpleNamespace(
+                pid=pid,
+                # NVML_VALUE_NOT_AVAILABLE where nvidia-smi says N/A (MIG, no permission).
+                usedGpuMemory=(2**64 - 1) if mib is None else int(mib) * 2**20,
+                gpuInstanceId=0xFFFFFFFF,
+                computeInstanceId=0xFFFFFFFF,
+            )
+            for pid, kind, _, mib in self.processes
+            if kind in kinds
+        ]
+
+    def nvmlDeviceGetComputeRunningProcesses(self, h: object) -> list[Any]:
+        return self._running(("C", "C+G"))
+
+    def nvmlDeviceGetGraphicsRunningProcesses(self, h: object) -> list[Any]:
+        return self._running(("G", "C+G"))
+
+    def nvmlDeviceGetProcessUtilization(self, h: object, since: int) -> list[Any]:
+        if self.process_util is None:
+            raise NVMLError(real.NVML_ERROR_NOT_FOUND)
+        return [s for s in self.process_util if s.timeStamp > since]
 
     def nvmlEventSetCreate(self) -> object:
         return ("events",)

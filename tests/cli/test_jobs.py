@@ -1,0 +1,74 @@
+"""`ironsight jobs` on a store that holds two jobs, their GPUs' samples and a finding."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from ironsight.collector.store import Store
+from ironsight.core.columnar import TableBuilder
+from ironsight.v1 import telemetry_pb2 as pb
+
+from support.processes import run_cli
+
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+def batch(node: str, seq: int, minute: int, owners: dict[str, str], util: float) -> pb.Batch:
+    """A minute of 1 s GPU samples at `util` on GPUs 0 and 1, and a look finding owners[gpu] on each."""
+    t0 = int((T0 + timedelta(minutes=minute)).timestamp()) * 10**9
+    b = TableBuilder("gpu")
+    for s in range(60):
+        for gpu in ("0", "1"):
+            b.add(t0 + s * 10**9, gpu, {"util_gpu_percent": util})
+    out = pb.Batch(node_id=node, boot_id="b", seq=seq, interval_s=1.0)
+    out.tables.append(b.to_proto())
+    out.ownership.time_ns, out.ownership.gpus[:] = t0, ["0", "1"]
+    for gpu, job in owners.items():
+        out.ownership.jobs.add(gpu=gpu, job=job, source="slurm", attrs={"user": "ana"})
+    return out
+
+
+def test_jobs_lists_each_job_once_with_its_gpus_utilization_and_findings(tmp_path: Path) -> None:
+    db = tmp_path / "s.duckdb"
+    store = Store(db)
+    both = {"0": "4242", "1": "4242"}
+    store.ingest([batch("n1", 1, 0, both, 90.0), batch("n2", 1, 0, both, 70.0)])
+    store.ingest([batch("n1", 2, 1, {"0": "5151"}, 30.0), batch("n2", 2, 1, {}, 0.0)])
+    store.reader().execute(
+        "INSERT INTO events (kind, severity, node, device, start_time, end_time, cause, evidence, detected_at)"
+        " VALUES ('thermal', 'warning', 'n2', '1', '2026-11-01 12:00:20', '2026-11-01 12:00:40', NULL, '{}',"
+        " now()::TIMESTAMP)"
+    )
+    store.close()
+    args = (
+        "--db",
+        str(db),
+        "--format",
+        "json",
+        "jobs",
+        "--since",
+        "2026-11-01T11:00",
+        "--until",
+        "2026-11-01T13:00",
+    )
+    rows = {r["job"]: r for r in json.loads(run_cli(*args).stdout)}
+    assert set(rows) == {"4242", "5151"}
+    big, small = rows["4242"], rows["5151"]
+    assert (big["nodes"], big["gpus"], big["source"]) == (2, 4, "slurm")
+    assert big["start_time"].startswith("2026-11-01T12:00:00") or big["start_time"].startswith(
+        "2026-11-01 12:00:00"
+    )
+    assert big["end_time"] is not None and "12:01:00" in big["end_time"]  # all its GPUs left at the next look
+    assert big["gpu_util_mean_pct"] == 80.0 and big["findings"] == 1 and big["finding_kinds"] == "thermal"
+    assert (small["nodes"], small["gpus"], small["end_time"], small["gpu_util_mean_pct"]) == (
+        1,
+        1,
+        None,
+        30.0,
+    )
+    one = json.loads(run_cli(*args, "--job", "4242").stdout)
+    assert sorted((r["node"], r["gpu"], r["findings"]) for r in one) == [
+        ("n1", "0", 0), ("n1", "1", 0), ("n2", "0", 0), ("n2", "1", 1)
+    ]  # fmt: skip
