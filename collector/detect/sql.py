@@ -64,3 +64,29 @@ def pcie_link_bytes_per_s(gen: str = "pcie_link_gen", width: str = "pcie_link_wi
     """A PCIe link's payload ceiling in bytes a second: GT/s per lane by generation, line code, lanes."""
     gts = f"CASE {gen} WHEN 1 THEN 2.5 WHEN 2 THEN 5 WHEN 3 THEN 8 WHEN 4 THEN 16 WHEN 5 THEN 32 WHEN 6 THEN 64 END"
     return f"({gts}) * 1e9 * {width} * (CASE WHEN {gen} >= 3 THEN 128.0 / 130 ELSE 0.8 END) / 8"
+
+
+def gpu_jobs(rows: str, since: str, until: str) -> str:
+    """rows (a CTE with node, device, step_end) with `job`: the job on that GPU at that step.
+
+    A node that never reported who owns its GPUs (an older agent, a trace, job
+    discovery off) counts as one store-wide job, '', as before there were jobs;
+    a GPU of a reporting node with no job at that step gets NULL: not judged
+    against anyone. Where two jobs share a GPU, the first by name.
+    """
+    return f"""(SELECT r.*, CASE WHEN s.job IS NOT NULL THEN s.job
+                           WHEN r.node IN (SELECT node FROM gpu_jobs) THEN NULL ELSE '' END AS job
+        FROM {rows} r LEFT JOIN (
+            SELECT node, gpu, start_time, end_time, job FROM job_spans
+            WHERE start_time <= {until} AND (end_time IS NULL OR end_time > {since})
+        ) s ON s.node = r.node AND s.gpu = r.device AND s.start_time <= r.step_end
+            AND (s.end_time IS NULL OR s.end_time > r.step_end)
+        QUALIFY row_number() OVER (PARTITION BY r.node, r.device, r.step_end ORDER BY s.job) = 1)"""
+
+
+def jobs_at(node: str, device: str, at: str) -> str:
+    """A scalar subquery: the jobs (comma-separated, by name) where and when a finding is: on
+    its GPU, or on any GPU of its node when it names none (a port, the node); NULL if none."""
+    return f"""(SELECT string_agg(DISTINCT s.job, ',' ORDER BY s.job) FROM job_spans s
+        WHERE s.node = {node} AND (s.gpu = {device} OR NOT regexp_matches({device}, '^[0-9]+$'))
+            AND s.start_time <= {at} AND (s.end_time IS NULL OR s.end_time > {at}))"""

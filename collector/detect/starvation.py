@@ -14,14 +14,21 @@ loader (the NVMe busy with reads rather than checkpoint writes, or io
 pressure without a write flood: shared storage); the loader's CPU not
 keeping up (CPU pressure with most cores busy or a run queue over the
 cores; one pegged core per rank is the healthy state of a training job and
-counts for nothing). All nodes in the store count as one job.
+counts for nothing). Each GPU is judged against its own job's (sql.gpu_jobs).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from ironsight.collector.detect.sql import bucket_increments, increment, pcie_link_bytes_per_s, rolling, ts
+from ironsight.collector.detect.sql import (
+    bucket_increments,
+    gpu_jobs,
+    increment,
+    pcie_link_bytes_per_s,
+    rolling,
+    ts,
+)
 from ironsight.collector.detect.thresholds import Thresholds
 
 
@@ -147,19 +154,24 @@ def flagged_sql(start: datetime, end: datetime, t: Thresholds) -> str:
     since, until = f"{ts(start)} - INTERVAL {t.starvation_window_s} SECOND", ts(end)
     return f"""
     WITH {_gpu_windows(t, since, until)},
-    active AS (
+    holding AS (
         SELECT * FROM gw WHERE samples >= {t.min_samples} AND util IS NOT NULL
             -- Holding memory, and not still filling it (a job loading its resume checkpoint).
             AND mem_min > {t.active_memory_bytes} AND mem - mem_min < {t.active_memory_bytes}
     ),
+    -- Each GPU against its own job's: a GPU no job owns is not judged.
+    active AS (SELECT * FROM {gpu_jobs("holding", since, until)} WHERE job IS NOT NULL),
     -- The job's median GPU: starved ones (under half the job) do not drag it down, and a
     -- minority running hotter (a straggler's GPUs through an evaluation pass) do not lift it.
-    job AS (SELECT step_end, quantile_cont(util, 0.5) AS peer_util, count(*) AS gpus FROM active GROUP BY step_end),
+    job AS (
+        SELECT step_end, job, quantile_cont(util, 0.5) AS peer_util, count(*) AS gpus
+        FROM active GROUP BY step_end, job
+    ),
     {_host_windows(t, since, until)},
     judged AS (
         SELECT a.*, j.peer_util, j.gpus, d.storage_busy, d.read_bytes, d.written_bytes, c.cores_busy, c.cores,
             p.io_full, p.cpu_some, l.run_queue, {_cause(t)} AS cause
-        FROM active a JOIN job j USING (step_end)
+        FROM active a JOIN job j USING (step_end, job)
         LEFT JOIN disk_w d USING (node, step_end) LEFT JOIN cpu_w c USING (node, step_end)
         LEFT JOIN psi_w p USING (node, step_end) LEFT JOIN load_w l USING (node, step_end)
         WHERE a.step_end > {ts(start)} AND a.throttled_fraction < {t.sw_thermal_fraction}
@@ -170,7 +182,8 @@ def flagged_sql(start: datetime, end: datetime, t: Thresholds) -> str:
         cause, peer_util - util AS score,
         step_util < {t.starved_peer_ratio} * peer_util
             OR (step_util < {t.starved_util_percent} AND cause <> 'unknown') AS active, NULL::TIMESTAMP AS onset,
-        json_object('gpu_util_mean_pct', util, 'job_gpu_util_median_pct', peer_util, 'job_gpus', gpus,
+        json_object('job', nullif(job, ''), 'gpu_util_mean_pct', util, 'job_gpu_util_median_pct', peer_util,
+            'job_gpus', gpus,
             'seconds_under_50pct_fraction', low_fraction, 'storage_busy_fraction', storage_busy,
             'read_share_of_disk_bytes', read_bytes / nullif(read_bytes + written_bytes, 0),
             'io_full_pressure_fraction', io_full, 'cpu_pressure_fraction', cpu_some,
