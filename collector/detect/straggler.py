@@ -21,16 +21,17 @@ Only a collector that sees every node can find one, in two ways:
 
 Peers are nodes with the same GPU model (memory size and top clock). Windows
 where a node has no clear period (idle, a checkpoint pause, sampling too
-coarse: a period must span 2.5 samples) are not judged. All nodes in a store
-count as one job.
+coarse: a period must span 2.5 samples) are not judged. Peers share the node's
+job at that step (node_jobs): a node no job owns is judged against no one.
 """
 
 from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -242,16 +243,28 @@ def _between(at: Any, lag: np.ndarray) -> np.ndarray:
     return value
 
 
-def compare(values: np.ndarray, model: np.ndarray, min_peers: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per node and step: its peers' median (same model; with two, the other one) and a robust z.
+def _groups(key: np.ndarray, shape: tuple[int, ...]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Peer groups, each as (the rows of the nodes ever in it, its mask over those rows and the steps).
+
+    key: per node, or per node and step (a node's job can change); a negative key is
+    in no group (a node whose GPUs no job owns is judged against no one).
+    """
+    key = np.broadcast_to(key[:, None], shape[:2]) if key.ndim == 1 else key
+    for k in np.unique(key[key >= 0]):
+        mask = key == k
+        rows = np.nonzero(mask.any(axis=1))[0]
+        yield rows, mask[rows]
+
+
+def compare(values: np.ndarray, key: np.ndarray, min_peers: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per node and step: its peers' median (same job and model; with two, the other one) and a robust z.
 
     The baseline is the median over every peer with a value (a straggler
     cannot drag it up); z is NaN with fewer than min_peers peers.
     """
     median, z = np.full(values.shape, np.nan), np.full(values.shape, np.nan)
-    for m in np.unique(model):
-        rows = model == m
-        v = values[rows]
+    for rows, mask in _groups(key, values.shape):
+        v = np.where(mask, values[rows], np.nan)
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # steps where no node has a value
             count = (~np.isnan(v)).sum(axis=0)
@@ -261,13 +274,13 @@ def compare(values: np.ndarray, model: np.ndarray, min_peers: int) -> tuple[np.n
             med = np.where(count == 2, other, median_all)
             med = np.where((count >= 2) & ~np.isnan(v), med, np.nan)
             zz = (v - med) / np.maximum(1.4826 * mad, 0.02 * med)
-        median[rows] = med
-        z[rows] = np.where(count - 1 >= min_peers, zz, np.nan)
+        median[rows] = np.where(mask, med, median[rows])
+        z[rows] = np.where(mask & (count - 1 >= min_peers), zz, z[rows])
     return median, z
 
 
 def judge(
-    p: Periods, t: Thresholds, model: np.ndarray | None = None, steady: np.ndarray | None = None
+    p: Periods, t: Thresholds, key: np.ndarray | None = None, steady: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per node and step: slow?, peers' median period, slower fraction, robust z (NaN: too few peers).
 
@@ -277,24 +290,24 @@ def judge(
     (the last verdict holds): a step where the job's own pace jumped.
     """
     period = p.period
-    model = np.zeros(len(period), int) if model is None else model
-    median, z = compare(period, model, t.straggler_z_min_peers)
-    median[~(_steady(period, model, t) if steady is None else steady)] = np.nan
+    key = np.zeros(len(period), int) if key is None else key
+    median, z = compare(period, key, t.straggler_z_min_peers)
+    median[~(_steady(period, key, t) if steady is None else steady)] = np.nan
     with np.errstate(all="ignore"):
         slower = period / median - 1
         ratio = period / median
     k = np.round(ratio)
     harmonic = (k >= 2) & (np.abs(ratio - k) <= 0.1 * k)
     clear = np.zeros(period.shape, bool)
-    for m in np.unique(model):
-        rows = model == m
-        present = (p.samples[rows] > 0).sum(axis=0)
-        clear[rows] = (~np.isnan(period[rows])).sum(axis=0) * 2 >= present
+    for rows, mask in _groups(key, period.shape):
+        present = ((p.samples[rows] > 0) & mask).sum(axis=0)
+        have = (~np.isnan(period[rows]) & mask).sum(axis=0)
+        clear[rows] = np.where(mask, have * 2 >= present, clear[rows])
     slow = (slower >= t.straggler_slower_fraction) & ~(z < t.straggler_z) & ~harmonic & clear
     return np.nan_to_num(slow, nan=0).astype(bool), median, slower, z
 
 
-def _steady(period: np.ndarray, model: np.ndarray, t: Thresholds) -> np.ndarray:
+def _steady(period: np.ndarray, key: np.ndarray, t: Thresholds) -> np.ndarray:
     """Per node and step: is its job's median period within 20 % of the job's own recent one?
 
     An evaluation pass's sub-second steps alias into periods every node shares,
@@ -304,14 +317,13 @@ def _steady(period: np.ndarray, model: np.ndarray, t: Thresholds) -> np.ndarray:
     """
     k = max(3, t.straggler_hold_s // t.step_s)
     steady = np.ones(period.shape, bool)
-    for m in np.unique(model):
-        rows = model == m
+    for rows, mask in _groups(key, period.shape):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # steps where no node has a period
-            job = np.nanmedian(period[rows], axis=0)
+            job = np.nanmedian(np.where(mask, period[rows], np.nan), axis=0)
             history = sliding_window_view(np.concatenate([np.full(k, np.nan), job[:-1]]), k)
             recent = np.nanmedian(history, axis=1)
-        steady[rows] = ~(np.abs(job / recent - 1) > 0.2)
+        steady[rows] = np.where(mask, ~(np.abs(job / recent - 1) > 0.2), steady[rows])
     return steady
 
 
@@ -329,23 +341,23 @@ class Busy:
     slow: np.ndarray
 
 
-def lockstep(act: np.ndarray, util: np.ndarray, model: np.ndarray, t: Thresholds) -> Busy:
+def lockstep(act: np.ndarray, util: np.ndarray, key: np.ndarray, t: Thresholds) -> Busy:
     """act, util: (nodes, steps, window) on the 1 s grid. The node its peers wait for at every barrier."""
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # windows with nothing sampled: not judged
         a, u = np.nanmean(act, axis=-1), np.nanmean(util, axis=-1)
-        peers, z = compare(a, model, t.straggler_z_min_peers)
-        peer_util, _ = compare(u, model, t.straggler_z_min_peers)
+        peers, z = compare(a, key, t.straggler_z_min_peers)
+        peer_util, _ = compare(u, key, t.straggler_z_min_peers)
         in_step = np.full(a.shape, np.nan)
-        for m in np.unique(model):
-            rows = model == m
-            mine = np.nan_to_num(act[rows])
+        for rows, mask in _groups(key, a.shape):
+            mine = np.where(mask[..., None], np.nan_to_num(act[rows]), 0.0)
             # (nodes, steps, window): the others' mean pace, without the node itself.
-            others = (mine.sum(axis=0) - mine) / max(int(rows.sum()) - 1, 1)
+            others = (mine.sum(axis=0) - mine) / np.maximum(mask.sum(axis=0) - 1, 1)[:, None]
             x = mine - mine.mean(axis=-1, keepdims=True)
             y = others - others.mean(axis=-1, keepdims=True)
             num = np.nansum(x * y, axis=-1)
-            in_step[rows] = num / np.sqrt(np.nansum(x * x, axis=-1) * np.nansum(y * y, axis=-1))
+            corr = num / np.sqrt(np.nansum(x * x, axis=-1) * np.nansum(y * y, axis=-1))
+            in_step[rows] = np.where(mask, corr, in_step[rows])
         excess = a / peers - 1
     slow = (
         (peer_util >= t.straggler_busy_util_percent)
@@ -393,7 +405,9 @@ def _periods(series: NodeSeries, step_ends: np.ndarray, t: Thresholds) -> Period
     return Periods(period, strength, samples)
 
 
-def _busy(series: NodeSeries, step_ends: np.ndarray, pace: np.ndarray, t: Thresholds) -> Busy:
+def _busy(
+    series: NodeSeries, step_ends: np.ndarray, pace: np.ndarray, key: np.ndarray, t: Thresholds
+) -> Busy:
     """The lock-step comparison over the shortest window (30, 60 or 120 s) holding three of the
     job's periods (pace: the peers' median period per node and step; NaN: the shortest)."""
     shape = (len(series.nodes), len(step_ends))
@@ -412,10 +426,53 @@ def _busy(series: NodeSeries, step_ends: np.ndarray, pace: np.ndarray, t: Thresh
         starts = np.maximum(step_ends - w - series.first, 0)
         act = sliding_window_view(series.activity, w, axis=1)[:, starts]
         util = sliding_window_view(series.util, w, axis=1)[:, starts]
-        b = lockstep(act, util, series.model, t)
+        b = lockstep(act, util, key, t)
         for name in Busy.__dataclass_fields__:
             setattr(out, name, np.where(use, getattr(b, name), getattr(out, name)))
     return out
+
+
+def node_jobs(con: Any, nodes: list[str], step_ends: np.ndarray) -> np.ndarray:
+    """Per node and step end: the job on most of its GPUs then; '' for a node that never said
+    who owns its GPUs (all such nodes are one job, as before jobs), None for one that did and
+    has no job then."""
+    jobs = np.full((len(nodes), len(step_ends)), "", dtype=object)
+    if not nodes or not len(step_ends):
+        return jobs
+    lo, hi = (
+        ts(datetime.fromtimestamp(int(step_ends[0]), UTC).replace(tzinfo=None)),
+        ts(datetime.fromtimestamp(int(step_ends[-1]), UTC).replace(tzinfo=None)),
+    )
+    reporting = {r[0] for r in con.execute("SELECT DISTINCT node FROM gpu_jobs").fetchall()}
+    spans = con.execute(
+        f"""SELECT node, gpu, job, epoch(start_time), coalesce(epoch(end_time), 'infinity'::DOUBLE)
+            FROM job_spans WHERE start_time <= {hi} AND (end_time IS NULL OR end_time > {lo})"""
+    ).fetchall()
+    index = {n: i for i, n in enumerate(nodes)}
+    counts: dict[str, np.ndarray] = {}
+    for node, _gpu, job, begin, finish in spans:
+        if (i := index.get(node)) is None:
+            continue
+        on = counts.setdefault(job, np.zeros(jobs.shape, np.int32))
+        on[i] += (step_ends >= begin) & (step_ends < finish)
+    for i, node in enumerate(nodes):
+        if node in reporting:
+            jobs[i] = None
+    if counts:
+        names = sorted(counts)
+        stack = np.stack([counts[n] for n in names])
+        best = stack.argmax(axis=0)
+        owned = stack.max(axis=0) > 0
+        jobs = np.where(owned, np.array(names, dtype=object)[best], jobs)
+    return jobs
+
+
+def peer_keys(model: np.ndarray, jobs: np.ndarray) -> np.ndarray:
+    """Per node and step: a peer group (same GPU model, same job), -1 where the node has no job."""
+    names = {j: k for k, j in enumerate(sorted({j for j in jobs.ravel() if j is not None}))}
+    job_index = np.vectorize(lambda j: -1 if j is None else names[j], otypes=[np.int64])(jobs)
+    key: np.ndarray = np.where(job_index >= 0, model[:, None] * (len(names) + 1) + job_index, -1)
+    return key
 
 
 def flagged(con: Any, start: datetime, end: datetime, t: Thresholds) -> pa.Table:
@@ -438,14 +495,15 @@ def flagged(con: Any, start: datetime, end: datetime, t: Thresholds) -> pa.Table
     if len(step_ends) == 0:
         return COLUMNS.empty_table()
     p = _periods(series, step_ends, t)
-    pace, _ = compare(p.period, series.model, t.straggler_z_min_peers)
-    busy = _busy(series, step_ends, pace, t)
+    key = peer_keys(series.model, node_jobs(con, series.nodes, step_ends))
+    pace, _ = compare(p.period, key, t.straggler_z_min_peers)
+    busy = _busy(series, step_ends, pace, key, t)
     # Judged while the job trains at full tilt at a steady pace: an evaluation pass runs its
     # GPUs lower, and its sub-second steps alias into periods that mean nothing.
     with np.errstate(invalid="ignore"):
         training = busy.peer_util >= t.straggler_training_util_percent
-    steady = _steady(p.period, series.model, t) & training
-    slow_p, median, slower, z = judge(p, t, series.model, steady)
+    steady = _steady(p.period, key, t) & training
+    slow_p, median, slower, z = judge(p, t, key, steady)
     # An evaluation pass runs every node's GPUs lower: busy time is judged while training.
     # Not only at a steady pace: a lock-step straggler's onset slows the whole job with it.
     busy.slow &= training

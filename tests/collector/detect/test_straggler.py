@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -152,3 +153,31 @@ def test_simulated_straggler_is_one_finding_on_the_labelled_node(tmp_path: Path,
     found = [f for f in detect(con, *WHOLE).to_pylist() if f["kind"] == "straggler"]
     assert [(f["node"], f["device"]) for f in found] == [(label.node, "")]
     assert overlaps(found[0], label)
+
+
+def owned_by(con: duckdb.DuckDBPyConnection, jobs: Mapping[str, str | None]) -> None:
+    """Each node's GPU 0 in a job (None: the node reports, and its GPU has none) from the data's start."""
+    t0 = con.execute("SELECT min(time) FROM gpu").fetchall()[0][0]
+    for node, job in jobs.items():
+        con.execute("INSERT INTO gpu_jobs VALUES (?, ?, '0', ?, 'slurm', NULL)", [node, t0, job])
+
+
+def test_nodes_are_compared_with_their_own_jobs_nodes_only(tmp_path: Path) -> None:
+    fast = [square(4.0, 600, phase=k) for k in (0.0, 0.7, 1.4, 2.1, 2.8)]  # job A: 4 s steps
+    slow = [square(6.0, 600, phase=k) for k in (0.3, 1.9)]  # job B: 6 s steps, both alike
+    con = store(tmp_path, [*fast, *slow])
+    assert {f["node"] for f in stragglers(con)} == {"n5", "n6"}  # one job: B's nodes look 50 % slower
+    owned_by(con, {f"n{i}": "A" for i in range(5)} | {"n5": "B", "n6": "B"})
+    assert stragglers(con) == []
+
+
+def test_a_straggler_inside_a_job_and_a_node_with_no_job(tmp_path: Path) -> None:
+    series = [square(4.0, 600, phase=k) for k in (0.0, 0.7, 1.4, 2.1)] + [square(4.6, 600, phase=0.5)]
+    series += [square(6.0, 600, phase=0.2)]  # n5: a node whose GPU no job owns (an idle node's leftover)
+    con = store(tmp_path, series)
+    owned_by(con, {f"n{i}": "A" for i in range(5)} | {"n5": None})
+    found = stragglers(con)
+    assert [f["node"] for f in found] == ["n4"]
+    assert json.loads(str(found[0]["evidence"]))["peak"]["peers_median_period_s"] == pytest.approx(
+        4.0, rel=0.02
+    )
