@@ -98,16 +98,20 @@ def detect(c: Ctx, since: str, until: str, thresholds: tuple[str, ...]) -> None:
     "--kind", help="data_starvation, network_jitter, straggler, thermal, power_cap, xid, hardware_fault"
 )
 @click.option("--node", help="only this node")
+@click.option("--job", help="only findings that hit this job (see: ironsight jobs)")
 @click.option("--evidence", is_flag=True, help="include each finding's evidence (JSON)")
 @format_option
 @click.pass_obj
-def events(c: Ctx, only_open: bool, kind: str | None, node: str | None, evidence: bool) -> None:
+def events(
+    c: Ctx, only_open: bool, kind: str | None, node: str | None, job: str | None, evidence: bool
+) -> None:
     """List the detector's findings, newest first.
 
     \b
     Examples:
       ironsight events --open
       ironsight events --kind thermal --node gpu-017 --evidence --format json
+      ironsight events --job 4242
     """
     where = ["TRUE"]
     if only_open:
@@ -116,7 +120,9 @@ def events(c: Ctx, only_open: bool, kind: str | None, node: str | None, evidence
         where.append(f"kind = {quote(kind)}")
     if node:
         where.append(f"node = {quote(node)}")
-    cols = "id, kind, severity, node, device, start_time, end_time, cause" + (
+    if job:
+        where.append(f"list_contains(string_split(job, ','), {quote(job)})")
+    cols = "id, kind, severity, node, device, job, start_time, end_time, cause" + (
         ", evidence" if evidence else ""
     )
     emit(

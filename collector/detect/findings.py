@@ -11,7 +11,7 @@ from typing import Any
 import pyarrow as pa
 
 from ironsight.collector.detect import gpu, network, starvation, straggler
-from ironsight.collector.detect.sql import ts
+from ironsight.collector.detect.sql import jobs_at, ts
 from ironsight.collector.detect.thresholds import Thresholds
 
 KINDS = ("thermal", "power_cap", "xid", "hardware_fault", "data_starvation", "network_jitter", "straggler")
@@ -86,6 +86,14 @@ def merge_gap(t: Thresholds, kind: str = "kind") -> str:
 
 
 def findings_sql(start: datetime, end: datetime, data_end: datetime, t: Thresholds) -> str:
+    """Findings over the range, each with the job it hit."""
+    return f"""
+    SELECT f.*, {jobs_at("f.node", "f.device", "f.start_time")} AS job
+    FROM ({_incidents_sql(start, end, data_end, t)}) f
+    ORDER BY f.start_time, f.node, f.device, f.kind"""
+
+
+def _incidents_sql(start: datetime, end: datetime, data_end: datetime, t: Thresholds) -> str:
     return f"""
     WITH flagged AS ({flagged_sql(start, end, t)}),
     keyed AS (
@@ -137,7 +145,6 @@ def findings_sql(start: datetime, end: datetime, data_end: datetime, t: Threshol
     GROUP BY kind, node, device, part, island
     -- An incident needs a step where its rule held on its own.
     HAVING bool_or(active) OR min(onset) IS NOT NULL
-    ORDER BY start_time, node, device, kind
     """
 
 
@@ -166,8 +173,9 @@ def store(con: Any, findings: pa.Table, start: datetime, end: datetime) -> int:
         con.register("found", findings)
         try:
             con.execute(
-                """INSERT INTO events (kind, severity, node, device, start_time, end_time, cause, evidence, detected_at)
-                   SELECT kind, severity, node, device, start_time, end_time, cause, evidence, now()::TIMESTAMP
+                """INSERT INTO events (kind, severity, node, device, start_time, end_time, cause, evidence, detected_at,
+                       job)
+                   SELECT kind, severity, node, device, start_time, end_time, cause, evidence, now()::TIMESTAMP, job
                    FROM found"""
             )
         finally:

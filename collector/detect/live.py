@@ -28,7 +28,7 @@ from ironsight.collector.detect.findings import (
     register_stragglers,
     severity_rank,
 )
-from ironsight.collector.detect.sql import ts
+from ironsight.collector.detect.sql import jobs_at, ts
 from ironsight.collector.detect.thresholds import Thresholds
 from ironsight.core.worker import Worker
 
@@ -157,7 +157,7 @@ def _open_sql(t: Thresholds, end: datetime) -> str:
     """Open: a step where the rule held on its own (or an XID), with no finding to continue."""
     s = t.step_s
     return f"""
-            INSERT INTO events (kind, severity, node, device, start_time, end_time, cause, evidence, detected_at)
+            INSERT INTO events (kind, severity, node, device, start_time, end_time, cause, evidence, detected_at, job)
             SELECT f.kind, f.severity, f.node, f.device,
                 coalesce(f.onset, f.step_end - INTERVAL {s} SECOND),
                 f.onset + INTERVAL {s} SECOND, f.cause,
@@ -165,7 +165,7 @@ def _open_sql(t: Thresholds, end: datetime) -> str:
                     'last_window_end', f.step_end, 'first_active_end', f.step_end,
                     'last_active_end', coalesce(f.onset + INTERVAL {s} SECOND, f.step_end),
                     'peak_window_end', f.step_end, 'peak', f.evidence, 'peak_score', f.score),
-                now()::TIMESTAMP
+                now()::TIMESTAMP, {jobs_at("f.node", "f.device", "f.step_end")}
             FROM step_flags f
             WHERE (f.active OR f.onset IS NOT NULL)
                 AND NOT EXISTS (SELECT 1 FROM events e WHERE {_same_finding("e", "f", end, t)})

@@ -58,6 +58,7 @@ def test_migrations_apply_once_and_are_recorded(tmp_path: Path) -> None:
         (4, "rollups"),
         (5, "clock_offsets"),
         (6, "jobs"),
+        (7, "event_jobs"),
     ]
 
 

@@ -25,9 +25,13 @@ pytestmark = pytest.mark.slow
 @pytest.mark.parametrize(("scenario", "seed"), [("mixed", 1212), ("straggler", 1313), ("xid", 1414)])
 def test_steps_find_what_offline_detection_finds(tmp_path: Path, scenario: str, seed: int) -> None:
     _, con = simulated(tmp_path, scenario, seed, nodes=3, duration_s=900)
-    offline = detect(con, *WHOLE).to_pylist()
-    assert offline
     first, last = con.execute("SELECT min(time), max(time) FROM gpu").fetchall()[0]
+    # Every GPU in one job, as the agents would have said: both paths name it on every finding.
+    con.execute(
+        "INSERT INTO gpu_jobs SELECT DISTINCT node, ?, device, 'train-7', 'slurm', NULL FROM gpu", [first]
+    )
+    offline = detect(con, *WHOLE).to_pylist()
+    assert offline and {f["job"] for f in offline} == {"train-7"}
     end = first.replace(second=0, microsecond=0) + timedelta(seconds=10)
     opened = closed = reopened = 0
     while end <= last + timedelta(seconds=60):
@@ -37,8 +41,10 @@ def test_steps_find_what_offline_detection_finds(tmp_path: Path, scenario: str, 
         reopened += len(result.reopened)
         end += timedelta(seconds=10)
     live = con.execute(
-        "SELECT kind, node, device, start_time, end_time, severity, evidence FROM events ORDER BY start_time, node, device, kind"
+        "SELECT kind, node, device, start_time, end_time, severity, evidence, job FROM events"
+        " ORDER BY start_time, node, device, kind"
     ).fetchall()
+    assert {f[7] for f in live} == {"train-7"}
     key = lambda f: (f[0], f[1], f[2], f[3])  # noqa: E731
     assert sorted(map(key, live)) == sorted(
         (f["kind"], f["node"], f["device"], f["start_time"]) for f in offline
