@@ -16,7 +16,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from ironsight.agent.batch import Batcher
 from ironsight.agent.runner import Tick
 from ironsight.core.exposition import ReadingCollector, XidHistory
-from ironsight.core.reading import DeviceInfo
+from ironsight.core.reading import DeviceInfo, Owners
 from ironsight.core.transport import Tls, serve_metrics
 
 
@@ -29,17 +29,22 @@ class Latest(Collector):
         self.inventory: list[DeviceInfo] = []
         self.ticks = 0
         self.xids = XidHistory()
+        self.owners: Owners | None = None  # the last look at who owns each GPU (every few seconds)
 
     def update(self, tick: Tick, inventory: list[DeviceInfo]) -> None:
         # Called from the sampling loop: keep it to assignments.
         self.tick, self.inventory = tick, inventory
         self.ticks += 1
         self.xids.add(tick.reading)  # usually no rows
+        if tick.reading.owners is not None:
+            self.owners = tick.reading.owners
 
     def collect(self) -> Iterator[Metric]:
         tick = self.tick
         if tick is not None:
-            yield from ReadingCollector(tick.reading, self.inventory, self.hostname, self.xids).collect()
+            yield from ReadingCollector(
+                tick.reading, self.inventory, self.hostname, self.xids, self.owners
+            ).collect()
             yield GaugeMetricFamily(
                 "ironsight_agent_last_sample_timestamp_seconds",
                 "Unix time of the sample these figures come from",

@@ -13,7 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from ironsight.core.reading import DeviceInfo, Reading, Value
+from ironsight.core.reading import DeviceInfo, Owners, Reading, Value
 from ironsight.core.schema import MEMINFO_FIELDS, RDMA_HW_COUNTERS, TABLES
 
 Family = GaugeMetricFamily | CounterMetricFamily
@@ -142,9 +142,20 @@ def _scaled(value: Value, scale: float) -> Value:
 
 class ReadingCollector(Collector):
     def __init__(
-        self, reading: Reading, inventory: list[DeviceInfo], hostname: str, xids: XidHistory | None = None
+        self,
+        reading: Reading,
+        inventory: list[DeviceInfo],
+        hostname: str,
+        xids: XidHistory | None = None,
+        owners: Owners | None = None,
     ) -> None:
+        """owners: the last look at who owns each GPU (the reading's own, if it has one)."""
         self.reading = reading
+        # dcgm-exporter's label for a GPU's HPC job (never `job`, which Prometheus owns); several
+        # jobs on one GPU comma-separated. Only where some GPU has a job, as dcgm-exporter.
+        self.hpc_jobs: dict[str, str] = {}
+        for o in (owners or reading.owners or Owners((), ())).jobs:
+            self.hpc_jobs[o.gpu] = f"{self.hpc_jobs[o.gpu]},{o.job}" if o.gpu in self.hpc_jobs else o.job
         self.inventory = {(d.kind, d.name): d for d in inventory}
         self.hostname = hostname
         if xids is None:  # one reading alone (--once): what it saw
@@ -278,6 +289,8 @@ class ReadingCollector(Collector):
                 "pci_bus_id": attrs.get("pci_bus_id", ""),
                 "hostname": self.hostname,
             }
+            if self.hpc_jobs:
+                labels["hpc_job"] = self.hpc_jobs.get(index, "")
             for column, (name, scale) in _DCGM.items():
                 f.add(name, "gauge", labels, _scaled(v.get(column), scale))
             mem_used, mem_total = v.get("memory_used_bytes"), v.get("memory_total_bytes")

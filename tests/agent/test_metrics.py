@@ -171,3 +171,43 @@ def test_an_xid_stays_on_the_endpoint_after_its_tick() -> None:
     assert xid() == (79, 1)
     latest.update(tick(4, 48), inventory)
     assert xid() == (48, 2)
+
+
+def test_gpu_series_carry_dcgm_exporters_hpc_job_label_from_the_last_look() -> None:
+    from ironsight.agent.metrics import Latest
+    from ironsight.agent.runner import Tick
+    from ironsight.core.exposition import render
+    from ironsight.core.reading import DeviceInfo, GpuOwner, Owners, Reading
+
+    def tick(t: int, owners: Owners | None) -> Tick:
+        r = Reading(owners=owners)
+        for gpu in ("0", "1", "2"):
+            r.add("gpu", gpu, {"util_gpu_percent": 90.0})
+        return Tick(t, r)
+
+    inventory = [DeviceInfo("gpu", g, {"uuid": f"GPU-{g}"}) for g in ("0", "1", "2")]
+    assert 'hpc_job="' not in render(tick(1, None).reading, inventory, "n1").decode()  # no jobs: no label
+
+    def jobs() -> dict[str, str]:
+        return {
+            s.labels["gpu"]: s.labels["hpc_job"]
+            for fam in text_string_to_metric_families(render_latest())
+            for s in fam.samples
+            if s.name == "DCGM_FI_DEV_GPU_UTIL"
+        }
+
+    latest = Latest("n1")
+
+    def render_latest() -> str:
+        from prometheus_client import CollectorRegistry, generate_latest
+
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(latest)
+        return generate_latest(registry).decode()
+
+    look = Owners(("0", "1", "2"), (GpuOwner("0", "4242", "slurm"), GpuOwner("1", "4242", "slurm"),
+                                     GpuOwner("1", "77", "mapping")))  # fmt: skip
+    latest.update(tick(1, look), inventory)
+    latest.update(tick(2, None), inventory)  # a tick without a look keeps the last one
+    assert jobs() == {"0": "4242", "1": "4242,77", "2": ""}
+    assert 'job="' not in render_latest().replace('hpc_job="', "")  # never Prometheus's own label
