@@ -6,6 +6,7 @@
     .venv/bin/python bench/run.py agent-overhead --seconds 60
     .venv/bin/python bench/run.py agent-vs-node-exporter --tree big   # a 192-cpu node's files
     .venv/bin/python bench/run.py ingest --streams 8
+    .venv/bin/python bench/run.py jobs
     .venv/bin/python bench/run.py replay --replay-nodes 8
     .venv/bin/python bench/run.py replay --replay-batch-seconds 1 --replay-seconds 300
     .venv/bin/python bench/run.py accuracy --accuracy-seeds 9301 9302
@@ -36,6 +37,7 @@ import agent_vs_node_exporter
 import detect
 import detect_step
 import ingest
+import jobs
 import remote_write
 import replay
 import scrape
@@ -45,6 +47,7 @@ from harness import OUT
 BENCHMARKS: list[ModuleType] = [
     agent_vs_node_exporter,
     agent_overhead,
+    jobs,
     ingest,
     replay,
     accuracy,

@@ -512,13 +512,15 @@ def flagged(con: Any, start: datetime, end: datetime, t: Thresholds) -> pa.Table
     # step, it may be a loosely coupled node falling out of phase as it slows.)
     slow_p &= ~(busy.in_step >= t.straggler_period_in_step)
     slow = slow_p | busy.slow
-    # The last verdict (slow or not) carries across unjudged steps, at most hold seconds.
-    judged = (~np.isnan(median) & ~np.isnan(p.period)) | busy.slow
-    shape = slow.shape
-    last_judged = np.where(judged, np.arange(shape[1]), -1)
-    np.maximum.accumulate(last_judged, axis=1, out=last_judged)
-    carried = np.take_along_axis(slow, np.maximum(last_judged, 0), axis=1) & (last_judged >= 0)
-    held = ~judged & carried & ((np.arange(shape[1]) - last_judged) * s <= hold)
+    # Each method's last verdict (slow or not) carries across the steps it cannot judge, at
+    # most hold seconds: busy time cannot while the job's GPUs run under 90 % (an evaluation
+    # pass, a checkpoint), and the period method's "same pace" then says nothing of it.
+    with np.errstate(invalid="ignore"):
+        busy_judged = training & (busy.peer_util >= t.straggler_busy_util_percent)
+        busy_judged &= (busy.util >= t.straggler_busy_util_percent) & (busy.in_step >= t.straggler_in_step)
+    held = _carried(busy.slow, busy_judged | busy.slow, s, hold)
+    held |= _carried(slow_p, ~np.isnan(median) & ~np.isnan(p.period), s, hold)
+    held &= ~slow
     mine = step_ends > _epoch(start)
     ni, si = np.nonzero((slow | held) & mine)
     if len(ni) == 0:
@@ -537,6 +539,16 @@ def flagged(con: Any, start: datetime, end: datetime, t: Thresholds) -> pa.Table
         np.where(slow_p[ni, si], p.strength[ni, si], busy.excess[ni, si]),
         t,
     )
+
+
+def _carried(verdict: np.ndarray, judged: np.ndarray, step_s: int, hold_s: int) -> np.ndarray:
+    """Per node and step: unjudged, and the last judged step within hold_s said slow."""
+    steps = np.arange(verdict.shape[1])
+    last = np.where(judged, steps, -1)
+    np.maximum.accumulate(last, axis=1, out=last)
+    carried = np.take_along_axis(verdict, np.maximum(last, 0), axis=1) & (last >= 0)
+    out: np.ndarray = ~judged & carried & ((steps - last) * step_s <= hold_s)
+    return out
 
 
 def _round(x: float, digits: int) -> float | None:
