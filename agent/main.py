@@ -16,6 +16,7 @@ from typing import Any
 
 from ironsight.agent.batch import Batcher, boot_id
 from ironsight.agent.clock import TIMELINE
+from ironsight.agent.jobs.kubernetes import DEFAULT_SOCKET
 from ironsight.agent.jobs.options import JobOptions
 from ironsight.agent.loop import Sink, sample_loop
 from ironsight.agent.runner import Runner, Tick
@@ -198,6 +199,21 @@ def add_job_args(p: argparse.ArgumentParser) -> None:
         help="jobs from the GPU processes' cgroups and Slurm environment (default on)",
     )
     g.add_argument(
+        "--jobs.kubernetes",
+        dest="jobs_kubernetes",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="pods from the kubelet's PodResources API where its socket exists (default on)",
+    )
+    g.add_argument(
+        "--jobs.kubelet-socket",
+        dest="jobs_kubelet_socket",
+        type=Path,
+        default=DEFAULT_SOCKET,
+        metavar="PATH",
+        help=f"the kubelet's pod-resources socket (default {DEFAULT_SOCKET})",
+    )
+    g.add_argument(
         "--jobs.interval",
         dest="jobs_interval",
         type=bounded(float, 1, 300),
@@ -207,7 +223,8 @@ def add_job_args(p: argparse.ArgumentParser) -> None:
 
 
 def sampler_context(args: argparse.Namespace, paths: Paths) -> SamplerContext:
-    jobs = JobOptions(args.job or "", args.jobs_mapping_dir, args.jobs_processes, args.jobs_interval)
+    socket = args.jobs_kubelet_socket if args.jobs_kubernetes else None
+    jobs = JobOptions(args.job or "", args.jobs_mapping_dir, args.jobs_processes, args.jobs_interval, socket)
     return SamplerContext(paths=paths, jobs=jobs)
 
 

@@ -153,9 +153,15 @@ class ReadingCollector(Collector):
         self.reading = reading
         # dcgm-exporter's label for a GPU's HPC job (never `job`, which Prometheus owns); several
         # jobs on one GPU comma-separated. Only where some GPU has a job, as dcgm-exporter.
+        # On Kubernetes, dcgm-exporter's pod, namespace and container instead (the first pod on a GPU).
         self.hpc_jobs: dict[str, str] = {}
+        self.pods: dict[str, dict[str, str]] = {}
         for o in (owners or reading.owners or Owners((), ())).jobs:
-            self.hpc_jobs[o.gpu] = f"{self.hpc_jobs[o.gpu]},{o.job}" if o.gpu in self.hpc_jobs else o.job
+            if o.source == "kubernetes":
+                attrs = dict(o.attrs)
+                self.pods.setdefault(o.gpu, {k: attrs.get(k, "") for k in ("pod", "namespace", "container")})
+            else:
+                self.hpc_jobs[o.gpu] = f"{self.hpc_jobs[o.gpu]},{o.job}" if o.gpu in self.hpc_jobs else o.job
         self.inventory = {(d.kind, d.name): d for d in inventory}
         self.hostname = hostname
         if xids is None:  # one reading alone (--once): what it saw
@@ -291,6 +297,8 @@ class ReadingCollector(Collector):
             }
             if self.hpc_jobs:
                 labels["hpc_job"] = self.hpc_jobs.get(index, "")
+            if self.pods:
+                labels |= self.pods.get(index, dict.fromkeys(("pod", "namespace", "container"), ""))
             for column, (name, scale) in _DCGM.items():
                 f.add(name, "gauge", labels, _scaled(v.get(column), scale))
             mem_used, mem_total = v.get("memory_used_bytes"), v.get("memory_total_bytes")

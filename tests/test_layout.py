@@ -27,7 +27,7 @@ PACKAGE_DIRS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["set
 CORE = {"ironsight", "ironsight.v1", "ironsight.prompb", "ironsight.core"}
 ALLOWED = {
     "ironsight.core": CORE,
-    "ironsight.agent": CORE,
+    "ironsight.agent": CORE | {"ironsight.kubelet"},  # the agent is a client of the kubelet's API
     "ironsight.collector": CORE,
     "ironsight.cli": None,  # anything
     "ironsight.offline": None,

@@ -20,11 +20,17 @@ ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "proto"
 PACKAGE_ROOT = ROOT  # protoc writes ironsight/v1/... below it, by the .proto files' paths
 SOURCES = sorted(PROTO_ROOT.glob("ironsight/v1/*.proto"))
+# The kubelet's PodResources API (a client of it): its package stays v1, as the kubelet serves it.
+KUBELET = sorted(PROTO_ROOT.glob("ironsight/kubelet/podresources/v1/*.proto"))
 MESSAGES_ONLY = sorted(PROTO_ROOT.glob("ironsight/prompb/*.proto"))  # no services: no grpc stubs
 
 
 def generate(out: Path) -> None:
-    for sources, grpc_out in ((SOURCES, [f"--grpc_python_out={out}"]), (MESSAGES_ONLY, [])):
+    for sources, grpc_out in (
+        (SOURCES, [f"--grpc_python_out={out}"]),
+        (MESSAGES_ONLY, []),
+        (KUBELET, [f"--grpc_python_out={out}"]),
+    ):
         args = [
             "grpc_tools.protoc",
             f"-I{PROTO_ROOT}",
@@ -44,7 +50,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         generate(Path(tmp))
         stale = []
-        for fresh in sorted([*Path(tmp).glob("ironsight/v1/*"), *Path(tmp).glob("ironsight/prompb/*")]):
+        for fresh in sorted(
+            [
+                *Path(tmp).glob("ironsight/v1/*"),
+                *Path(tmp).glob("ironsight/prompb/*"),
+                *Path(tmp).glob("ironsight/kubelet/podresources/v1/*"),
+            ]
+        ):
             committed = PACKAGE_ROOT / fresh.relative_to(tmp)
             if not committed.exists() or not filecmp.cmp(fresh, committed, shallow=False):
                 stale.append(fresh.name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ironsight.agent.jobs.cgroup import owner_of_cgroup, owner_of_environ
+from ironsight.agent.jobs.kubernetes import PodResources
 from ironsight.agent.jobs.mapping import read_mapping
 from ironsight.agent.jobs.options import JobOptions
 from ironsight.agent.jobs.processes import ProcessLister
@@ -21,6 +22,9 @@ class Discovery:
         self.options = options
         self.paths = paths
         self.lister = ProcessLister(nvml)
+        self.nvml = nvml
+        socket = options.kubelet_socket
+        self.kubelet = PodResources(socket) if socket is not None else None
 
     def observe(self, gpus: list[tuple[str, Any]]) -> Owners:
         """gpus: (device key, NVML handle) of each GPU to look at."""
@@ -37,15 +41,34 @@ class Discovery:
                     )
                     if owner is not None:
                         owners.setdefault(key, []).append(owner)
-        if self.options.mapping_dir is not None:
-            mapped: dict[str, list[GpuOwner]] = {}
-            for owner in read_mapping(self.options.mapping_dir):
-                mapped.setdefault(owner.gpu, []).append(owner)
-            owners.update(mapped)  # the scheduler's word over what the processes say
+        # A scheduler's word over what the processes say: the mapping folder, the kubelet.
+        scheduled = read_mapping(self.options.mapping_dir) if self.options.mapping_dir is not None else []
+        if self.kubelet is not None:
+            scheduled += self.kubelet.owners(self._uuids(gpus)) or []
+        mapped: dict[str, list[GpuOwner]] = {}
+        for owner in scheduled:
+            mapped.setdefault(owner.gpu, []).append(owner)
+        owners.update(mapped)
         if self.options.manual:
             owners = {key: [GpuOwner(key, self.options.manual, "manual")] for key in keys}
         jobs = sorted({o for key in keys for o in _unique(owners.get(key, []))}, key=lambda o: (o.gpu, o.job))
         return Owners(keys, tuple(jobs), tuple(procs))
+
+    def _uuids(self, gpus: list[tuple[str, Any]]) -> dict[str, str]:
+        """GPU and MIG UUIDs -> GPU key, as the kubelet's device plugins name them."""
+        out: dict[str, str] = {}
+        for key, handle in gpus:
+            if uuid := self.nvml.call("nvmlDeviceGetUUID", handle):
+                out[uuid.decode() if isinstance(uuid, bytes) else str(uuid)] = key
+            for i in range(self.nvml.call("nvmlDeviceGetMaxMigDeviceCount", handle) or 0):
+                mig = self.nvml.call("nvmlDeviceGetMigDeviceHandleByIndex", handle, i)
+                if mig is not None and (uuid := self.nvml.call("nvmlDeviceGetUUID", mig)):
+                    out[uuid.decode() if isinstance(uuid, bytes) else str(uuid)] = key
+        return out
+
+    def close(self) -> None:
+        if self.kubelet is not None:
+            self.kubelet.close()
 
     def _owner_of(self, pid: int, gpu: str) -> GpuOwner | None:
         base = self.paths.proc(str(pid))

@@ -12,3 +12,4 @@ class JobOptions:
     mapping_dir: Path | None = None  # --jobs.mapping-dir: dcgm-exporter's job-mapping folder
     processes: bool = True  # --jobs.processes: NVML's processes, their cgroups and environments
     every_s: float = 5.0  # --jobs.interval
+    kubelet_socket: Path | None = None  # --jobs.kubelet-socket; None: --no-jobs.kubernetes

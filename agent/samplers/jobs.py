@@ -43,4 +43,5 @@ class JobsSampler(BaseSampler):
         return reading
 
     def close(self) -> None:
+        self.discovery.close()
         self.nvml.shutdown()

@@ -211,3 +211,14 @@ def test_gpu_series_carry_dcgm_exporters_hpc_job_label_from_the_last_look() -> N
     latest.update(tick(2, None), inventory)  # a tick without a look keeps the last one
     assert jobs() == {"0": "4242", "1": "4242,77", "2": ""}
     assert 'job="' not in render_latest().replace('hpc_job="', "")  # never Prometheus's own label
+    pods = Owners(("0", "1"), (GpuOwner("1", "ml/train-0", "kubernetes", (
+        ("container", "trainer"), ("namespace", "ml"), ("pod", "train-0"))),))  # fmt: skip
+    text = render(tick(3, pods).reading, inventory, "n1").decode()
+    util = {
+        s.labels["gpu"]: (s.labels["pod"], s.labels["namespace"], s.labels["container"])
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+        if s.name == "DCGM_FI_DEV_GPU_UTIL"
+    }
+    assert util == {"0": ("", "", ""), "1": ("train-0", "ml", "trainer"), "2": ("", "", "")}
+    assert "hpc_job" not in text

@@ -370,6 +370,11 @@ class CaptureNvml:
     def nvmlDeviceGetGraphicsRunningProcesses(self, h: object) -> list[Any]:
         return self._running(("G", "C+G"))
 
+    def nvmlDeviceGetMaxMigDeviceCount(self, h: object) -> int:
+        if self.q.get("mig.mode.current") != "Enabled":
+            raise NVMLError(real.NVML_ERROR_NOT_SUPPORTED)  # as a GPU without MIG answers
+        return 7
+
     def nvmlDeviceGetProcessUtilization(self, h: object, since: int) -> list[Any]:
         if self.process_util is None:
             raise NVMLError(real.NVML_ERROR_NOT_FOUND)
