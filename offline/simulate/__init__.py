@@ -23,6 +23,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from ironsight.offline.simulate.cluster import simulate_cluster, split
 from ironsight.offline.simulate.emission import Emitter, fabric_rows, gpu_rows, host_rows
 from ironsight.offline.simulate.hardware import (
     A100,
@@ -78,6 +79,10 @@ def simulate(
         raise ValueError(
             "need 1-16 GPUs, 1-1024 nodes, an interval of 0.1-60 s and a duration of at least 10 intervals"
         )
+    if sc.parts:
+        counts = split(sc, nodes, lambda name: SCENARIOS[name].min_nodes)
+        kw = {"duration_s": duration_s, "interval_s": interval_s, "start_ns": start_ns, "batch_s": batch_s}
+        return simulate_cluster(simulate, sc, counts, gpus, seed, **kw)
     rng, events, plan = _draw(sc, nodes, gpus, duration_s, seed)
     models = _models(sc, nodes)
     header = pb.TraceHeader(

@@ -41,6 +41,12 @@ class Scenario:
     coupling: str = "either"  # "lockstep", "loose", or drawn per seed
     fleet: str = "h100"  # "h100", or "mixed" (A100 and H200 nodes)
     period_s: tuple[float, float] = (3.0, 14.0)  # healthy iteration, drawn log-uniformly
+    # A cluster of several jobs on disjoint nodes instead (cluster.py): (job, scenario, share of the nodes).
+    parts: tuple[tuple[str, str, float], ...] = ()
+
+
+def _none(rng: np.random.Generator, nodes: int, gpus: int, duration: float) -> list[Event]:
+    return []
 
 
 def _window(
@@ -219,6 +225,21 @@ SCENARIOS: dict[str, Scenario] = {
             "storage starvation, thermal, congestion and a power cap at different times and nodes",
             2,
             _mixed,
+        ),
+        Scenario(
+            "multi-job",
+            "two jobs on disjoint nodes: a loosely coupled one with a straggler (3-14 s steps) and one "
+            "with 15-28 s steps; each node's looks say its job",
+            6,
+            _none,
+            parts=(("train-a", "straggler", 0.5), ("train-b", "healthy-long-steps", 0.5)),
+        ),
+        Scenario(
+            "multi-job-starved",
+            "two jobs on disjoint nodes: one starved by its storage, one healthy with 15-28 s steps",
+            4,
+            _none,
+            parts=(("etl-train", "starved-storage", 0.5), ("train-b", "healthy-long-steps", 0.5)),
         ),
     )
 }
