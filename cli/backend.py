@@ -147,7 +147,13 @@ def parse_metric(name: str) -> Metric:
 
 
 def series_sql(
-    metric: Metric, node: str | None, device: str | None, since: datetime, until: datetime, rate: bool
+    metric: Metric,
+    node: str | None,
+    device: str | None,
+    since: datetime,
+    until: datetime,
+    rate: bool,
+    job: str | None = None,
 ) -> str:
     where = [
         f"time >= TIMESTAMP {quote(since.isoformat(sep=' '))}",
@@ -158,6 +164,8 @@ def series_sql(
     if device is not None:
         where.append(f"device = {quote(device)}")
     cond = " AND ".join(where)
+    if job is not None:
+        cond += f" AND {_while_job(job, metric.table)}"
     col = metric.column
     if not rate:
         raw = f"SELECT time, node, device, {col} AS value, 'raw' AS source FROM {metric.table} WHERE {cond}"
@@ -172,9 +180,19 @@ def series_sql(
     value = "increase / 60" if rate else "mean"
     rolled = f"""
         SELECT time, node, device, {value} AS value, 'rollup 1m' AS source FROM rollups_1m
-        WHERE tbl = {quote(metric.table)} AND col = {quote(col)} AND {cond} AND {value} IS NOT NULL
+        WHERE tbl = {quote(metric.table)} AND col = {quote(col)}
+          AND {cond.replace(f"{metric.table}.", "rollups_1m.")} AND {value} IS NOT NULL
           AND time + INTERVAL 1 MINUTE <= coalesce((SELECT min(time) FROM {metric.table}), TIMESTAMP '9999-01-01')"""
     return f"SELECT * FROM ({raw} UNION ALL {rolled}) ORDER BY node, device, time"
+
+
+def _while_job(job: str, table: str) -> str:
+    """Rows of `table` where and while the job ran: on its GPUs for GPU tables, its nodes for the others."""
+    gpu = f"s.gpu = {table}.device AND " if table.startswith("gpu") else ""
+    return (
+        f"EXISTS (SELECT 1 FROM job_spans s WHERE s.job = {quote(job)} AND s.node = {table}.node AND {gpu}"
+        f"s.start_time <= {table}.time AND (s.end_time IS NULL OR s.end_time > {table}.time))"
+    )
 
 
 def counter_rate(col: str) -> str:

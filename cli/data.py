@@ -38,6 +38,7 @@ def _list_metrics() -> None:
 @click.option("--node", help="node id (default: all nodes)")
 @click.option("--metric", help="TABLE.COLUMN, e.g. gpu.temperature_celsius or cpu.user_seconds")
 @click.option("--device", help="only this device (a GPU index, 'nvme0n1', 'eth0', ...)")
+@click.option("--job", help="only where and while this job ran (its GPUs; its nodes for host tables)")
 @click.option("--since", default="10m", show_default=True, help="start: 10m, 2h, 1d or an ISO time (UTC)")
 @click.option("--until", default="now", show_default=True, help="end: same forms as --since")
 @click.option("--rate", is_flag=True, help="per-second increase of a counter (resets handled)")
@@ -50,6 +51,7 @@ def series(
     node: str | None,
     metric: str | None,
     device: str | None,
+    job: str | None,
     since: str,
     until: str,
     rate: bool,
@@ -78,7 +80,7 @@ def series(
         raise click.UsageError(f"{metric} is a gauge; --rate is for counters")
     if start > end:
         raise click.UsageError("--since is after --until")
-    emit(c.run(series_sql(m, node, device, start, end, rate), limit), c.fmt, metric)
+    emit(c.run(series_sql(m, node, device, start, end, rate, job), limit), c.fmt, metric)
 
 
 @click.command()

@@ -36,10 +36,11 @@ def _thresholds(items: tuple[str, ...]) -> Thresholds:
     "--since", default="24h", show_default=True, help="start of the range: 10m, 24h, 7d or an ISO time (UTC)"
 )
 @click.option("--until", default="now", show_default=True, help="end of the range")
+@click.option("--job", help="show only the findings that hit this job (all are stored)")
 @threshold_option
 @format_option
 @click.pass_obj
-def detect(c: Ctx, since: str, until: str, thresholds: tuple[str, ...]) -> None:
+def detect(c: Ctx, since: str, until: str, job: str | None, thresholds: tuple[str, ...]) -> None:
     """Run the detector over a stored range.
 
     Finds data starvation (with its cause), network jitter, stragglers,
@@ -89,6 +90,9 @@ def detect(c: Ctx, since: str, until: str, thresholds: tuple[str, ...]) -> None:
             store_findings(con, found, start, end)
         finally:
             con.close()
+    if job is not None:
+        hit = [job in (j or "").split(",") for j in found.column("job").to_pylist()]
+        found = found.filter(pa.array(hit, pa.bool_()))
     emit(found.drop_columns(["evidence"]), c.fmt, f"{found.num_rows} findings")
 
 

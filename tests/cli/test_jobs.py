@@ -37,9 +37,9 @@ def test_jobs_lists_each_job_once_with_its_gpus_utilization_and_findings(tmp_pat
     store.ingest([batch("n1", 1, 0, both, 90.0), batch("n2", 1, 0, both, 70.0)])
     store.ingest([batch("n1", 2, 1, {"0": "5151"}, 30.0), batch("n2", 2, 1, {}, 0.0)])
     store.reader().execute(
-        "INSERT INTO events (kind, severity, node, device, start_time, end_time, cause, evidence, detected_at)"
+        "INSERT INTO events (kind, severity, node, device, start_time, end_time, cause, evidence, detected_at, job)"
         " VALUES ('thermal', 'warning', 'n2', '1', '2026-11-01 12:00:20', '2026-11-01 12:00:40', NULL, '{}',"
-        " now()::TIMESTAMP)"
+        " now()::TIMESTAMP, '4242')"
     )
     store.close()
     args = (
@@ -72,3 +72,27 @@ def test_jobs_lists_each_job_once_with_its_gpus_utilization_and_findings(tmp_pat
     assert sorted((r["node"], r["gpu"], r["findings"]) for r in one) == [
         ("n1", "0", 0), ("n1", "1", 0), ("n2", "0", 0), ("n2", "1", 1)
     ]  # fmt: skip
+
+
+def test_series_and_events_for_one_job(tmp_path: Path) -> None:
+    db = tmp_path / "s.duckdb"
+    store = Store(db)
+    store.ingest([batch("n1", 1, 0, {"0": "4242", "1": "4242"}, 90.0), batch("n2", 1, 0, {"0": "77"}, 50.0)])
+    store.ingest([batch("n1", 2, 1, {"0": "5151"}, 30.0)])
+    store.reader().execute(
+        "INSERT INTO events (kind, severity, node, device, start_time, end_time, cause, evidence, detected_at, job)"
+        " VALUES ('power_cap', 'warning', 'n1', '0', '2026-11-01 12:01:10', NULL, NULL, '{}', now()::TIMESTAMP,"
+        " '5151')"
+    )
+    store.close()
+    base = ("--db", str(db), "--format", "json")
+    span = ("--since", "2026-11-01T11:00", "--until", "2026-11-01T13:00")
+    rows = json.loads(
+        run_cli(*base, "series", "--metric", "gpu.util_gpu_percent", "--job", "5151", *span).stdout
+    )
+    assert len(rows) == 60 and {(r["node"], r["device"], r["value"]) for r in rows} == {("n1", "0", 30.0)}
+    rows = json.loads(run_cli(*base, "series", "--metric", "load.load1", "--job", "77", *span).stdout)
+    assert rows == []  # no host samples stored here: none to show, and no error
+    found = json.loads(run_cli(*base, "events", "--job", "5151").stdout)
+    assert [(f["kind"], f["job"]) for f in found] == [("power_cap", "5151")]
+    assert json.loads(run_cli(*base, "events", "--job", "4242").stdout) == []
