@@ -1,4 +1,5 @@
-"""Puts the sources together: a name given by hand over a mapping folder over what the processes say."""
+"""Puts the sources together: a name given by hand over the scheduler's word (the kubelet, a mapping
+folder) over what the processes say."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ class Discovery:
                         owners.setdefault(key, []).append(owner)
         # A scheduler's word over what the processes say: the mapping folder, the kubelet.
         scheduled = read_mapping(self.options.mapping_dir) if self.options.mapping_dir is not None else []
-        if self.kubelet is not None:
+        if self.kubelet is not None and self.kubelet.socket.exists():  # a Kubernetes node
             scheduled += self.kubelet.owners(self._uuids(gpus)) or []
         mapped: dict[str, list[GpuOwner]] = {}
         for owner in scheduled:
