@@ -65,6 +65,7 @@ class Periods:
     period: np.ndarray
     strength: np.ndarray
     samples: np.ndarray
+    window: np.ndarray | None = None  # seconds of the window each period was read in
 
 
 # A GPU's activity (0-1): SM activity where it has GPM, else power against its limit; NVML
@@ -256,6 +257,15 @@ def _groups(key: np.ndarray, shape: tuple[int, ...]) -> Iterator[tuple[np.ndarra
         yield rows, mask[rows]
 
 
+def _members(values: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """Per node and step: how many of its group (itself included) have a value then."""
+    out = np.zeros(values.shape, int)
+    for rows, mask in _groups(key, values.shape):
+        count = (mask & ~np.isnan(values[rows])).sum(axis=0)
+        out[rows] = np.where(mask, count, out[rows])
+    return out
+
+
 def compare(values: np.ndarray, key: np.ndarray, min_peers: int) -> tuple[np.ndarray, np.ndarray]:
     """Per node and step: its peers' median (same job and model; with two, the other one) and a robust z.
 
@@ -377,6 +387,7 @@ def _periods(series: NodeSeries, step_ends: np.ndarray, t: Thresholds) -> Period
     """
     shape = (len(series.nodes), len(step_ends))
     period, strength, samples = np.full(shape, np.nan), np.full(shape, np.nan), np.zeros(shape)
+    window = np.full(shape, np.nan)
     for w in windows_s(t):
         if w > series.activity.shape[1]:
             break  # the data is shorter than this window (and every longer one)
@@ -400,9 +411,10 @@ def _periods(series: NodeSeries, step_ends: np.ndarray, t: Thresholds) -> Period
             )
             fill = ~np.isnan(found_period)
             period[n[fill], j[fill]], strength[n[fill], j[fill]] = found_period[fill], found_strength[fill]
+            window[n[fill], j[fill]] = w
             had = samples[n, j]
             samples[n, j] = np.where(fill | (had == 0), found_samples, had)
-    return Periods(period, strength, samples)
+    return Periods(period, strength, samples, window)
 
 
 def _busy(
@@ -507,10 +519,23 @@ def flagged(con: Any, start: datetime, end: datetime, t: Thresholds) -> pa.Table
     # An evaluation pass runs every node's GPUs lower: busy time is judged while training.
     # Not only at a steady pace: a lock-step straggler's onset slows the whole job with it.
     busy.slow &= training
+    # Against a single peer, which of two is slow is least sure, and a peer's own trouble
+    # starting (its input starving) tips the pair for a step before that trouble is found:
+    # a verdict against one peer stands once the next step agrees.
+    lone = busy.slow & (_members(busy.activity, key) == 2)
+    lone[:, 1:] &= ~busy.slow[:, :-1]
+    busy.slow &= ~lone
     # A node well in step with its peers shares their period by construction: a
     # different one read off it is the estimator's noise, not a slower pace. (Less in
     # step, it may be a loosely coupled node falling out of phase as it slows.)
     slow_p &= ~(busy.in_step >= t.straggler_period_in_step)
+    # A barely clear period read off a long window (a minute or more: the short ones found
+    # none) stands once the next step agrees: alone it is as likely a phase change's blip,
+    # which a long window holds, as a slower pace. Short windows answer at once.
+    long = p.window >= 60 if p.window is not None else np.zeros(slow_p.shape, bool)
+    weak = slow_p & ~(p.strength >= t.straggler_sure_strength) & long
+    weak[:, 1:] &= ~slow_p[:, :-1]
+    slow_p &= ~weak
     slow = slow_p | busy.slow
     # Each method's last verdict (slow or not) carries across the steps it cannot judge, at
     # most hold seconds: busy time cannot while the job's GPUs run under 90 % (an evaluation

@@ -66,6 +66,7 @@ class Thresholds:
     # iterations, where one window of three periods took 3-6 steps.
     straggler_window_s: int = 24
     straggler_min_strength: float = 0.6
+    straggler_sure_strength: float = 0.65  # weaker, off a window of a minute or more: two steps in a row
     straggler_level_shift: float = 0.2  # window halves' means apart by more: a phase change, not judged
     straggler_min_swing: float = 0.05  # activity's spread over its mean: less is a level, not a rhythm
     straggler_slower_fraction: float = 0.10
