@@ -3,6 +3,8 @@ folder) over what the processes say."""
 
 from __future__ import annotations
 
+import os
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ironsight.agent.jobs.cgroup import owner_of_cgroup, owner_of_environ
@@ -26,6 +28,37 @@ class Discovery:
         self.nvml = nvml
         socket = options.kubelet_socket
         self.kubelet = PodResources(socket) if socket is not None else None
+        # A process's job and name are fixed for its life: read once per process (its /proc entry's
+        # change time tells a reused pid), not each look. Measured: a look at 24 processes 4.1 ms of
+        # CPU reading them every time, a quarter of the agent's CPU at --interval 1.
+        self._processes: dict[int, tuple[int, str, GpuOwner | None]] = {}
+        self._mapped: tuple[object, list[GpuOwner]] = (None, [])  # the folder's files' times, what they held
+
+    def _process(self, pid: int) -> tuple[str, GpuOwner | None]:
+        try:
+            born = os.stat(self.paths.proc(str(pid))).st_ctime_ns
+        except OSError:
+            born = -1
+        known = self._processes.get(pid)
+        if known is not None and known[0] == born and born != -1:
+            return known[1], known[2]
+        comm, owner = self._comm(pid), self._owner_of(pid, "")
+        self._processes[pid] = (born, comm, owner)
+        return comm, owner
+
+    def _mapping(self) -> list[GpuOwner]:
+        """The mapping folder's jobs, read again when the folder changes (a prolog renames files into it)."""
+        folder = self.options.mapping_dir
+        if folder is None:
+            return []
+        try:  # a file written in place changes its own time, one renamed in or removed the folder's
+            with os.scandir(folder) as entries:
+                changed: object = sorted((e.name, e.stat().st_mtime_ns) for e in entries)
+        except OSError:
+            changed = None  # gone or unreadable: read_mapping says so
+        if changed is None or changed != self._mapped[0]:
+            self._mapped = (changed, read_mapping(folder))
+        return list(self._mapped[1])
 
     def observe(self, gpus: list[tuple[str, Any]]) -> Owners:
         """gpus: (device key, NVML handle) of each GPU to look at."""
@@ -36,14 +69,14 @@ class Discovery:
             for key, handle in gpus:
                 util = self.lister.sm_util(handle)
                 for pid, memory in self.lister.processes(handle):
-                    owner = self._owner_of(pid, key)
-                    procs.append(
-                        GpuProc(key, pid, self._comm(pid), owner.job if owner else "", memory, util.get(pid))
-                    )
+                    comm, found = self._process(pid)
+                    owner = None if found is None else replace(found, gpu=key)
+                    procs.append(GpuProc(key, pid, comm, owner.job if owner else "", memory, util.get(pid)))
                     if owner is not None:
                         owners.setdefault(key, []).append(owner)
+            self._processes = {pid: v for pid, v in self._processes.items() if pid in {p.pid for p in procs}}
         # A scheduler's word over what the processes say: the mapping folder, the kubelet.
-        scheduled = read_mapping(self.options.mapping_dir) if self.options.mapping_dir is not None else []
+        scheduled = self._mapping()
         if self.kubelet is not None and self.kubelet.socket.exists():  # a Kubernetes node
             scheduled += self.kubelet.owners(self._uuids(gpus)) or []
         mapped: dict[str, list[GpuOwner]] = {}

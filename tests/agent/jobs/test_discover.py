@@ -3,6 +3,7 @@ mapping folder over them, a name given by hand over everything."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -95,3 +96,37 @@ def test_the_sampler_looks_every_interval(tmp_path: Path) -> None:
     assert first is not None and first.gpus == ("0", "1") and len(first.processes) == 6
     assert [p.job for p in first.processes] == [""] * 6  # no /proc entries for the capture's pids here
     assert sampler.sample().owners is None  # not due again for a minute
+
+
+def test_a_process_is_read_once_and_a_reused_pid_again(tmp_path: Path) -> None:
+    nvml = CaptureNvml(capture(H200), "load")
+    d = discovery(tmp_path, JobOptions(), nvml)
+    gpu = [("0", ("handle", 0))]
+    assert {p.job for p in d.observe(gpu).processes} == {"4242", "burn.service"}
+    entry = tmp_path / "proc" / "10309"
+    (entry / "cgroup").write_text("0::/system.slice/other.service\n")  # not re-read: the same process
+    assert [p.job for p in d.observe(gpu).processes if p.pid == 10309] == ["burn.service"]
+    for f in entry.iterdir():  # the pid reused by a new process: a new /proc entry
+        f.unlink()
+    entry.rmdir()
+    time.sleep(0.01)
+    entry.mkdir()
+    (entry / "cgroup").write_text("0::/system.slice/other.service\n")
+    (entry / "comm").write_text("other\n")
+    assert [(p.name, p.job) for p in d.observe(gpu).processes if p.pid == 10309] == [
+        ("other", "other.service")
+    ]
+
+
+def test_the_mapping_folder_is_read_again_when_a_file_changes_in_place(tmp_path: Path) -> None:
+    folder = tmp_path / "map"
+    folder.mkdir()
+    (folder / "0").write_text("1\n")
+    d = discovery(
+        tmp_path, JobOptions(mapping_dir=folder, processes=False), CaptureNvml(capture(H200), "idle")
+    )
+    gpu = [("0", ("handle", 0))]
+    assert [o.job for o in d.observe(gpu).jobs] == ["1"]
+    time.sleep(0.01)
+    (folder / "0").write_text("2\n")  # rewritten in place, as some prologs do
+    assert [o.job for o in d.observe(gpu).jobs] == ["2"]
