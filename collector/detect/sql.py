@@ -69,13 +69,13 @@ def pcie_link_bytes_per_s(gen: str = "pcie_link_gen", width: str = "pcie_link_wi
 def gpu_jobs(rows: str, since: str, until: str) -> str:
     """rows (a CTE with node, device, step_end) with `job`: the job on that GPU at that step.
 
-    A node that never reported who owns its GPUs (an older agent, a trace, job
-    discovery off) counts as one store-wide job, '', as before there were jobs;
-    a GPU of a reporting node with no job at that step gets NULL: not judged
-    against anyone. Where two jobs share a GPU, the first by name.
+    A GPU no job is known to own ('') is judged with the others like it, as
+    before there were jobs: a node that never said (an older agent, a trace,
+    discovery off), or a run its agent could not place (a training started
+    from a login shell: no Slurm job, pod or service). An idle GPU holds no
+    memory and is not judged anyway. Where two jobs share a GPU, the first by name.
     """
-    return f"""(SELECT r.*, CASE WHEN s.job IS NOT NULL THEN s.job
-                           WHEN r.node IN (SELECT node FROM gpu_jobs) THEN NULL ELSE '' END AS job
+    return f"""(SELECT r.*, coalesce(s.job, '') AS job
         FROM {rows} r LEFT JOIN (
             SELECT node, gpu, start_time, end_time, job FROM job_spans
             WHERE start_time <= {until} AND (end_time IS NULL OR end_time > {since})

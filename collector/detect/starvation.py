@@ -14,7 +14,7 @@ loader (the NVMe busy with reads rather than checkpoint writes, or io
 pressure without a write flood: shared storage); the loader's CPU not
 keeping up (CPU pressure with most cores busy or a run queue over the
 cores; one pegged core per rank is the healthy state of a training job and
-counts for nothing). Each GPU is judged against its own job's (sql.gpu_jobs).
+counts for nothing). Each GPU is judged against its own job's GPUs (sql.gpu_jobs).
 """
 
 from __future__ import annotations
@@ -159,8 +159,8 @@ def flagged_sql(start: datetime, end: datetime, t: Thresholds) -> str:
             -- Holding memory, and not still filling it (a job loading its resume checkpoint).
             AND mem_min > {t.active_memory_bytes} AND mem - mem_min < {t.active_memory_bytes}
     ),
-    -- Each GPU against its own job's: a GPU no job owns is not judged.
-    active AS (SELECT * FROM {gpu_jobs("holding", since, until)} WHERE job IS NOT NULL),
+    -- Each GPU against its own job's (those no job is known to own: among themselves).
+    active AS (SELECT * FROM {gpu_jobs("holding", since, until)}),
     -- The job's median GPU: starved ones (under half the job) do not drag it down, and a
     -- minority running hotter (a straggler's GPUs through an evaluation pass) do not lift it.
     job AS (

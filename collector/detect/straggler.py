@@ -22,7 +22,7 @@ Only a collector that sees every node can find one, in two ways:
 Peers are nodes with the same GPU model (memory size and top clock). Windows
 where a node has no clear period (idle, a checkpoint pause, sampling too
 coarse: a period must span 2.5 samples) are not judged. Peers share the node's
-job at that step (node_jobs): a node no job owns is judged against no one.
+job at that step (node_jobs); nodes no job is known to own are peers of each other.
 """
 
 from __future__ import annotations
@@ -248,7 +248,7 @@ def _groups(key: np.ndarray, shape: tuple[int, ...]) -> Iterator[tuple[np.ndarra
     """Peer groups, each as (the rows of the nodes ever in it, its mask over those rows and the steps).
 
     key: per node, or per node and step (a node's job can change); a negative key is
-    in no group (a node whose GPUs no job owns is judged against no one).
+    in no group (judged against no one).
     """
     key = np.broadcast_to(key[:, None], shape[:2]) if key.ndim == 1 else key
     for k in np.unique(key[key >= 0]):
@@ -445,9 +445,9 @@ def _busy(
 
 
 def node_jobs(con: Any, nodes: list[str], step_ends: np.ndarray) -> np.ndarray:
-    """Per node and step end: the job on most of its GPUs then; '' for a node that never said
-    who owns its GPUs (all such nodes are one job, as before jobs), None for one that did and
-    has no job then."""
+    """Per node and step end: the job on most of its GPUs then; '' where no job is known (a
+    node that never said, or whose run its agent could not place: such nodes are judged among
+    themselves, as before jobs)."""
     jobs = np.full((len(nodes), len(step_ends)), "", dtype=object)
     if not nodes or not len(step_ends):
         return jobs
@@ -455,7 +455,6 @@ def node_jobs(con: Any, nodes: list[str], step_ends: np.ndarray) -> np.ndarray:
         ts(datetime.fromtimestamp(int(step_ends[0]), UTC).replace(tzinfo=None)),
         ts(datetime.fromtimestamp(int(step_ends[-1]), UTC).replace(tzinfo=None)),
     )
-    reporting = {r[0] for r in con.execute("SELECT DISTINCT node FROM gpu_jobs").fetchall()}
     spans = con.execute(
         f"""SELECT node, gpu, job, epoch(start_time), coalesce(epoch(end_time), 'infinity'::DOUBLE)
             FROM job_spans WHERE start_time <= {hi} AND (end_time IS NULL OR end_time > {lo})"""
@@ -467,9 +466,6 @@ def node_jobs(con: Any, nodes: list[str], step_ends: np.ndarray) -> np.ndarray:
             continue
         on = counts.setdefault(job, np.zeros(jobs.shape, np.int32))
         on[i] += (step_ends >= begin) & (step_ends < finish)
-    for i, node in enumerate(nodes):
-        if node in reporting:
-            jobs[i] = None
     if counts:
         names = sorted(counts)
         stack = np.stack([counts[n] for n in names])
