@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ironsight.agent.jobs.discover import Discovery
@@ -40,11 +41,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _cpu_per_call(fn: object, rounds: int) -> float:
-    fn()  # type: ignore[operator]
+def _cpu_per_call(fn: Callable[[], object], rounds: int) -> float:
+    fn()
     start = time.process_time()
     for _ in range(rounds):
-        fn()  # type: ignore[operator]
+        fn()
     return (time.process_time() - start) / rounds
 
 

@@ -26,6 +26,15 @@ Forward = Callable[[list[tuple[str, pa.Table]], list[tuple[str, pb.NodeInfo]]], 
 
 
 ATTRS = pa.map_(pa.string(), pa.string())
+GPU_JOBS = pa.schema(
+    [("node", pa.string()), ("time", pa.timestamp("ns")), ("gpu", pa.string()), ("job", pa.string()),
+     ("source", pa.string()), ("attrs", ATTRS)]
+)  # fmt: skip
+GPU_PROCESSES = pa.schema(
+    [("node", pa.string()), ("time", pa.timestamp("ns")), ("gpu", pa.string()), ("pid", pa.int64()),
+     ("name", pa.string()), ("job", pa.string()), ("used_memory_bytes", pa.int64()),
+     ("sm_util_percent", pa.float64())]
+)  # fmt: skip
 
 
 def _owners_key(o: pb.Ownership) -> bytes:
@@ -258,43 +267,33 @@ class Ingest:
     def _store_ownership(self, batches: list[tuple[pb.BatchView, int]]) -> None:
         """Each node's look at who owns its GPUs, when it differs from the last one stored;
         its processes with every look sent (at least one a minute)."""
-        jobs: dict[str, list[Any]] = {k: [] for k in ("node", "time", "gpu", "job", "source", "attrs")}
-        procs: dict[str, list[Any]] = {
-            k: []
-            for k in ("node", "time", "gpu", "pid", "name", "job", "used_memory_bytes", "sm_util_percent")
-        }
+        jobs: list[tuple[Any, ...]] = []
+        procs: list[tuple[Any, ...]] = []
         for b, shift in batches:
             o, node = b.ownership, b.node_id
             when = o.time_ns + shift
-            for p in o.processes:
-                values = (node, when, p.gpu, p.pid, p.name, p.job or None)
-                for k, v in zip(procs, values, strict=False):
-                    procs[k].append(v)
-                procs["used_memory_bytes"].append(None if p.used_memory_bytes < 0 else p.used_memory_bytes)
-                procs["sm_util_percent"].append(None if math.isnan(p.sm_util_percent) else p.sm_util_percent)
+            procs += [
+                (node, when, p.gpu, p.pid, p.name, p.job or None,
+                 None if p.used_memory_bytes < 0 else p.used_memory_bytes,
+                 None if math.isnan(p.sm_util_percent) else p.sm_util_percent)
+                for p in o.processes
+            ]  # fmt: skip
             key = _owners_key(o)
             if self._pending_owners.get(node, self._owners.get(node)) == key:
                 continue
             self._pending_owners[node] = key
             on = {j.gpu for j in o.jobs}
-            rows: list[tuple[Any, ...]] = [(j.gpu, j.job, j.source, sorted(j.attrs.items())) for j in o.jobs]
-            rows += [(g, None, None, None) for g in o.gpus if g not in on]
-            for row in rows:
-                for k, v in zip(jobs, (node, when, *row), strict=True):
-                    jobs[k].append(v)
-        stamp = pa.timestamp("ns")
-        if jobs["node"]:
-            table = pa.table(
-                jobs | {"time": pa.array(jobs["time"], stamp), "attrs": pa.array(jobs["attrs"], ATTRS)}
-            )
-            self._insert_arrow(
-                "INSERT INTO gpu_jobs SELECT node, time, gpu, job, source, attrs FROM incoming", table
-            )
-        if procs["node"]:
-            table = pa.table(
-                procs | {"time": pa.array(procs["time"], stamp), "pid": pa.array(procs["pid"], pa.int64())}
-            )
-            self._insert_arrow(f"INSERT INTO gpu_processes SELECT {', '.join(procs)} FROM incoming", table)
+            jobs += [(node, when, j.gpu, j.job, j.source, sorted(j.attrs.items())) for j in o.jobs]
+            jobs += [(node, when, g, None, None, None) for g in o.gpus if g not in on]
+        for name, rows, schema in (("gpu_jobs", jobs, GPU_JOBS), ("gpu_processes", procs, GPU_PROCESSES)):
+            if rows:
+                columns = [
+                    pa.array(col, f.type) for col, f in zip(zip(*rows, strict=True), schema, strict=True)
+                ]
+                self._insert_arrow(
+                    f"INSERT INTO {name} SELECT {', '.join(schema.names)} FROM incoming",
+                    pa.Table.from_arrays(columns, schema=schema),
+                )
 
     def _insert_arrow(self, sql: str, table: pa.Table) -> None:
         self.con.register("incoming", table)

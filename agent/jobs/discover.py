@@ -74,7 +74,8 @@ class Discovery:
                     procs.append(GpuProc(key, pid, comm, owner.job if owner else "", memory, util.get(pid)))
                     if owner is not None:
                         owners.setdefault(key, []).append(owner)
-            self._processes = {pid: v for pid, v in self._processes.items() if pid in {p.pid for p in procs}}
+            running = {p.pid for p in procs}
+            self._processes = {pid: v for pid, v in self._processes.items() if pid in running}
         # A scheduler's word over what the processes say: the mapping folder, the kubelet.
         scheduled = self._mapping()
         if self.kubelet is not None and self.kubelet.socket.exists():  # a Kubernetes node

@@ -247,11 +247,10 @@ def _between(at: Any, lag: np.ndarray) -> np.ndarray:
 def _groups(key: np.ndarray, shape: tuple[int, ...]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Peer groups, each as (the rows of the nodes ever in it, its mask over those rows and the steps).
 
-    key: per node, or per node and step (a node's job can change); a negative key is
-    in no group (judged against no one).
+    key: per node, or per node and step (a node's job can change).
     """
     key = np.broadcast_to(key[:, None], shape[:2]) if key.ndim == 1 else key
-    for k in np.unique(key[key >= 0]):
+    for k in np.unique(key):
         mask = key == k
         rows = np.nonzero(mask.any(axis=1))[0]
         yield rows, mask[rows]
@@ -476,10 +475,9 @@ def node_jobs(con: Any, nodes: list[str], step_ends: np.ndarray) -> np.ndarray:
 
 
 def peer_keys(model: np.ndarray, jobs: np.ndarray) -> np.ndarray:
-    """Per node and step: a peer group (same GPU model, same job), -1 where the node has no job."""
-    names = {j: k for k, j in enumerate(sorted({j for j in jobs.ravel() if j is not None}))}
-    job_index = np.vectorize(lambda j: -1 if j is None else names[j], otypes=[np.int64])(jobs)
-    key: np.ndarray = np.where(job_index >= 0, model[:, None] * (len(names) + 1) + job_index, -1)
+    """Per node and step: a peer group (same GPU model, same job)."""
+    names, job_index = np.unique(jobs.astype(str), return_inverse=True)
+    key: np.ndarray = model[:, None] * len(names) + job_index.reshape(jobs.shape)
     return key
 
 
