@@ -126,11 +126,15 @@ class Batcher:
         # true time is the collector's to correct (agent.clock), not a reason to leave anything out.
         now = TIMELINE.now_ns()
         if batch.HasField("ownership") and (problem := ownership_problem(batch.ownership, now)) is not None:
+            # The look is the agent's own reading, taken again in a few seconds: it is not kept,
+            # but counted beside the refused tables (ironsight_agent_rows_refused_total) and said once.
             log_once(
-                f"batch.ownership.{problem}",
-                f"job ownership left out of the batch: {problem}",
+                "batch.ownership",
+                f"job ownership left out of the batch, as the collector would refuse it: {problem};"
+                " counted from now on, the samples go on",
                 logging.WARNING,
             )
+            self.refused[("ownership", "malformed")] += 1
             batch.ClearField("ownership")
         try:
             check(batch, now_ns=now)

@@ -125,3 +125,4 @@ def test_a_malformed_look_is_left_out_and_the_samples_go_on(caplog: pytest.LogCa
         and [x.name for x in batch.tables] == ["load", "nic"]
     )
     assert "job ownership left out of the batch" in caplog.text
+    assert b.refused[("ownership", "malformed")] == 1
