@@ -1,10 +1,11 @@
-"""Network jitter per RDMA port: loss on a lossless fabric, and congestion far above baseline and peers."""
+"""Network jitter per RDMA port: loss on a lossless fabric, and congestion far above baseline and peers
+(the ports of the nodes in the same job)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from ironsight.collector.detect.sql import bucket_increments, rolling, ts
+from ironsight.collector.detect.sql import bucket_increments, node_jobs, rolling, ts
 from ironsight.collector.detect.thresholds import Thresholds
 
 LOSS = ("out_of_sequence", "packet_seq_err", "local_ack_timeout_err")
@@ -33,7 +34,11 @@ def flagged_sql(start: datetime, end: datetime, t: Thresholds) -> str:
         FROM windows w JOIN buckets b ON w.node = b.node AND w.device = b.device
             AND b.bucket = w.step_end - INTERVAL {s} SECOND
     ),
-    peers AS (SELECT *, median(congestion_per_s) OVER (PARTITION BY step_end) AS peer_baseline FROM rates),
+    -- Peers are the ports of the nodes in the same job: another job's traffic congests on its own terms.
+    peers AS (
+        SELECT *, median(congestion_per_s) OVER (PARTITION BY step_end, job) AS peer_baseline
+        FROM {node_jobs("rates", since, ts(end))}
+    ),
     baselines AS (
         -- The port's own baseline leaves out the steps it stood far above its peers: a baseline that
         -- learned the fault would let a long congestion go after a few minutes while it still went on.

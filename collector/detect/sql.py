@@ -90,3 +90,17 @@ def jobs_at(node: str, device: str, at: str) -> str:
     return f"""(SELECT string_agg(DISTINCT s.job, ',' ORDER BY s.job) FROM job_spans s
         WHERE s.node = {node} AND (s.gpu = {device} OR NOT regexp_matches({device}, '^[0-9]+$'))
             AND s.start_time <= {at} AND (s.end_time IS NULL OR s.end_time > {at}))"""
+
+
+def node_jobs(rows: str, since: str, until: str) -> str:
+    """rows (a CTE with node, step_end) with `job`: the job on most of the node's GPUs at that
+    step ('' where none is known), for what belongs to the node, not a GPU (its NICs' ports)."""
+    return f"""(SELECT r.*, coalesce(j.job, '') AS job FROM {rows} r LEFT JOIN (
+            SELECT node, step_end, job FROM (
+                SELECT k.node, k.step_end, s.job, count(*) AS gpus
+                FROM (SELECT DISTINCT node, step_end FROM {rows}) k JOIN job_spans s ON s.node = k.node
+                    AND s.start_time <= k.step_end AND (s.end_time IS NULL OR s.end_time > k.step_end)
+                WHERE s.start_time <= {until} AND (s.end_time IS NULL OR s.end_time > {since})
+                GROUP BY ALL)
+            QUALIFY row_number() OVER (PARTITION BY node, step_end ORDER BY gpus DESC, job) = 1
+        ) j ON j.node = r.node AND j.step_end = r.step_end)"""

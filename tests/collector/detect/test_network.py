@@ -110,3 +110,47 @@ def test_long_congestion_stays_one_finding_for_as_long_as_it_lasts(tmp_path: Pat
     assert [(f["node"], f["cause"]) for f in found] == [("n0", "congestion")]
     lasted = (found[0]["end_time"] - found[0]["start_time"]).total_seconds()
     assert 700 <= lasted <= 780, lasted  # the whole fault, give or take the windows at its edges
+
+
+@pytest.mark.slow
+def test_congestion_is_judged_against_the_ports_of_the_same_job(tmp_path: Path) -> None:
+    """A job whose all-reduce always congests (400 CNP/s on every port) beside a quiet one (1/s):
+    a quiet job's port rising to 300/s is far above its own job's ports, though not above the
+    fleet's median; the busy job's ports, at their usual rate, are nobody's fault."""
+    store = Store(tmp_path / "net.duckdb")
+    t0 = int(time.time()) // 60 * 60 * 10**9 - 3600 * 10**9
+    rates = {
+        "busy-0": 400.0,
+        "busy-1": 400.0,
+        "busy-2": 400.0,
+        "quiet-0": 1.0,
+        "quiet-1": 1.0,
+        "quiet-2": 1.0,
+    }
+    batches = []
+    for n, (node, base) in enumerate(rates.items()):
+        b, total = TableBuilder("rdma"), 0.0
+        for i in range(1500):
+            total += 300.0 if node == "quiet-0" and i >= 900 else base
+            b.add(t0 + i * 10**9, "mlx5_0:1", {"np_cnp_sent": int(total), "out_of_sequence": 0})
+        batch = pb.Batch(node_id=node, boot_id="b", seq=n + 1, interval_s=1.0)
+        batch.tables.append(b.to_proto())
+        batches.append(batch)
+    store.ingest(batches)
+    store.close()
+    con = duckdb.connect(str(tmp_path / "net.duckdb"))
+    # One job for the whole fleet (no job known): the quiet port's 300/s is under 10x the median.
+    assert [f for f in detect_recent(con) if f["kind"] == "network_jitter"] == []
+    start = con.execute("SELECT min(time) FROM rdma").fetchall()[0][0]
+    for node in rates:
+        for gpu in "01":
+            con.execute(
+                "INSERT INTO gpu_jobs VALUES (?, ?, ?, ?, 'slurm', NULL)",
+                [node, start, gpu, node.split("-")[0]],
+            )
+    found = [f for f in detect_recent(con) if f["kind"] == "network_jitter"]
+    assert [(f["node"], f["device"], f["cause"], f["job"]) for f in found] == [
+        ("quiet-0", "mlx5_0:1", "congestion", "quiet")
+    ]
+    peak = json.loads(str(found[0]["evidence"]))["peak"]
+    assert peak["peer_baseline_per_s"] == pytest.approx(1.0, abs=0.2) and peak["congestion_per_s"] >= 290
