@@ -154,29 +154,42 @@ class CollectorMetrics(PromCollector):
         yield GaugeMetricFamily("ironsight_collector_store_bytes", "Database file and its WAL", value=size)
 
 
+# The job a finding hit, as stored (a Slurm job id, namespace/pod, a --job name): never `job`,
+# which Prometheus sets to the scrape job.
+JOB = "ironsight_job"
+
+
 def _detector(st: Status) -> Iterator[Metric]:
     """Open findings as ironsight_bottleneck_active, and what the detector's steps cost."""
     active = GaugeMetricFamily(
         "ironsight_bottleneck_active",
         "1 while the detector has an open finding of this kind on this node and device",
-        labels=["kind", "node", "device", "severity"],
+        labels=["kind", "node", "device", "severity", JOB],
     )
     since = GaugeMetricFamily(
         "ironsight_bottleneck_since_timestamp_seconds",
         "Unix time an open finding started, with its cause",
-        labels=["kind", "node", "device", "cause"],
+        labels=["kind", "node", "device", "cause", JOB],
     )
     evidence = GaugeMetricFamily(
         "ironsight_bottleneck_evidence",
         "An open finding's evidence at its peak step, one series per figure (see docs/detector.md)",
-        labels=["kind", "node", "device", "figure"],
+        labels=["kind", "node", "device", "figure", JOB],
     )
     for f in st.open:
-        active.add_metric([f.kind, f.node, f.device, f.severity], 1.0)
-        since.add_metric([f.kind, f.node, f.device, f.cause], f.start.replace(tzinfo=UTC).timestamp())
+        active.add_metric([f.kind, f.node, f.device, f.severity, f.job], 1.0)
+        since.add_metric([f.kind, f.node, f.device, f.cause, f.job], f.start.replace(tzinfo=UTC).timestamp())
         for figure, value in f.figures.items():
-            evidence.add_metric([f.kind, f.node, f.device, figure], value)
+            evidence.add_metric([f.kind, f.node, f.device, figure, f.job], value)
     yield from (active, since, evidence)
+    held = GaugeMetricFamily(
+        "ironsight_job_gpus",
+        "GPUs each job holds on each node, from the node's last look at its jobs (none for 10 minutes: gone)",
+        labels=[JOB, "node"],
+    )
+    for job, node, gpus in st.jobs:
+        held.add_metric([job, node], gpus)
+    yield held
     opened = CounterMetricFamily(
         "ironsight_findings_opened", "Findings the live detector opened since start", labels=["kind"]
     )

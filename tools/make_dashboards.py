@@ -24,6 +24,7 @@ SCHEMA_VERSION = 39  # Grafana 10.4-11: the classic dashboard model
 AGENT = 'instance=~"$node"'
 GPU = 'instance=~"$node", gpu=~"$gpu"'
 RATE = "$__rate_interval"
+JOB = 'ironsight_job=~"$job"'  # the collector's findings and jobs: the job they hit
 
 
 @dataclass
@@ -52,7 +53,7 @@ def table(title: str, expr: str, description: str, unit: str = "short", w: int =
     return Panel(title, [(expr, "")], unit, "table", w, 8, description, instant=True)
 
 
-def variables(gpu: bool = True) -> list[dict[str, Any]]:
+def variables(gpu: bool = True, job: bool = False) -> list[dict[str, Any]]:
     def query(name: str, label: str, q: str) -> dict[str, Any]:
         return {
             "name": name,
@@ -83,6 +84,10 @@ def variables(gpu: bool = True) -> list[dict[str, Any]]:
     ]
     if gpu:
         out.append(query("gpu", "GPU", f"label_values(DCGM_FI_DEV_GPU_UTIL{{{AGENT}}}, gpu)"))
+    if job:
+        # The jobs the collectors know of (Slurm ids, namespace/pod, --job names); All also
+        # keeps what no job is known to own.
+        out.append(query("job", "Job", "label_values(ironsight_job_gpus, ironsight_job)"))
     return out
 
 
@@ -128,7 +133,12 @@ def render(uid: str, title: str, description: str, panels: list[Panel]) -> dict[
         "refresh": "30s",
         "time": {"from": "now-1h", "to": "now"},
         "timezone": "browser",
-        "templating": {"list": variables(gpu=any("$gpu" in e for p in panels for e, _ in p.targets))},
+        "templating": {
+            "list": variables(
+                gpu=any("$gpu" in e for p in panels for e, _ in p.targets),
+                job=any("$job" in e for p in panels for e, _ in p.targets),
+            )
+        },
         "annotations": {"list": []},
         # The other ironsight dashboards, keeping the time range and the node / GPU chosen.
         "links": [
@@ -147,7 +157,7 @@ def fleet() -> list[Panel]:
         stat("Nodes reporting to a collector",
              'count(time() - ironsight_collector_node_last_seen_seconds{node=~"$node"} < 30) or vector(0)',
              description="Nodes with a batch stored in the last 30 s"),
-        stat("Active bottlenecks", 'count(ironsight_bottleneck_active{node=~"$node"}) or vector(0)'),
+        stat("Active bottlenecks", f'count(ironsight_bottleneck_active{{node=~"$node", {JOB}}}) or vector(0)'),
         Panel("GPU utilization by node and GPU", [(f"DCGM_FI_DEV_GPU_UTIL{{{GPU}}}", "{{instance}} gpu {{gpu}}")],
               "percent", "status-history", 24, 10,
               "Heatmap: one row per GPU, colour by utilization",
@@ -162,8 +172,16 @@ def fleet() -> list[Panel]:
            (f"avg(DCGM_FI_DEV_GPU_TEMP{{{GPU}}})", "mean"),
            (f"max(DCGM_FI_DEV_GPU_TEMP{{{GPU}}})", "max")),
         Panel("Active bottlenecks by kind",
-              [('sum by (kind) (ironsight_bottleneck_active{node=~"$node"})', "{{kind}}")],
+              [(f'sum by (kind) (ironsight_bottleneck_active{{node=~"$node", {JOB}}})', "{{kind}}")],
               "short", "bargauge", 12, 8, options={"orientation": "horizontal"}),
+        table("Jobs: GPUs held and open findings",
+              f'sum by (ironsight_job) (ironsight_job_gpus{{node=~"$node", {JOB}}})',
+              "Each job the collectors know of and the GPUs it holds now, from the agents' looks at their jobs"),
+        Panel("Open findings by job",
+              [(f'count by (ironsight_job, kind) (ironsight_bottleneck_active{{node=~"$node", {JOB}}})',
+                "{{ironsight_job}} {{kind}}")],
+              "short", "bargauge", 24, 6, "Which job each open finding hurts (empty: no job known on it)",
+              options={"orientation": "horizontal"}),
         ts("Findings opened", "short",
            (f"sum by (kind) (increase(ironsight_findings_opened_total[{RATE}]))", "{{kind}}"),
            description="Findings the collectors' live detectors opened, by kind"),
@@ -267,10 +285,10 @@ def gpu() -> list[Panel]:
 
 
 def bottlenecks() -> list[Panel]:
-    mine = 'node=~"$node"'
+    mine = f'node=~"$node", {JOB}'
     return [
         table("Active findings", f"ironsight_bottleneck_active{{{mine}}}",
-              "Open findings: kind, node, device, severity"),
+              "Open findings: kind, node, device, severity, and the job each hit"),
         table("Active findings: since and cause",
               f"time() - ironsight_bottleneck_since_timestamp_seconds{{{mine}}}",
               "Seconds each open finding has lasted, with its cause", unit="s"),
@@ -283,10 +301,11 @@ def bottlenecks() -> list[Panel]:
               "short", "state-timeline", 24, 8, options={"showValue": "never", "mergeValues": True}),
         ts("Findings on the selected GPUs", "short",
            ('sum by (kind, node, device) (ironsight_bottleneck_active{node=~"$node", device=~"$gpu", '
-            'kind=~"thermal|power_cap|xid|hardware_fault|data_starvation|straggler"})', "{{kind}} {{node}} gpu {{device}}")),
+            f'kind=~"thermal|power_cap|xid|hardware_fault|data_starvation|straggler", {JOB}}})',
+            "{{kind}} {{node}} gpu {{device}}")),
         ts("Detector step duration", "s", ("ironsight_detector_step_seconds", "{{instance}}"),
            description="One step judges every node; should stay well under the 10 s step"),
-        ts("Collector lag per node", "s", (f"ironsight_collector_node_lag_seconds{{{mine}}}", "{{node}}"),
+        ts("Collector lag per node", "s", ('ironsight_collector_node_lag_seconds{node=~"$node"}', "{{node}}"),
            description="Now minus the newest sample stored from each node"),
         ts("Batches by outcome", "short",
            (f"sum by (outcome, reason) (rate(ironsight_collector_batches_total[{RATE}]))", "{{outcome}} {{reason}}")),

@@ -66,6 +66,7 @@ class OpenFinding:
     cause: str
     start: datetime
     figures: dict[str, float]  # the numbers of the evidence's peak step, by name
+    job: str = ""  # the job(s) it hit, comma-separated; '' where none is known
 
 
 @dataclass
@@ -78,6 +79,7 @@ class Status:
     last_step_seconds: float = 0.0
     steps: int = 0
     failures: int = 0
+    jobs: list[tuple[str, str, int]] = field(default_factory=list)  # (job, node, GPUs) held now
 
 
 def step(con: Any, end: datetime, t: Thresholds = DEFAULTS) -> StepResult:
@@ -197,12 +199,28 @@ def _figures(evidence: str | None) -> dict[str, float]:
 
 def open_findings(con: Any) -> list[OpenFinding]:
     rows = con.execute(
-        "SELECT kind, node, device, severity, coalesce(cause, ''), start_time, evidence::VARCHAR "
-        "FROM events WHERE end_time IS NULL ORDER BY kind, node, device"
+        "SELECT kind, node, device, severity, coalesce(cause, ''), start_time, evidence::VARCHAR, "
+        "coalesce(job, '') FROM events WHERE end_time IS NULL ORDER BY kind, node, device"
     ).fetchall()
     return [
-        OpenFinding(str(k), str(n), str(d), str(s), str(c), st, _figures(e)) for k, n, d, s, c, st, e in rows
+        OpenFinding(str(k), str(n), str(d), str(s), str(c), st, _figures(e), str(j))
+        for k, n, d, s, c, st, e, j in rows
     ]
+
+
+JOBS_FRESH_S = 600  # a node's last look at its jobs older than this (its agent gone): no job held
+
+
+def jobs_now(con: Any, at: datetime) -> list[tuple[str, str, int]]:
+    """Per job and node, the GPUs its last look (within JOBS_FRESH_S of at) put in that job."""
+    since = ts(at - timedelta(seconds=JOBS_FRESH_S))
+    rows = con.execute(
+        f"""SELECT j.job, j.node, count(DISTINCT j.gpu)::INT FROM gpu_jobs j
+            JOIN (SELECT node, max(time) AS time FROM gpu_jobs WHERE time > {since} GROUP BY node) l
+                ON j.node = l.node AND j.time = l.time
+            WHERE j.job IS NOT NULL GROUP BY ALL ORDER BY ALL"""
+    ).fetchall()
+    return [(str(j), str(n), int(g)) for j, n, g in rows]
 
 
 def _log(result: StepResult) -> None:
@@ -280,6 +298,7 @@ class LiveDetector(Worker):
             self.status.last_step_seconds = result.seconds
             self.status.steps += 1
             self.status.open = open_findings(self.con)  # severities can rise without an open or close
+            self.status.jobs = jobs_now(self.con, end)
 
     def run(self) -> None:
         while not self.stopping:

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ironsight.offline.simulate.cluster import simulate_cluster, split
+from ironsight.offline.simulate.cluster import simulate_cluster, split, stamp
 from ironsight.offline.simulate.emission import Emitter, fabric_rows, gpu_rows, host_rows
 from ironsight.offline.simulate.hardware import (
     A100,
@@ -66,8 +66,12 @@ def simulate(
     seed: int = 0,
     start_ns: int = 1_793_491_200_000_000_000,  # 2026-11-01T00:00:00Z
     batch_s: float = 10.0,
+    job: str = "",
 ) -> tuple[pb.TraceHeader, Iterator[pb.Batch]]:
-    """The trace's header (nodes and their hardware; labels filled in once the batches are read) and its batches."""
+    """The trace's header (nodes and their hardware; labels filled in once the batches are read) and its batches.
+
+    job: every node's GPUs in this job, as its agent would say (a cluster scenario names its own).
+    """
     sc = SCENARIOS.get(scenario)
     if sc is None:
         raise ValueError(f"unknown scenario {scenario!r}; see --list")
@@ -93,7 +97,15 @@ def simulate(
     for n in range(nodes):
         _inventory(header.nodes.add(), n, gpus, seed, models[n])
     states = [new_node(rng, gpus, models[n]) for n in range(nodes)]
-    return header, _run(header, plan, events, states, rng, duration_s, interval_s, seed, start_ns, batch_s)
+    batches = _run(header, plan, events, states, rng, duration_s, interval_s, seed, start_ns, batch_s)
+    return header, (_owned(batches, job, gpus) if job else batches)
+
+
+def _owned(batches: Iterator[pb.Batch], job: str, gpus: int) -> Iterator[pb.Batch]:
+    looked: dict[str, int] = {}
+    for batch in batches:
+        stamp(batch, job, gpus, looked)
+        yield batch
 
 
 def job_plan(scenario: str, nodes: int, gpus: int, duration_s: float, seed: int) -> Plan:

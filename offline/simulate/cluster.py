@@ -52,19 +52,24 @@ def _interleave(
     for job, batch in heapq.merge(*streams, key=lambda jb: _first_ns(jb[1])):
         batch.node_id = _name(job, batch.node_id)
         batch.boot_id = f"{job}-{batch.boot_id}"
-        now = _first_ns(batch)
-        if now - looked.get(batch.node_id, -LOOK_EVERY_NS) >= LOOK_EVERY_NS:
-            looked[batch.node_id] = now
-            o = batch.ownership
-            o.time_ns, o.gpus[:] = now, [str(g) for g in range(gpus)]
-            for g in range(gpus):
-                o.jobs.add(gpu=str(g), job=job, source="slurm", attrs={"user": "sim"})
+        stamp(batch, job, gpus, looked)
         yield batch
     for job, h, _ in parts:  # a part's labels are complete once its batches are read
         for label in h.labels:
             renamed = header.labels.add()
             renamed.CopyFrom(label)
             renamed.node = _name(job, label.node)
+
+
+def stamp(batch: pb.Batch, job: str, gpus: int, looked: dict[str, int]) -> None:
+    """The look at the node's jobs an agent sends: every GPU in job, at the start and each minute."""
+    now = _first_ns(batch)
+    if now - looked.get(batch.node_id, -LOOK_EVERY_NS) >= LOOK_EVERY_NS:
+        looked[batch.node_id] = now
+        o = batch.ownership
+        o.time_ns, o.gpus[:] = now, [str(g) for g in range(gpus)]
+        for g in range(gpus):
+            o.jobs.add(gpu=str(g), job=job, source="slurm", attrs={"user": "sim"})
 
 
 def _tagged(job: str, batches: Iterator[pb.Batch]) -> Iterator[tuple[str, pb.Batch]]:

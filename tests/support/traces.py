@@ -40,11 +40,15 @@ def overlaps(finding: dict[str, object], label: pb.TraceLabel) -> bool:
     return start < lend and end > lstart
 
 
-def trace_until_now(tmp_path: Path, scenario: str, seconds_before_now: int, duration_s: int) -> Path:
+def trace_until_now(
+    tmp_path: Path, scenario: str, seconds_before_now: int, duration_s: int, job: str = ""
+) -> Path:
     """A simulated trace that started seconds_before_now ago, cut at now (the rest has not happened)."""
     now_ns = time.time_ns()
     start_ns = (now_ns - seconds_before_now * 10**9) // 10**9 * 10**9
-    header, batches = simulate(scenario, nodes=2, gpus=2, duration_s=duration_s, seed=77, start_ns=start_ns)
+    header, batches = simulate(
+        scenario, nodes=2, gpus=2, duration_s=duration_s, seed=77, start_ns=start_ns, job=job
+    )
     path = tmp_path / f"{scenario}.trace"
     with TraceWriter(path, header) as w:
         for b in batches:

@@ -112,7 +112,7 @@ def test_provisioning_points_at_the_folder_and_prometheus() -> None:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Prometheus, dict[str, str]]]:
     tmp = tmp_path_factory.mktemp("dash")
     # A GPU overheating right now (as test_live), 2 nodes x 2 GPUs.
-    trace = trace_until_now(tmp, "thermal", 290, 600)
+    trace = trace_until_now(tmp, "thermal", 290, 600, job="4242")
     db = tmp / "collector.duckdb"
     to_db([trace], db)
     collector = CollectorProcess(db, tmp / "collector.log", http=True).start()
@@ -145,7 +145,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Prometheus
         active = prom.wait_for('ironsight_bottleneck_active{kind="thermal"}', timeout=60)
         assert active, "the collector's detector should have the thermal incident open"
         labels = active[0]["metric"]
-        yield prom, {"node": labels["node"], "gpu": labels["device"]}
+        yield prom, {"node": labels["node"], "gpu": labels["device"], "job": labels["ironsight_job"]}
     finally:
         prom.stop()
         for e in exporters:
@@ -200,7 +200,7 @@ def test_panels_show_the_incident(stack: tuple[Prometheus, dict[str, str]]) -> N
         return float(result[0]["value"][1])
 
     assert value("ironsight-fleet", "Nodes up") == 1  # the one node chosen
-    everyone = {"node": ".*", "gpu": ".*"}
+    everyone = {"node": ".*", "gpu": ".*", "job": ".*"}
     # Two simulated nodes and this VM; the NVML double's endpoint has GPUs only, no node.
     assert float(prom.query(panel_query("ironsight-fleet", "Nodes up", everyone))[0]["value"][1]) == 3
     assert value("ironsight-fleet", "Active bottlenecks") == 1
@@ -218,3 +218,11 @@ def test_panels_show_the_incident(stack: tuple[Prometheus, dict[str, str]]) -> N
     assert {(r["metric"]["instance"], r["metric"]["gpu"]) for r in heatmap} >= {
         ("sim-000", "0"), ("sim-000", "1"), ("sim-001", "0"), ("sim-001", "1"), ("gpu-node-1", "0")
     }  # fmt: skip
+    # Each finding names the job it hit; the jobs table says which GPUs each holds.
+    assert chosen["job"] == "4242"
+    jobs = prom.query(panel_query("ironsight-fleet", "Jobs: GPUs held and open findings", everyone))
+    assert [(r["metric"]["ironsight_job"], float(r["value"][1])) for r in jobs] == [("4242", 4.0)]
+    hurt = prom.query(panel_query("ironsight-fleet", "Open findings by job", everyone))
+    assert [(r["metric"]["ironsight_job"], r["metric"]["kind"]) for r in hurt] == [("4242", "thermal")]
+    other = prom.query(panel_query("ironsight-bottlenecks", "Active findings", chosen | {"job": "other"}))
+    assert other == []

@@ -68,7 +68,7 @@ def test_steps_find_what_offline_detection_finds(tmp_path: Path, scenario: str, 
 
 def test_collector_opens_findings_as_data_arrives_and_shows_them(tmp_path: Path) -> None:
     # A GPU overheating right now: the thermal window is 25-80 % of the job, here ~290 s into 600 s.
-    trace = trace_until_now(tmp_path, "thermal", 290, 600)
+    trace = trace_until_now(tmp_path, "thermal", 290, 600, job="4242")
     db = tmp_path / "live.duckdb"
     to_db([trace], db)
     c = CollectorProcess(db, tmp_path / "collector.log", http=True).start()
@@ -80,7 +80,14 @@ def test_collector_opens_findings_as_data_arrives_and_shows_them(tmp_path: Path)
         assert "ironsight_detector_steps_total" in text
         got = samples(text)
         labels = dict(re.findall(r'(\w+)="([^"]*)"', active[0]))
-        key = {("kind", "thermal"), ("node", labels["node"]), ("device", labels["device"])}
+        # Each finding names the job it hit (never as `job`, which Prometheus owns).
+        assert labels["ironsight_job"] == "4242"
+        key = {
+            ("kind", "thermal"),
+            ("node", labels["node"]),
+            ("device", labels["device"]),
+            ("ironsight_job", "4242"),
+        }
         since = got[("ironsight_bottleneck_since_timestamp_seconds", frozenset(key | {("cause", "")}))]
         assert time.time() - 290 < since < time.time()  # within the trace, before now
         peak = got[("ironsight_bottleneck_evidence", frozenset(key | {("figure", "temperature_max_c")}))]
