@@ -80,7 +80,7 @@ def windows_s(t: Thresholds) -> tuple[int, ...]:
     mostly after the change: a longer one still averages in the old pace.
     """
     w = t.straggler_window_s
-    return tuple(sorted({w, w * 4 // 3, w * 5 // 3, w * 5 // 2, max(5 * w, 120)}))
+    return tuple(sorted({w * 2 // 3, w, w * 4 // 3, w * 5 // 3, w * 5 // 2, max(5 * w, 120)}))
 
 
 @dataclass
@@ -425,9 +425,9 @@ def _busy(
     nan = np.full(shape, np.nan)
     out = Busy(nan, nan, nan, nan, nan, nan, nan, np.zeros(shape, bool))
     base = t.straggler_busy_window_s
-    sizes = [w for w in (base, 2 * base, 4 * base) if w <= series.activity.shape[1]]
+    sizes = [w for w in (base * 2 // 3, base, 2 * base, 4 * base) if w <= series.activity.shape[1]]
     with np.errstate(invalid="ignore"):
-        need = np.nan_to_num(3 * pace, nan=0.0)
+        need = np.nan_to_num(2 * pace, nan=0.0)
     shorter = -1.0  # every cell fits after "no window yet"
     for w in sizes:  # a cell takes the shortest window holding three periods (or the longest there is)
         use = (need > shorter) & ((need <= w) | (w == sizes[-1]))
@@ -519,17 +519,7 @@ def flagged(con: Any, start: datetime, end: datetime, t: Thresholds) -> pa.Table
     lone = busy.slow & (_members(busy.activity, key) == 2)
     lone[:, 1:] &= ~busy.slow[:, :-1]
     busy.slow &= ~lone
-    # A node well in step with its peers shares their period by construction: a
-    # different one read off it is the estimator's noise, not a slower pace. (Less in
-    # step, it may be a loosely coupled node falling out of phase as it slows.)
-    slow_p &= ~(busy.in_step >= t.straggler_period_in_step)
-    # A barely clear period read off a long window (a minute or more: the short ones found
-    # none) stands once the next step agrees: alone it is as likely a phase change's blip,
-    # which a long window holds, as a slower pace. Short windows answer at once.
-    long = p.window >= 60 if p.window is not None else np.zeros(slow_p.shape, bool)
-    weak = slow_p & ~(p.strength >= t.straggler_sure_strength) & long
-    weak[:, 1:] &= ~slow_p[:, :-1]
-    slow_p &= ~weak
+    slow_p = _sure(slow_p, p, busy, key, t)
     slow = slow_p | busy.slow
     # Each method's last verdict (slow or not) carries across the steps it cannot judge, at
     # most hold seconds: busy time cannot while the job's GPUs run under 90 % (an evaluation
@@ -558,6 +548,27 @@ def flagged(con: Any, start: datetime, end: datetime, t: Thresholds) -> pa.Table
         np.where(slow_p[ni, si], p.strength[ni, si], busy.excess[ni, si]),
         t,
     )
+
+
+def _sure(slow_p: np.ndarray, p: Periods, busy: Busy, key: np.ndarray, t: Thresholds) -> np.ndarray:
+    """The period method's verdicts that stand now: the doubtful ones wait for the next step."""
+    # A node well in step with its peers shares their period by construction: a
+    # different one read off it is the estimator's noise, not a slower pace. (Less in
+    # step, it may be a loosely coupled node falling out of phase as it slows.)
+    slow_p &= ~(busy.in_step >= t.straggler_period_in_step)
+    # A barely clear period read off a long window (a minute or more: the short ones found
+    # none) stands once the next step agrees: alone it is as likely a phase change's blip,
+    # which a long window holds, as a slower pace. Short windows answer at once.
+    long = p.window >= 60 if p.window is not None else np.zeros(slow_p.shape, bool)
+    weak = slow_p & ~(p.strength >= t.straggler_sure_strength) & long
+    weak[:, 1:] &= ~slow_p[:, :-1]
+    slow_p &= ~weak
+    # Against a single peer (two of a model in the job) an evaluation pass starting on one
+    # node first reads as the other being slow: that verdict stands once the next step agrees.
+    lone_p = slow_p & (_members(p.period, key) == 2)
+    lone_p[:, 1:] &= ~slow_p[:, :-1]
+    slow_p &= ~lone_p
+    return slow_p
 
 
 def _carried(verdict: np.ndarray, judged: np.ndarray, step_s: int, hold_s: int) -> np.ndarray:
