@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ironsight.cli.backend import Backend, quote
+from ironsight.collector.detect.activity import ACTIVITY
 from ironsight.collector.detect.sql import increment, pcie_link_bytes_per_s, ts
-from ironsight.collector.detect.straggler import ACTIVITY
 from ironsight.offline.plot import Series, render
 
 WIDTH = 72

@@ -11,6 +11,7 @@ from typing import Any
 import pyarrow as pa
 
 from ironsight.collector.detect import gpu, network, starvation, straggler
+from ironsight.collector.detect.activity import Cache
 from ironsight.collector.detect.sql import jobs_at, ts
 from ironsight.collector.detect.thresholds import Thresholds
 
@@ -60,8 +61,10 @@ def flagged_sql(start: datetime, end: datetime, t: Thresholds, recent: bool = Fa
     """
 
 
-def register_stragglers(con: Any, start: datetime, end: datetime, t: Thresholds) -> None:
-    con.register(STRAGGLERS, straggler.flagged(con, start, end, t))
+def register_stragglers(
+    con: Any, start: datetime, end: datetime, t: Thresholds, cache: Cache | None = None
+) -> None:
+    con.register(STRAGGLERS, straggler.flagged(con, start, end, t, cache))
 
 
 def severity_rank(col: str = "severity") -> str:
@@ -88,7 +91,7 @@ def merge_gap(t: Thresholds, kind: str = "kind") -> str:
 def findings_sql(start: datetime, end: datetime, data_end: datetime, t: Thresholds) -> str:
     """Findings over the range, each with the job it hit."""
     return f"""
-    SELECT f.*, {jobs_at("f.node", "f.device", "f.start_time")} AS job
+    SELECT f.*, {jobs_at("f.node", "f.device", "f.start_time", ts(end))} AS job
     FROM ({_incidents_sql(start, end, data_end, t)}) f
     ORDER BY f.start_time, f.node, f.device, f.kind"""
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ironsight.collector.detect.activity import Cache
 from ironsight.collector.detect.findings import (
     DEFAULTS,
     RECENT,
@@ -82,14 +83,17 @@ class Status:
     jobs: list[tuple[str, str, int]] = field(default_factory=list)  # (job, node, GPUs) held now
 
 
-def step(con: Any, end: datetime, t: Thresholds = DEFAULTS) -> StepResult:
-    """Judges the step ending at `end` and updates the events table; con is the collector's cursor."""
+def step(con: Any, end: datetime, t: Thresholds = DEFAULTS, cache: Cache | None = None) -> StepResult:
+    """Judges the step ending at `end` and updates the events table; con is the collector's cursor.
+
+    cache: what the straggler detector keeps between consecutive steps (LiveDetector's own).
+    """
     began = time.perf_counter()
     start = end - timedelta(seconds=t.step_s)
     # Earlier steps' flags other than stragglers: what explains a straggler looks back further than a step.
     con.execute(f"CREATE TEMP TABLE IF NOT EXISTS {RECENT} (node VARCHAR, step_end TIMESTAMP)")
     con.execute(f"DELETE FROM {RECENT} WHERE step_end < {ts(end - timedelta(seconds=explained_s(t)))}")
-    register_stragglers(con, start, end, t)
+    register_stragglers(con, start, end, t, cache)
     try:
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE step_flags AS SELECT *, {severity_rank()} AS rank "
@@ -167,7 +171,7 @@ def _open_sql(t: Thresholds, end: datetime) -> str:
                     'last_window_end', f.step_end, 'first_active_end', f.step_end,
                     'last_active_end', coalesce(f.onset + INTERVAL {s} SECOND, f.step_end),
                     'peak_window_end', f.step_end, 'peak', f.evidence, 'peak_score', f.score),
-                now()::TIMESTAMP, {jobs_at("f.node", "f.device", "f.step_end")}
+                now()::TIMESTAMP, {jobs_at("f.node", "f.device", "f.step_end", ts(end))}
             FROM step_flags f
             WHERE (f.active OR f.onset IS NOT NULL)
                 AND NOT EXISTS (SELECT 1 FROM events e WHERE {_same_finding("e", "f", end, t)})
@@ -208,17 +212,20 @@ def open_findings(con: Any) -> list[OpenFinding]:
     ]
 
 
-JOBS_FRESH_S = 600  # a node's last look at its jobs older than this (its agent gone): no job held
+JOBS_FRESH_S = 600  # a node with no GPU sample for this long (its agent gone) holds no job here
 
 
 def jobs_now(con: Any, at: datetime) -> list[tuple[str, str, int]]:
-    """Per job and node, the GPUs its last look (within JOBS_FRESH_S of at) put in that job."""
-    since = ts(at - timedelta(seconds=JOBS_FRESH_S))
+    """Per job and node, the GPUs the node's last look at or before `at` put in that job, for
+    nodes whose GPUs reported within JOBS_FRESH_S (looks are stored on change only)."""
     rows = con.execute(
         f"""SELECT j.job, j.node, count(DISTINCT j.gpu)::INT FROM gpu_jobs j
-            JOIN (SELECT node, max(time) AS time FROM gpu_jobs WHERE time > {since} GROUP BY node) l
+            JOIN (SELECT node, max(time) AS time FROM gpu_jobs WHERE time <= {ts(at)} GROUP BY node) l
                 ON j.node = l.node AND j.time = l.time
-            WHERE j.job IS NOT NULL GROUP BY ALL ORDER BY ALL"""
+            WHERE j.job IS NOT NULL AND j.node IN (
+                SELECT DISTINCT node FROM gpu
+                WHERE time > {ts(at - timedelta(seconds=JOBS_FRESH_S))} AND time <= {ts(at)})
+            GROUP BY ALL ORDER BY ALL"""
     ).fetchall()
     return [(str(j), str(n), int(g)) for j, n, g in rows]
 
@@ -251,6 +258,7 @@ class LiveDetector(Worker):
         self.con, self.t, self.delay_s = con, t, delay_s
         self.status = Status()
         self._next: datetime | None = None
+        self.cache = Cache()
 
     def start(self) -> None:
         """Resumes after the last step judged before a restart (within the catch-up bound)."""
@@ -283,7 +291,7 @@ class LiveDetector(Worker):
     def run_due(self, now: datetime) -> None:
         for end in self.due(now):
             try:
-                result = step(self.con, end, self.t)
+                result = step(self.con, end, self.t, self.cache)
             except Exception as exc:  # a bad step must not end detection; the next one retries
                 self.status.failures += 1
                 log.error(

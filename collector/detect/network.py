@@ -19,6 +19,7 @@ def flagged_sql(start: datetime, end: datetime, t: Thresholds) -> str:
     rolls = ", ".join(f"{rolling(c, w, s)} AS {c}_w" for c in cols)
     loss = " + ".join(f"{c}_w" for c in LOSS)
     held = t.congestion_held_steps
+    first_judged = f"{ts(start)} - INTERVAL {(held - 1) * s} SECOND"
     return f"""
     -- Increments per bucket, not per sample: the baseline looks back 10 minutes.
     WITH buckets AS {bucket_increments("rdma", cols, s, f"time > {since} AND time <= {ts(end)}", "count(*) AS n")},
@@ -37,19 +38,24 @@ def flagged_sql(start: datetime, end: datetime, t: Thresholds) -> str:
     -- Peers are the ports of the nodes in the same job: another job's traffic congests on its own terms.
     peers AS (
         SELECT *, median(congestion_per_s) OVER (PARTITION BY step_end, job) AS peer_baseline
-        FROM {node_jobs("rates", since, ts(end))}
+        FROM {node_jobs("rates", ts(end))}
     ),
+    -- The port's own baseline leaves out the steps it stood far above its peers: a baseline that
+    -- learned the fault would let a long congestion go after a few minutes while it still went on.
+    -- Only for the steps judged (and those `held` looks back on): a windowed median over every
+    -- step of the ten-minute lookback was a third of this detector's live cost.
     baselines AS (
-        -- The port's own baseline leaves out the steps it stood far above its peers: a baseline that
-        -- learned the fault would let a long congestion go after a few minutes while it still went on.
-        SELECT *,
-            median(congestion_per_s) FILTER (
-                WHERE congestion_per_s < {t.congestion_floor_per_s}
-                   OR congestion_per_s < {t.congestion_factor} * peer_baseline
-            ) OVER (PARTITION BY node, device ORDER BY step_end
-                RANGE BETWEEN INTERVAL {t.congestion_baseline_s} SECOND PRECEDING AND INTERVAL {w} SECOND PRECEDING)
-                AS own_baseline
-        FROM peers
+        SELECT p.*, o.own_baseline FROM peers p LEFT JOIN (
+            SELECT p.node, p.device, p.step_end, median(q.congestion_per_s) AS own_baseline
+            FROM peers p JOIN peers q ON q.node = p.node AND q.device = p.device
+                AND q.step_end >= p.step_end - INTERVAL {t.congestion_baseline_s} SECOND
+                AND q.step_end <= p.step_end - INTERVAL {w} SECOND
+            WHERE p.step_end > {first_judged}
+                AND (q.congestion_per_s < {t.congestion_floor_per_s}
+                     OR q.congestion_per_s < {t.congestion_factor} * q.peer_baseline)
+            GROUP BY ALL
+        ) o USING (node, device, step_end)
+        WHERE p.step_end > {first_judged}
     ),
     judged AS (
         SELECT *,

@@ -66,8 +66,23 @@ def pcie_link_bytes_per_s(gen: str = "pcie_link_gen", width: str = "pcie_link_wi
     return f"({gts}) * 1e9 * {width} * (CASE WHEN {gen} >= 3 THEN 128.0 / 130 ELSE 0.8 END) / 8"
 
 
-def gpu_jobs(rows: str, since: str, until: str) -> str:
-    """rows (a CTE with node, device, step_end) with `job`: the job on that GPU at that step.
+def _looks(rows: str, until: str) -> str:
+    """rows (node, step_end, ...) with `look`: the time of the node's last look at its GPUs' jobs
+    at or before step_end (NULL: none yet). A look holds until the node's next one; the collector
+    stores one on each change, so a long job's only look may be days old. An as-of join over the
+    looks, where a view of every look's span (job_spans) cost each live step several times more."""
+    return f"""(SELECT r.*, l.time AS look FROM {rows} r ASOF LEFT JOIN (
+            SELECT DISTINCT node, time FROM gpu_jobs WHERE time <= {until}
+        ) l ON r.node = l.node AND r.step_end >= l.time)"""
+
+
+def _listed(until: str) -> str:
+    return f"(SELECT node, time, gpu, job FROM gpu_jobs WHERE job IS NOT NULL AND time <= {until})"
+
+
+def gpu_jobs(rows: str, until: str) -> str:
+    """rows (a CTE with node, device, step_end, none after until) with `job`: the job on that GPU
+    at that step.
 
     A GPU no job is known to own ('') is judged with the others like it, as
     before there were jobs: a node that never said (an older agent, a trace,
@@ -75,32 +90,29 @@ def gpu_jobs(rows: str, since: str, until: str) -> str:
     from a login shell: no Slurm job, pod or service). An idle GPU holds no
     memory and is not judged anyway. Where two jobs share a GPU, the first by name.
     """
-    return f"""(SELECT r.*, coalesce(s.job, '') AS job
-        FROM {rows} r LEFT JOIN (
-            SELECT node, gpu, start_time, end_time, job FROM job_spans
-            WHERE start_time <= {until} AND (end_time IS NULL OR end_time > {since})
-        ) s ON s.node = r.node AND s.gpu = r.device AND s.start_time <= r.step_end
-            AND (s.end_time IS NULL OR s.end_time > r.step_end)
-        QUALIFY row_number() OVER (PARTITION BY r.node, r.device, r.step_end ORDER BY s.job) = 1)"""
+    return f"""(SELECT r.* EXCLUDE (look), coalesce(j.job, '') AS job
+        FROM {_looks(rows, until)} r LEFT JOIN {_listed(until)} j
+            ON j.node = r.node AND j.time = r.look AND j.gpu = r.device
+        QUALIFY row_number() OVER (PARTITION BY r.node, r.device, r.step_end ORDER BY j.job) = 1)"""
 
 
-def jobs_at(node: str, device: str, at: str) -> str:
-    """A scalar subquery: the jobs (comma-separated, by name) where and when a finding is: on
-    its GPU, or on any GPU of its node when it names none (a port, the node); NULL if none."""
-    return f"""(SELECT string_agg(DISTINCT s.job, ',' ORDER BY s.job) FROM job_spans s
-        WHERE s.node = {node} AND (s.gpu = {device} OR NOT regexp_matches({device}, '^[0-9]+$'))
-            AND s.start_time <= {at} AND (s.end_time IS NULL OR s.end_time > {at}))"""
-
-
-def node_jobs(rows: str, since: str, until: str) -> str:
-    """rows (a CTE with node, step_end) with `job`: the job on most of the node's GPUs at that
-    step ('' where none is known), for what belongs to the node, not a GPU (its NICs' ports)."""
+def node_jobs(rows: str, until: str) -> str:
+    """rows (a CTE with node, step_end, none after until) with `job`: the job on most of the
+    node's GPUs at that step ('' where none is known), for what belongs to the node, not a GPU
+    (its NICs' ports)."""
+    keys = f"(SELECT DISTINCT node, step_end FROM {rows})"
     return f"""(SELECT r.*, coalesce(j.job, '') AS job FROM {rows} r LEFT JOIN (
-            SELECT node, step_end, job FROM (
-                SELECT k.node, k.step_end, s.job, count(*) AS gpus
-                FROM (SELECT DISTINCT node, step_end FROM {rows}) k JOIN job_spans s ON s.node = k.node
-                    AND s.start_time <= k.step_end AND (s.end_time IS NULL OR s.end_time > k.step_end)
-                WHERE s.start_time <= {until} AND (s.end_time IS NULL OR s.end_time > {since})
-                GROUP BY ALL)
-            QUALIFY row_number() OVER (PARTITION BY node, step_end ORDER BY gpus DESC, job) = 1
+            SELECT k.node, k.step_end, g.job, count(*) AS gpus
+            FROM {_looks(keys, until)} k JOIN {_listed(until)} g ON g.node = k.node AND g.time = k.look
+            GROUP BY k.node, k.step_end, g.job
+            QUALIFY row_number() OVER (PARTITION BY k.node, k.step_end ORDER BY count(*) DESC, g.job) = 1
         ) j ON j.node = r.node AND j.step_end = r.step_end)"""
+
+
+def jobs_at(node: str, device: str, at: str, until: str) -> str:
+    """A scalar subquery: the jobs (comma-separated, by name) where and when a finding is: on
+    its GPU, or on any GPU of its node when it names none (a port, the node); NULL if none.
+    until: no `at` is later (the end of the range judged)."""
+    return f"""(SELECT string_agg(DISTINCT j.job, ',' ORDER BY j.job) FROM {_listed(until)} j
+        WHERE j.node = {node} AND (j.gpu = {device} OR NOT regexp_matches({device}, '^[0-9]+$'))
+            AND j.time = (SELECT max(time) FROM gpu_jobs WHERE node = {node} AND time <= {at}))"""

@@ -160,7 +160,7 @@ def flagged_sql(start: datetime, end: datetime, t: Thresholds) -> str:
             AND mem_min > {t.active_memory_bytes} AND mem - mem_min < {t.active_memory_bytes}
     ),
     -- Each GPU against its own job's (those no job is known to own: among themselves).
-    active AS (SELECT * FROM {gpu_jobs("holding", since, until)}),
+    active AS (SELECT * FROM {gpu_jobs("holding", until)}),
     -- The job's median GPU: starved ones (under half the job) do not drag it down, and a
     -- minority running hotter (a straggler's GPUs through an evaluation pass) do not lift it.
     job AS (

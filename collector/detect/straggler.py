@@ -38,6 +38,8 @@ import numpy as np
 import pyarrow as pa
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ironsight.collector.detect.activity import Cache, NodeSeries, node_series
+from ironsight.collector.detect.sql import node_jobs as sql_node_jobs
 from ironsight.collector.detect.sql import ts
 from ironsight.collector.detect.thresholds import Thresholds
 
@@ -55,6 +57,7 @@ COLUMNS = pa.schema(
         ("evidence", pa.string()),
     ]
 )
+CELLS = "straggler_cells"  # (node, step end) pairs whose job is looked up, registered for a query
 MAX_WINDOWS = 1 << 20  # windows judged per chunk: bounds memory on long offline ranges
 
 
@@ -68,11 +71,6 @@ class Periods:
     window: np.ndarray | None = None  # seconds of the window each period was read in
 
 
-# A GPU's activity (0-1): SM activity where it has GPM, else power against its limit; NVML
-# utilization only where neither is stored (NCCL's waits count as busy in it).
-ACTIVITY = "coalesce(gpm_sm_active_ratio, power_watts / nullif(power_limit_watts, 0), util_gpu_percent / 100)"
-
-
 def windows_s(t: Thresholds) -> tuple[int, ...]:
     """The period's windows, 24-120 s by default: the shortest that holds two periods answers.
 
@@ -81,62 +79,6 @@ def windows_s(t: Thresholds) -> tuple[int, ...]:
     """
     w = t.straggler_window_s
     return tuple(sorted({w * 2 // 3, w, w * 4 // 3, w * 5 // 3, w * 5 // 2, max(5 * w, 120)}))
-
-
-@dataclass
-class NodeSeries:
-    """Each node's mean GPU activity and utilization on a 1 s grid (NaN where no sample), and its model."""
-
-    nodes: list[str]
-    first: int  # the grid's first second (Unix)
-    activity: np.ndarray
-    util: np.ndarray
-    counts: np.ndarray  # samples per grid second
-    model: np.ndarray  # per node: an index of its GPU model
-
-
-def node_series(con: Any, start: datetime, end: datetime, t: Thresholds) -> NodeSeries:
-    """Each node's series over (start - the longest window, end]."""
-    # Per sampling instant first (the node's mean over its GPUs), then per second: the
-    # instants a second are a plain count, not a DISTINCT over every GPU's row.
-    rows = con.sql(
-        f"""SELECT node, epoch(time_bucket(INTERVAL 1 SECOND, time))::BIGINT AS sec, avg(act) AS act,
-                avg(util) AS util, count(*) AS n, max(mem) AS mem, max(clock) AS clock
-            FROM (SELECT node, time, avg({ACTIVITY}) AS act, avg(util_gpu_percent) AS util,
-                      max(memory_total_bytes) AS mem, max(sm_clock_max_hertz) AS clock
-                  FROM gpu
-                  WHERE time > {ts(start - timedelta(seconds=max(windows_s(t))))} AND time <= {ts(end)}
-                      AND memory_used_bytes > {t.active_memory_bytes} AND util_gpu_percent IS NOT NULL
-                  GROUP BY node, time)
-            GROUP BY ALL"""
-    ).to_arrow_table()
-    if rows.num_rows == 0:
-        return NodeSeries([], 0, np.zeros((0, 0)), np.zeros((0, 0)), np.zeros((0, 0)), np.zeros(0, int))
-    node_col = rows["node"].combine_chunks().dictionary_encode()
-    nodes = node_col.dictionary.to_pylist()
-    idx = node_col.indices.to_numpy()
-    sec = rows["sec"].to_numpy()
-    # Only the span that has data: an offline range is often far wider.
-    first = max(int(_epoch(start)) - max(windows_s(t)), int(sec.min()))
-    last = min(int(_epoch(end)), int(sec.max()) + t.step_s)
-    width = max(last - first, 0) + 1
-    keep = (sec >= first) & (sec <= last)
-    grids = []
-    for col in ("act", "util", "n"):
-        grid = np.full((len(nodes), width), np.nan) if col != "n" else np.zeros((len(nodes), width))
-        grid[idx[keep], sec[keep] - first] = rows[col].to_numpy(zero_copy_only=False)[keep]
-        grids.append(grid)
-    # The GPU model, as far as peers go: memory size and top SM clock.
-    key = np.zeros((len(nodes), 2))
-    for k, col in enumerate(("mem", "clock")):
-        np.maximum.at(key[:, k], idx, np.nan_to_num(rows[col].to_numpy(zero_copy_only=False).astype(float)))
-    model = np.unique(key, axis=0, return_inverse=True)[1].reshape(-1)
-    return NodeSeries(nodes, first, grids[0], grids[1], grids[2], model)
-
-
-def _epoch(value: datetime) -> float:
-    # Stored times are naive UTC.
-    return (value - datetime(1970, 1, 1)).total_seconds()
 
 
 def _interpolate(x: np.ndarray) -> np.ndarray:
@@ -378,19 +320,23 @@ def lockstep(act: np.ndarray, util: np.ndarray, key: np.ndarray, t: Thresholds) 
     return Busy(a, peers, excess, z, u, peer_util, in_step, np.nan_to_num(slow, nan=0).astype(bool))
 
 
-def _periods(series: NodeSeries, step_ends: np.ndarray, t: Thresholds) -> Periods:
-    """Each node's period per step from the shortest window that holds three of them.
+def _periods(series: NodeSeries, step_ends: np.ndarray, t: Thresholds, cache: Cache | None = None) -> Periods:
+    """Each node's period per step from the shortest window that holds two of them.
 
     A longer window is computed only for the (node, step) cells a shorter one
-    left without a period: most of a training fleet resolves in the first.
+    left without a period: most of a training fleet resolves in the first. Steps
+    a live detector judged before come from its cache, as it read them then.
     """
     shape = (len(series.nodes), len(step_ends))
     period, strength, samples = np.full(shape, np.nan), np.full(shape, np.nan), np.zeros(shape)
     window = np.full(shape, np.nan)
+    done = np.zeros(shape, bool)
+    if cache is not None:
+        _recall(cache, series.nodes, step_ends, (period, strength, samples, window), done)
     for w in windows_s(t):
         if w > series.activity.shape[1]:
             break  # the data is shorter than this window (and every longer one)
-        ni, si = np.nonzero(np.isnan(period) & (step_ends - w - series.first >= 0))
+        ni, si = np.nonzero(np.isnan(period) & ~done & (step_ends - w - series.first >= 0))
         for lo in range(0, len(ni), MAX_WINDOWS):
             n, j = ni[lo : lo + MAX_WINDOWS], si[lo : lo + MAX_WINDOWS]
             starts = step_ends[j] - w - series.first  # window [end - w, end) on the grid
@@ -413,7 +359,37 @@ def _periods(series: NodeSeries, step_ends: np.ndarray, t: Thresholds) -> Period
             window[n[fill], j[fill]] = w
             had = samples[n, j]
             samples[n, j] = np.where(fill | (had == 0), found_samples, had)
+    if cache is not None:
+        _remember(cache, series.nodes, step_ends, (period, strength, samples, window), done)
     return Periods(period, strength, samples, window)
+
+
+def _recall(
+    cache: Cache, nodes: list[str], step_ends: np.ndarray, into: tuple[np.ndarray, ...], done: np.ndarray
+) -> None:
+    """Fills the cells of steps judged before (for the nodes seen then) and marks them done."""
+    where = {n: i for i, n in enumerate(nodes)}
+    for j, end in enumerate(step_ends.tolist()):
+        if (kept := cache.periods.get(end)) is None:
+            continue
+        names, arrays = kept
+        rows = np.array([where.get(n, -1) for n in names], dtype=int)
+        ok = rows >= 0
+        for target, values in zip(into, arrays, strict=True):
+            target[rows[ok], j] = values[ok]
+        done[rows[ok], j] = True
+
+
+def _remember(
+    cache: Cache, nodes: list[str], step_ends: np.ndarray, arrays: tuple[np.ndarray, ...], done: np.ndarray
+) -> None:
+    """Keeps the newly read steps' periods, and forgets steps older than this call's first."""
+    for j, end in enumerate(step_ends.tolist()):
+        if not done[:, j].all():
+            cache.periods[end] = (list(nodes), tuple(a[:, j].copy() for a in arrays))
+    first = int(step_ends[0]) if len(step_ends) else 0
+    for end in [e for e in cache.periods if e < first]:
+        del cache.periods[end]
 
 
 def _busy(
@@ -450,27 +426,23 @@ def node_jobs(con: Any, nodes: list[str], step_ends: np.ndarray) -> np.ndarray:
     jobs = np.full((len(nodes), len(step_ends)), "", dtype=object)
     if not nodes or not len(step_ends):
         return jobs
-    lo, hi = (
-        ts(datetime.fromtimestamp(int(step_ends[0]), UTC).replace(tzinfo=None)),
-        ts(datetime.fromtimestamp(int(step_ends[-1]), UTC).replace(tzinfo=None)),
-    )
-    spans = con.execute(
-        f"""SELECT node, gpu, job, epoch(start_time), coalesce(epoch(end_time), 'infinity'::DOUBLE)
-            FROM job_spans WHERE start_time <= {hi} AND (end_time IS NULL OR end_time > {lo})"""
-    ).fetchall()
-    index = {n: i for i, n in enumerate(nodes)}
-    counts: dict[str, np.ndarray] = {}
-    for node, _gpu, job, begin, finish in spans:
-        if (i := index.get(node)) is None:
-            continue
-        on = counts.setdefault(job, np.zeros(jobs.shape, np.int32))
-        on[i] += (step_ends >= begin) & (step_ends < finish)
-    if counts:
-        names = sorted(counts)
-        stack = np.stack([counts[n] for n in names])
-        best = stack.argmax(axis=0)
-        owned = stack.max(axis=0) > 0
-        jobs = np.where(owned, np.array(names, dtype=object)[best], jobs)
+    hi = ts(datetime.fromtimestamp(int(step_ends[-1]), UTC).replace(tzinfo=None))
+    cells = pa.table({
+        "node": np.repeat(np.array(nodes, dtype=object), len(step_ends)),
+        "step_end": pa.array(
+            np.tile(step_ends, len(nodes)).astype("datetime64[s]").astype("datetime64[us]"), pa.timestamp("us")
+        ),
+        "i": np.repeat(np.arange(len(nodes)), len(step_ends)),
+        "j": np.tile(np.arange(len(step_ends)), len(nodes)),
+    })  # fmt: skip
+    con.register(CELLS, cells)
+    try:
+        owned = con.sql(f"SELECT i, j, job FROM {sql_node_jobs(CELLS, hi)} WHERE job <> ''").to_arrow_table()
+    finally:
+        con.unregister(CELLS)
+    if owned.num_rows:
+        i, j = owned["i"].to_numpy(), owned["j"].to_numpy()
+        jobs[i, j] = np.array(owned["job"].to_pylist(), dtype=object)
     return jobs
 
 
@@ -481,17 +453,17 @@ def peer_keys(model: np.ndarray, jobs: np.ndarray) -> np.ndarray:
     return key
 
 
-def flagged(con: Any, start: datetime, end: datetime, t: Thresholds) -> pa.Table:
+def flagged(con: Any, start: datetime, end: datetime, t: Thresholds, cache: Cache | None = None) -> pa.Table:
     """Straggler steps in (start, end], in the detectors' common shape.
 
     A slow node's steps are active rows. A window where it cannot be judged (a
     checkpoint pause, say) keeps its last verdict for up to straggler_hold_s
     as an inactive row, so a pause the whole job takes does not split one
-    straggler into several findings.
+    straggler into several findings. cache: a live detector's, kept between its steps.
     """
     s, hold = t.step_s, t.straggler_hold_s
     lookback = start - timedelta(seconds=hold)
-    series = node_series(con, lookback, end, t)
+    series = node_series(con, lookback, end, max(windows_s(t)), t.active_memory_bytes, s, cache)
     if not series.nodes:
         return COLUMNS.empty_table()
     # Step ends on the step grid, as time_bucket places them.
@@ -500,7 +472,7 @@ def flagged(con: Any, start: datetime, end: datetime, t: Thresholds) -> pa.Table
     step_ends = step_ends[step_ends - t.straggler_window_s >= series.first]
     if len(step_ends) == 0:
         return COLUMNS.empty_table()
-    p = _periods(series, step_ends, t)
+    p = _periods(series, step_ends, t, cache)
     key = peer_keys(series.model, node_jobs(con, series.nodes, step_ends))
     pace, _ = compare(p.period, key, t.straggler_z_min_peers)
     busy = _busy(series, step_ends, pace, key, t)
@@ -579,6 +551,11 @@ def _carried(verdict: np.ndarray, judged: np.ndarray, step_s: int, hold_s: int) 
     carried = np.take_along_axis(verdict, np.maximum(last, 0), axis=1) & (last >= 0)
     out: np.ndarray = ~judged & carried & ((steps - last) * step_s <= hold_s)
     return out
+
+
+def _epoch(value: datetime) -> float:
+    # Stored times are naive UTC.
+    return (value - datetime(1970, 1, 1)).total_seconds()
 
 
 def _round(x: float, digits: int) -> float | None:

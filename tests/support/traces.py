@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -61,3 +62,21 @@ def detect_recent(con: duckdb.DuckDBPyConnection) -> list[dict[str, object]]:
     """Every finding in the last three hours of a store made by hand (its rows stamped just now)."""
     now = datetime.now(UTC).replace(tzinfo=None)
     return detect(con, now - timedelta(hours=3), now).to_pylist()
+
+
+def own(
+    con: duckdb.DuckDBPyConnection,
+    jobs: Mapping[str, str | None],
+    gpus: Iterable[str] = ("0",),
+    table: str = "gpu",
+    source: str = "slurm",
+) -> None:
+    """Each node's GPUs in a job (None: listed, with no job), as its agent says: a look at the
+    start of the table's data and every minute after, to its end."""
+    first, last = con.execute(f"SELECT min(time), max(time) FROM {table}").fetchall()[0]
+    rows = []
+    at = first
+    while at <= last:
+        rows += [(node, at, gpu, job, source) for node, job in jobs.items() for gpu in gpus]
+        at += timedelta(seconds=60)
+    con.executemany("INSERT INTO gpu_jobs VALUES (?, ?, ?, ?, ?, NULL)", rows)

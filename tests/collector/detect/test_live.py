@@ -11,13 +11,14 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from ironsight.collector.detect.activity import Cache
 from ironsight.collector.detect.findings import detect
 from ironsight.collector.detect.live import LiveDetector, step
 from ironsight.offline.replay import to_db
 
 from support.processes import CollectorProcess, run_cli
 from support.prom import promtool, samples
-from support.traces import WHOLE, simulated, trace_until_now
+from support.traces import WHOLE, own, simulated, trace_until_now
 
 pytestmark = pytest.mark.slow
 
@@ -27,15 +28,15 @@ def test_steps_find_what_offline_detection_finds(tmp_path: Path, scenario: str, 
     _, con = simulated(tmp_path, scenario, seed, nodes=3, duration_s=900)
     first, last = con.execute("SELECT min(time), max(time) FROM gpu").fetchall()[0]
     # Every GPU in one job, as the agents would have said: both paths name it on every finding.
-    con.execute(
-        "INSERT INTO gpu_jobs SELECT DISTINCT node, ?, device, 'train-7', 'slurm', NULL FROM gpu", [first]
-    )
+    nodes = [n for (n,) in con.execute("SELECT DISTINCT node FROM gpu").fetchall()]
+    own(con, dict.fromkeys(nodes, "train-7"), gpus="01")
     offline = detect(con, *WHOLE).to_pylist()
     assert offline and {f["job"] for f in offline} == {"train-7"}
     end = first.replace(second=0, microsecond=0) + timedelta(seconds=10)
     opened = closed = reopened = 0
+    cache = Cache()  # as the collector's detector keeps between its steps
     while end <= last + timedelta(seconds=60):
-        result = step(con, end)
+        result = step(con, end, cache=cache)
         opened += len(result.opened)
         closed += len(result.closed)
         reopened += len(result.reopened)

@@ -14,7 +14,7 @@ from ironsight.collector.store import Store
 from ironsight.core.columnar import TableBuilder
 from ironsight.v1 import telemetry_pb2 as pb
 
-from support.traces import WHOLE, detect_recent, overlaps, simulated
+from support.traces import WHOLE, detect_recent, overlaps, own, simulated
 
 
 @pytest.mark.slow
@@ -141,13 +141,7 @@ def test_congestion_is_judged_against_the_ports_of_the_same_job(tmp_path: Path) 
     con = duckdb.connect(str(tmp_path / "net.duckdb"))
     # One job for the whole fleet (no job known): the quiet port's 300/s is under 10x the median.
     assert [f for f in detect_recent(con) if f["kind"] == "network_jitter"] == []
-    start = con.execute("SELECT min(time) FROM rdma").fetchall()[0][0]
-    for node in rates:
-        for gpu in "01":
-            con.execute(
-                "INSERT INTO gpu_jobs VALUES (?, ?, ?, ?, 'slurm', NULL)",
-                [node, start, gpu, node.split("-")[0]],
-            )
+    own(con, {node: node.split("-")[0] for node in rates}, gpus="01", table="rdma")
     found = [f for f in detect_recent(con) if f["kind"] == "network_jitter"]
     assert [(f["node"], f["device"], f["cause"], f["job"]) for f in found] == [
         ("quiet-0", "mlx5_0:1", "congestion", "quiet")

@@ -16,6 +16,8 @@ from ironsight.collector.store import Store
 from ironsight.core.columnar import TableBuilder
 from ironsight.v1 import telemetry_pb2 as pb
 
+from support.traces import own as owners
+
 pytestmark = pytest.mark.slow
 
 
@@ -42,10 +44,7 @@ def starved(con: duckdb.DuckDBPyConnection) -> set[str]:
 
 
 def own(con: duckdb.DuckDBPyConnection, jobs: dict[str, str | None]) -> None:
-    t0 = con.execute("SELECT min(time) FROM gpu").fetchall()[0][0]
-    for node, job in jobs.items():
-        for gpu in "0123":
-            con.execute("INSERT INTO gpu_jobs VALUES (?, ?, ?, ?, 'kubernetes', NULL)", [node, t0, gpu, job])
+    owners(con, jobs, gpus="0123", source="kubernetes")
 
 
 def test_each_gpu_against_its_own_job(tmp_path: Path) -> None:

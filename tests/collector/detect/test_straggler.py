@@ -19,7 +19,7 @@ from ironsight.collector.store import Store
 from ironsight.core.columnar import TableBuilder
 from ironsight.v1 import telemetry_pb2 as pb
 
-from support.traces import WHOLE, overlaps, simulated
+from support.traces import WHOLE, overlaps, own, simulated
 
 T = Thresholds()
 
@@ -156,10 +156,8 @@ def test_simulated_straggler_is_one_finding_on_the_labelled_node(tmp_path: Path,
 
 
 def owned_by(con: duckdb.DuckDBPyConnection, jobs: Mapping[str, str | None]) -> None:
-    """Each node's GPU 0 in a job (None: the node reports, and its GPU has none) from the data's start."""
-    t0 = con.execute("SELECT min(time) FROM gpu").fetchall()[0][0]
-    for node, job in jobs.items():
-        con.execute("INSERT INTO gpu_jobs VALUES (?, ?, '0', ?, 'slurm', NULL)", [node, t0, job])
+    """Each node's GPU 0 in a job (None: the node reports, and its GPU has none) throughout."""
+    own(con, jobs)
 
 
 def test_nodes_are_compared_with_their_own_jobs_nodes_only(tmp_path: Path) -> None:
