@@ -259,14 +259,33 @@ def top_host_sql(window_s: float = 30) -> str:
     ORDER BY n.node"""
 
 
-TOP_GPU_SQL = """
-    SELECT node, device AS gpu, arg_max(util_gpu_percent, time) AS util_pct,
-           arg_max(100.0 * memory_used_bytes / nullif(memory_total_bytes, 0), time) AS mem_pct,
-           arg_max(temperature_celsius, time) AS temp_c, arg_max(power_watts, time) AS power_w,
-           arg_max(power_limit_watts, time) AS power_limit_w, arg_max(sm_clock_hertz, time) / 1e6 AS sm_mhz,
-           arg_max(clocks_event_reasons, time) AS reasons
-    FROM gpu WHERE time >= (SELECT max(time) FROM gpu) - INTERVAL 30 SECOND
-    GROUP BY node, device ORDER BY node, try_cast(device AS INTEGER), device"""
+# Each GPU's job(s) now: the node's last look at them (stored on change, so it holds until the next).
+JOBS_NOW_SQL = """
+    SELECT j.node, j.gpu, string_agg(DISTINCT j.job, ',' ORDER BY j.job) AS job FROM gpu_jobs j
+    JOIN (SELECT node, max(time) AS time FROM gpu_jobs GROUP BY node) l ON j.node = l.node AND j.time = l.time
+    WHERE j.job IS NOT NULL GROUP BY ALL"""
+
+
+def top_gpu_sql(job: str | None = None) -> str:
+    """Per GPU, its latest values and its job now; with job: that job's GPUs only."""
+    only = f"WHERE list_contains(string_split(j.job, ','), {quote(job)})" if job else ""
+    return f"""
+    SELECT g.*, coalesce(j.job, '') AS job FROM (
+        SELECT node, device AS gpu, arg_max(util_gpu_percent, time) AS util_pct,
+               arg_max(100.0 * memory_used_bytes / nullif(memory_total_bytes, 0), time) AS mem_pct,
+               arg_max(temperature_celsius, time) AS temp_c, arg_max(power_watts, time) AS power_w,
+               arg_max(power_limit_watts, time) AS power_limit_w, arg_max(sm_clock_hertz, time) / 1e6 AS sm_mhz,
+               arg_max(clocks_event_reasons, time) AS reasons
+        FROM gpu WHERE time >= (SELECT max(time) FROM gpu) - INTERVAL 30 SECOND
+        GROUP BY node, device
+    ) g LEFT JOIN ({JOBS_NOW_SQL}) j ON j.node = g.node AND j.gpu = g.gpu
+    {only}
+    ORDER BY g.node, try_cast(g.gpu AS INTEGER), g.gpu"""
+
+
+def job_nodes_sql(job: str) -> str:
+    """The nodes the job holds a GPU on now."""
+    return f"SELECT DISTINCT node FROM ({JOBS_NOW_SQL}) WHERE list_contains(string_split(job, ','), {quote(job)})"
 
 
 def open_backend(db: Path | None, collector: str | None, tls: Tls | None = None) -> Backend:

@@ -183,6 +183,7 @@ def explain(c: Ctx, finding_id: int, no_plot: bool) -> None:
         + (f"{end:%H:%M:%S} ({lasted:.0f} s)" if end else f"now, open ({lasted:.0f} s so far)")
         + f", {evidence.get('steps', '?')} steps flagged"
     )
+    click.echo(f"  job: {f['job']}" if f.get("job") else "  job: none known")
     peak = evidence.get("peak") or {}
     out = Table(title=f"evidence at its peak (window ending {evidence.get('peak_window_end', '?')})")
     out.add_column("figure")

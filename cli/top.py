@@ -14,9 +14,10 @@ from rich.table import Table
 from rich.text import Text
 
 from ironsight.cli.backend import (
-    TOP_GPU_SQL,
     Backend,
     QueryError,
+    job_nodes_sql,
+    top_gpu_sql,
     top_host_sql,
 )
 from ironsight.cli.common import Ctx
@@ -36,14 +37,18 @@ def _fmt(v: Any, spec: str = ".1f", suffix: str = "") -> str:
     return "-" if v is None else f"{v:{spec}}{suffix}"
 
 
-def render_top(backend: Backend) -> Group:
+def render_top(backend: Backend, job: str | None = None) -> Group:
     host = backend.sql(top_host_sql()).to_pylist()
     try:
-        gpus = backend.sql(TOP_GPU_SQL).to_pylist()
+        gpus = backend.sql(top_gpu_sql(job)).to_pylist()
     except QueryError:
         gpus = []
+    if job:
+        held = {r["node"] for r in backend.sql(job_nodes_sql(job)).to_pylist()}
+        host = [r for r in host if r["node"] in held]
     now = datetime.now(UTC).replace(tzinfo=None)
-    t = Table(title=f"ironsight top — {now:%H:%M:%S} UTC", expand=True)
+    title = f"ironsight top — {now:%H:%M:%S} UTC" + (f" — job {job}" if job else "")
+    t = Table(title=title, expand=True)
     for col in (
         "node",
         "seen",
@@ -74,12 +79,13 @@ def render_top(backend: Backend) -> Group:
     parts: list[Any] = [t]
     if gpus:
         g = Table(title="GPUs", expand=True)
-        for col in ("node", "gpu", "util", "mem", "temp", "power", "SM clock", "clock event reasons"):
+        for col in ("node", "gpu", "job", "util", "mem", "temp", "power", "SM clock", "clock event reasons"):
             g.add_column(col, justify="left" if col == "node" else "right")
         for r in gpus:
             g.add_row(
                 r["node"],
                 r["gpu"],
+                r["job"] or "-",
                 _fmt(r["util_pct"], ".0f", "%"),
                 _fmt(r["mem_pct"], ".0f", "%"),
                 _fmt(r["temp_c"], ".0f", " C"),
@@ -88,6 +94,8 @@ def render_top(backend: Backend) -> Group:
                 "-" if r["reasons"] is None else f"0x{r['reasons']:x}",
             )
         parts.append(g)
+    elif job:
+        parts.append(Text(f"no GPU holds job {job} now (see: ironsight jobs)", style="dim"))
     else:
         parts.append(Text("no GPU telemetry (no NVML on the sampled nodes)", style="dim"))
     return Group(*parts)
@@ -96,18 +104,22 @@ def render_top(backend: Backend) -> Group:
 @click.command()
 @click.option("--refresh", default=1.0, show_default=True, help="seconds between updates")
 @click.option("--count", default=0, help="stop after this many updates (0: until Ctrl-C)")
+@click.option("--job", help="only this job's nodes and GPUs (where it holds GPUs now)")
 @click.pass_obj
-def top(c: Ctx, refresh: float, count: int) -> None:
-    """Live latest values per node and GPU, refreshed until Ctrl-C.
+def top(c: Ctx, refresh: float, count: int, job: str | None) -> None:
+    """Live latest values per node and GPU, with each GPU's job, refreshed until Ctrl-C.
 
     \b
-    Example:
+    Examples:
       ironsight --collector 127.0.0.1:7070 top
+      ironsight top --job 4242
     """
-    run_top(c, refresh, count)
+    run_top(c, refresh, count, job=job)
 
 
-def run_top(c: Ctx, refresh: float, count: int, alive: Callable[[], bool] = lambda: True) -> None:
+def run_top(
+    c: Ctx, refresh: float, count: int, alive: Callable[[], bool] = lambda: True, job: str | None = None
+) -> None:
     backend = c.backend()
     console = Console()
     shown = 0
@@ -115,7 +127,7 @@ def run_top(c: Ctx, refresh: float, count: int, alive: Callable[[], bool] = lamb
         with Live(console=console, auto_refresh=False, transient=False) as live:
             while alive():
                 try:
-                    live.update(render_top(backend), refresh=True)
+                    live.update(render_top(backend, job), refresh=True)
                 except QueryError as exc:
                     live.update(Text(f"waiting for data: {exc}", style="yellow"), refresh=True)
                 shown += 1

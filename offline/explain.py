@@ -153,7 +153,7 @@ PANELS: dict[str, list[tuple[str, list[tuple[str, Query]]]]] = {
 }
 PANELS["hardware_fault"] = PANELS["xid"]
 
-FINDING_SQL = "SELECT id, kind, severity, node, device, start_time, end_time, cause, evidence FROM events WHERE id = {id}"
+FINDING_SQL = "SELECT id, kind, severity, node, device, start_time, end_time, cause, evidence, job FROM events WHERE id = {id}"
 
 
 def finding(backend: Backend, finding_id: int) -> dict[str, Any] | None:

@@ -96,3 +96,36 @@ def test_series_and_events_for_one_job(tmp_path: Path) -> None:
     found = json.loads(run_cli(*base, "events", "--job", "5151").stdout)
     assert [(f["kind"], f["job"]) for f in found] == [("power_cap", "5151")]
     assert json.loads(run_cli(*base, "events", "--job", "4242").stdout) == []
+
+
+def test_top_and_explain_name_the_job(tmp_path: Path) -> None:
+    db = tmp_path / "s.duckdb"
+    store = Store(db)
+    store.ingest([batch("n1", 1, 0, {"0": "4242", "1": "4242"}, 90.0), batch("n2", 1, 0, {"0": "77"}, 70.0)])
+    # n1's GPU 0 now in 5151, its GPU 1 free; n2 as it was.
+    store.ingest([batch("n1", 2, 1, {"0": "5151"}, 30.0), batch("n2", 2, 1, {"0": "77"}, 70.0)])
+    store.reader().execute(
+        "INSERT INTO events (id, kind, severity, node, device, start_time, end_time, cause, evidence, detected_at, job)"
+        " VALUES (9, 'thermal', 'warning', 'n2', '0', '2026-11-01 12:00:20', '2026-11-01 12:00:40', NULL, '{}',"
+        " now()::TIMESTAMP, '77')"
+    )
+    store.close()
+    everyone = run_cli("--db", str(db), "top", "--count", "1").stdout
+    cells = [
+        [c.strip() for c in line.split("│")[1:-1]] for line in everyone.splitlines() if line.startswith("│")
+    ]
+    gpu_rows = [r for r in cells if len(r) == 9]  # node, gpu, job, util, mem, temp, power, SM clock, reasons
+    # Each GPU's job as its node's last look says.
+    assert [r[:3] for r in gpu_rows] == [
+        ["n1", "0", "5151"],
+        ["n1", "1", "-"],
+        ["n2", "0", "77"],
+        ["n2", "1", "-"],
+    ]
+    one = run_cli("--db", str(db), "top", "--count", "1", "--job", "5151").stdout
+    assert "job 5151" in one and "n2" not in one and "77" not in one
+    assert (
+        "no GPU holds job 4242 now" in run_cli("--db", str(db), "top", "--count", "1", "--job", "4242").stdout
+    )
+    explained = run_cli("--db", str(db), "explain", "9", "--no-plot").stdout
+    assert "thermal (warning) on n2 device 0" in explained and "job: 77" in explained
