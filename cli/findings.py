@@ -197,10 +197,11 @@ def explain(c: Ctx, finding_id: int, no_plot: bool) -> None:
 
 @click.command("eval")
 @click.argument("traces", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--by-job", is_flag=True, help="a row per job and kind (a label in the job its GPUs were in)")
 @threshold_option
 @format_option
 @click.pass_obj
-def eval_(c: Ctx, traces: tuple[Path, ...], thresholds: tuple[str, ...]) -> None:
+def eval_(c: Ctx, traces: tuple[Path, ...], by_job: bool, thresholds: tuple[str, ...]) -> None:
     """Score the detector on labelled traces: range-based precision and recall, and latency, per kind.
 
     Precision and recall are range-based (Tatbul et al., NeurIPS 2018; flat
@@ -213,16 +214,17 @@ def eval_(c: Ctx, traces: tuple[Path, ...], thresholds: tuple[str, ...]) -> None
       ironsight simulate --scenario mixed --nodes 4 --gpus 8 --seed 9 --out m.trace
       ironsight eval m.trace tests/traces/healthy-2n2g.trace
       ironsight eval *.trace --format json
+      ironsight eval cluster.trace --by-job
     """
     from ironsight.core.trace import TraceError
     from ironsight.offline.evaluate import evaluate, table
 
     t = _thresholds(thresholds)
     try:
-        scores = evaluate(list(traces), t)
+        scores = evaluate(list(traces), t, by_job)
     except TraceError as exc:
         raise click.ClickException(str(exc)) from exc
-    emit(pa.Table.from_pylist(table(scores, t.step_s)), c.fmt, "detector accuracy")
+    emit(pa.Table.from_pylist(table(scores, t.step_s, by_job)), c.fmt, "detector accuracy")
 
 
 COMMANDS = (detect, events, explain, eval_)

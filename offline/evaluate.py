@@ -17,6 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -62,7 +63,16 @@ def _utc(value: datetime) -> float:
     return value.replace(tzinfo=UTC).timestamp()
 
 
-def evaluate(traces: list[Path], t: Thresholds = DEFAULTS) -> dict[str, KindScore]:
+# A label's job: its node's last look at or before its start (on its GPU, or any of the node's).
+LABEL_JOB_SQL = """
+    SELECT coalesce(string_agg(DISTINCT job, ',' ORDER BY job), '') FROM gpu_jobs
+    WHERE node = $node AND job IS NOT NULL AND ($device = gpu OR NOT regexp_matches($device, '^[0-9]+$'))
+        AND time = (SELECT max(time) FROM gpu_jobs WHERE node = $node AND time <= $at)"""
+
+
+def evaluate(traces: list[Path], t: Thresholds = DEFAULTS, by_job: bool = False) -> dict[str, KindScore]:
+    """Scores per kind; by_job: per job and kind ("JOB KIND", the job '' where none is known):
+    a label counts in the job its node's GPUs were in when it started, a finding in the job it names."""
     scores: dict[str, KindScore] = defaultdict(KindScore)
     for trace in traces:
         header, _ = read_header(trace)
@@ -75,12 +85,17 @@ def evaluate(traces: list[Path], t: Thresholds = DEFAULTS) -> dict[str, KindScor
                 if bounds[0] is None:
                     continue
                 found = detect(con, bounds[0] - timedelta(seconds=1), bounds[1], t).to_pylist()
+                label_jobs = [_label_job(con, lb) if by_job else "" for lb in header.labels]
             finally:
                 con.close()
         labels: dict[tuple[str, str, str], list[Range]] = defaultdict(list)
-        for lb in header.labels:
-            labels[(lb.kind, lb.node, lb.device)].append((lb.start_ns / 1e9, lb.end_ns / 1e9))
+        groups: dict[tuple[tuple[str, str, str], Range], str] = {}
+        for lb, job in zip(header.labels, label_jobs, strict=True):
+            r = (lb.start_ns / 1e9, lb.end_ns / 1e9)
+            labels[(lb.kind, lb.node, lb.device)].append(r)
+            groups[((lb.kind, lb.node, lb.device), r)] = f"{job} {lb.kind}" if by_job else lb.kind
         preds: dict[tuple[str, str, str], list[tuple[Range, float]]] = defaultdict(list)
+        named: dict[tuple[str, str, str, float], str] = {}
         for f in found:
             evidence = json.loads(f["evidence"])
             # An open finding has lasted, so far, until its last active step.
@@ -90,31 +105,40 @@ def evaluate(traces: list[Path], t: Thresholds = DEFAULTS) -> dict[str, KindScor
                 datetime.fromisoformat(evidence.get("first_active_end") or evidence["first_window_end"])
             )
             preds[(f["kind"], f["node"], f["device"])].append(((_utc(f["start_time"]), end), first_alert))
+            named[(f["kind"], f["node"], f["device"], _utc(f["start_time"]))] = f.get("job") or ""
         for key, real in labels.items():
-            s = scores[key[0]]
             predicted = [p for p, _ in preds.get(key, [])]
             for r in real:
+                s = scores[groups[(key, r)]]
                 s.labels += 1
                 s.recall_sum += _score(r, predicted)
                 alerts = [a for p, a in preds.get(key, []) if _overlap(r, p) > 0]
                 if alerts:
                     s.latencies_s.append(max(0.0, min(alerts) - r[0]))
         for key, predicted_alerts in preds.items():
-            s = scores[key[0]]
             real = labels.get(key, [])
             for p, _ in predicted_alerts:
+                s = scores[f"{named[(*key, p[0])]} {key[0]}" if by_job else key[0]]
                 s.findings += 1
                 s.precision_sum += _score(p, real)
     return dict(scores)
 
 
-def table(scores: dict[str, KindScore], step_s: int) -> list[dict[str, object]]:
-    rows = []
-    for kind in sorted(scores):
-        s = scores[kind]
+def _label_job(con: duckdb.DuckDBPyConnection, lb: Any) -> str:
+    at = datetime.fromtimestamp(lb.start_ns / 1e9, UTC).replace(tzinfo=None)
+    row = con.execute(LABEL_JOB_SQL, {"node": lb.node, "device": lb.device, "at": at}).fetchall()
+    return str(row[0][0]) if row else ""
+
+
+def table(scores: dict[str, KindScore], step_s: int, by_job: bool = False) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for key in sorted(scores):
+        s = scores[key]
         latency = statistics.median(s.latencies_s) if s.latencies_s else None
+        job, _, kind = key.rpartition(" ")
         rows.append(
             {
+                **({"job": job} if by_job else {}),
                 "kind": kind,
                 "labels": s.labels,
                 "findings": s.findings,

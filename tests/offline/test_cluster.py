@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from ironsight.collector.detect.findings import detect
+from ironsight.offline.evaluate import evaluate, table
 
 from support.traces import WHOLE, simulated
 
@@ -23,3 +24,9 @@ def test_two_jobs_each_judged_on_its_own(tmp_path: Path) -> None:
     assert owned == [(n.node_id, n.node_id[:7]) for n in header.nodes]
     found = [f for f in detect(con, *WHOLE).to_pylist() if f["kind"] in ("straggler", "data_starvation")]
     assert [(f["kind"], f["node"], f["job"]) for f in found] == [("straggler", label.node, "train-a")]
+    # Scored per job: the straggler in train-a's rows, nothing in train-b's, nothing without a job.
+    rows = table(evaluate([tmp_path / "multi-job.trace"], by_job=True), 10, by_job=True)
+    assert [(r["job"], r["kind"], r["labels"], r["findings"]) for r in rows] == [
+        ("train-a", "straggler", 1, 1)
+    ]
+    assert float(str(rows[0]["precision"])) >= 0.95 and float(str(rows[0]["recall"])) >= 0.9

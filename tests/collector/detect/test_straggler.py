@@ -33,7 +33,7 @@ def square(period_s: float, seconds: int, interval_s: float = 1.0, phase: float 
 
 
 def store(tmp_path: Path, series: list[np.ndarray], interval_s: float = 1.0) -> duckdb.DuckDBPyConnection:
-    """One GPU per node (holding memory) whose utilization follows the node's series."""
+    """One GPU per node (holding memory) whose utilization follows the node's series (NaN: idle, no memory held)."""
     s = Store(tmp_path / "jobs.duckdb")
     t0 = int(time.time()) // 60 * 60 * 10**9 - 3600 * 10**9
     batches = []
@@ -43,7 +43,9 @@ def store(tmp_path: Path, series: list[np.ndarray], interval_s: float = 1.0) -> 
             b.add(
                 t0 + round(i * interval_s * 1e9),
                 "0",
-                {"util_gpu_percent": float(u), "memory_used_bytes": 40 << 30},
+                {"util_gpu_percent": 0.0, "memory_used_bytes": 0}
+                if np.isnan(u)
+                else {"util_gpu_percent": float(u), "memory_used_bytes": 40 << 30},
             )
         batch = pb.Batch(node_id=f"n{n}", boot_id="b", seq=1, interval_s=interval_s)
         batch.tables.append(b.to_proto())
@@ -179,3 +181,27 @@ def test_a_straggler_inside_a_job_and_a_node_with_no_job(tmp_path: Path) -> None
     assert json.loads(str(found[0]["evidence"]))["peak"]["peers_median_period_s"] == pytest.approx(
         4.0, rel=0.02
     )
+
+
+def test_a_job_ending_and_another_starting_on_the_same_nodes(tmp_path: Path) -> None:
+    """Job A (4 s steps, n3 15 % slower) for 5 minutes, a minute idle, then job B (6 s steps, all
+    alike) on the same nodes: one straggler finding, n3's in job A, over by A's end."""
+    idle = np.full(60, np.nan)
+    series = [
+        np.concatenate(
+            [square(4.6 if n == 3 else 4.0, 300, phase=0.6 * n), idle, square(6.0, 300, phase=0.9 * n)]
+        )
+        for n in range(4)
+    ]
+    con = store(tmp_path, series)
+    t0 = con.execute("SELECT min(time) FROM gpu").fetchall()[0][0]
+    for at, job in ((0, "A"), (300, None), (360, "B")):
+        for n in range(4):
+            con.execute(
+                "INSERT INTO gpu_jobs VALUES (?, ?, '0', ?, 'slurm', NULL)",
+                [f"n{n}", t0 + timedelta(seconds=at), job],
+            )
+    found = stragglers(con)
+    assert [(f["node"], f["job"]) for f in found] == [("n3", "A")]
+    end = found[0]["end_time"]
+    assert isinstance(end, datetime) and end <= t0 + timedelta(seconds=310)
