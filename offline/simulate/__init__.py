@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ironsight.offline.simulate.cluster import simulate_cluster, split, stamp
+from ironsight.offline.simulate.cluster import simulate_cluster, simulate_handoff, split, stamp
 from ironsight.offline.simulate.emission import Emitter, fabric_rows, gpu_rows, host_rows
 from ironsight.offline.simulate.hardware import (
     A100,
@@ -83,6 +83,9 @@ def simulate(
         raise ValueError(
             "need 1-16 GPUs, 1-1024 nodes, an interval of 0.1-60 s and a duration of at least 10 intervals"
         )
+    if sc.parts and sc.handoff:
+        kw_h = {"interval_s": interval_s, "batch_s": batch_s}
+        return simulate_handoff(simulate, sc, nodes, gpus, seed, duration_s, start_ns, **kw_h)
     if sc.parts:
         counts = split(sc, nodes, lambda name: SCENARIOS[name].min_nodes)
         kw = {"duration_s": duration_s, "interval_s": interval_s, "start_ns": start_ns, "batch_s": batch_s}

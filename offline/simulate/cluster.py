@@ -40,6 +40,57 @@ def simulate_cluster(
     return header, _interleave(header, parts, gpus)
 
 
+def simulate_handoff(
+    run: Simulate,
+    sc: Scenario,
+    nodes: int,
+    gpus: int,
+    seed: int,
+    duration_s: float,
+    start_ns: int,
+    **kw: float,
+) -> tuple[pb.TraceHeader, Iterator[pb.Batch]]:
+    """The parts one after another on the same nodes, each for its share of the run: a job ends and
+    the next starts (each with its own start and end, so the nodes idle in between)."""
+    parts, at = [], start_ns
+    for k, (job, scenario, share) in enumerate(sc.parts):
+        length = duration_s * share
+        h, batches = run(
+            scenario, nodes=nodes, gpus=gpus, seed=seed * 101 + k, duration_s=length, start_ns=at, **kw
+        )
+        parts.append((job, h, batches))
+        at += round(length * 1e9)
+    header = pb.TraceHeader(
+        interval_s=parts[0][1].interval_s,
+        created_ns=start_ns,
+        source=f"simulate scenario={sc.name} seed={seed} jobs="
+        + ",".join(f"{job}:{h.source.split()[1]}" for job, h, _ in parts),
+    )
+    header.nodes.extend(parts[0][1].nodes)
+    return header, _handed(header, parts, gpus)
+
+
+def _handed(
+    header: pb.TraceHeader, parts: list[tuple[str, pb.TraceHeader, Iterator[pb.Batch]]], gpus: int
+) -> Iterator[pb.Batch]:
+    """Each part's batches as the same agents on the same nodes send them: one boot, one sequence,
+    the nodes' own hardware; each node's look at its jobs changes with the part."""
+    first = {info.node_id: info for info in header.nodes}
+    boots: dict[str, str] = {}
+    seqs: dict[str, int] = {}
+    for job, h, batches in parts:
+        looked: dict[str, int] = {}  # a new job: each node looks at once
+        for batch in batches:
+            node = batch.node_id
+            batch.boot_id = boots.setdefault(node, batch.boot_id)
+            seqs[node] = batch.seq = seqs.get(node, 0) + 1
+            if batch.HasField("node"):
+                batch.node.CopyFrom(first[node])
+            stamp(batch, job, gpus, looked)
+            yield batch
+        header.labels.extend(h.labels)
+
+
 def _name(job: str, node: str) -> str:
     return f"{job}-{node.removeprefix('sim-')}"
 

@@ -43,6 +43,7 @@ class Scenario:
     period_s: tuple[float, float] = (3.0, 14.0)  # healthy iteration, drawn log-uniformly
     # A cluster of several jobs on disjoint nodes instead (cluster.py): (job, scenario, share of the nodes).
     parts: tuple[tuple[str, str, float], ...] = ()
+    handoff: bool = False  # the parts one after another on the same nodes, each its share of the run
 
 
 def _none(rng: np.random.Generator, nodes: int, gpus: int, duration: float) -> list[Event]:
@@ -233,6 +234,15 @@ SCENARIOS: dict[str, Scenario] = {
             6,
             _none,
             parts=(("train-a", "straggler", 0.5), ("train-b", "healthy-long-steps", 0.5)),
+        ),
+        Scenario(
+            "job-handoff",
+            "a loosely coupled job with a straggler for the first half of the run, then, on the same "
+            "nodes after a short idle spell, a lock-step job with 15-28 s steps",
+            3,
+            _none,
+            parts=(("train-a", "straggler", 0.5), ("train-c", "healthy-long-steps", 0.5)),
+            handoff=True,
         ),
         Scenario(
             "multi-job-starved",

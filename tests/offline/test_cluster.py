@@ -30,3 +30,16 @@ def test_two_jobs_each_judged_on_its_own(tmp_path: Path) -> None:
         ("train-a", "straggler", 1, 1)
     ]
     assert float(str(rows[0]["precision"])) >= 0.95 and float(str(rows[0]["recall"])) >= 0.9
+
+
+def test_a_job_ends_and_another_starts_on_the_same_nodes(tmp_path: Path) -> None:
+    header, con = simulated(tmp_path, "job-handoff", 10801, nodes=3, gpus=2, duration_s=1800)
+    assert [n.node_id for n in header.nodes] == ["sim-000", "sim-001", "sim-002"]
+    [label] = [lb for lb in header.labels if lb.kind == "straggler"]
+    assert label.end_ns <= header.created_ns + 900 * 10**9  # in the first job's half
+    # The same agents throughout (one boot, one sequence each); each node's looks change job.
+    assert con.execute("SELECT count(DISTINCT boot_id), count(*) FROM batches").fetchall()[0][0] == 3
+    looks = con.execute("SELECT node, job FROM gpu_jobs WHERE gpu = '0' ORDER BY node, time").fetchall()
+    assert looks == [(n, j) for n in ("sim-000", "sim-001", "sim-002") for j in ("train-a", "train-c")]
+    found = detect(con, *WHOLE).to_pylist()
+    assert [(f["kind"], f["node"], f["job"]) for f in found] == [("straggler", label.node, "train-a")]
