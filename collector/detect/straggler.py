@@ -7,8 +7,8 @@ Only a collector that sees every node can find one, in two ways:
   its limit; NVML utilization only where neither is stored, since NCCL's
   kernels keep it near 100 % through the all-reduce). Per window the period is
   the first strong peak of the autocorrelation (one FFT per window along the
-  last axis, all nodes and steps at once), over windows of 24, 32, 40, 60 and
-  120 s: the shortest that holds two periods, so 2-60 s steps are all resolved. A
+  last axis, all nodes and steps at once), over windows of 16, 24, 32, 40, 60
+  and 120 s: the shortest that holds two periods, so 2-60 s steps are all resolved. A
   node is slow when its period is well above its peers' median and not a
   multiple of it (a harmonic), while most of its peers have a clear period
   too (an evaluation pass's sub-second steps alias into spurious ones).
@@ -72,7 +72,7 @@ class Periods:
 
 
 def windows_s(t: Thresholds) -> tuple[int, ...]:
-    """The period's windows, 24-120 s by default: the shortest that holds two periods answers.
+    """The period's windows, 16-120 s by default: the shortest that holds two periods answers.
 
     Finely spaced, so a node whose pace just changed is read off a window
     mostly after the change: a longer one still averages in the old pace.
@@ -395,8 +395,9 @@ def _remember(
 def _busy(
     series: NodeSeries, step_ends: np.ndarray, pace: np.ndarray, key: np.ndarray, t: Thresholds
 ) -> Busy:
-    """The lock-step comparison over the shortest window (30, 60 or 120 s) holding three of the
-    job's periods (pace: the peers' median period per node and step; NaN: the shortest)."""
+    """The lock-step comparison over the shortest window (20, 30, 60 or 120 s) holding two of the
+    job's periods (pace: the peers' median period per node and step; NaN: the shortest). Both
+    the node and its peers are averaged over the same seconds, so a part period is fair."""
     shape = (len(series.nodes), len(step_ends))
     nan = np.full(shape, np.nan)
     out = Busy(nan, nan, nan, nan, nan, nan, nan, np.zeros(shape, bool))
@@ -405,7 +406,7 @@ def _busy(
     with np.errstate(invalid="ignore"):
         need = np.nan_to_num(2 * pace, nan=0.0)
     shorter = -1.0  # every cell fits after "no window yet"
-    for w in sizes:  # a cell takes the shortest window holding three periods (or the longest there is)
+    for w in sizes:  # a cell takes the shortest window holding two periods (or the longest there is)
         use = (need > shorter) & ((need <= w) | (w == sizes[-1]))
         shorter = w
         if not use.any():

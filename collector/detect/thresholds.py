@@ -61,8 +61,8 @@ class Thresholds:
     # with 4 or more peers, a robust z-score (median absolute deviation, floored at
     # 2 % of the median) of at least 3.5. Critical from 50 % slower. A period needs
     # an autocorrelation peak of 0.6: checkpoint pauses and idle spells have none.
-    # The shortest window, then 4/3, 5/3, 5/2 and 5 times it (120 s), each judging
-    # periods up to half its length: a slowed node is read within about two of its new
+    # Windows of 2/3, 1, 4/3, 5/3, 5/2 and 5 times this (16-120 s), each judging periods
+    # up to half its length: a slowed node is read within about two of its new
     # iterations, where one window of three periods took 3-6 steps.
     straggler_window_s: int = 24
     straggler_min_strength: float = 0.6
@@ -81,7 +81,7 @@ class Thresholds:
     # the window is 7 % above its peers' while all run in step (activity correlated with
     # the others' mean at 0.5 or more) and NVML calls them all busy (>= 90 %: at the barrier, not
     # waiting for input, which idles a GPU to NVML too): they wait for it.
-    straggler_busy_window_s: int = 30
+    straggler_busy_window_s: int = 30  # with 2/3, 2 and 4 times it: the shortest holding two periods
     straggler_busy_fraction: float = 0.07
     straggler_busy_util_percent: float = 90.0
     straggler_in_step: float = 0.5
