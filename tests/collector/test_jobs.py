@@ -91,3 +91,23 @@ def test_a_malformed_look_is_refused_saying_why(change: Callable[[pb.Ownership],
     change(batch.ownership)
     with pytest.raises(InvalidBatch, match=says):
         check(batch)
+
+
+def test_jobs_now_hold_while_a_nodes_gpus_report(store: Store) -> None:
+    """The collector's ironsight_job_gpus: each node's last look (stored on change, so possibly
+    old) holds while its GPUs report; a node silent for ten minutes holds none."""
+    from ironsight.collector.detect.live import jobs_now
+
+    store.ingest([look("n1", 1, 0, {"0": ["11"], "1": ["11"]}), look("n2", 1, 0, {"0": ["22"]})])
+    store.ingest([look("n1", 2, 60, {"0": ["11"], "1": ["33"]})])
+    for node, last_s in (("n1", 1800), ("n2", 900)):
+        b = TableBuilder("gpu")
+        for s in range(0, last_s, 10):
+            b.add(T0 + s * 10**9, "0", {"util_gpu_percent": 90.0})
+        batch = pb.Batch(node_id=node, boot_id="b", seq=100, interval_s=10.0)
+        batch.tables.append(b.to_proto())
+        store.ingest([batch])
+    con = store.reader()
+    assert jobs_now(con, at(1800)) == [("11", "n1", 1), ("33", "n1", 1)]  # n2 silent since 900 s
+    assert jobs_now(con, at(1200)) == [("11", "n1", 1), ("22", "n2", 1), ("33", "n1", 1)]
+    assert jobs_now(con, at(30)) == [("11", "n1", 2), ("22", "n2", 1)]  # before n1's second look
