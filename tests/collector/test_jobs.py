@@ -108,6 +108,10 @@ def test_jobs_now_hold_while_a_nodes_gpus_report(store: Store) -> None:
         batch.tables.append(b.to_proto())
         store.ingest([batch])
     con = store.reader()
+
+    def at(seconds: int) -> datetime:
+        return datetime.fromtimestamp(T0 / 1e9 + seconds, UTC).replace(tzinfo=None)
+
     assert jobs_now(con, at(1800)) == [("11", "n1", 1), ("33", "n1", 1)]  # n2 silent since 900 s
     assert jobs_now(con, at(1200)) == [("11", "n1", 1), ("22", "n2", 1), ("33", "n1", 1)]
     assert jobs_now(con, at(30)) == [("11", "n1", 2), ("22", "n2", 1)]  # before n1's second look
