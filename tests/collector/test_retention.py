@@ -57,6 +57,13 @@ def test_rollups_equal_the_raw_samples_and_old_raw_goes(old_and_new: Path) -> No
            FROM gpu WHERE node = 'sim-000' AND device = '1' AND time >= ? AND time < ?""",
         [minute, minute, minute + timedelta(minutes=1)],
     ).fetchall()[0]
+    # Each trace's minutes, as its raw samples fall: 10, and an 11th partial one unless it
+    # started on a whole minute (a start at second 0 of a minute, 1 run in 60).
+    spanned = con.execute(
+        "SELECT count(DISTINCT date_trunc('minute', time)) FILTER (time < now()::TIMESTAMP - INTERVAL 1 DAY), "
+        "count(DISTINCT date_trunc('minute', time)) FROM load WHERE node = 'sim-000'"
+    ).fetchall()[0]
+    assert spanned in ((10, 20), (11, 22))
     r = Retention(con, Policy())
     r.run_once(_now())
     temp = con.execute(
@@ -79,7 +86,7 @@ def test_rollups_equal_the_raw_samples_and_old_raw_goes(old_and_new: Path) -> No
         "SELECT count(DISTINCT time) FILTER (time < now()::TIMESTAMP - INTERVAL 1 DAY), count(DISTINCT time) "
         "FROM rollups_1m WHERE tbl = 'load' AND node = 'sim-000'"
     ).fetchall()[0]
-    assert minutes == (11, 22)  # each trace's 10 minutes and a partial one, the recent one too
+    assert minutes == spanned  # every minute of each trace rolled up, the recent one's too
     # `series` over the whole range: rollups where raw is gone, raw after, and it says which.
     con.close()
     out = run_cli("--db", str(old_and_new), "--format", "csv", "series", "--metric", "gpu.temperature_celsius",
