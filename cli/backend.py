@@ -16,7 +16,7 @@ import grpc
 import pyarrow as pa
 
 from ironsight.collector.database import StoreLocked, connect, run_query
-from ironsight.collector.detect.sql import counter_increase
+from ironsight.collector.detect.sql import counter_increase, last_looks
 from ironsight.core.flags import parse_duration
 from ironsight.core.schema import TABLES
 from ironsight.core.transport import Tls, channel
@@ -260,10 +260,8 @@ def top_host_sql(window_s: float = 30) -> str:
 
 
 # Each GPU's job(s) now: the node's last look at them (stored on change, so it holds until the next).
-JOBS_NOW_SQL = """
-    SELECT j.node, j.gpu, string_agg(DISTINCT j.job, ',' ORDER BY j.job) AS job FROM gpu_jobs j
-    JOIN (SELECT node, max(time) AS time FROM gpu_jobs GROUP BY node) l ON j.node = l.node AND j.time = l.time
-    WHERE j.job IS NOT NULL GROUP BY ALL"""
+JOBS_NOW_SQL = f"""
+    SELECT node, gpu, string_agg(DISTINCT job, ',' ORDER BY job) AS job FROM {last_looks()} GROUP BY ALL"""
 
 
 def top_gpu_sql(job: str | None = None) -> str:

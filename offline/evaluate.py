@@ -22,6 +22,7 @@ from typing import Any
 import duckdb
 
 from ironsight.collector.detect.findings import DEFAULTS, detect
+from ironsight.collector.detect.sql import jobs_at
 from ironsight.collector.detect.thresholds import Thresholds
 from ironsight.core.trace import read_header
 from ironsight.offline.replay import to_db
@@ -64,10 +65,7 @@ def _utc(value: datetime) -> float:
 
 
 # A label's job: its node's last look at or before its start (on its GPU, or any of the node's).
-LABEL_JOB_SQL = """
-    SELECT coalesce(string_agg(DISTINCT job, ',' ORDER BY job), '') FROM gpu_jobs
-    WHERE node = $node AND job IS NOT NULL AND ($device = gpu OR NOT regexp_matches($device, '^[0-9]+$'))
-        AND time = (SELECT max(time) FROM gpu_jobs WHERE node = $node AND time <= $at)"""
+LABEL_JOB_SQL = f"SELECT coalesce({jobs_at('$node', '$device', '$at', '$at')}, '')"
 
 
 def evaluate(traces: list[Path], t: Thresholds = DEFAULTS, by_job: bool = False) -> dict[str, KindScore]:

@@ -54,8 +54,8 @@ class Cache:
     periods: dict[int, tuple[list[str], tuple[np.ndarray, ...]]] = field(default_factory=dict)
 
 
-def _epoch(value: datetime) -> int:
-    # Stored times are naive UTC; whole seconds down, as the grid.
+def epoch_s(value: datetime) -> int:
+    """Unix seconds of a stored (naive UTC) time, rounded down: the grid's and the step grid's."""
     return int((value - datetime(1970, 1, 1)).total_seconds() // 1)
 
 
@@ -90,7 +90,7 @@ def node_series(
     """Each node's series over (start - history_s, end], through the cache where it holds the
     earlier part; the grid runs pad_s past the newest data (or to end)."""
     # Whole seconds only, (lo, hi]: a kept grid's first second is then the one a whole read has.
-    lo, hi = _epoch(start - timedelta(seconds=history_s)), _epoch(end)
+    lo, hi = epoch_s(start - timedelta(seconds=history_s)), epoch_s(end)
     old = cache.series if cache is not None else None
     reuse = (
         cache is not None

@@ -29,7 +29,7 @@ from ironsight.collector.detect.findings import (
     register_stragglers,
     severity_rank,
 )
-from ironsight.collector.detect.sql import jobs_at, ts
+from ironsight.collector.detect.sql import jobs_at, last_looks, ts
 from ironsight.collector.detect.thresholds import Thresholds
 from ironsight.core.worker import Worker
 
@@ -219,10 +219,8 @@ def jobs_now(con: Any, at: datetime) -> list[tuple[str, str, int]]:
     """Per job and node, the GPUs the node's last look at or before `at` put in that job, for
     nodes whose GPUs reported within JOBS_FRESH_S (looks are stored on change only)."""
     rows = con.execute(
-        f"""SELECT j.job, j.node, count(DISTINCT j.gpu)::INT FROM gpu_jobs j
-            JOIN (SELECT node, max(time) AS time FROM gpu_jobs WHERE time <= {ts(at)} GROUP BY node) l
-                ON j.node = l.node AND j.time = l.time
-            WHERE j.job IS NOT NULL AND j.node IN (
+        f"""SELECT job, node, count(DISTINCT gpu)::INT FROM {last_looks(ts(at))}
+            WHERE node IN (
                 SELECT DISTINCT node FROM gpu
                 WHERE time > {ts(at - timedelta(seconds=JOBS_FRESH_S))} AND time <= {ts(at)})
             GROUP BY ALL ORDER BY ALL"""

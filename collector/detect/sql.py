@@ -76,6 +76,16 @@ def _looks(rows: str, until: str) -> str:
         ) l ON r.node = l.node AND r.step_end >= l.time)"""
 
 
+def last_looks(until: str | None = None) -> str:
+    """A subquery: (node, gpu, job) of each node's last look at its GPUs' jobs at or before until
+    (or ever), the GPUs it found in a job only: who owns each GPU now, as far as stored."""
+    bound = f"WHERE time <= {until}" if until else ""
+    return f"""(SELECT j.node, j.gpu, j.job FROM gpu_jobs j
+        JOIN (SELECT node, max(time) AS time FROM gpu_jobs {bound} GROUP BY node) l
+            ON j.node = l.node AND j.time = l.time
+        WHERE j.job IS NOT NULL)"""
+
+
 def _listed(until: str) -> str:
     return f"(SELECT node, time, gpu, job FROM gpu_jobs WHERE job IS NOT NULL AND time <= {until})"
 

@@ -38,7 +38,7 @@ import numpy as np
 import pyarrow as pa
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ironsight.collector.detect.activity import Cache, NodeSeries, node_series
+from ironsight.collector.detect.activity import Cache, NodeSeries, epoch_s, node_series
 from ironsight.collector.detect.sql import node_jobs as sql_node_jobs
 from ironsight.collector.detect.sql import ts
 from ironsight.collector.detect.thresholds import Thresholds
@@ -468,8 +468,8 @@ def flagged(con: Any, start: datetime, end: datetime, t: Thresholds, cache: Cach
     if not series.nodes:
         return COLUMNS.empty_table()
     # Step ends on the step grid, as time_bucket places them.
-    last = min(int(_epoch(end)), series.first + series.activity.shape[1] - 1)
-    step_ends = np.arange((int(_epoch(lookback)) // s + 1) * s, last + 1, s)
+    last = min(epoch_s(end), series.first + series.activity.shape[1] - 1)
+    step_ends = np.arange((epoch_s(lookback) // s + 1) * s, last + 1, s)
     step_ends = step_ends[step_ends - t.straggler_window_s >= series.first]
     if len(step_ends) == 0:
         return COLUMNS.empty_table()
@@ -489,9 +489,7 @@ def flagged(con: Any, start: datetime, end: datetime, t: Thresholds, cache: Cach
     # Against a single peer, which of two is slow is least sure, and a peer's own trouble
     # starting (its input starving) tips the pair for a step before that trouble is found:
     # a verdict against one peer stands once the next step agrees.
-    lone = busy.slow & (_members(busy.activity, key) == 2)
-    lone[:, 1:] &= ~busy.slow[:, :-1]
-    busy.slow &= ~lone
+    busy.slow = _second_step(busy.slow, _members(busy.activity, key) == 2)
     slow_p = _sure(slow_p, p, busy, key, t)
     slow = slow_p | busy.slow
     # Each method's last verdict (slow or not) carries across the steps it cannot judge, at
@@ -503,7 +501,7 @@ def flagged(con: Any, start: datetime, end: datetime, t: Thresholds, cache: Cach
     held = _carried(busy.slow, busy_judged | busy.slow, s, hold)
     held |= _carried(slow_p, ~np.isnan(median) & ~np.isnan(p.period), s, hold)
     held &= ~slow
-    mine = step_ends > _epoch(start)
+    mine = step_ends > epoch_s(start)  # whole seconds: the same for the integer step ends
     ni, si = np.nonzero((slow | held) & mine)
     if len(ni) == 0:
         return COLUMNS.empty_table()
@@ -533,15 +531,18 @@ def _sure(slow_p: np.ndarray, p: Periods, busy: Busy, key: np.ndarray, t: Thresh
     # none) stands once the next step agrees: alone it is as likely a phase change's blip,
     # which a long window holds, as a slower pace. Short windows answer at once.
     long = p.window >= 60 if p.window is not None else np.zeros(slow_p.shape, bool)
-    weak = slow_p & ~(p.strength >= t.straggler_sure_strength) & long
-    weak[:, 1:] &= ~slow_p[:, :-1]
-    slow_p &= ~weak
+    slow_p = _second_step(slow_p, ~(p.strength >= t.straggler_sure_strength) & long)
     # Against a single peer (two of a model in the job) an evaluation pass starting on one
     # node first reads as the other being slow: that verdict stands once the next step agrees.
-    lone_p = slow_p & (_members(p.period, key) == 2)
-    lone_p[:, 1:] &= ~slow_p[:, :-1]
-    slow_p &= ~lone_p
-    return slow_p
+    return _second_step(slow_p, _members(p.period, key) == 2)
+
+
+def _second_step(verdict: np.ndarray, doubtful: np.ndarray) -> np.ndarray:
+    """Per node and step: the verdict, but a doubtful one only where the step before said so too."""
+    wait = verdict & doubtful
+    wait[:, 1:] &= ~verdict[:, :-1]
+    out: np.ndarray = verdict & ~wait
+    return out
 
 
 def _carried(verdict: np.ndarray, judged: np.ndarray, step_s: int, hold_s: int) -> np.ndarray:
@@ -552,11 +553,6 @@ def _carried(verdict: np.ndarray, judged: np.ndarray, step_s: int, hold_s: int) 
     carried = np.take_along_axis(verdict, np.maximum(last, 0), axis=1) & (last >= 0)
     out: np.ndarray = ~judged & carried & ((steps - last) * step_s <= hold_s)
     return out
-
-
-def _epoch(value: datetime) -> float:
-    # Stored times are naive UTC.
-    return (value - datetime(1970, 1, 1)).total_seconds()
 
 
 def _round(x: float, digits: int) -> float | None:
