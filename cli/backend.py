@@ -12,11 +12,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+import duckdb
 import grpc
 import pyarrow as pa
 
 from ironsight.collector.database import StoreLocked, connect, run_query
 from ironsight.collector.detect.sql import counter_increase, last_looks
+from ironsight.collector.jobnames import NamingError
+from ironsight.collector.jobnames import apply as apply_naming
+from ironsight.collector.migrations import migrate
 from ironsight.core.flags import parse_duration
 from ironsight.core.schema import TABLES
 from ironsight.core.transport import Tls, channel
@@ -80,6 +84,9 @@ class RemoteBackend:
             thresholds=thresholds,
         )
         return self._call(self.stub.Detect, req, DETECT_DEADLINE_S)
+
+    def name_job(self, request: pb.NameJobRequest) -> pa.Table:
+        return self._call(self.stub.NameJob, request, QUERY_DEADLINE_S)
 
     def _call(self, method: Any, request: Any, timeout: float) -> pa.Table:
         try:
@@ -284,6 +291,32 @@ def top_gpu_sql(job: str | None = None) -> str:
 def job_nodes_sql(job: str) -> str:
     """The nodes the job holds a GPU on now."""
     return f"SELECT DISTINCT node FROM ({JOBS_NOW_SQL}) WHERE list_contains(string_split(job, ','), {quote(job)})"
+
+
+def name_job(db: Path | None, collector: str | None, tls: Tls | None, request: pb.NameJobRequest) -> pa.Table:
+    """Names (ends, forgets) a job by hand: through the collector, or in the file when none holds it."""
+    if collector:
+        remote = RemoteBackend(collector, tls)
+        try:
+            return remote.name_job(request)
+        finally:
+            remote.close()
+    path = db or Path("data/ironsight.duckdb")
+    if not path.exists():
+        raise QueryError(f"no database at {path}; start a collector with --db {path} first")
+    try:
+        con = connect(path)
+    except StoreLocked as exc:
+        raise QueryError(f"{exc}; name the job through it with --collector HOST:PORT") from exc
+    try:
+        migrate(con)  # as the collector would on its next start
+        return apply_naming(con, request)
+    except NamingError as exc:
+        raise QueryError(str(exc)) from exc
+    except duckdb.Error as exc:
+        raise QueryError(f"{path}: {str(exc).splitlines()[0]}") from exc
+    finally:
+        con.close()
 
 
 def open_backend(db: Path | None, collector: str | None, tls: Tls | None = None) -> Backend:

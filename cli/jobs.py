@@ -6,9 +6,12 @@ from datetime import datetime
 
 import click
 
-from ironsight.cli.backend import QueryError, parse_time, quote
+from ironsight.cli.backend import QueryError, name_job, parse_time, quote
 from ironsight.cli.common import Ctx, emit, format_option
 from ironsight.collector.detect.sql import ts
+from ironsight.v1 import telemetry_pb2 as pb
+
+EPOCH = datetime(1970, 1, 1)
 
 
 def jobs_sql(since: datetime, until: datetime, job: str | None) -> str:
@@ -49,33 +52,140 @@ def jobs_sql(since: datetime, until: datetime, job: str | None) -> str:
     ORDER BY per.start_time DESC, {key.replace("s.", "per.")}"""
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @click.option(
     "--since", default="24h", show_default=True, help="jobs running since: 10m, 24h, 7d or an ISO time"
 )
 @click.option("--until", default="now", show_default=True, help="and before")
 @click.option("--job", "job", help="one job: its nodes and GPUs, one row each")
 @format_option
-@click.pass_obj
-def jobs(c: Ctx, since: str, until: str, job: str | None) -> None:
+@click.pass_context
+def jobs(ctx: click.Context, since: str, until: str, job: str | None) -> None:
     """Jobs and where they ran: nodes, GPUs, span, mean GPU utilization, findings.
 
     A job is what the agents found on each GPU (a Slurm job id, a Kubernetes
-    pod, a systemd service, a mapping folder's id or --job NAME); one that
-    spans nodes is one job. An empty end_time: still running.
+    pod, a systemd service, a mapping folder's id or --job NAME), or a name
+    given by hand (`ironsight jobs name`); one that spans nodes is one job.
+    An empty end_time: still running.
 
     \b
     Examples:
       ironsight jobs --since 7d
       ironsight jobs --job 4242 --format json
+      ironsight jobs name llm-eval --node 'gpu-b*' --since 2026-12-01T08:00 --until 2026-12-01T20:00
     """
+    if ctx.invoked_subcommand is not None:
+        return
+    c: Ctx = ctx.obj
+    start, end = _range(since, until)
+    emit(c.run(jobs_sql(start, end, job)), c.fmt, "jobs" if job is None else f"job {job}")
+
+
+def _range(since: str, until: str) -> tuple[datetime, datetime]:
     try:
         start, end = parse_time(since), parse_time(until)
     except QueryError as exc:
         raise click.ClickException(str(exc)) from exc
     if start > end:
         raise click.UsageError("--since is after --until")
-    emit(c.run(jobs_sql(start, end, job)), c.fmt, "jobs" if job is None else f"job {job}")
+    return start, end
+
+
+def _ns(at: datetime) -> int:
+    return int((at - EPOCH).total_seconds() * 1e6) * 1000
+
+
+def _send(c: Ctx, request: pb.NameJobRequest, title: str) -> None:
+    try:
+        done = name_job(c.db, c.collector, c.tls, request)
+    except QueryError as exc:
+        raise click.ClickException(str(exc)) from exc
+    emit(done, c.fmt, title)
+
+
+NODE_HELP = "a node id or a pattern ('gpu-b*', 'rack[12]-*'); give it again for more"
+
+
+@jobs.command("name")
+@click.argument("job")
+@click.option("--node", "nodes", multiple=True, required=True, help=NODE_HELP)
+@click.option(
+    "--gpu", "gpus", multiple=True, help="a GPU index, again for more (default: every GPU each node reported)"
+)
+@click.option("--since", required=True, help="the job's start: 2h (ago) or an ISO time")
+@click.option("--until", help="its end (default: until `ironsight jobs end`)")
+@click.option(
+    "--attr",
+    "attrs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="kept with the job (user=alice); again for more",
+)
+@format_option
+@click.pass_obj
+def name_(
+    c: Ctx, job: str, nodes: tuple[str, ...], gpus: tuple[str, ...], since: str, until: str | None,
+    attrs: tuple[str, ...],
+) -> None:  # fmt: skip
+    """Names a job by hand over nodes' GPUs and a time range, for what no agent can place.
+
+    A name wins over what the agents found on those GPUs while it lasts (the
+    agents' looks stay stored); the newest name wins where two cover a GPU.
+    Stored findings in the range take the job they hit; the live detector
+    judges with the name from its next step (`ironsight detect` re-judges a
+    past range). Through --collector it takes a reader's certificate.
+
+    \b
+    Examples:
+      ironsight jobs name llm-eval --node 'gpu-b*' --since 2h
+      ironsight jobs name 4242 --node n1 --node n2 --gpu 0 --gpu 1 --since 2026-12-01T08:00 --until 2026-12-01T20:00
+    """
+    start, end = _range(since, until or "now")
+    pairs = dict(a.partition("=")[::2] for a in attrs)
+    if any("=" not in a for a in attrs):
+        raise click.UsageError("--attr takes KEY=VALUE")
+    request = pb.NameJobRequest(
+        action=pb.NameJobRequest.NAME, job=job, nodes=nodes, gpus=gpus, start_ns=_ns(start),
+        end_ns=_ns(end) if until else 0, attrs=pairs,
+    )  # fmt: skip
+    _send(c, request, f"named {job}")
+
+
+@jobs.command("end")
+@click.argument("job")
+@click.option("--at", default="now", show_default=True, help="when it ended: 10m (ago) or an ISO time")
+@click.option("--node", "nodes", multiple=True, help=NODE_HELP + " (default: every node it is named on)")
+@format_option
+@click.pass_obj
+def end_(c: Ctx, job: str, at: str, nodes: tuple[str, ...]) -> None:
+    """Ends a job named by hand without an end (or with a later one).
+
+    \b
+    Examples:
+      ironsight jobs end llm-eval
+      ironsight jobs end llm-eval --at 10m --node gpu-b3
+    """
+    try:
+        when = parse_time(at)
+    except QueryError as exc:
+        raise click.ClickException(str(exc)) from exc
+    request = pb.NameJobRequest(action=pb.NameJobRequest.END, job=job, nodes=nodes, end_ns=_ns(when))
+    _send(c, request, f"ended {job}")
+
+
+@jobs.command("forget")
+@click.argument("job")
+@click.option("--node", "nodes", multiple=True, help=NODE_HELP + " (default: every node it is named on)")
+@format_option
+@click.pass_obj
+def forget_(c: Ctx, job: str, nodes: tuple[str, ...]) -> None:
+    """Removes a job's names given by hand: what the agents found shows again.
+
+    \b
+    Examples:
+      ironsight jobs forget llm-eval
+    """
+    _send(c, pb.NameJobRequest(action=pb.NameJobRequest.FORGET, job=job, nodes=nodes), f"forgot {job}")
 
 
 COMMANDS = (jobs,)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from ironsight.collector.jobnames import named_nodes, relook
 from ironsight.core.columnar import GroupColumns, bad_values, decode_group, group_arrow, view
 from ironsight.core.validate import InvalidBatch, ValidBatch, check_values
 from ironsight.v1 import telemetry_pb2 as pb
@@ -68,6 +71,9 @@ class Ingest:
         self._pending_owners: dict[str, bytes] = {}
         # Called with each committed group's tables and node inventories (remote write).
         self.forward: Forward | None = None
+        # Held through each group's transaction, and by whoever names a job by hand: a look
+        # stored beside a naming would miss the name (gpu_jobs is rebuilt per node, not per row).
+        self.lock = threading.Lock()
         self._seed_newest_samples()
 
     def _seed_newest_samples(self) -> None:
@@ -79,6 +85,10 @@ class Ingest:
         self.stats.node_newest_sample_ns.update({str(node): int(ns) for node, ns in rows})
 
     def ingest(self, batches: Sequence[pb.Batch | ValidBatch]) -> list[pb.Ack | InvalidBatch]:
+        with self.lock:
+            return self._ingest(batches)
+
+    def _ingest(self, batches: Sequence[pb.Batch | ValidBatch]) -> list[pb.Ack | InvalidBatch]:
         """Stores batches in one transaction and says, per batch, what became of it.
 
         Duplicates (already stored, or twice here) are acknowledged as such. Values
@@ -285,15 +295,27 @@ class Ingest:
             on = {j.gpu for j in o.jobs}
             jobs += [(node, when, j.gpu, j.job, j.source, sorted(j.attrs.items())) for j in o.jobs]
             jobs += [(node, when, g, None, None, None) for g in o.gpus if g not in on]
-        for name, rows, schema in (("gpu_jobs", jobs, GPU_JOBS), ("gpu_processes", procs, GPU_PROCESSES)):
+        for name, rows, schema in (("agent_jobs", jobs, GPU_JOBS), ("gpu_processes", procs, GPU_PROCESSES)):
             if rows:
                 columns = [
                     pa.array(col, f.type) for col, f in zip(zip(*rows, strict=True), schema, strict=True)
                 ]
+                table = pa.Table.from_arrays(columns, schema=schema)
                 self._insert_arrow(
-                    f"INSERT INTO {name} SELECT {', '.join(schema.names)} FROM incoming",
-                    pa.Table.from_arrays(columns, schema=schema),
+                    f"INSERT INTO {name} SELECT {', '.join(schema.names)} FROM incoming", table
                 )
+                if name == "agent_jobs":
+                    self._lay_names(table)
+
+    def _lay_names(self, looks: pa.Table) -> None:
+        """gpu_jobs is the agents' looks with hand-given names laid over them (collector/jobnames.py):
+        a node never named gets its looks as they came, a named one its rows rebuilt."""
+        named = named_nodes(self.con, sorted(set(looks.column("node").to_pylist())))
+        relook(self.con, sorted(named))
+        if named:
+            keep = pc.invert(pc.is_in(looks.column("node"), pa.array(sorted(named), pa.string())))
+            looks = looks.filter(keep)
+        self._insert_arrow(f"INSERT INTO gpu_jobs SELECT {', '.join(GPU_JOBS.names)} FROM incoming", looks)
 
     def _insert_arrow(self, sql: str, table: pa.Table) -> None:
         self.con.register("incoming", table)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import duckdb
 import grpc
 import numpy as np
 import pyarrow as pa
@@ -20,6 +21,8 @@ from ironsight.collector.clocks import Clocks
 from ironsight.collector.database import QueryRejected, run_query
 from ironsight.collector.detect.findings import detect
 from ironsight.collector.detect.thresholds import Thresholds, with_overrides
+from ironsight.collector.jobnames import NamingError
+from ironsight.collector.jobnames import apply as apply_naming
 from ironsight.collector.store import Pending, Store
 from ironsight.core.transport import READER_URI, Tls, peer_names, server_credentials
 from ironsight.core.validate import (
@@ -216,6 +219,29 @@ class QueryService(pb_grpc.QueryServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the range's start must be before its end")
         table = await asyncio.to_thread(self._detect, start, end, t)
         return pb.QueryResponse(arrow_ipc=_ipc(table))
+
+    async def NameJob(self, request: pb.NameJobRequest, context: Any) -> pb.QueryResponse:
+        await _readers_only(context)
+        try:
+            table = await asyncio.to_thread(self._name, request)
+        except NamingError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except duckdb.Error as exc:  # the store is failing (disk full) or busy past retries
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE
+                if isinstance(exc, duckdb.TransactionException)
+                else grpc.StatusCode.INTERNAL,
+                str(exc).splitlines()[0],
+            )
+        return pb.QueryResponse(arrow_ipc=_ipc(table))
+
+    def _name(self, request: pb.NameJobRequest) -> pa.Table:
+        cursor = self.store.reader()
+        try:
+            with self.store.ingester.lock:  # no look stored half under the old names
+                return apply_naming(cursor, request)
+        finally:
+            cursor.close()
 
     def _detect(self, start: datetime, end: datetime, t: Thresholds) -> pa.Table:
         cursor = self.store.reader()

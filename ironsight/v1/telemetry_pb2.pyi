@@ -254,3 +254,36 @@ class DetectRequest(_message.Message):
     end_ns: int
     thresholds: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, start_ns: _Optional[int] = ..., end_ns: _Optional[int] = ..., thresholds: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class NameJobRequest(_message.Message):
+    __slots__ = ("action", "job", "nodes", "gpus", "start_ns", "end_ns", "attrs")
+    class Action(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        NAME: _ClassVar[NameJobRequest.Action]
+        END: _ClassVar[NameJobRequest.Action]
+        FORGET: _ClassVar[NameJobRequest.Action]
+    NAME: NameJobRequest.Action
+    END: NameJobRequest.Action
+    FORGET: NameJobRequest.Action
+    class AttrsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    START_NS_FIELD_NUMBER: _ClassVar[int]
+    END_NS_FIELD_NUMBER: _ClassVar[int]
+    ATTRS_FIELD_NUMBER: _ClassVar[int]
+    action: NameJobRequest.Action
+    job: str
+    nodes: _containers.RepeatedScalarFieldContainer[str]
+    gpus: _containers.RepeatedScalarFieldContainer[str]
+    start_ns: int
+    end_ns: int
+    attrs: _containers.ScalarMap[str, str]
+    def __init__(self, action: _Optional[_Union[NameJobRequest.Action, str]] = ..., job: _Optional[str] = ..., nodes: _Optional[_Iterable[str]] = ..., gpus: _Optional[_Iterable[str]] = ..., start_ns: _Optional[int] = ..., end_ns: _Optional[int] = ..., attrs: _Optional[_Mapping[str, str]] = ...) -> None: ...

@@ -119,6 +119,11 @@ class QueryStub:
                 request_serializer=ironsight_dot_v1_dot_telemetry__pb2.DetectRequest.SerializeToString,
                 response_deserializer=ironsight_dot_v1_dot_telemetry__pb2.QueryResponse.FromString,
                 _registered_method=True)
+        self.NameJob = channel.unary_unary(
+                '/ironsight.v1.Query/NameJob',
+                request_serializer=ironsight_dot_v1_dot_telemetry__pb2.NameJobRequest.SerializeToString,
+                response_deserializer=ironsight_dot_v1_dot_telemetry__pb2.QueryResponse.FromString,
+                _registered_method=True)
 
 
 class QueryServicer:
@@ -139,6 +144,13 @@ class QueryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def NameJob(self, request, context):
+        """The one write a reader may make: names a job by hand; the GPUs named, ended or forgotten as Arrow IPC.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -150,6 +162,11 @@ def add_QueryServicer_to_server(servicer, server):
             'Detect': grpc.unary_unary_rpc_method_handler(
                     servicer.Detect,
                     request_deserializer=ironsight_dot_v1_dot_telemetry__pb2.DetectRequest.FromString,
+                    response_serializer=ironsight_dot_v1_dot_telemetry__pb2.QueryResponse.SerializeToString,
+            ),
+            'NameJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.NameJob,
+                    request_deserializer=ironsight_dot_v1_dot_telemetry__pb2.NameJobRequest.FromString,
                     response_serializer=ironsight_dot_v1_dot_telemetry__pb2.QueryResponse.SerializeToString,
             ),
     }
@@ -206,6 +223,33 @@ class Query:
             target,
             '/ironsight.v1.Query/Detect',
             ironsight_dot_v1_dot_telemetry__pb2.DetectRequest.SerializeToString,
+            ironsight_dot_v1_dot_telemetry__pb2.QueryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def NameJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ironsight.v1.Query/NameJob',
+            ironsight_dot_v1_dot_telemetry__pb2.NameJobRequest.SerializeToString,
             ironsight_dot_v1_dot_telemetry__pb2.QueryResponse.FromString,
             options,
             channel_credentials,

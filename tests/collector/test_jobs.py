@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,25 +13,7 @@ from ironsight.core.columnar import TableBuilder
 from ironsight.core.validate import InvalidBatch, check
 from ironsight.v1 import telemetry_pb2 as pb
 
-T0 = (time.time_ns() // 10**9 - 3600) * 10**9  # an hour ago, on a whole second
-
-
-def look(
-    node: str, seq: int, at_s: int, jobs: dict[str, list[str]], gpus: tuple[str, ...] = ("0", "1")
-) -> pb.Batch:
-    """A batch from `node` whose look at `at_s` seconds after T0 finds jobs[gpu] on each GPU."""
-    b = TableBuilder("load")
-    b.add(T0 + at_s * 10**9, "", {"load1": 1.0})
-    out = pb.Batch(node_id=node, boot_id="b", seq=seq, interval_s=1.0)
-    out.tables.append(b.to_proto())
-    o = out.ownership
-    o.time_ns, o.gpus[:] = T0 + at_s * 10**9, list(gpus)
-    for gpu, names in jobs.items():
-        for job in names:
-            o.jobs.add(gpu=gpu, job=job, source="slurm", attrs={"user": "ana"})
-            o.processes.add(gpu=gpu, pid=100 + seq, name="python", job=job, used_memory_bytes=-1,
-                            sm_util_percent=float("nan"))  # fmt: skip
-    return out
+from support.batches import T0, at, look
 
 
 @pytest.fixture
@@ -40,10 +21,6 @@ def store(tmp_path: Path) -> Iterator[Store]:
     s = Store(tmp_path / "s.duckdb")
     yield s
     s.close()
-
-
-def at(seconds: int | None) -> datetime | None:
-    return None if seconds is None else datetime.fromtimestamp(T0 / 1e9 + seconds, UTC).replace(tzinfo=None)
 
 
 def test_a_look_is_stored_when_it_changes_and_spans_follow(store: Store) -> None:

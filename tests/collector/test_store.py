@@ -59,6 +59,7 @@ def test_migrations_apply_once_and_are_recorded(tmp_path: Path) -> None:
         (5, "clock_offsets"),
         (6, "jobs"),
         (7, "event_jobs"),
+        (8, "job_names"),
     ]
 
 

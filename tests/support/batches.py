@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -66,3 +67,29 @@ def check_store(db: Path, acked: set[int]) -> set[int]:
     missing = acked - set(stored)
     assert not missing, f"{len(missing)} acknowledged batches missing, e.g. {sorted(missing)[:5]}"
     return set(stored)
+
+
+# Looks at a node's GPU owners, an hour ago on whole seconds (collector/test_jobs*.py).
+T0 = (time.time_ns() // 10**9 - 3600) * 10**9  # an hour ago, on a whole second
+
+
+def look(
+    node: str, seq: int, at_s: int, jobs: dict[str, list[str]], gpus: tuple[str, ...] = ("0", "1")
+) -> pb.Batch:
+    """A batch from `node` whose look at `at_s` seconds after T0 finds jobs[gpu] on each GPU."""
+    b = TableBuilder("load")
+    b.add(T0 + at_s * 10**9, "", {"load1": 1.0})
+    out = pb.Batch(node_id=node, boot_id="b", seq=seq, interval_s=1.0)
+    out.tables.append(b.to_proto())
+    o = out.ownership
+    o.time_ns, o.gpus[:] = T0 + at_s * 10**9, list(gpus)
+    for gpu, names in jobs.items():
+        for job in names:
+            o.jobs.add(gpu=gpu, job=job, source="slurm", attrs={"user": "ana"})
+            o.processes.add(gpu=gpu, pid=100 + seq, name="python", job=job, used_memory_bytes=-1,
+                            sm_util_percent=float("nan"))  # fmt: skip
+    return out
+
+
+def at(seconds: int | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(T0 / 1e9 + seconds, UTC).replace(tzinfo=None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -63,14 +64,32 @@ def test_two_jobs_on_two_nodes_reach_ironsight_jobs(tmp_path: Path) -> None:
         for b in batches:
             sender.submit(b)
         wait_for(lambda: sender.acked == len(batches), timeout=60)
+        # A job named by hand through the running collector, over one GPU of n2 for 10 s.
+        since, until = (datetime.fromtimestamp(t0 / 1e9 + s, UTC).isoformat() for s in (10, 20))
+        named = run_cli("--collector", collector.target, "--format", "json", "jobs", "name", "eval-9",
+                        "--node", "n2", "--gpu", "1", "--since", since, "--until", until, "--attr", "user=bo")  # fmt: skip
+        assert [(r["node"], r["gpu"]) for r in json.loads(named.stdout)] == [("n2", "1")]
+        refused = run_cli("--collector", collector.target, "jobs", "name", "x", "--node", "nope", "--since", "1h",
+                          check=False)  # fmt: skip
+        assert refused.returncode == 1 and refused.stderr.strip().splitlines() == [
+            "Error: no stored node matches nope (see: ironsight nodes)"
+        ]
     finally:
         sender.stop(5)
         collector.stop()
     out = run_cli("--db", str(collector.db), "--format", "json", "jobs", "--since", "1h")
     rows = {r["job"]: r for r in json.loads(out.stdout)}
-    assert set(rows) == {"4242", "inference-api"}
+    assert set(rows) == {"4242", "inference-api", "eval-9"}
     assert (rows["4242"]["source"], rows["4242"]["nodes"], rows["4242"]["gpus"]) == ("slurm", 1, 2)
     assert (rows["inference-api"]["source"], rows["inference-api"]["gpus"]) == ("manual", 2)
+    assert (rows["eval-9"]["nodes"], rows["eval-9"]["gpus"], rows["eval-9"]["attrs"]) == (
+        1,
+        1,
+        [["user", "bo"]],
+    )
+    assert rows["eval-9"]["end_time"] == datetime.fromtimestamp(t0 / 1e9 + 20, UTC).strftime(
+        "%Y-%m-%d %H:%M:%S.000"
+    )
     assert rows["4242"]["gpu_util_mean_pct"] == 100.0  # the capture under load
     assert rows["4242"]["end_time"] is None and rows["inference-api"]["end_time"] is None
     procs = json.loads(

@@ -91,6 +91,9 @@ def test_a_node_writes_only_its_own_data_over_mutual_tls(pki: Path, tmp_path: Pa
         node_reads = run_cli("--collector", c.target, *tls_flags(pki, "gpu-01"), "nodes", check=False)
         assert node_reads.returncode == 1
         assert "certificate (gpu-01) is a node's" in node_reads.stderr and "--reader" in node_reads.stderr
+        node_names = run_cli("--collector", c.target, *tls_flags(pki, "gpu-01"), "jobs", "name", "mine",
+                             "--node", "gpu-01", "--since", "1h", check=False)  # fmt: skip
+        assert node_names.returncode == 1 and "certificate (gpu-01) is a node's" in node_names.stderr
         doctor = run_cli("--collector", c.target, *tls_flags(pki, "gpu-01"), "doctor", "--state-dir", str(tmp_path),
                          check=False).stdout  # fmt: skip
         [offset] = [line for line in doctor.splitlines() if "clock offset" in line]
