@@ -42,6 +42,7 @@ from ironsight.offline.simulate.job import (
     JOB_START_S,
     LOAD,
     RELEASED,
+    TRAIN,
     WARMUP,
     Fractions,
     Iterations,
@@ -51,6 +52,7 @@ from ironsight.offline.simulate.job import (
 )
 from ironsight.offline.simulate.labels import mark_faults
 from ironsight.offline.simulate.scenarios import SCENARIOS, Event, Scenario
+from ironsight.offline.simulate.serving import Serving, serving_phase
 from ironsight.offline.simulate.workload import faults_at, host, shape
 from ironsight.v1 import telemetry_pb2 as pb
 
@@ -100,7 +102,9 @@ def simulate(
     for n in range(nodes):
         _inventory(header.nodes.add(), n, gpus, seed, models[n])
     states = [new_node(rng, gpus, models[n]) for n in range(nodes)]
-    batches = _run(header, plan, events, states, rng, duration_s, interval_s, seed, start_ns, batch_s)
+    batches = _run(
+        header, plan, events, states, rng, duration_s, interval_s, seed, start_ns, batch_s, sc.workload
+    )
     return header, (_owned(batches, job, gpus) if job else batches)
 
 
@@ -166,9 +170,13 @@ def _run(
     seed: int,
     start_ns: int,
     batch_s: float,
+    workload: str = "training",
 ) -> Iterator[pb.Batch]:
     gpus = len(states[0].clock)
     iterations = Iterations(len(states), gpus)
+    serving = (
+        Serving(np.random.default_rng([seed, 1]), len(states), gpus) if workload == "inference" else None
+    )
     out = Emitter(header, dt, seed)
     ticks = round(duration_s / dt)
     per_batch = max(1, round(batch_s / dt))
@@ -176,15 +184,20 @@ def _run(
         t = k * dt
         tns = start_ns + round(t * 1e9)
         diurnal = 1.5 * math.sin(2 * math.pi * ((start_ns / 1e9 + t) % 86400) / 86400)
-        ph = phase(plan, t)
+        ph = phase(plan, t) if workload == "training" else serving_phase(plan, t) if serving else IDLE
         f = faults_at(events, len(states), t)
         fr: Fractions | None = None
-        if ph in ITERATING:
+        if ph in ITERATING and serving is None:
             fr = iterations.tick(t, dt, shape(plan, ph, states, f, rng), rng)
         else:
             iterations.pause(t + dt)
+        served = serving.tick(t) if serving is not None and ph == TRAIN else None
         for n, st in enumerate(states):
-            util, load, compute, comm = _gpu_work(ph, fr, n, gpus, rng)
+            util, load, compute, comm = (
+                _gpu_work(ph, fr, n, gpus, rng)
+                if served is None
+                else (served[n], 0.6 * served[n], served[n], 0 * served[n])
+            )
             overheating, cap = f.heat[n], f.cap[n]
             worsened = overheating is not None and t >= overheating.start_s + 0.6 * (
                 overheating.end_s - overheating.start_s

@@ -92,7 +92,7 @@ def _handed(
 
 
 def _name(job: str, node: str) -> str:
-    return f"{job}-{node.removeprefix('sim-')}"
+    return f"{job or 'idle'}-{node.removeprefix('sim-')}"
 
 
 def _interleave(
@@ -113,13 +113,14 @@ def _interleave(
 
 
 def stamp(batch: pb.Batch, job: str, gpus: int, looked: dict[str, int]) -> None:
-    """The look at the node's jobs an agent sends: every GPU in job, at the start and each minute."""
+    """The look at the node's jobs an agent sends: every GPU in job (none: no job), at the start
+    and each minute."""
     now = _first_ns(batch)
     if now - looked.get(batch.node_id, -LOOK_EVERY_NS) >= LOOK_EVERY_NS:
         looked[batch.node_id] = now
         o = batch.ownership
         o.time_ns, o.gpus[:] = now, [str(g) for g in range(gpus)]
-        for g in range(gpus):
+        for g in range(gpus if job else 0):
             o.jobs.add(gpu=str(g), job=job, source="slurm", attrs={"user": "sim"})
 
 

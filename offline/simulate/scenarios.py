@@ -44,6 +44,9 @@ class Scenario:
     # A cluster of several jobs on disjoint nodes instead (cluster.py): (job, scenario, share of the nodes).
     parts: tuple[tuple[str, str, float], ...] = ()
     handoff: bool = False  # the parts one after another on the same nodes, each its share of the run
+    # "training" (job.py's phases and iterations), "inference" (a model server: its weights load,
+    # then each GPU busy with the requests it is sent, no barrier), or "idle" (no job at all).
+    workload: str = "training"
 
 
 def _none(rng: np.random.Generator, nodes: int, gpus: int, duration: float) -> list[Event]:
@@ -243,6 +246,25 @@ SCENARIOS: dict[str, Scenario] = {
             _none,
             parts=(("train-a", "straggler", 0.5), ("train-c", "healthy-long-steps", 0.5)),
             handoff=True,
+        ),
+        Scenario(
+            "inference",
+            "a model server on every GPU: weights load, then 10-45 % utilization following the "
+            "requests, memory held, no iterations; nothing to flag",
+            1,
+            _none,
+            workload="inference",
+        ),
+        Scenario(
+            "idle", "nodes with no job: GPUs idle, no memory held; nothing to flag", 1, _none, workload="idle"
+        ),
+        Scenario(
+            "shared-cluster",
+            "a loosely coupled training job with a straggler, an inference service at low steady "
+            "utilization on a quarter of the nodes, and a quarter idle with no job",
+            5,
+            _none,
+            parts=(("train-a", "straggler", 0.5), ("serve", "inference", 0.25), ("", "idle", 0.25)),
         ),
         Scenario(
             "multi-job-starved",

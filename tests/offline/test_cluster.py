@@ -3,14 +3,16 @@ it, the labels on the right nodes, and the detector judging each job on its own.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from ironsight.collector.detect.findings import detect
+from ironsight.collector.jobnames import Naming, name
 from ironsight.offline.evaluate import evaluate, table
 
-from support.traces import WHOLE, simulated
+from support.traces import T0, WHOLE, simulated
 
 pytestmark = pytest.mark.slow
 
@@ -43,3 +45,38 @@ def test_a_job_ends_and_another_starts_on_the_same_nodes(tmp_path: Path) -> None
     assert looks == [(n, j) for n in ("sim-000", "sim-001", "sim-002") for j in ("train-a", "train-c")]
     found = detect(con, *WHOLE).to_pylist()
     assert [(f["kind"], f["node"], f["job"]) for f in found] == [("straggler", label.node, "train-a")]
+
+
+def test_an_inference_service_and_idle_nodes_beside_training(tmp_path: Path) -> None:
+    header, con = simulated(tmp_path, "shared-cluster", 5, nodes=8, gpus=2, duration_s=1200)
+    assert [n.node_id for n in header.nodes] == [
+        *(f"train-a-00{n}" for n in range(4)), "serve-000", "serve-001", "idle-000", "idle-001"
+    ]  # fmt: skip
+    [label] = [lb for lb in header.labels if lb.kind == "straggler"]
+    # The idle nodes' agents look and find no job on their GPUs; the service holds memory at low load.
+    owned = con.execute(
+        "SELECT DISTINCT node, job FROM gpu_jobs WHERE node LIKE 'idle%' ORDER BY node"
+    ).fetchall()
+    assert owned == [("idle-000", None), ("idle-001", None)]
+    [(util, held)] = con.execute(
+        "SELECT avg(util_gpu_percent), min(memory_used_bytes) FROM gpu WHERE node LIKE 'serve%'"
+        f" AND time > TIMESTAMP '{T0 + timedelta(minutes=3)}'"
+    ).fetchall()
+    assert 8 < util < 50 and held > 2**30
+
+    def judged() -> list[tuple[str, str, str | None]]:
+        found = detect(con, *WHOLE).to_pylist()
+        return [
+            (f["kind"], f["node"], f["job"]) for f in found if f["kind"] in ("straggler", "data_starvation")
+        ]
+
+    assert judged() == [("straggler", label.node, "train-a")]
+    # Blind to jobs, the service's GPUs are judged against the training's, far busier: starved.
+    con.execute("DELETE FROM gpu_jobs")
+    con.execute("DELETE FROM agent_jobs")
+    blind = judged()
+    assert {node for kind, node, _ in blind if kind == "data_starvation"} == {"serve-000", "serve-001"}
+    # Named by hand, each job is judged on its own again.
+    for job in ("train-a", "serve"):
+        name(con, Naming(job, (f"{job}-*",), T0))
+    assert judged() == [("straggler", label.node, "train-a")]
