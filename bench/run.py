@@ -6,6 +6,7 @@
     .venv/bin/python bench/run.py agent-overhead --seconds 60
     .venv/bin/python bench/run.py agent-vs-node-exporter --tree big   # a 192-cpu node's files
     .venv/bin/python bench/run.py ingest --streams 8
+    .venv/bin/python bench/run.py fleet-ingest --fleet-nodes 256
     .venv/bin/python bench/run.py jobs
     .venv/bin/python bench/run.py replay --replay-nodes 8
     .venv/bin/python bench/run.py replay --replay-batch-seconds 1 --replay-seconds 300
@@ -36,6 +37,7 @@ import agent_overhead
 import agent_vs_node_exporter
 import detect
 import detect_step
+import fleet_ingest
 import ingest
 import jobs
 import remote_write
@@ -49,6 +51,7 @@ BENCHMARKS: list[ModuleType] = [
     agent_overhead,
     jobs,
     ingest,
+    fleet_ingest,
     replay,
     accuracy,
     detect,

@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -25,6 +24,8 @@ from ironsight.core.columnar import GroupColumns, bad_values, decode_group, grou
 from ironsight.core.validate import InvalidBatch, ValidBatch, check_values
 from ironsight.v1 import telemetry_pb2 as pb
 
+NODE_TOUCH_S = 2.0  # a node's row in nodes (last_seen) is at most this stale while it sends
+NODE_TYPES = (pa.string(), pa.string(), pa.string(), pa.string(), pa.string(), pa.float64(), pa.float64())
 Forward = Callable[[list[tuple[str, pa.Table]], list[tuple[str, pb.NodeInfo]]], None]
 
 
@@ -69,6 +70,9 @@ class Ingest:
         # Last look at each node's GPU owners stored: a look is stored only when it differs.
         self._owners: dict[str, bytes] = {}
         self._pending_owners: dict[str, bytes] = {}
+        # Each node's facts as last stored in nodes, and when (time.monotonic()).
+        self._nodes: dict[str, tuple[tuple[str, str, str, str, float], float]] = {}
+        self._pending_nodes: dict[str, tuple[tuple[str, str, str, str, float], float]] = {}
         # Called with each committed group's tables and node inventories (remote write).
         self.forward: Forward | None = None
         # Held through each group's transaction, and by whoever names a job by hand: a look
@@ -128,6 +132,7 @@ class Ingest:
         con = self.con
         self._pending_inventory = {}
         self._pending_owners = {}
+        self._pending_nodes = {}
         con.execute("BEGIN TRANSACTION")
         try:
             if fresh:
@@ -164,8 +169,23 @@ class Ingest:
             )
         self._inventory.update(self._pending_inventory)
         self._owners.update(self._pending_owners)
+        self._nodes.update(self._pending_nodes)
+        self._note_newest(tables)
         self._count(views, outcomes, fresh, rows)
         return [o for o in outcomes if o is not None]
+
+    def _note_newest(self, tables: list[tuple[str, pa.Table]]) -> None:
+        """Each node's newest stored sample (its lag on /metrics): a max per node and table, not per batch."""
+        newest = self.stats.node_newest_sample_ns
+        for _, table in tables:
+            latest = table.select(["node", "time"]).group_by("node").aggregate([("time", "max")])
+            for node, at in zip(
+                latest.column("node").to_pylist(),
+                pc.cast(latest.column("time_max"), pa.int64()).to_pylist(),
+                strict=True,
+            ):
+                if at * 1000 > newest.get(node, 0):
+                    newest[node] = at * 1000
 
     def _count(
         self,
@@ -175,13 +195,9 @@ class Ingest:
         rows: dict[int, int],
     ) -> None:
         """After COMMIT: each fresh batch's STORED ack, and the counts and lags /metrics shows."""
-        newest = self.stats.node_newest_sample_ns
         for i in fresh:
             outcomes[i] = pb.Ack(seq=views[i].seq, status=pb.Ack.STORED, rows=rows[i])
             self.stats.rows_stored += rows[i]
-            latest = max((int(np.frombuffer(t.time_ns, "<i8").max()) for t in views[i].tables), default=0)
-            if latest > newest.get(views[i].node_id, 0):
-                newest[views[i].node_id] = latest
         now = time.time()
         for b, outcome in zip(views, outcomes, strict=True):
             self.stats.node_last_seen[b.node_id] = now
@@ -221,58 +237,82 @@ class Ingest:
         return {(r[0], r[1], int(r[2])) for r in rows}
 
     def _upsert_nodes(self, batches: list[pb.BatchView], clocks: dict[str, float]) -> None:
+        """The nodes table, in one statement for the group: a node whose facts (host, kernel, agent,
+        boot, interval) are as stored is written again only after NODE_TOUCH_S (its last_seen and
+        clock offset move on)."""
         latest: dict[str, pb.BatchView] = {}
         for b in batches:
             latest[b.node_id] = b
+        now = time.monotonic()
+        rows = []
+        devices = []
         for node, b in latest.items():
             info = b.node
-            self.con.execute(
+            facts = (info.hostname, info.kernel, info.agent_version, b.boot_id, b.interval_s)
+            known = self._nodes.get(node)
+            if known is None or known[0] != facts or now - known[1] >= NODE_TOUCH_S:
+                rows.append((node, *facts, clocks.get(node)))
+                self._pending_nodes[node] = (facts, now)
+            devices += self._changed_inventory(node, info)
+        self._store_inventories(devices)
+        if rows:
+            self._insert_arrow(
                 """INSERT INTO nodes (node, hostname, kernel, agent_version, boot_id, interval_s, first_seen,
                        last_seen, clock_offset_s)
-                   VALUES (?, ?, ?, ?, ?, ?, now()::TIMESTAMP, now()::TIMESTAMP, ?)
+                   SELECT node, hostname, kernel, agent_version, boot_id, interval_s, now()::TIMESTAMP,
+                       now()::TIMESTAMP, clock_offset_s FROM incoming
                    ON CONFLICT (node) DO UPDATE SET hostname = excluded.hostname, kernel = excluded.kernel,
                    agent_version = excluded.agent_version, boot_id = excluded.boot_id,
                    interval_s = excluded.interval_s, last_seen = excluded.last_seen,
                    clock_offset_s = coalesce(excluded.clock_offset_s, clock_offset_s)""",
-                [
-                    node,
-                    info.hostname,
-                    info.kernel,
-                    info.agent_version,
-                    b.boot_id,
-                    b.interval_s,
-                    clocks.get(node),
-                ],
+                pa.Table.from_arrays(
+                    [
+                        pa.array(col, type)
+                        for col, type in zip(zip(*rows, strict=True), NODE_TYPES, strict=True)
+                    ],
+                    names=[
+                        "node",
+                        "hostname",
+                        "kernel",
+                        "agent_version",
+                        "boot_id",
+                        "interval_s",
+                        "clock_offset_s",
+                    ],
+                ),
             )
-            inventory = info.SerializeToString(deterministic=True)
-            if info.devices and self._inventory.get(node) != inventory:
-                devices = pa.table(
-                    {
-                        "node": [node] * len(info.devices),
-                        "kind": [d.kind for d in info.devices],
-                        "device": [d.name for d in info.devices],
-                        "attrs": pa.array(
-                            [sorted(d.attrs.items()) for d in info.devices], pa.map_(pa.string(), pa.string())
-                        ),
-                    }
-                )
-                self._insert_arrow(
-                    """INSERT INTO devices SELECT node, kind, device, attrs, now()::TIMESTAMP FROM incoming
-                       ON CONFLICT (node, kind, device) DO UPDATE SET attrs = excluded.attrs,
-                       updated_at = excluded.updated_at""",
-                    devices,
-                )
-                # A device the node no longer reports (a drive pulled, a GPU off the bus, a port gone) stays
-                # listed, marked removed: its samples are still stored and still name it.
-                self._insert_arrow(
-                    """UPDATE devices SET attrs = map_concat(attrs, MAP {'state': 'removed'}),
-                       updated_at = now()::TIMESTAMP
-                       WHERE node = (SELECT any_value(node) FROM incoming)
-                         AND (kind, device) NOT IN (SELECT kind, device FROM incoming)
-                         AND coalesce(attrs['state'], '') <> 'removed'""",
-                    devices,
-                )
-                self._pending_inventory[node] = inventory
+
+    def _changed_inventory(self, node: str, info: pb.NodeInfo) -> list[tuple[str, str, str, Any]]:
+        """The node's devices as rows, if its inventory differs from the one last stored."""
+        inventory = info.SerializeToString(deterministic=True)
+        if not info.devices or self._inventory.get(node) == inventory:
+            return []
+        self._pending_inventory[node] = inventory
+        return [(node, d.kind, d.name, sorted(d.attrs.items())) for d in info.devices]
+
+    def _store_inventories(self, rows: list[tuple[str, str, str, Any]]) -> None:
+        """Every changed inventory of the group in two statements."""
+        if not rows:
+            return
+        node, kind, device, attrs = zip(*rows, strict=True)
+        devices = pa.table({"node": pa.array(node, pa.string()), "kind": pa.array(kind, pa.string()),
+                            "device": pa.array(device, pa.string()), "attrs": pa.array(attrs, ATTRS)})  # fmt: skip
+        self._insert_arrow(
+            """INSERT INTO devices SELECT node, kind, device, attrs, now()::TIMESTAMP FROM incoming
+               ON CONFLICT (node, kind, device) DO UPDATE SET attrs = excluded.attrs,
+               updated_at = excluded.updated_at""",
+            devices,
+        )
+        # A device the node no longer reports (a drive pulled, a GPU off the bus, a port gone) stays
+        # listed, marked removed: its samples are still stored and still name it.
+        self._insert_arrow(
+            """UPDATE devices SET attrs = map_concat(attrs, MAP {'state': 'removed'}),
+               updated_at = now()::TIMESTAMP
+               WHERE node IN (SELECT DISTINCT node FROM incoming)
+                 AND (node, kind, device) NOT IN (SELECT node, kind, device FROM incoming)
+                 AND coalesce(attrs['state'], '') <> 'removed'""",
+            devices,
+        )
 
     def _store_ownership(self, batches: list[tuple[pb.BatchView, int]]) -> None:
         """Each node's look at who owns its GPUs, when it differs from the last one stored;

@@ -9,11 +9,13 @@ the agent imports this module, and numpy with pyarrow would cost it about
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import TYPE_CHECKING, Any, cast
 
-from ironsight.core.schema import TABLES, device_name
+from ironsight.core.schema import TABLES, Field, device_name
 from ironsight.v1 import telemetry_pb2 as pb
 
 if TYPE_CHECKING:
@@ -51,17 +53,24 @@ class TableBuilder:
         self.device_index.append(idx)
         self.rows.append(values)
 
-    def to_proto(self) -> pb.Table:
+    def to_proto(self, packed: bool = True) -> pb.Table:
+        """The rows as a wire table: packed (every column in one array, what agents send), or a
+        Column message per column (the first layout; the collector takes both)."""
         devices = [device_name(d) for d in self.devices]
         table = pb.Table(name=self.schema.name, time_ns=self.time_ns, devices=devices)
         table.device_index.extend(self.device_index)
         names = [f.name for f in self.schema.fields]
         # One C-level map per row and one transpose, not a Python step per value.
         columns = zip(*[list(map(row.get, names)) for row in self.rows], strict=True)
+        kept: list[tuple[Field, Sequence[Value]]] = []
         for f, column in zip(self.schema.fields, columns, strict=True):
             values = storable(column, f.type, f.kind)
-            if values is None:
-                continue  # an absent column means all NULL
+            if values is not None:  # an absent column means all NULL
+                kept.append((f, values))
+        if packed:
+            _pack(table, kept, len(self.time_ns))
+            return table
+        for f, values in kept:
             col = table.columns.add(name=f.name)
             if None in values:
                 col.nulls = pack_nulls([v is None for v in values])
@@ -72,6 +81,27 @@ class TableBuilder:
             else:
                 col.f64.extend(cast("Sequence[float]", values))
         return table
+
+
+def values_in(table: pb.Table) -> int:
+    """How many values the table carries, NULLs' places included, in either layout."""
+    return len(table.packed_values) // 8 + sum(len(c.f64) + len(c.i64) for c in table.columns)
+
+
+def _pack(table: pb.Table, kept: list[tuple[Field, Sequence[Value]]], rows: int) -> None:
+    """The packed layout: the names, all values in one struct.pack, all NULL bitmaps in one run."""
+    table.packed_names.extend(f.name for f, _ in kept)
+    holes = [None in values for _, values in kept]
+    if any(holes):
+        empty = bytes((rows + 7) // 8)
+        table.packed_nulls = b"".join(
+            pack_nulls([v is None for v in values]) if hole else empty
+            for (_, values), hole in zip(kept, holes, strict=True)
+        )
+        kept = [(f, [0 if v is None else v for v in values]) if hole else (f, values)
+                for (f, values), hole in zip(kept, holes, strict=True)]  # fmt: skip
+    layout = "<" + "".join(f"{rows}{'q' if f.type == 'int' else 'd'}" for f, _ in kept)
+    table.packed_values = struct.pack(layout, *chain.from_iterable(values for _, values in kept))
 
 
 INT64 = (-(2**63), 2**63 - 1)
@@ -164,59 +194,139 @@ def _as_view(table: pb.Table | pb.TableView) -> pb.TableView:
     return table if isinstance(table, pb.TableView) else pb.TableView.FromString(table.SerializeToString())
 
 
+@dataclass
+class _Part:
+    """One batch's wire table, its arrays as bytes, read once."""
+
+    node: str
+    table: pb.TableView
+    rows: int
+    time: bytes
+    index: bytes
+    names: tuple[str, ...]  # packed layout: its columns; () for the Column-per-column layout
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        """Parts with one key join with one call: same columns, same rows (a packed layout)."""
+        return (self.names, self.rows) if self.names else (id(self),)
+
+
+def _block(parts: list[_Part]) -> tuple[tuple[str, ...], np.ndarray[Any, Any], np.ndarray[Any, Any] | None]:
+    """The parts' columns as one (columns, rows) array of 8-byte values (int64 bits; float
+    columns are reinterpreted later) and their NULLs as bools of that shape, or None."""
+    import numpy as np
+
+    first = parts[0]
+    if not first.names:  # the first layout, one part: a Column message per column
+        return _columns_block(first)
+    k, n, p = len(first.names), first.rows, len(parts)
+    raw = b"".join(part.table.packed_values for part in parts)
+    values = np.frombuffer(raw, dtype="<i8").reshape(p, k, n).transpose(1, 0, 2).reshape(k, p * n)
+    holes = [part.table.packed_nulls for part in parts]
+    if not any(holes):
+        return first.names, values, None
+    width = (n + 7) // 8
+    empty = bytes(k * width)
+    bits = np.frombuffer(b"".join(h or empty for h in holes), dtype=np.uint8).reshape(p, k, width)
+    nulls = np.unpackbits(bits, axis=2, count=n, bitorder="little").astype(bool)
+    return first.names, values, nulls.transpose(1, 0, 2).reshape(k, p * n)
+
+
+def _columns_block(part: _Part) -> tuple[tuple[str, ...], np.ndarray[Any, Any], np.ndarray[Any, Any] | None]:
+    import numpy as np
+
+    schema = TABLES[part.table.name]
+    cols = list(part.table.columns)
+    names = tuple(c.name for c in cols)
+    ints = [schema.field(n).type == "int" for n in names]
+    joined = b"".join(c.i64 if is_int else c.f64 for c, is_int in zip(cols, ints, strict=True))
+    values = np.frombuffer(joined, dtype="<i8").reshape(len(names), part.rows)
+    nulls = None
+    if any(c.nulls for c in cols):
+        nulls = np.zeros((len(names), part.rows), dtype=bool)
+        for j, c in enumerate(cols):
+            if c.nulls:
+                nulls[j] = null_mask(c.nulls, part.rows)
+    return names, values, nulls
+
+
 def decode_group(name: str, parts: Sequence[tuple[str, pb.Table | pb.TableView]]) -> GroupColumns:
-    """Assumes each part passed ironsight.core.validate's structure checks (lengths, types)."""
+    """Assumes each part passed ironsight.core.validate's structure checks (lengths, types).
+
+    Packed parts with the same columns and rows (a fleet's agents send the same ones) are
+    joined with a few numpy calls for all of them; the group's rows follow the parts in the
+    order of those kinds. Nothing here is a numpy call per part.
+    """
     import numpy as np
     import pyarrow as pa
 
-    schema = TABLES[name]
-    views = [(node, _as_view(t)) for node, t in parts]
-    rows = [len(t.time_ns) // 8 for _, t in views]
-    total = sum(rows)
-    starts = np.cumsum([0, *rows])
-    nodes = sorted({node for node, _ in views})
-    node_ids = {node: i for i, node in enumerate(nodes)}
-    node_index = np.repeat(np.array([node_ids[node] for node, _ in views], dtype=np.int32), rows)
-    devices: list[str] = []
-    device_index = []
-    for _, t in views:
-        device_index.append(np.frombuffer(t.device_index, dtype="<u4").astype(np.int32) + len(devices))
-        devices.extend(t.devices)
-    by_name = [{c.name: c for c in t.columns} for _, t in views]
-    columns: dict[str, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any] | None]] = {}
-    for f in schema.fields:
-        is_int = f.type == "int"
-        present = [cols.get(f.name) for cols in by_name]
-        if all(c is None for c in present):
-            continue
-        raw = b"".join(
-            (c.i64 if is_int else c.f64) if c is not None else bytes(8 * n)
-            for c, n in zip(present, rows, strict=True)
-        )
-        values = np.frombuffer(raw, dtype="<i8" if is_int else "<f8")
-        mask = None
-        if any(c is None or c.nulls for c in present):
-            mask = np.zeros(total, dtype=bool)
-            for i, c in enumerate(present):
-                if c is None:
-                    mask[starts[i] : starts[i + 1]] = True
-                elif c.nulls:
-                    mask[starts[i] : starts[i + 1]] = null_mask(c.nulls, rows[i])
-        columns[f.name] = (values, mask)
+    read = []
+    for node, wire in parts:
+        t = _as_view(wire)
+        time_ns = t.time_ns
+        read.append(_Part(node, t, len(time_ns) // 8, time_ns, t.device_index, tuple(t.packed_names)))
+    kinds: dict[tuple[object, ...], list[_Part]] = {}
+    for part in read:
+        kinds.setdefault(part.key, []).append(part)
+    ordered = [part for members in kinds.values() for part in members]
+    blocks = []
+    for members in kinds.values():
+        names, values, nulls = _block(members)
+        blocks.append(({n: j for j, n in enumerate(names)}, values, nulls, values.shape[1]))
+    counts = np.array([part.rows for part in ordered])
+    devices_per = np.array([len(part.table.devices) for part in ordered])
+    node_names = sorted({part.node for part in ordered})
+    node_ids = {node: i for i, node in enumerate(node_names)}
+    node_index = np.repeat(np.array([node_ids[part.node] for part in ordered], dtype=np.int32), counts)
+    offsets = np.repeat(np.cumsum(devices_per) - devices_per, counts).astype(np.int32)
+    device_index = (
+        np.frombuffer(b"".join(part.index for part in ordered), dtype="<u4").astype(np.int32) + offsets
+    )
+    devices = list(chain.from_iterable(part.table.devices for part in ordered))
     return GroupColumns(
         name,
-        rows,
+        counts.tolist(),
         pa.DictionaryArray.from_arrays(
-            pa.array(node_index), pa.array(nodes, pa.string())
+            pa.array(node_index), pa.array(node_names, pa.string())
         ).dictionary_decode(),
         pa.DictionaryArray.from_arrays(
-            pa.array(np.concatenate(device_index) if device_index else np.zeros(0, np.int32)),
-            pa.array(devices, pa.string()),
+            pa.array(device_index), pa.array(devices, pa.string())
         ).dictionary_decode(),
         # Stored at microsecond precision (DuckDB's TIMESTAMP); ticks are far coarser.
-        np.frombuffer(b"".join(t.time_ns for _, t in views), dtype="<i8") // 1000,
-        columns,
+        np.frombuffer(b"".join(part.time for part in ordered), dtype="<i8") // 1000,
+        _columns(TABLES[name], blocks),
     )
+
+
+Block = tuple[dict[str, int], "np.ndarray[Any, Any]", "np.ndarray[Any, Any] | None", int]
+
+
+def _columns(
+    schema: Any, blocks: list[Block]
+) -> dict[str, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any] | None]]:
+    """Each schema column over all blocks: values of its type, and its NULLs (None: none)."""
+    import numpy as np
+
+    columns: dict[str, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any] | None]] = {}
+    for f in schema.fields:
+        if not any(f.name in index for index, _, _, _ in blocks):
+            continue
+        dtype = "<i8" if f.type == "int" else "<f8"
+        values_parts, mask_parts, holes = [], [], False
+        for index, values, nulls, n in blocks:
+            j = index.get(f.name)
+            if j is None:  # these parts lack the column: NULL
+                values_parts.append(np.zeros(n, "<i8"))
+                mask_parts.append(np.ones(n, bool))
+                holes = True
+            else:
+                values_parts.append(values[j])
+                mask_parts.append(nulls[j] if nulls is not None else np.zeros(n, bool))
+                holes = holes or nulls is not None
+        joined = values_parts[0] if len(values_parts) == 1 else np.concatenate(values_parts)
+        mask = (mask_parts[0] if len(mask_parts) == 1 else np.concatenate(mask_parts)) if holes else None
+        columns[f.name] = (np.ascontiguousarray(joined).view(dtype), mask)
+    return columns
 
 
 def bad_values(group: GroupColumns) -> bool:

@@ -25,6 +25,7 @@ from typing import IO, Any
 
 import zstandard
 
+from ironsight.core.columnar import values_in
 from ironsight.v1 import telemetry_pb2 as pb
 
 MAGIC = b"IRSTRACE"
@@ -205,7 +206,7 @@ def verify(path: str | Path) -> tuple[pb.TraceHeader, int, int]:
     for batch in iter_batches(path):
         batches += 1
         for t in batch.tables:
-            values += sum(len(c.f64) + len(c.i64) for c in t.columns)
+            values += values_in(t)
     return header, batches, values
 
 

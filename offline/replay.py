@@ -17,6 +17,7 @@ from pathlib import Path
 import grpc
 
 from ironsight.collector.store import Store
+from ironsight.core.columnar import values_in
 from ironsight.core.trace import iter_batches
 from ironsight.core.transport import Tls, channel
 from ironsight.core.validate import InvalidBatch, Limits, validate
@@ -38,7 +39,7 @@ class ReplayStats:
 
 
 def _values(batch: pb.Batch) -> int:
-    return sum(len(c.f64) + len(c.i64) for t in batch.tables for c in t.columns)
+    return sum(values_in(t) for t in batch.tables)
 
 
 def first_time_ns(batch: pb.Batch) -> int:

@@ -20,18 +20,24 @@ class Column(_message.Message):
     def __init__(self, name: _Optional[str] = ..., f64: _Optional[_Iterable[float]] = ..., i64: _Optional[_Iterable[int]] = ..., nulls: _Optional[bytes] = ...) -> None: ...
 
 class Table(_message.Message):
-    __slots__ = ("name", "time_ns", "devices", "device_index", "columns")
+    __slots__ = ("name", "time_ns", "devices", "device_index", "columns", "packed_names", "packed_values", "packed_nulls")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TIME_NS_FIELD_NUMBER: _ClassVar[int]
     DEVICES_FIELD_NUMBER: _ClassVar[int]
     DEVICE_INDEX_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    PACKED_NAMES_FIELD_NUMBER: _ClassVar[int]
+    PACKED_VALUES_FIELD_NUMBER: _ClassVar[int]
+    PACKED_NULLS_FIELD_NUMBER: _ClassVar[int]
     name: str
     time_ns: _containers.RepeatedScalarFieldContainer[int]
     devices: _containers.RepeatedScalarFieldContainer[str]
     device_index: _containers.RepeatedScalarFieldContainer[int]
     columns: _containers.RepeatedCompositeFieldContainer[Column]
-    def __init__(self, name: _Optional[str] = ..., time_ns: _Optional[_Iterable[int]] = ..., devices: _Optional[_Iterable[str]] = ..., device_index: _Optional[_Iterable[int]] = ..., columns: _Optional[_Iterable[_Union[Column, _Mapping]]] = ...) -> None: ...
+    packed_names: _containers.RepeatedScalarFieldContainer[str]
+    packed_values: bytes
+    packed_nulls: bytes
+    def __init__(self, name: _Optional[str] = ..., time_ns: _Optional[_Iterable[int]] = ..., devices: _Optional[_Iterable[str]] = ..., device_index: _Optional[_Iterable[int]] = ..., columns: _Optional[_Iterable[_Union[Column, _Mapping]]] = ..., packed_names: _Optional[_Iterable[str]] = ..., packed_values: _Optional[bytes] = ..., packed_nulls: _Optional[bytes] = ...) -> None: ...
 
 class Device(_message.Message):
     __slots__ = ("kind", "name", "attrs")
@@ -144,18 +150,24 @@ class ColumnView(_message.Message):
     def __init__(self, name: _Optional[str] = ..., f64: _Optional[bytes] = ..., i64: _Optional[bytes] = ..., nulls: _Optional[bytes] = ...) -> None: ...
 
 class TableView(_message.Message):
-    __slots__ = ("name", "time_ns", "devices", "device_index", "columns")
+    __slots__ = ("name", "time_ns", "devices", "device_index", "columns", "packed_names", "packed_values", "packed_nulls")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TIME_NS_FIELD_NUMBER: _ClassVar[int]
     DEVICES_FIELD_NUMBER: _ClassVar[int]
     DEVICE_INDEX_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    PACKED_NAMES_FIELD_NUMBER: _ClassVar[int]
+    PACKED_VALUES_FIELD_NUMBER: _ClassVar[int]
+    PACKED_NULLS_FIELD_NUMBER: _ClassVar[int]
     name: str
     time_ns: bytes
     devices: _containers.RepeatedScalarFieldContainer[str]
     device_index: bytes
     columns: _containers.RepeatedCompositeFieldContainer[ColumnView]
-    def __init__(self, name: _Optional[str] = ..., time_ns: _Optional[bytes] = ..., devices: _Optional[_Iterable[str]] = ..., device_index: _Optional[bytes] = ..., columns: _Optional[_Iterable[_Union[ColumnView, _Mapping]]] = ...) -> None: ...
+    packed_names: _containers.RepeatedScalarFieldContainer[str]
+    packed_values: bytes
+    packed_nulls: bytes
+    def __init__(self, name: _Optional[str] = ..., time_ns: _Optional[bytes] = ..., devices: _Optional[_Iterable[str]] = ..., device_index: _Optional[bytes] = ..., columns: _Optional[_Iterable[_Union[ColumnView, _Mapping]]] = ..., packed_names: _Optional[_Iterable[str]] = ..., packed_values: _Optional[bytes] = ..., packed_nulls: _Optional[bytes] = ...) -> None: ...
 
 class BatchView(_message.Message):
     __slots__ = ("node_id", "boot_id", "seq", "interval_s", "node", "tables", "sent_ns", "ownership")

@@ -33,13 +33,13 @@ REFUSED = {
 counter = iter(range(1, 10**9))
 
 
-def good_batch(node: str, seq: int) -> pb.Batch:
+def good_batch(node: str, seq: int, packed: bool = True) -> pb.Batch:
     b = TableBuilder("gpu")
     t = time.time_ns() // 1_000_000 * 1_000_000
     for g in range(2):
         b.add(t, str(g), {"util_gpu_percent": 50.0, "energy_joules": 1000.0 + seq, "power_watts": 300.0})
     batch = pb.Batch(node_id=node, boot_id="boot", seq=seq, interval_s=1.0)
-    batch.tables.append(b.to_proto())
+    batch.tables.append(b.to_proto(packed))
     return batch
 
 
@@ -102,7 +102,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 def mutate(kind: str, data: st.DataObject) -> pb.Batch:
     seq = next(counter)
-    b = good_batch(f"bad-{seq}", seq)
+    b = good_batch(f"bad-{seq}", seq, packed=False)  # a Column per column: each can be garbled alone
     t = b.tables[0]
     floats = [c for c in t.columns if c.f64]
     if kind == "short array":

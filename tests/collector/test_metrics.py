@@ -23,7 +23,7 @@ def test_ingest_outcomes_lag_and_size(tmp_path: Path) -> None:
         with c.channel() as ch:
             stub = pb_grpc.IngestStub(ch)
             list(stub.Stream(iter([one_batch(1, "n1"), one_batch(2, "n1"), one_batch(1, "n1")]), timeout=20))
-            nan = one_batch(3, "n1")
+            nan = one_batch(3, "n1", packed=False)
             nan.tables[0].columns[0].f64[0] = float("nan")
             old = one_batch(4, "n1")
             old.tables[0].time_ns[0] = 10**18  # 2001

@@ -17,13 +17,13 @@ from ironsight.core.schema import TABLES
 from ironsight.v1 import telemetry_pb2 as pb
 
 
-def batch(node: str, seq: int, t0: int, devices: list[str], boot: str = "b") -> pb.Batch:
+def batch(node: str, seq: int, t0: int, devices: list[str], boot: str = "b", packed: bool = True) -> pb.Batch:
     b = TableBuilder("disk")
     for i in range(3):
         for d in devices:
             b.add(t0 + i * 10**9, d, {"read_bytes": 1000 * i + seq, "io_time_seconds": 0.5 * i})
     out = pb.Batch(node_id=node, boot_id=boot, seq=seq, interval_s=1.0)
-    out.tables.append(b.to_proto())
+    out.tables.append(b.to_proto(packed))
     out.node.hostname = node
     out.node.devices.add(kind="nvme", name="nvme0", attrs={"model": "X"})
     return out
@@ -110,10 +110,10 @@ def test_a_bad_batch_in_a_group_is_refused_and_the_rest_stored(store: Store) -> 
 
     t0 = time.time_ns()
     good1, good2 = batch("n1", 1, t0, ["sda"]), batch("n1", 3, t0 + 9 * 10**9, ["sda"])
-    nan = batch("n1", 2, t0 + 3 * 10**9, ["sda"])
+    nan = batch("n1", 2, t0 + 3 * 10**9, ["sda"], packed=False)  # an older agent's layout beside the others
     col = next(c for c in nan.tables[0].columns if c.name == "io_time_seconds")
     col.f64[1] = float("nan")
-    negative = batch("n2", 1, t0, ["sda"])
+    negative = batch("n2", 1, t0, ["sda"], packed=False)
     col = next(c for c in negative.tables[0].columns if c.name == "read_bytes")
     col.i64[0] = -5
     outcomes = store.ingest([good1, nan, negative, good2])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import struct
 import subprocess
 import sys
 import time
@@ -12,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ironsight.core.columnar import TableBuilder, _storable, storable, to_arrow
+from ironsight.core.columnar import TableBuilder, _storable, decode_group, group_arrow, storable, to_arrow
 from ironsight.core.schema import TABLES
 from ironsight.core.validate import InvalidBatch, check, validate
 from ironsight.v1 import telemetry_pb2 as pb
@@ -27,16 +28,22 @@ def test_generated_stubs_are_not_stale() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_columnar_round_trip_keeps_values_devices_and_nulls() -> None:
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "columns"])
+def test_columnar_round_trip_keeps_values_devices_and_nulls(packed: bool) -> None:
     b = TableBuilder("gpu")
     t0 = 1_700_000_000_000_000_000
     b.add(t0, "0", {"util_gpu_percent": 97.0, "memory_used_bytes": 2**34, "energy_joules": None})
     b.add(t0, "1", {"util_gpu_percent": None, "memory_used_bytes": 5, "energy_joules": 1.5})
     b.add(t0 + 10**9, "0", {"util_gpu_percent": 3.5, "memory_used_bytes": None, "energy_joules": 2.0})
-    wire = pb.Table.FromString(b.to_proto().SerializeToString())
+    wire = pb.Table.FromString(b.to_proto(packed).SerializeToString())
     assert list(wire.devices) == ["0", "1"]
-    names = {c.name for c in wire.columns}
-    assert "power_watts" not in names  # all-NULL columns are not sent
+    names = set(wire.packed_names) if packed else {c.name for c in wire.columns}
+    assert names == {
+        "util_gpu_percent",
+        "memory_used_bytes",
+        "energy_joules",
+    }  # all-NULL columns are not sent
+    assert (len(wire.packed_values), len(wire.packed_nulls)) == ((3 * 3 * 8, 3) if packed else (0, 0))
     rows = to_arrow("n1", wire).to_pylist()
     assert [r["device"] for r in rows] == ["0", "1", "0"]
     assert [r["util_gpu_percent"] for r in rows] == [97.0, None, 3.5]
@@ -47,12 +54,77 @@ def test_columnar_round_trip_keeps_values_devices_and_nulls() -> None:
     assert [r["node"] for r in rows] == ["n1"] * 3
 
 
-def good_batch(now_ns: int) -> pb.Batch:
+def good_batch(now_ns: int, packed: bool = False) -> pb.Batch:
     b = TableBuilder("load")
     b.add(now_ns, "", {"load1": 0.5, "context_switches": 10})
     batch = pb.Batch(node_id="n1", boot_id="boot", seq=7, interval_s=1.0)
-    batch.tables.append(b.to_proto())
+    batch.tables.append(b.to_proto(packed))
     return batch
+
+
+def test_a_group_of_both_layouts_and_different_columns_decodes_row_for_row() -> None:
+    """Agents of two releases, and nodes that lack a column, in one commit group."""
+    t0 = 1_700_000_000_000_000_000
+    parts = []
+    layouts: list[tuple[bool, dict[str, float | int | None]]] = [
+        (True, {"load1": 1.0, "context_switches": 10}), (False, {"load1": 2.0, "context_switches": None}),
+        (True, {"load1": 3.0}), (True, {"load1": 4.0, "context_switches": 40}), (False, {"load5": 0.5}),
+    ]  # fmt: skip
+    for i, (packed, row) in enumerate(layouts):
+        b = TableBuilder("load")
+        b.add(t0 + i, "", row)
+        b.add(t0 + i + 100, "", {k: (None if v is None else v + 0.5 if isinstance(v, float) else v + 1)
+                                 for k, v in row.items()})  # fmt: skip
+        parts.append((f"n{i}", pb.TableView.FromString(b.to_proto(packed).SerializeToString())))
+    rows = group_arrow(decode_group("load", parts)).to_pylist()
+    got = sorted(
+        (r["node"], r["time"].timestamp(), r["load1"], r["context_switches"], r["load5"]) for r in rows
+    )
+    assert [(g[0], g[2], g[3], g[4]) for g in got] == [
+        ("n0", 1.0, 10, None), ("n0", 1.5, 11, None), ("n1", 2.0, None, None), ("n1", 2.5, None, None),
+        ("n2", 3.0, None, None), ("n2", 3.5, None, None), ("n3", 4.0, 40, None), ("n3", 4.5, 41, None),
+        ("n4", None, None, 0.5), ("n4", None, None, 1.0),
+    ]  # fmt: skip
+
+
+def _packed(batch: pb.Batch) -> pb.Table:
+    return batch.tables[0]
+
+
+PACKED_BAD = {
+    "unknown column": (
+        lambda t: t.packed_names.__setitem__(0, "load2"),
+        "column 'load2': not a column of load",
+    ),
+    "twice": (lambda t: t.packed_names.__setitem__(1, t.packed_names[0]), "appears twice"),
+    "short values": (lambda t: setattr(t, "packed_values", t.packed_values[:-8]), "packed_values is 8 bytes"),
+    "nulls size": (lambda t: setattr(t, "packed_nulls", b"\x00"), "packed_nulls is 1 bytes"),
+    "both layouts": (lambda t: t.columns.add(name="load5", f64=[1.0]), "both packed values and columns"),
+    "NaN": (lambda t: setattr(t, "packed_values", struct.pack("<dq", math.nan, 10)), "NaN or infinity"),
+    "negative counter": (
+        lambda t: setattr(t, "packed_values", struct.pack("<dq", 0.5, -3)),
+        "negative counter",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PACKED_BAD))
+def test_a_malformed_packed_table_is_refused_saying_where(case: str) -> None:
+    batch = good_batch(NOW, packed=True)
+    assert list(_packed(batch).packed_names) == ["load1", "context_switches"]
+    fn, message = PACKED_BAD[case]
+    fn(_packed(batch))
+    with pytest.raises(InvalidBatch, match=message) as err:
+        validate(batch, now_ns=NOW)
+    assert "batch seq 7 table 'load'" in str(err.value)
+
+
+def test_a_packed_table_counts_its_samples_without_its_nulls() -> None:
+    batch = good_batch(NOW, packed=True)
+    assert check(batch, now_ns=NOW).samples == 2
+    t = _packed(batch)
+    t.packed_nulls = b"\x01\x00"  # load1 NULL
+    assert check(batch, now_ns=NOW).samples == 1
 
 
 NOW = time.time_ns()

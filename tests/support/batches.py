@@ -13,11 +13,11 @@ from ironsight.core.columnar import TableBuilder
 from ironsight.v1 import telemetry_pb2 as pb
 
 
-def one_batch(seq: int, node: str = "dup-node") -> pb.Batch:
+def one_batch(seq: int, node: str = "dup-node", packed: bool = True) -> pb.Batch:
     b = TableBuilder("load")
     b.add(time.time_ns(), "", {"load1": 1.25})
     batch = pb.Batch(node_id=node, boot_id="boot-1", seq=seq, interval_s=1.0)
-    batch.tables.append(b.to_proto())
+    batch.tables.append(b.to_proto(packed))
     return batch
 
 

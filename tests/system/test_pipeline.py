@@ -167,7 +167,7 @@ def test_duplicates_are_acknowledged_and_stored_once(collector: CollectorProcess
 
 
 def test_a_malformed_batch_is_refused_and_nothing_of_it_stored(collector: CollectorProcess) -> None:
-    bad = one_batch(9, node="bad-node")
+    bad = one_batch(9, node="bad-node", packed=False)
     bad.tables[0].columns[0].f64.append(2.0)  # two values for one row
     with collector.channel() as ch:
         stub = pb_grpc.IngestStub(ch)
@@ -187,7 +187,7 @@ def test_a_malformed_batch_is_refused_and_nothing_of_it_stored(collector: Collec
 
 
 def test_a_nan_found_in_the_commit_group_refuses_only_that_batch(collector: CollectorProcess) -> None:
-    bad = one_batch(21, node="nan-node")
+    bad = one_batch(21, node="nan-node", packed=False)
     bad.tables[0].columns[0].f64[0] = float("inf")
     with collector.channel() as ch:
         stub = pb_grpc.IngestStub(ch)
