@@ -61,7 +61,6 @@ async def send(target: str, files: list[Path]) -> dict[str, object]:
 
     from ironsight.v1 import telemetry_pb2 as pb
 
-    stored = {"batches": 0, "errors": []}  # type: dict[str, object]
     count = [0]
     errors: list[str] = []
 
@@ -87,8 +86,7 @@ async def send(target: str, files: list[Path]) -> dict[str, object]:
         start = time.perf_counter()
         await asyncio.gather(*(one(p) for p in files))
         wall = time.perf_counter() - start
-    stored.update(batches=count[0], errors=errors[:3], seconds=wall)
-    return stored
+    return {"batches": count[0], "errors": errors[:3], "seconds": wall}
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:

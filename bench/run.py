@@ -7,6 +7,7 @@
     .venv/bin/python bench/run.py agent-vs-node-exporter --tree big   # a 192-cpu node's files
     .venv/bin/python bench/run.py ingest --streams 8
     .venv/bin/python bench/run.py fleet-ingest --fleet-nodes 256
+    .venv/bin/python bench/run.py receivers --recv-nodes 128
     .venv/bin/python bench/run.py jobs
     .venv/bin/python bench/run.py replay --replay-nodes 8
     .venv/bin/python bench/run.py replay --replay-batch-seconds 1 --replay-seconds 300
@@ -40,6 +41,7 @@ import detect_step
 import fleet_ingest
 import ingest
 import jobs
+import receivers
 import remote_write
 import replay
 import scrape
@@ -52,6 +54,7 @@ BENCHMARKS: list[ModuleType] = [
     jobs,
     ingest,
     fleet_ingest,
+    receivers,
     replay,
     accuracy,
     detect,

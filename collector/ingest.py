@@ -136,19 +136,8 @@ class Ingest:
         con.execute("BEGIN TRANSACTION")
         try:
             if fresh:
-                keys = pa.table(
-                    {
-                        "node": [views[i].node_id for i in fresh],
-                        "boot_id": [views[i].boot_id for i in fresh],
-                        "seq": pa.array([views[i].seq for i in fresh], pa.uint64()),
-                        "rows": [rows[i] for i in fresh],
-                        "clock_offset_ns": pa.array([shifts[i] for i in fresh], pa.int64()),
-                    }
-                )
-                self._insert_arrow(
-                    "INSERT INTO batches (node, boot_id, seq, received_at, rows, clock_offset_ns)"
-                    " SELECT node, boot_id, seq, now()::TIMESTAMP, rows, clock_offset_ns FROM incoming",
-                    keys,
+                self._insert_keys(
+                    [views[i] for i in fresh], [rows[i] for i in fresh], [shifts[i] for i in fresh]
                 )
             tables = [(name, group_arrow(group)) for name, group in groups.items()]
             for name, table in tables:
@@ -173,6 +162,19 @@ class Ingest:
         self._note_newest(tables)
         self._count(views, outcomes, fresh, rows)
         return [o for o in outcomes if o is not None]
+
+    def _insert_keys(self, views: list[pb.BatchView], rows: list[int], shifts: list[int]) -> None:
+        """The batches table: (node, boot, seq) of each batch stored, for deduplication."""
+        keys = pa.table({
+            "node": [b.node_id for b in views], "boot_id": [b.boot_id for b in views],
+            "seq": pa.array([b.seq for b in views], pa.uint64()), "rows": rows,
+            "clock_offset_ns": pa.array(shifts, pa.int64()),
+        })  # fmt: skip
+        self._insert_arrow(
+            "INSERT INTO batches (node, boot_id, seq, received_at, rows, clock_offset_ns)"
+            " SELECT node, boot_id, seq, now()::TIMESTAMP, rows, clock_offset_ns FROM incoming",
+            keys,
+        )
 
     def _note_newest(self, tables: list[tuple[str, pa.Table]]) -> None:
         """Each node's newest stored sample (its lag on /metrics): a max per node and table, not per batch."""
