@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -71,30 +72,54 @@ def shift_times(batch: pb.BatchView, shift_ns: int) -> None:
             t.time_ns = (np.frombuffer(t.time_ns, "<i8") + np.int64(shift_ns)).astype("<i8").tobytes()
 
 
+class _Outcomes:
+    """Acknowledgements from the writer thread to the event loop, a commit group's at once: one
+    wake-up of the loop for all of them, not one for each batch."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.lock = threading.Lock()
+        self.waiting: list[tuple[asyncio.Future[pb.Ack], pb.Ack | None, BaseException | None]] = []
+
+    def add(self, fut: asyncio.Future[pb.Ack], ack: pb.Ack | None, exc: BaseException | None) -> None:
+        with self.lock:
+            self.waiting.append((fut, ack, exc))
+            if len(self.waiting) > 1:  # a wake-up is on its way
+                return
+        self.loop.call_soon_threadsafe(self._resolve)
+
+    def _resolve(self) -> None:
+        with self.lock:
+            waiting, self.waiting = self.waiting, []
+        for fut, ack, exc in waiting:
+            if fut.done():
+                continue
+            if exc is not None or ack is None:
+                fut.set_exception(exc or RuntimeError("no acknowledgement"))
+                # The stream may have ended before this batch's turn: nobody awaits it then,
+                # and asyncio would log a traceback per batch. The stream reports the failure.
+                fut.exception()
+            else:
+                fut.set_result(ack)
+
+
 class IngestService(pb_grpc.IngestServicer):
     def __init__(self, store: Store, limits: Limits) -> None:
         self.store = store
         self.limits = limits
         self.rejected: dict[str, int] = {}
         self.clocks = Clocks()
+        self._outcomes: _Outcomes | None = None
 
     def _submit(self, batch: ValidBatch) -> asyncio.Future[pb.Ack]:
         loop = asyncio.get_running_loop()
+        if self._outcomes is None or self._outcomes.loop is not loop:
+            self._outcomes = _Outcomes(loop)
         fut: asyncio.Future[pb.Ack] = loop.create_future()
+        outcomes = self._outcomes
 
         def done(ack: pb.Ack | None, exc: BaseException | None) -> None:
-            def resolve() -> None:
-                if fut.done():
-                    return
-                if exc is not None or ack is None:
-                    fut.set_exception(exc or RuntimeError("no acknowledgement"))
-                    # The stream may have ended before this batch's turn: nobody awaits it then,
-                    # and asyncio would log a traceback per batch. The stream reports the failure.
-                    fut.exception()
-                else:
-                    fut.set_result(ack)
-
-            loop.call_soon_threadsafe(resolve)
+            outcomes.add(fut, ack, exc)
 
         self.store.submit(Pending(batch, done))
         return fut
