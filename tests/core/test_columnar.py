@@ -13,7 +13,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ironsight.core.columnar import TableBuilder, _storable, decode_group, group_arrow, storable, to_arrow
+from ironsight.core.columnar import (
+    TableBuilder,
+    _storable,
+    decode_group,
+    group_arrow,
+    null_mask,
+    storable,
+    to_arrow,
+)
 from ironsight.core.schema import TABLES
 from ironsight.core.validate import InvalidBatch, check, validate
 from ironsight.v1 import telemetry_pb2 as pb
@@ -250,3 +258,51 @@ def test_an_unpacked_array_is_refused() -> None:
         return  # the parser itself refuses: fine, nothing is stored
     with pytest.raises(InvalidBatch):
         validate(batch, now_ns=NOW)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_a_garbled_packed_table_is_refused_or_stored_as_sent(data: st.DataObject) -> None:
+    """Whatever is done to the packed fields, the check refuses it with InvalidBatch, or what it
+    passes decodes to exactly the values sent under the names sent (never a crash in decoding)."""
+    b = TableBuilder("disk")
+    for i in range(data.draw(st.integers(1, 5))):
+        b.add(NOW + i, "nvme0n1", {"read_bytes": 10 + i, "io_time_seconds": 0.5 * i, "queue_depth": None})
+    batch = pb.Batch(node_id="n1", boot_id="boot", seq=7, interval_s=1.0)
+    batch.tables.append(b.to_proto())
+    t = batch.tables[0]
+    known = [f.name for f in TABLES["disk"].fields]
+    change = data.draw(st.sampled_from(["names", "values", "nulls", "rows"]))
+    if change == "names":
+        t.packed_names[:] = data.draw(st.lists(st.sampled_from([*known[:4], "nope", ""]), max_size=4))
+    elif change == "values":  # any bytes, often exactly as many as the columns need
+        size = len(t.packed_values)
+        t.packed_values = data.draw(
+            st.one_of(st.binary(max_size=120), st.binary(min_size=size, max_size=size))
+        )
+    elif change == "nulls":
+        t.packed_nulls = data.draw(st.binary(max_size=6))
+    else:
+        t.time_ns.append(NOW)
+    try:
+        validate(batch, now_ns=NOW)
+    except InvalidBatch:
+        return
+    rows = to_arrow("n1", t).to_pylist()
+    n, names = len(t.time_ns), list(t.packed_names)
+    sent = struct.unpack(f"<{len(names) * n}q", t.packed_values) if names else ()
+    for j, name in enumerate(names):
+        ints = [sent[j * n + i] for i in range(n)]
+        got = [r[name] for r in rows]
+        nulls = (
+            null_mask(t.packed_nulls[j * ((n + 7) // 8) : (j + 1) * ((n + 7) // 8)], n)
+            if t.packed_nulls
+            else None
+        )
+        for i in range(n):
+            if nulls is not None and nulls[i]:
+                assert got[i] is None
+            elif TABLES["disk"].field(name).type == "int":
+                assert got[i] == ints[i]
+            else:
+                assert got[i] == struct.unpack("<d", struct.pack("<q", ints[i]))[0]
