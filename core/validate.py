@@ -273,8 +273,16 @@ MAX_GOOD_DEVICES = 100_000
 GOOD_DEVICES: set[str] = set()
 
 
-@functools.lru_cache(maxsize=4096)
 def _names_problem(table: str, names: tuple[str, ...]) -> str | None:
+    """What is wrong with a packed table's list of columns, or None. Lists no longer than the
+    table's columns are remembered (a hostile sender cannot fill the cache with long ones)."""
+    if len(names) > len(TABLES[table].fields):
+        return f"{len(names)} columns; {table} has {len(TABLES[table].fields)}"
+    return _short_names_problem(table, names)
+
+
+@functools.lru_cache(maxsize=4096)
+def _short_names_problem(table: str, names: tuple[str, ...]) -> str | None:
     schema = TABLES[table]
     known = set(schema.field_names)
     seen: set[str] = set()

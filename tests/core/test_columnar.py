@@ -105,6 +105,7 @@ PACKED_BAD = {
         "column 'load2': not a column of load",
     ),
     "twice": (lambda t: t.packed_names.__setitem__(1, t.packed_names[0]), "appears twice"),
+    "too many": (lambda t: t.packed_names.extend(["load1"] * 64), "66 columns; load has"),
     "short values": (lambda t: setattr(t, "packed_values", t.packed_values[:-8]), "packed_values is 8 bytes"),
     "nulls size": (lambda t: setattr(t, "packed_nulls", b"\x00"), "packed_nulls is 1 bytes"),
     "both layouts": (lambda t: t.columns.add(name="load5", f64=[1.0]), "both packed values and columns"),
