@@ -91,6 +91,13 @@ def _range(since: str, until: str) -> tuple[datetime, datetime]:
     return start, end
 
 
+def parse_time_or_fail(value: str) -> datetime:
+    try:
+        return parse_time(value)
+    except QueryError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 def _ns(at: datetime) -> int:
     return int((at - EPOCH).total_seconds() * 1e6) * 1000
 
@@ -140,6 +147,8 @@ def name_(
       ironsight jobs name llm-eval --node 'gpu-b*' --since 2h
       ironsight jobs name 4242 --node n1 --node n2 --gpu 0 --gpu 1 --since 2026-12-01T08:00 --until 2026-12-01T20:00
     """
+    if until is None and parse_time_or_fail(since) > parse_time_or_fail("now"):
+        raise click.UsageError("--since is in the future; give --until too, or name it once it has started")
     start, end = _range(since, until or "now")
     pairs = dict(a.partition("=")[::2] for a in attrs)
     if any("=" not in a for a in attrs):
@@ -165,10 +174,7 @@ def end_(c: Ctx, job: str, at: str, nodes: tuple[str, ...]) -> None:
       ironsight jobs end llm-eval
       ironsight jobs end llm-eval --at 10m --node gpu-b3
     """
-    try:
-        when = parse_time(at)
-    except QueryError as exc:
-        raise click.ClickException(str(exc)) from exc
+    when = parse_time_or_fail(at)
     request = pb.NameJobRequest(action=pb.NameJobRequest.END, job=job, nodes=nodes, end_ns=_ns(when))
     _send(c, request, f"ended {job}")
 

@@ -129,3 +129,32 @@ def test_top_and_explain_name_the_job(tmp_path: Path) -> None:
     )
     explained = run_cli("--db", str(db), "explain", "9", "--no-plot").stdout
     assert "thermal (warning) on n2 device 0" in explained and "job: 77" in explained
+
+
+def test_a_job_named_in_the_file_shows_in_jobs_and_series_and_refuses_a_held_file(tmp_path: Path) -> None:
+    db = tmp_path / "s.duckdb"
+    store = Store(db)
+    store.ingest([batch("n1", 1, 0, {}, 40.0), batch("n1", 2, 1, {}, 60.0)])  # no job found by the agent
+    store.close()
+    at = (T0 + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    named = run_cli("--db", str(db), "--format", "json", "jobs", "name", "eval-1", "--node", "n*", "--gpu", "1",
+                    "--since", at, "--until", (T0 + timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%S"))  # fmt: skip
+    assert [(r["node"], r["gpu"]) for r in json.loads(named.stdout)] == [("n1", "1")]
+    rows = json.loads(
+        run_cli("--db", str(db), "--format", "json", "jobs", "--since", "2026-11-01T00:00").stdout
+    )
+    assert [(r["job"], r["source"], r["gpus"], r["gpu_util_mean_pct"]) for r in rows] == [
+        ("eval-1", "manual", 1, 60.0)
+    ]
+    series = json.loads(
+        run_cli("--db", str(db), "--format", "json", "series", "--metric", "gpu.util_gpu_percent", "--job", "eval-1",
+                "--since", "2026-11-01T00:00").stdout
+    )  # fmt: skip
+    assert {(r["device"], r["value"]) for r in series} == {("1", 60.0)} and len(series) == 60
+    held = Store(db)  # a collector holding the file: the name must go through it
+    try:
+        refused = run_cli("--db", str(db), "jobs", "forget", "eval-1", check=False)
+    finally:
+        held.close()
+    assert refused.returncode == 1 and "held by another process" in refused.stderr
+    assert "name the job through it with --collector" in refused.stderr
