@@ -24,6 +24,7 @@ from ironsight.collector.migrations import migrate
 from ironsight.core.flags import parse_duration
 from ironsight.core.schema import TABLES
 from ironsight.core.transport import Tls, channel
+from ironsight.core.unixtime import to_ns
 from ironsight.v1 import telemetry_pb2 as pb
 from ironsight.v1 import telemetry_pb2_grpc as pb_grpc
 
@@ -77,12 +78,7 @@ class RemoteBackend:
 
     def detect(self, start: datetime, end: datetime, thresholds: list[str]) -> pa.Table:
         """The collector's detector over [start, end] (naive UTC); findings are returned, not stored."""
-        epoch = datetime(1970, 1, 1)
-        req = pb.DetectRequest(
-            start_ns=int((start - epoch).total_seconds() * 1e9),
-            end_ns=int((end - epoch).total_seconds() * 1e9),
-            thresholds=thresholds,
-        )
+        req = pb.DetectRequest(start_ns=to_ns(start), end_ns=to_ns(end), thresholds=thresholds)
         return self._call(self.stub.Detect, req, DETECT_DEADLINE_S)
 
     def name_job(self, request: pb.NameJobRequest) -> pa.Table:

@@ -15,7 +15,7 @@ import pyarrow as pa
 from rich.console import Console
 from rich.table import Table
 
-from ironsight.cli.backend import Backend, QueryError, open_backend
+from ironsight.cli.backend import Backend, QueryError, open_backend, parse_time
 from ironsight.core.transport import Tls
 
 FORMATS = ["table", "json", "csv"]
@@ -41,6 +41,14 @@ class Ctx:
             raise click.ClickException(str(exc)) from exc
         finally:
             backend.close()
+
+
+def time_arg(value: str) -> datetime:
+    """A --since/--until/--at value, or the one line saying how to write one."""
+    try:
+        return parse_time(value)
+    except QueryError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def _cell(value: Any) -> str:

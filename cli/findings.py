@@ -11,8 +11,8 @@ import pyarrow as pa
 from rich.console import Console
 from rich.table import Table
 
-from ironsight.cli.backend import QueryError, RemoteBackend, parse_time, quote
-from ironsight.cli.common import Ctx, emit, format_option
+from ironsight.cli.backend import QueryError, RemoteBackend, quote
+from ironsight.cli.common import Ctx, emit, format_option, time_arg
 from ironsight.collector.detect.thresholds import Thresholds, with_overrides
 
 threshold_option = click.option(
@@ -61,10 +61,7 @@ def detect(c: Ctx, since: str, until: str, job: str | None, thresholds: tuple[st
     from ironsight.collector.detect.findings import store as store_findings
     from ironsight.collector.migrations import migrate
 
-    try:
-        start, end = parse_time(since), parse_time(until)
-    except QueryError as exc:
-        raise click.ClickException(str(exc)) from exc
+    start, end = time_arg(since), time_arg(until)
     if start >= end:
         raise click.UsageError("--since must be before --until")
     t = _thresholds(thresholds)

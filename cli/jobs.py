@@ -6,12 +6,11 @@ from datetime import datetime
 
 import click
 
-from ironsight.cli.backend import QueryError, name_job, parse_time, quote
-from ironsight.cli.common import Ctx, emit, format_option
+from ironsight.cli.backend import QueryError, name_job, quote
+from ironsight.cli.common import Ctx, emit, format_option, time_arg
 from ironsight.collector.detect.sql import ts
+from ironsight.core.unixtime import to_ns
 from ironsight.v1 import telemetry_pb2 as pb
-
-EPOCH = datetime(1970, 1, 1)
 
 
 def jobs_sql(since: datetime, until: datetime, job: str | None) -> str:
@@ -82,24 +81,10 @@ def jobs(ctx: click.Context, since: str, until: str, job: str | None) -> None:
 
 
 def _range(since: str, until: str) -> tuple[datetime, datetime]:
-    try:
-        start, end = parse_time(since), parse_time(until)
-    except QueryError as exc:
-        raise click.ClickException(str(exc)) from exc
+    start, end = time_arg(since), time_arg(until)
     if start > end:
         raise click.UsageError("--since is after --until")
     return start, end
-
-
-def parse_time_or_fail(value: str) -> datetime:
-    try:
-        return parse_time(value)
-    except QueryError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
-def _ns(at: datetime) -> int:
-    return int((at - EPOCH).total_seconds() * 1e6) * 1000
 
 
 def _send(c: Ctx, request: pb.NameJobRequest, title: str) -> None:
@@ -147,15 +132,15 @@ def name_(
       ironsight jobs name llm-eval --node 'gpu-b*' --since 2h
       ironsight jobs name 4242 --node n1 --node n2 --gpu 0 --gpu 1 --since 2026-12-01T08:00 --until 2026-12-01T20:00
     """
-    if until is None and parse_time_or_fail(since) > parse_time_or_fail("now"):
+    if until is None and time_arg(since) > time_arg("now"):
         raise click.UsageError("--since is in the future; give --until too, or name it once it has started")
     start, end = _range(since, until or "now")
     pairs = dict(a.partition("=")[::2] for a in attrs)
     if any("=" not in a for a in attrs):
         raise click.UsageError("--attr takes KEY=VALUE")
     request = pb.NameJobRequest(
-        action=pb.NameJobRequest.NAME, job=job, nodes=nodes, gpus=gpus, start_ns=_ns(start),
-        end_ns=_ns(end) if until else 0, attrs=pairs,
+        action=pb.NameJobRequest.NAME, job=job, nodes=nodes, gpus=gpus, start_ns=to_ns(start),
+        end_ns=to_ns(end) if until else 0, attrs=pairs,
     )  # fmt: skip
     _send(c, request, f"named {job}")
 
@@ -174,8 +159,8 @@ def end_(c: Ctx, job: str, at: str, nodes: tuple[str, ...]) -> None:
       ironsight jobs end llm-eval
       ironsight jobs end llm-eval --at 10m --node gpu-b3
     """
-    when = parse_time_or_fail(at)
-    request = pb.NameJobRequest(action=pb.NameJobRequest.END, job=job, nodes=nodes, end_ns=_ns(when))
+    when = time_arg(at)
+    request = pb.NameJobRequest(action=pb.NameJobRequest.END, job=job, nodes=nodes, end_ns=to_ns(when))
     _send(c, request, f"ended {job}")
 
 

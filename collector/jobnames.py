@@ -12,17 +12,17 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
 from ironsight.collector.detect.sql import jobs_at, ts
+from ironsight.core.unixtime import from_ns
 from ironsight.v1 import telemetry_pb2 as pb
 
 NODES = "relook_nodes"
-EPOCH = datetime(1970, 1, 1)
 MAX_JOB_CHARS = 200
 CONFLICT_TRIES = 5  # the live detector may be updating the same findings: retry the transaction
 
@@ -270,17 +270,13 @@ def apply(con: Any, request: pb.NameJobRequest) -> pa.Table:
     """A NameJob request (from `ironsight jobs name/end/forget`, local or through the collector)."""
     nodes, job = tuple(request.nodes), request.job
     if request.action == pb.NameJobRequest.END:
-        return end(con, job, _time(request.end_ns), nodes)
+        return end(con, job, from_ns(request.end_ns), nodes)
     if request.action == pb.NameJobRequest.FORGET:
         return forget(con, job, nodes)
     return name(
         con,
         Naming(
-            job, nodes, _time(request.start_ns), _time(request.end_ns) if request.end_ns else None,
+            job, nodes, from_ns(request.start_ns), from_ns(request.end_ns) if request.end_ns else None,
             tuple(request.gpus), dict(request.attrs),
         ),
     )  # fmt: skip
-
-
-def _time(ns: int) -> datetime:
-    return EPOCH + timedelta(microseconds=ns // 1000)

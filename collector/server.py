@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import duckdb
@@ -26,6 +26,7 @@ from ironsight.collector.jobnames import NamingError
 from ironsight.collector.jobnames import apply as apply_naming
 from ironsight.collector.store import Pending, Store
 from ironsight.core.transport import READER_URI, Tls, peer_names, server_credentials
+from ironsight.core.unixtime import from_ns
 from ironsight.core.validate import (
     REJECTED_REASON_KEY,
     REJECTED_SEQ_KEY,
@@ -237,9 +238,7 @@ class QueryService(pb_grpc.QueryServicer):
             t = with_overrides(list(request.thresholds))
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        epoch = datetime(1970, 1, 1)
-        start = epoch + timedelta(microseconds=request.start_ns // 1000)
-        end = epoch + timedelta(microseconds=request.end_ns // 1000)
+        start, end = from_ns(request.start_ns), from_ns(request.end_ns)
         if not start < end:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the range's start must be before its end")
         table = await asyncio.to_thread(self._detect, start, end, t)
