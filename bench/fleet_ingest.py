@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from harness import ROOT, cpu_seconds, start_collector
+from harness import record, records, run_sender, start_collector
 
 NAME = "fleet-ingest"
 
@@ -49,8 +48,7 @@ def build(nodes: int, seconds: int, out: Path) -> dict[str, int]:
                 copy.CopyFrom(b)
                 copy.node_id = copy.node.node_id = copy.node.hostname = f"fleet-{n:05d}"
                 copy.boot_id = f"boot-{n}"
-                raw = copy.SerializeToString()
-                f.write(len(raw).to_bytes(4, "little") + raw)
+                f.write(record(copy.SerializeToString()))
                 values += sum(len(t.time_ns) * (len(t.columns) + len(t.packed_names)) for t in copy.tables)
     return {"batches": nodes * len(sources[0]), "values": values}
 
@@ -65,12 +63,7 @@ async def send(target: str, files: list[Path]) -> dict[str, object]:
     errors: list[str] = []
 
     async def one(path: Path) -> None:
-        data = path.read_bytes()
-        msgs, at = [], 0
-        while at < len(data):
-            n = int.from_bytes(data[at : at + 4], "little")
-            msgs.append(data[at + 4 : at + 4 + n])
-            at += 4 + n
+        msgs = records(path)
         call = channel.stream_stream(
             "/ironsight.v1.Ingest/Stream", request_serializer=None, response_deserializer=pb.Ack.FromString
         )
@@ -97,16 +90,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         counts = build(args.fleet_nodes, args.fleet_seconds, load)
         col, port = start_collector(f"{tmp}/f.duckdb", args.fleet_extra)
         try:
-            before = cpu_seconds(col.pid)
-            gen = subprocess.run(
-                [sys.executable, __file__, "--send", f"127.0.0.1:{port}", str(load)],
-                capture_output=True, text=True, check=True, cwd=ROOT,
-            )  # fmt: skip
-            used = cpu_seconds(col.pid) - before
+            sent, used = run_sender(__file__, f"127.0.0.1:{port}", load, col.pid)
         finally:
             col.terminate()
             col.wait()
-    sent = json.loads(gen.stdout)
     if sent["errors"] or sent["batches"] != counts["batches"]:
         raise SystemExit(f"fleet-ingest: {sent['batches']} of {counts['batches']} stored; {sent['errors']}")
     values, wall = counts["values"], float(sent["seconds"])

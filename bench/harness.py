@@ -9,12 +9,14 @@ run(args) -> dict of figures; bench/run.py lists them.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
@@ -133,3 +135,32 @@ def write_trace(path: Path, header: pb.TraceHeader, batches: Iterable[pb.Batch])
         for batch in batches:
             writer.write(batch)
     return path
+
+
+def record(raw: bytes) -> bytes:
+    """One message of a load file (fleet-ingest, receivers): its length, then it."""
+    return len(raw).to_bytes(4, "little") + raw
+
+
+def records(path: Path) -> list[bytes]:
+    """The messages of a load file, in order."""
+    data, at, out = path.read_bytes(), 0, []
+    while at < len(data):
+        n = int.from_bytes(data[at : at + 4], "little")
+        out.append(data[at + 4 : at + 4 + n])
+        at += 4 + n
+    return out
+
+
+def run_sender(script: str, target: str, load: Path, receiver_pid: int) -> tuple[dict[str, Any], float]:
+    """Runs script's --send in its own process against target; its JSON result and the receiver's CPU seconds."""
+    before = cpu_seconds(receiver_pid)
+    sent = subprocess.run(
+        [sys.executable, script, "--send", target, str(load)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    result: dict[str, Any] = json.loads(sent.stdout)
+    return result, cpu_seconds(receiver_pid) - before

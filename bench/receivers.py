@@ -25,7 +25,7 @@ from pathlib import Path
 
 import fleet_ingest
 
-from harness import ROOT, cpu_seconds, free_port, wait_port
+from harness import free_port, record, records, run_sender, wait_port
 
 NAME = "receivers"
 CONNECTIONS = 32
@@ -79,7 +79,7 @@ def build(nodes: int, seconds: int, out: Path, start_ns: int) -> int:
                         raw.replace(f"fleet-{k:05d}".encode(), f"fleet-{n:05d}".encode())
                     )
                 )
-                f.write(len(body).to_bytes(4, "little") + body)
+                f.write(record(body))
         total += samples[k]
     return total
 
@@ -124,16 +124,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             samples = build(args.recv_nodes, args.recv_seconds, load, start_ns)
             proc, url = _receiver(kind, tmp)
             try:
-                before = cpu_seconds(proc.pid)
-                sent = subprocess.run(
-                    [sys.executable, __file__, "--send", url, str(load)],
-                    capture_output=True, text=True, check=True, cwd=ROOT,
-                )  # fmt: skip
-                used = cpu_seconds(proc.pid) - before
+                result, used = run_sender(__file__, url, load, proc.pid)
             finally:
                 proc.terminate()
                 proc.wait()
-        result = json.loads(sent.stdout)
         if result["errors"]:
             raise SystemExit(f"{kind}: {result['errors']}")
         key = kind.replace("-", "_")
@@ -166,10 +160,8 @@ def send(url: str, folder: Path) -> dict[str, object]:
         headers = {"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf",
                    "X-Prometheus-Remote-Write-Version": "0.1.0"}  # fmt: skip
         for path in files[k::CONNECTIONS]:
-            data, at = path.read_bytes(), 0
-            while at < len(data):
-                n = int.from_bytes(data[at : at + 4], "little")
-                conn.request("POST", parts.path, body=data[at + 4 : at + 4 + n], headers=headers)
+            for request in records(path):
+                conn.request("POST", parts.path, body=request, headers=headers)
                 resp = conn.getresponse()
                 body = resp.read()
                 with lock:
@@ -177,7 +169,6 @@ def send(url: str, folder: Path) -> dict[str, object]:
                         ok[0] += 1
                     elif len(failed) < 3:
                         failed.append(f"{resp.status} {body[:200]!r}")
-                at += 4 + n
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(CONNECTIONS)]
     started = time.perf_counter()
