@@ -29,13 +29,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fleet-extra", nargs="*", default=[], help="extra collector flags")
 
 
-def build(nodes: int, seconds: int, out: Path) -> dict[str, int]:
+def build(nodes: int, seconds: int, out: Path, start_ns: int | None = None) -> dict[str, int]:
     """Writes each node's serialized batches (length-prefixed) to out/NODE; returns counts."""
     from ironsight.offline.simulate import simulate
     from ironsight.v1 import telemetry_pb2 as pb
 
     sim_nodes = min(8, nodes)
-    _, batches = simulate("mixed", nodes=sim_nodes, gpus=8, duration_s=seconds, seed=17, batch_s=1)
+    kw = {} if start_ns is None else {"start_ns": start_ns}
+    _, batches = simulate("mixed", nodes=sim_nodes, gpus=8, duration_s=seconds, seed=17, batch_s=1, **kw)
     per_node: dict[str, list[pb.Batch]] = {}
     for b in batches:
         per_node.setdefault(b.node_id, []).append(b)
@@ -46,7 +47,9 @@ def build(nodes: int, seconds: int, out: Path) -> dict[str, int]:
             for b in sources[n % sim_nodes]:
                 copy = pb.Batch()
                 copy.CopyFrom(b)
-                copy.node_id = copy.node.node_id = copy.node.hostname = f"fleet-{n:05d}"
+                copy.node_id = f"fleet-{n:05d}"
+                if copy.HasField("node"):  # the first batch of a stream, as an agent's
+                    copy.node.node_id = copy.node.hostname = copy.node_id
                 copy.boot_id = f"boot-{n}"
                 f.write(record(copy.SerializeToString()))
                 values += sum(len(t.time_ns) * (len(t.columns) + len(t.packed_names)) for t in copy.tables)

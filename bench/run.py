@@ -15,13 +15,14 @@
     .venv/bin/python bench/run.py detect --detect-nodes 16
     .venv/bin/python bench/run.py detect-step --step-nodes 1000
     .venv/bin/python bench/run.py scrape --rounds 200
-    .venv/bin/python bench/run.py remote-write --rw-nodes 8
+    .venv/bin/python bench/run.py remote-write --rw-nodes 64 --rw-receivers sink prometheus
     .venv/bin/python bench/run.py scrape --help    # one benchmark's own options
 
 One file per benchmark beside this one; harness.py holds what they share.
 agent-vs-node-exporter and scrape need Debian's prometheus-node-exporter,
-remote-write Debian's prometheus. Nothing here is a test: figures depend on
-the machine; docs/performance.md says where they came from.
+remote-write and receivers Debian's prometheus and victoria-metrics. Nothing
+here is a test: figures depend on the machine; docs/performance.md says where
+they came from.
 """
 
 from __future__ import annotations

@@ -51,10 +51,16 @@ REMOTE_WRITE: Plain = (
         "retries",
     ),
     (
+        CounterMetricFamily,
+        "ironsight_remote_write_cpu_seconds",
+        "CPU time of the sender thread: encoding, compressing and posting requests",
+        "cpu_seconds",
+    ),
+    (
         GaugeMetricFamily,
         "ironsight_remote_write_queue_values",
-        "Stored values waiting to be forwarded",
-        "queued_values",
+        "Stored values not forwarded yet: queued, or in requests being sent",
+        "unsent_values",
     ),
     (
         GaugeMetricFamily,

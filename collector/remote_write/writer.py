@@ -2,9 +2,9 @@
 Receive, VictoriaMetrics).
 
 The store hands over each committed group (already decoded, duplicates gone);
-one sender thread turns groups into series, packs up to max_send samples a
-request (protobuf, snappy) and posts them in order, so each series' samples
-arrive oldest first. 5xx, 429 and connection errors are retried with
+one sender thread takes every group waiting, encodes them a column at a time
+into requests of up to max_send samples (encode.py; protobuf, snappy) and
+posts them in order, so each series' samples arrive oldest first. 5xx, 429 and connection errors are retried with
 exponential backoff and jitter, never other 4xx (the receiver will not take
 those samples however often they come). While it retries, the queue of
 groups waiting is bounded in values: past it the oldest are dropped and
@@ -26,9 +26,8 @@ from urllib.parse import urlsplit
 import cramjam
 import pyarrow as pa
 
-from ironsight.collector.remote_write.series import Series, SeriesBuilder
+from ironsight.collector.remote_write.encode import Encoder
 from ironsight.core.worker import QueueWorker
-from ironsight.prompb import remote_pb2 as prompb
 from ironsight.v1 import telemetry_pb2 as pb
 
 log = logging.getLogger("ironsight.remote_write")
@@ -54,6 +53,7 @@ class Config:
     timeout_s: float = 10.0
     max_send: int = 5000  # samples a request
     queue_values: int = 2_000_000  # stored values waiting, about 30 s of 1,000 nodes at 1 s
+    encode_values: int = 250_000  # stored values encoded at once: bounds the requests held in memory
     min_backoff_s: float = 0.1
     max_backoff_s: float = 30.0
 
@@ -92,9 +92,15 @@ class Stats:
     values_dropped: int = 0  # the queue was full
     requests: int = 0
     retries: int = 0
-    queued_values: int = 0
+    queued_values: int = 0  # waiting in the queue (what a full queue drops from)
+    sending_values: int = 0  # taken from the queue, not yet sent
+    cpu_seconds: float = 0.0  # the sender thread's: encoding, compressing, posting
     last_send_s: float = 0.0
     last_success_unix: float = 0.0
+
+    @property
+    def unsent_values(self) -> int:
+        return self.queued_values + self.sending_values
 
 
 @dataclass
@@ -119,7 +125,7 @@ class RemoteWriter(QueueWorker[_Group]):
         config.check()
         self.config = config
         self.stats = Stats()
-        self.builder = SeriesBuilder(config.labels, config.job)
+        self.encoder = Encoder(config.labels, config.job)
         self._conn: http.client.HTTPConnection | None = None
         self._logged: set[str] = set()
         parts = urlsplit(config.url)
@@ -146,41 +152,29 @@ class RemoteWriter(QueueWorker[_Group]):
 
     def run(self) -> None:
         while groups := self.take():
+            taken = sum(g.values for g in groups)
             with self.cond:
-                self.stats.queued_values -= sum(g.values for g in groups)
+                self.stats.queued_values -= taken
+                self.stats.sending_values += taken
             try:
                 self._forward(groups)
             except Exception:  # a bug here must not end forwarding for good
                 log.exception("remote write: could not forward a group")
             finally:
+                with self.cond:
+                    self.stats.sending_values -= taken
                 self.done()
 
     def _forward(self, groups: list[_Group]) -> None:
-        series: Series = {}
-        for g in groups:
-            for node_id, info in g.infos:
-                self.builder.learn(node_id, info)
-            self.builder.add(g.tables, series)
-        for request, count in self._requests(series):
-            self._send(request, count)
-
-    def _requests(self, series: Series) -> list[tuple[bytes, int]]:
-        out: list[tuple[bytes, int]] = []
-        req, count = prompb.WriteRequest(), 0
-        for labels, samples in series.items():
-            samples.sort()  # a series' samples oldest first, as receivers require
-            for i in range(0, len(samples), self.config.max_send):
-                chunk = samples[i : i + self.config.max_send]
-                if count and count + len(chunk) > self.config.max_send:
-                    out.append((req.SerializeToString(), count))
-                    req, count = prompb.WriteRequest(), 0
-                ts = req.timeseries.add()
-                ts.labels.extend(prompb.Label(name=k, value=v) for k, v in labels)
-                ts.samples.extend(prompb.Sample(value=v, timestamp=ms) for ms, v in chunk)
-                count += len(chunk)
-        if count:
-            out.append((req.SerializeToString(), count))
-        return out
+        for part in _slices(groups, self.config.encode_values):
+            began = time.thread_time()
+            for g in part:
+                for node_id, info in g.infos:
+                    self.encoder.learn(node_id, info)
+            requests = self.encoder.encode([t for g in part for t in g.tables], self.config.max_send)
+            for request, count in requests:
+                self._send(request, count)
+            self.stats.cpu_seconds += time.thread_time() - began
 
     def _send(self, request: bytes, count: int) -> None:
         body = bytes(cramjam.snappy.compress_raw(request))
@@ -259,3 +253,16 @@ class RemoteWriter(QueueWorker[_Group]):
         if key not in self._logged:
             self._logged.add(key)
             log.warning("%s", message)
+
+
+def _slices(groups: list[_Group], values: int) -> list[list[_Group]]:
+    """Consecutive runs of groups of about `values` stored values each (a larger group alone)."""
+    out: list[list[_Group]] = [[]]
+    held = 0
+    for g in groups:
+        if out[-1] and held + g.values > values:
+            out.append([])
+            held = 0
+        out[-1].append(g)
+        held += g.values
+    return out

@@ -78,6 +78,7 @@ def test_every_stored_sample_lands_in_prometheus(tmp_path: Path) -> None:
             time.sleep(0.5)
         assert got[("ironsight_remote_write_samples_failed_total", frozenset())] == 0
         assert got[("ironsight_remote_write_values_dropped_total", frozenset())] == 0
+        assert 0 < got[("ironsight_remote_write_cpu_seconds_total", frozenset())] < 30
     finally:
         assert c.stop() == 0
     try:
@@ -199,6 +200,7 @@ def test_a_full_queue_drops_the_oldest_and_counts_them(receiver: Receiver) -> No
     for seq in range(1, 1501):
         w.submit(group(seq), [])  # one value each
     assert w.stats.values_dropped == 500 and w.stats.queued_values == 1000
+    assert w.stats.sending_values == 1 and w.stats.unsent_values == 1001  # the first, still being retried
     w.stop(0.2)
     assert w.stats.samples_sent == 0
 
