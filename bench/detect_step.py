@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                    FROM range({seconds}) r(s), range({nodes}) m(n)"""
         started = time.perf_counter()
         con.execute(
-            f"""INSERT INTO gpu BY NAME SELECT time, node, g::VARCHAR AS device,
+            f"""INSERT INTO gpu_hot BY NAME SELECT time, node, g::VARCHAR AS device,
                 CASE WHEN ((s + n * 0.7) % 4) < 3.1 THEN 97 + random() * 3 ELSE 30 + random() * 10 END
                     AS util_gpu_percent,
                 -- Power follows the compute/all-reduce rhythm, as it does on a real GPU: the
@@ -66,23 +66,23 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             FROM ({grid}), range({gpus}) q(g) ORDER BY time, node, device"""
         )
         con.execute(
-            f"""INSERT INTO rdma BY NAME SELECT time, node, 'mlx5_0:1' AS device,
+            f"""INSERT INTO rdma_hot BY NAME SELECT time, node, 'mlx5_0:1' AS device,
                 (s * (2 + random())) ::BIGINT AS np_cnp_sent, (s * 2)::BIGINT AS rp_cnp_handled,
                 (s * 3)::BIGINT AS np_ecn_marked_roce_packets, 0 AS out_of_sequence, 0 AS packet_seq_err,
                 0 AS local_ack_timeout_err FROM ({grid}) ORDER BY time, node"""
         )
         con.execute(
-            f"""INSERT INTO disk BY NAME SELECT time, node, 'nvme0n1' AS device, s * 0.3 AS io_time_seconds
+            f"""INSERT INTO disk_hot BY NAME SELECT time, node, 'nvme0n1' AS device, s * 0.3 AS io_time_seconds
                 FROM ({grid}) ORDER BY time, node"""
         )
         con.execute(
-            f"""INSERT INTO cpu BY NAME SELECT time, node, c::VARCHAR AS device, s * 0.5 AS user_seconds,
+            f"""INSERT INTO cpu_hot BY NAME SELECT time, node, c::VARCHAR AS device, s * 0.5 AS user_seconds,
                 0.0 AS nice_seconds, s * 0.05 AS system_seconds, s * 0.45 AS idle_seconds, 0.0 AS iowait_seconds,
                 0.0 AS irq_seconds, 0.0 AS softirq_seconds, 0.0 AS steal_seconds
                 FROM ({grid}), range({cores}) k(c) ORDER BY time, node, device"""
         )
         con.execute(
-            f"""INSERT INTO pressure BY NAME SELECT time, node, '' AS device, 0.0 AS io_full_seconds
+            f"""INSERT INTO pressure_hot BY NAME SELECT time, node, '' AS device, 0.0 AS io_full_seconds
                 FROM ({grid}) ORDER BY time, node"""
         )
         # Ten jobs of 100 nodes, as the collector stores the agents' looks (on change only):

@@ -35,8 +35,11 @@ def build(nodes: int, seconds: int, out: Path, start_ns: int | None = None) -> d
     from ironsight.v1 import telemetry_pb2 as pb
 
     sim_nodes = min(8, nodes)
-    kw = {} if start_ns is None else {"start_ns": start_ns}
-    _, batches = simulate("mixed", nodes=sim_nodes, gpus=8, duration_s=seconds, seed=17, batch_s=1, **kw)
+    if start_ns is None:
+        _, batches = simulate("mixed", nodes=sim_nodes, gpus=8, duration_s=seconds, seed=17, batch_s=1)
+    else:
+        _, batches = simulate("mixed", nodes=sim_nodes, gpus=8, duration_s=seconds, seed=17, batch_s=1,
+                              start_ns=start_ns)  # fmt: skip
     per_node: dict[str, list[pb.Batch]] = {}
     for b in batches:
         per_node.setdefault(b.node_id, []).append(b)

@@ -112,6 +112,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 
 
 class _Sink(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as a real receiver
     samples = 0
     requests = 0
 
@@ -135,7 +136,6 @@ def _serve_sink(port: int, report: Path) -> None:
     import signal
 
     server = http.server.HTTPServer(("127.0.0.1", port), _Sink)
-    server.protocol_version = "HTTP/1.1"  # keep-alive, as a real receiver
 
     def stop(*_: object) -> None:
         report.write_text(json.dumps({"samples": _Sink.samples, "requests": _Sink.requests}))
@@ -146,5 +146,4 @@ def _serve_sink(port: int, report: Path) -> None:
 
 
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "--sink":
-    _Sink.protocol_version = "HTTP/1.1"
     _serve_sink(int(sys.argv[2]), Path(sys.argv[3]))

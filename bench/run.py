@@ -16,6 +16,7 @@
     .venv/bin/python bench/run.py detect-step --step-nodes 1000
     .venv/bin/python bench/run.py scrape --rounds 200
     .venv/bin/python bench/run.py remote-write --rw-nodes 64 --rw-receivers sink prometheus
+    .venv/bin/python bench/run.py storage
     .venv/bin/python bench/run.py scrape --help    # one benchmark's own options
 
 One file per benchmark beside this one; harness.py holds what they share.
@@ -46,6 +47,7 @@ import receivers
 import remote_write
 import replay
 import scrape
+import storage
 
 from harness import OUT
 
@@ -62,6 +64,7 @@ BENCHMARKS: list[ModuleType] = [
     detect_step,
     scrape,
     remote_write,
+    storage,
 ]
 
 

@@ -142,7 +142,7 @@ class Ingest:
             tables = [(name, group_arrow(group)) for name, group in groups.items()]
             for name, table in tables:
                 self._insert_arrow(
-                    f"INSERT INTO {name} SELECT * FROM incoming ORDER BY node, device, time", table
+                    f"INSERT INTO {name}_hot SELECT * FROM incoming ORDER BY node, device, time", table
                 )
             self._upsert_nodes([views[i] for i in fresh], clocks)
             self._store_ownership([(views[i], shifts[i]) for i in fresh if views[i].HasField("ownership")])

@@ -79,7 +79,7 @@ async def serve(args: argparse.Namespace) -> int:
     if not args.no_detect:
         detector = LiveDetector(store.reader(), args.thresholds, args.detect_delay)
         detector.start()
-    retention = Retention(store.reader(), args.retention)
+    retention = Retention(store.reader(), args.retention, db_path=store.path)
     retention.start()
     if args.http_listen:
         registry = CollectorRegistry()
@@ -132,8 +132,13 @@ def load(argv: list[str] | None) -> argparse.Namespace:
         p.error(
             "--retention-raw must be at least 10m, --retention-rollups at least as long, --max-db-bytes >= 0"
         )
+    if args.cold_after < 0:
+        p.error("--cold-after must be 0 (off) or a duration")
     args.retention = Policy(
-        timedelta(seconds=args.retention_raw), timedelta(seconds=args.retention_rollups), args.max_db_bytes
+        timedelta(seconds=args.retention_raw),
+        timedelta(seconds=args.retention_rollups),
+        args.max_db_bytes,
+        timedelta(seconds=args.cold_after) if args.cold_after else None,
     )
     args.argv = argv
     return args

@@ -74,9 +74,11 @@ RETENTION: Plain = (
     (
         GaugeMetricFamily,
         "ironsight_store_used_bytes",
-        "Database space in use (freed space is reused, not returned)",
+        "Database space in use (freed space is reused, not returned), the cold tier's files included",
         "used_bytes",
     ),
+    (GaugeMetricFamily, "ironsight_store_cold_bytes", "The cold tier's Parquet files", "cold_bytes"),
+    (CounterMetricFamily, "ironsight_retention_cold_rows", "Raw rows moved to the cold tier", "cold_rows"),
 )
 DETECTOR: Plain = (
     (

@@ -1,5 +1,7 @@
 """Retention: raw samples for a while (default 7 days), one-minute rollups for longer (default 90 days), and
-an optional cap on the database's size that prunes the oldest raw samples first.
+an optional cap on the database's size that prunes the oldest raw samples first. With a cold tier, the same
+pass moves whole days of raw samples to Parquet files (collector/cold.py); retention then removes those a
+day at a time.
 
 A background thread rolls up each finished minute (two minutes behind the
 clock, for batches in flight), then deletes raw rows that are both older than
@@ -15,8 +17,10 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+from ironsight.collector import cold
 from ironsight.collector.detect.sql import increment, ts
 from ironsight.core.schema import TABLES
 from ironsight.core.worker import Worker
@@ -32,13 +36,16 @@ class Policy:
     raw: timedelta = timedelta(days=7)
     rollups: timedelta = timedelta(days=90)
     max_bytes: int = 0  # 0: no cap
+    cold_after: timedelta | None = None  # move whole days this long after they end; None: no cold tier
 
 
 @dataclass
 class Stats:
     rollup_rows: int = 0
     deleted: Counter[str] = field(default_factory=Counter)  # rows by reason: age, rollup_age, size
-    used_bytes: int = 0
+    used_bytes: int = 0  # the database's used blocks and the cold tier's files
+    cold_bytes: int = 0
+    cold_rows: int = 0  # moved to the cold tier
     last_error: str = ""
 
 
@@ -118,28 +125,44 @@ def checkpoint(con: Any) -> bool:
     return True
 
 
-def delete_raw_before(con: Any, cutoff: datetime, oldest: datetime | None = None) -> int:
+def delete_raw_before(
+    con: Any, cutoff: datetime, oldest: datetime | None = None, db_path: str | Path | None = None
+) -> int:
     """Raw rows before cutoff, after rolling up any of their minutes that arrived too late to be.
-    oldest: the oldest raw sample, when the caller has just looked it up."""
+    oldest: the oldest raw sample, when the caller has just looked it up. With db_path, also the cold
+    tier's files of days that ended by cutoff (a day at a time)."""
     oldest = oldest or oldest_raw(con)
     if oldest is None or oldest >= cutoff:
         return 0
     rollup(con, oldest.replace(second=0, microsecond=0), cutoff, missing_only=True)
     rows = 0
-    for table in (*TABLES, "gpu_processes"):
+    for table in (*(f"{t}_hot" for t in TABLES), "gpu_processes"):
         rows += con.execute(f"DELETE FROM {table} WHERE time < {ts(cutoff)}").fetchall()[0][0]
+    if db_path is not None:
+        rows += cold.drop_before(con, db_path, cutoff)
     return rows
 
 
+def used_and_cold_bytes(con: Any) -> tuple[int, int]:
+    files = cold.cold_bytes(con)
+    return used_bytes(con) + files, files
+
+
 class Retention(Worker):
-    def __init__(self, con: Any, policy: Policy, every_s: float = 60.0) -> None:
+    def __init__(
+        self, con: Any, policy: Policy, every_s: float = 60.0, db_path: str | Path | None = None
+    ) -> None:
+        """db_path: the database file, beside which the cold tier's files are (none without it)."""
         super().__init__("retention")
-        self.con, self.policy, self.every_s = con, policy, every_s
+        self.con, self.policy, self.every_s, self.db_path = con, policy, every_s, db_path
         self.stats = Stats()
 
     def start(self) -> None:
-        self.stats.used_bytes = used_bytes(self.con)
+        self._measure()
         super().start()
+
+    def _measure(self) -> None:
+        self.stats.used_bytes, self.stats.cold_bytes = used_and_cold_bytes(self.con)
 
     def run(self) -> None:
         # The first pass a minute after start: a collector started to look at a replayed old trace (or a
@@ -174,7 +197,7 @@ class Retention(Worker):
         done = rolled_until(self.con) or now
         # Never what is not rolled up; whole minutes, so a minute is either raw or a rollup.
         cutoff = min(now - p.raw, done).replace(second=0, microsecond=0)
-        if (gone := delete_raw_before(self.con, cutoff)) > 0:
+        if (gone := delete_raw_before(self.con, cutoff, db_path=self.db_path)) > 0:
             self.stats.deleted["age"] += gone
             log.info(
                 "retention: deleted %d raw rows older than %s",
@@ -183,20 +206,33 @@ class Retention(Worker):
             )
         gone = self.con.execute(f"DELETE FROM rollups_1m WHERE time < {ts(now - p.rollups)}").fetchall()[0][0]
         self.stats.deleted["rollup_age"] += gone
+        if p.cold_after is not None and self.db_path is not None:
+            # Only what is rolled up: a moved minute is never rolled up again.
+            moved = cold.move_before(
+                self.con, self.db_path, min(now - p.cold_after, done), lambda: self.stopping
+            )
+            self.stats.cold_rows += moved.rows
         checkpoint(self.con)
-        self.stats.used_bytes = used_bytes(self.con)
+        self._measure()
         while p.max_bytes and self.stats.used_bytes > p.max_bytes:
             oldest = oldest_raw(self.con)
             if oldest is None or oldest >= done:
                 log.warning("retention: database uses %d bytes, over its cap of %d, with no rolled-up raw data "
                             "left to delete", self.stats.used_bytes, p.max_bytes)  # fmt: skip
                 break
-            cutoff = min(done, oldest + timedelta(hours=1)).replace(second=0, microsecond=0)
-            gone = delete_raw_before(self.con, cutoff, oldest)
+            cutoff = min(done, self._next_cut(oldest)).replace(second=0, microsecond=0)
+            gone = delete_raw_before(self.con, cutoff, oldest, self.db_path)
             self.stats.deleted["size"] += gone
             settled = checkpoint(self.con)
-            self.stats.used_bytes = used_bytes(self.con)
+            self._measure()
             log.warning("retention: over the %d-byte cap: deleted %d raw rows before %s (now %d bytes used)",
                         p.max_bytes, gone, cutoff.isoformat(sep=" ", timespec="seconds"), self.stats.used_bytes)  # fmt: skip
-            if not settled:  # used_bytes is stale until a checkpoint: go on next pass, not by a stale figure
+            if not settled or not gone:  # used_bytes is stale until a checkpoint: go on next pass
                 break
+
+    def _next_cut(self, oldest: datetime) -> datetime:
+        """An hour of raw data past the oldest, or the whole day when that is in the cold tier."""
+        day = cold.oldest_day(self.con) if self.db_path is not None else None
+        if day is not None and oldest < datetime(day.year, day.month, day.day) + timedelta(days=1):
+            return datetime(day.year, day.month, day.day) + timedelta(days=1)
+        return oldest + timedelta(hours=1)

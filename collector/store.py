@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ironsight.collector.cold import cold_dir, rebuild_views
 from ironsight.collector.database import connect
 from ironsight.collector.ingest import Ingest, IngestStats
 from ironsight.collector.migrations import migrate
@@ -38,8 +39,9 @@ class Pending:
 class Store:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.con = connect(self.path, sandboxed=True)
+        self.con = connect(self.path, sandboxed=True, readable=cold_dir(self.path))
         migrate(self.con)
+        rebuild_views(self.con, self.path)
         self.ingester = Ingest(self.con)
         self._writer = _Writer(self.ingester)
         self._closed = False

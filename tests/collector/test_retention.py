@@ -107,7 +107,7 @@ def test_late_samples_are_rolled_up_before_they_are_pruned(old_and_new: Path) ->
     r = Retention(con, Policy())
     r.catch_up(_now() - DELAY)  # every minute rolled up, nothing pruned yet
     # A node's spool arrives hours late, for minutes already rolled up without it.
-    con.execute("INSERT INTO load SELECT 'late-node', device, time, COLUMNS(* EXCLUDE (node, device, time)) "
+    con.execute("INSERT INTO load_hot SELECT 'late-node', device, time, COLUMNS(* EXCLUDE (node, device, time)) "
                 "FROM load WHERE node = 'sim-000' AND time < now()::TIMESTAMP - INTERVAL 1 DAY")  # fmt: skip
     r.run_once(_now())
     late = con.execute("SELECT count(*) FROM rollups_1m WHERE tbl = 'load' AND node = 'late-node'").fetchall()

@@ -60,6 +60,7 @@ def test_migrations_apply_once_and_are_recorded(tmp_path: Path) -> None:
         (6, "jobs"),
         (7, "event_jobs"),
         (8, "job_names"),
+        (9, "cold_tier"),
     ]
 
 
