@@ -46,6 +46,7 @@ def two_days(tmp_path: Path) -> Path:
     return db
 
 
+@pytest.mark.slow
 def test_moved_days_read_back_exactly_and_answer_as_before(two_days: Path) -> None:
     con = duckdb.connect(str(two_days))
     before = contents(con)
@@ -75,6 +76,7 @@ def test_moved_days_read_back_exactly_and_answer_as_before(two_days: Path) -> No
     assert float(out.stdout.splitlines()[1].split(",")[3]) == want["power_watts"][0].as_py() > 0
 
 
+@pytest.mark.slow
 def test_rows_arriving_for_a_moved_day_stay_readable_and_move_later(two_days: Path) -> None:
     con = duckdb.connect(str(two_days))
     cold.move_before(con, two_days, FAR)
@@ -89,6 +91,7 @@ def test_rows_arriving_for_a_moved_day_stay_readable_and_move_later(two_days: Pa
     assert con.execute("SELECT load1 FROM load WHERE node = 'late'").fetchall() == [(7.5,)]
 
 
+@pytest.mark.slow
 def test_a_crashed_move_and_a_lost_file(two_days: Path, caplog: pytest.LogCaptureFixture) -> None:
     con = duckdb.connect(str(two_days))
     cold.move_before(con, two_days, datetime(2026, 11, 2, 1))  # the first day only
@@ -109,6 +112,7 @@ def test_a_crashed_move_and_a_lost_file(two_days: Path, caplog: pytest.LogCaptur
     assert con.execute("SELECT count(*) FROM nic WHERE time < '2026-11-02'").fetchall()[0][0] == nic_day
 
 
+@pytest.mark.slow
 def test_retention_moves_and_drops_whole_days(two_days: Path) -> None:
     con = duckdb.connect(str(two_days))
     r = Retention(con, Policy(raw=timedelta(days=7), cold_after=timedelta(hours=2)), db_path=two_days)
@@ -124,6 +128,7 @@ def test_retention_moves_and_drops_whole_days(two_days: Path) -> None:
     assert con.execute("SELECT count(*) FROM rollups_1m WHERE tbl = 'gpu'").fetchall()[0][0] == rollups
 
 
+@pytest.mark.slow
 def test_the_sandboxed_query_service_reads_the_cold_tier_and_nothing_else(
     two_days: Path, tmp_path: Path
 ) -> None:
