@@ -51,10 +51,12 @@ def rss_bytes(pid: int) -> int:
 
 
 def start_collector(db: str, extra: list[str] | None = None) -> tuple[subprocess.Popen[bytes], int]:
-    """A real collector on a free loopback port, listening when this returns."""
+    """A real collector on a free loopback port, listening when this returns. BENCH_COLLECTOR_WRAP, if
+    set, prefixes its command (a profiler: "py-spy record -o prof.txt --format raw --")."""
     port = free_port()
     proc = subprocess.Popen(
         [
+            *os.environ.get("BENCH_COLLECTOR_WRAP", "").split(),
             str(BIN / "ironsight-collector"),
             "--db",
             db,
@@ -152,11 +154,13 @@ def records(path: Path) -> list[bytes]:
     return out
 
 
-def run_sender(script: str, target: str, load: Path, receiver_pid: int) -> tuple[dict[str, Any], float]:
+def run_sender(
+    script: str, target: str, load: Path, receiver_pid: int, extra: tuple[str, ...] = ()
+) -> tuple[dict[str, Any], float]:
     """Runs script's --send in its own process against target; its JSON result and the receiver's CPU seconds."""
     before = cpu_seconds(receiver_pid)
     sent = subprocess.run(
-        [sys.executable, script, "--send", target, str(load)],
+        [sys.executable, script, "--send", target, str(load), *extra],
         capture_output=True,
         text=True,
         check=True,

@@ -8,6 +8,7 @@
     .venv/bin/python bench/run.py ingest --streams 8
     .venv/bin/python bench/run.py fleet-ingest --fleet-nodes 256
     .venv/bin/python bench/run.py receivers --recv-nodes 128
+    .venv/bin/python bench/run.py fleet-soak --soak-nodes 400 --soak-seconds 600
     .venv/bin/python bench/run.py jobs
     .venv/bin/python bench/run.py replay --replay-nodes 8
     .venv/bin/python bench/run.py replay --replay-batch-seconds 1 --replay-seconds 300
@@ -41,6 +42,7 @@ import agent_vs_node_exporter
 import detect
 import detect_step
 import fleet_ingest
+import fleet_soak
 import ingest
 import jobs
 import receivers
@@ -57,6 +59,7 @@ BENCHMARKS: list[ModuleType] = [
     jobs,
     ingest,
     fleet_ingest,
+    fleet_soak,
     receivers,
     replay,
     accuracy,

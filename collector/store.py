@@ -84,6 +84,10 @@ class _Writer(QueueWorker[Pending]):
 
     max_group_samples = 4_000_000
     max_group_batches = 256
+    # Agents at 1 s trickle in, each at its own point of the second: a commit per batch or two costs
+    # more than the batches (a transaction, a statement per table, a forward). A group that is not
+    # full waits this long for more; acknowledgements come that much later.
+    linger_s = 0.1
 
     def __init__(self, ingester: Ingest) -> None:
         super().__init__("store-writer", max_queued=MAX_QUEUED)
@@ -91,10 +95,23 @@ class _Writer(QueueWorker[Pending]):
 
     def run(self) -> None:
         while group := self.take(self.max_group_batches, lambda p: p.samples, self.max_group_samples):
+            if len(group) < self.max_group_batches and self.linger_s and not self.sleep(self.linger_s):
+                group += self._more(self.max_group_batches - len(group))
             try:
                 self._commit(group)
             finally:
                 self.done()
+
+    def _more(self, most: int) -> list[Pending]:
+        """What came while lingering, without waiting (up to the group's bounds)."""
+        with self.cond:
+            taken: list[Pending] = []
+            weight = 0
+            while self.queue and len(taken) < most and weight < self.max_group_samples:
+                taken.append(self.queue.popleft())
+                weight += taken[-1].samples
+            self.cond.notify_all()  # put() may be waiting for room
+            return taken
 
     def _commit(self, group: list[Pending]) -> None:
         try:
