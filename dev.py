@@ -46,7 +46,8 @@ def main() -> int:
         os.execv(str(VENV / "bin" / "ironsight"), ["ironsight", "up", *rest])
     if cmd == "test":
         ensure_venv("test")
-        return subprocess.run([str(PY), "-m", "pytest", *rest], cwd=ROOT).returncode
+        # The slowest tests listed at the end: the suite must stay well under CI's 15 minutes.
+        return subprocess.run([str(PY), "-m", "pytest", "--durations=15", *rest], cwd=ROOT).returncode
     print(__doc__.strip(), file=sys.stderr)
     return 2
 

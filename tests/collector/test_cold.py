@@ -4,6 +4,7 @@ the detector, the rollups and the sandboxed query service; late rows, crashes, l
 from __future__ import annotations
 
 import logging
+import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -34,15 +35,24 @@ def contents(con: duckdb.DuckDBPyConnection) -> dict[str, pa.Table]:
     return {t: con.sql(f"SELECT * FROM {t} ORDER BY node, device, time").to_arrow_table() for t in TABLES}
 
 
-@pytest.fixture
-def two_days(tmp_path: Path) -> Path:
-    trace, db = tmp_path / "t.trace", tmp_path / "c.duckdb"
+@pytest.fixture(scope="module")
+def replayed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("cold")
+    trace, db = tmp / "t.trace", tmp / "c.duckdb"
     start_ns = int((START - datetime(1970, 1, 1)).total_seconds()) * 10**9
     header, batches = simulate("thermal", nodes=2, gpus=2, duration_s=2400, seed=5, start_ns=start_ns)
     with TraceWriter(trace, header) as w:
         for b in batches:
             w.write(b)
     to_db([trace], db)
+    return db
+
+
+@pytest.fixture
+def two_days(replayed: Path, tmp_path: Path) -> Path:
+    """A copy of the replayed store for each test (its cold folder beside it, as a move makes it)."""
+    db = tmp_path / "c.duckdb"
+    shutil.copy(replayed, db)
     return db
 
 
