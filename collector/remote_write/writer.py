@@ -4,8 +4,8 @@ Receive, VictoriaMetrics).
 The store hands over each committed group (already decoded, duplicates gone);
 one sender thread takes every group waiting, encodes them a column at a time
 into requests of up to max_send samples (encode.py; protobuf, snappy) and
-posts them in order, so each series' samples arrive oldest first. 5xx, 429 and connection errors are retried with
-exponential backoff and jitter, never other 4xx (the receiver will not take
+posts them in order, so each series' samples arrive oldest first. 5xx, 429
+and connection errors are retried with exponential backoff and jitter, never other 4xx (the receiver will not take
 those samples however often they come). While it retries, the queue of
 groups waiting is bounded in values: past it the oldest are dropped and
 counted, so a long outage costs the oldest data, never the collector's memory.
@@ -155,16 +155,13 @@ class RemoteWriter(QueueWorker[_Group]):
 
     def run(self) -> None:
         while groups := self.take():
-            if sum(g.values for g in groups) < self.config.encode_values and not self.sleep(
-                self.config.batch_wait_s
-            ):
-                with self.cond:
-                    groups += self.queue
+            taken = self._sending(groups)
+            if taken < self.config.encode_values and not self.sleep(self.config.batch_wait_s):
+                with self.cond:  # re-entrant: _sending counts them before submit() can look
+                    more = list(self.queue)
                     self.queue.clear()
-            taken = sum(g.values for g in groups)
-            with self.cond:
-                self.stats.queued_values -= taken
-                self.stats.sending_values += taken
+                    taken += self._sending(more)
+                groups += more
             try:
                 self._forward(groups)
             except Exception:  # a bug here must not end forwarding for good
@@ -173,6 +170,14 @@ class RemoteWriter(QueueWorker[_Group]):
                 with self.cond:
                     self.stats.sending_values -= taken
                 self.done()
+
+    def _sending(self, groups: list[_Group]) -> int:
+        """Counts groups taken from the queue as being sent (a full queue drops from the rest only)."""
+        values = sum(g.values for g in groups)
+        with self.cond:
+            self.stats.queued_values -= values
+            self.stats.sending_values += values
+        return values
 
     def _forward(self, groups: list[_Group]) -> None:
         for part in _slices(groups, self.config.encode_values):
