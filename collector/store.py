@@ -8,6 +8,7 @@ acknowledges each. Readers get their own cursors beside it (DuckDB's MVCC).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,22 +86,37 @@ class _Writer(QueueWorker[Pending]):
     max_group_samples = 4_000_000
     max_group_batches = 256
     # Agents at 1 s trickle in, each at its own point of the second: a commit per batch or two costs
-    # more than the batches (a transaction, a statement per table, a forward). A group that is not
-    # full waits this long for more; acknowledgements come that much later.
+    # more than the batches (a transaction, a statement per table, a forward). While many nodes send,
+    # a group that is not full waits this long for more; acknowledgements come that much later. A few
+    # nodes (a test, a replay) are committed at once: lingering would only slow them.
     linger_s = 0.1
+    linger_nodes = 8  # nodes that sent in the last second
 
     def __init__(self, ingester: Ingest) -> None:
         super().__init__("store-writer", max_queued=MAX_QUEUED)
         self.ingester = ingester
+        self._sent: dict[str, float] = {}  # node -> when its last batch was taken (monotonic)
 
     def run(self) -> None:
         while group := self.take(self.max_group_batches, lambda p: p.samples, self.max_group_samples):
-            if len(group) < self.max_group_batches and self.linger_s and not self.sleep(self.linger_s):
+            if (
+                len(group) < self.max_group_batches
+                and self._many_send(group)
+                and not self.sleep(self.linger_s)
+            ):
                 group += self._more(self.max_group_batches - len(group))
             try:
                 self._commit(group)
             finally:
                 self.done()
+
+    def _many_send(self, group: list[Pending]) -> bool:
+        now = time.monotonic()
+        for p in group:
+            self._sent[p.batch.batch.node_id] = now
+        if len(self._sent) > 4 * self.linger_nodes:  # forget nodes gone quiet
+            self._sent = {n: t for n, t in self._sent.items() if now - t < 1.0}
+        return sum(1 for t in self._sent.values() if now - t < 1.0) >= self.linger_nodes
 
     def _more(self, most: int) -> list[Pending]:
         """What came while lingering, without waiting (up to the group's bounds)."""
