@@ -22,13 +22,21 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import remote_write
 
-from harness import cpu_seconds, free_port, record, records, run_sender, start_collector, wait_port
+from harness import (
+    collector_metrics,
+    cpu_seconds,
+    free_port,
+    record,
+    records,
+    run_sender,
+    start_collector,
+    wait_port,
+)
 
 NAME = "fleet-soak"
 LEAD_S = 20  # the first batch is due this long after the sender starts
@@ -105,21 +113,6 @@ async def send(target: str, folder: Path, nodes: int, start: float) -> dict[str,
     }
 
 
-def _metrics(port: int) -> dict[str, float]:
-    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    out: dict[str, float] = {}
-    for line in body.splitlines():
-        if line.startswith("#") or not line:
-            continue
-        name, _, value = line.rpartition(" ")
-        key = name.split("{")[0]
-        if key == "ironsight_collector_node_lag_seconds":
-            out[key] = max(out.get(key, 0.0), float(value))
-        elif "{" not in name:
-            out[key] = float(value)
-    return out
-
-
 def run(args: argparse.Namespace) -> dict[str, object]:
     """A fleet at its real pace for minutes: ingest, the live detector, rollups and forwarding all at once."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -136,7 +129,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 
         def watch() -> None:
             while not done.wait(5):
-                samples.append(_metrics(http_port))
+                samples.append(collector_metrics(http_port, max_of=("ironsight_collector_node_lag_seconds",)))
 
         try:
             wait_port(http_port)
@@ -148,7 +141,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             )
             done.set()
             watcher.join()
-            final = _metrics(http_port)
+            final = collector_metrics(http_port, max_of=("ironsight_collector_node_lag_seconds",))
             cpu = cpu_seconds(col.pid) - cpu0
             wall = time.time() - max(wall0, start)
         finally:

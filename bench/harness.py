@@ -71,6 +71,23 @@ def start_collector(db: str, extra: list[str] | None = None) -> tuple[subprocess
     return proc, port
 
 
+def collector_metrics(port: int, max_of: tuple[str, ...] = ()) -> dict[str, float]:
+    """A collector's /metrics: each series without labels by name, and for the names in max_of the
+    largest value over their labelled series (e.g. the most lagging node)."""
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    out: dict[str, float] = {}
+    for line in body.splitlines():
+        if line.startswith("#") or not line:
+            continue
+        name, _, value = line.rpartition(" ")
+        key = name.split("{")[0]
+        if key in max_of:
+            out[key] = max(out.get(key, 0.0), float(value))
+        elif "{" not in name:
+            out[key] = float(value)
+    return out
+
+
 def add_tree_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--tree",

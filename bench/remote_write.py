@@ -20,13 +20,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import fleet_ingest
 import receivers
 
-from harness import cpu_seconds, free_port, run_sender, start_collector, wait_port
+from harness import collector_metrics, cpu_seconds, free_port, run_sender, start_collector, wait_port
 
 NAME = "remote-write"
 RECEIVERS = ("sink", "victoria-metrics", "prometheus")
@@ -36,15 +35,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rw-nodes", type=int, default=128, help="nodes of 8 GPUs, a stream each")
     p.add_argument("--rw-seconds", type=int, default=60, help="seconds of 1 s batches each node sends")
     p.add_argument("--rw-receivers", nargs="*", default=list(RECEIVERS), choices=RECEIVERS)
-
-
-def _figures(http_port: int) -> dict[str, float]:
-    body = urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=10).read().decode()
-    return {
-        line.split()[0]: float(line.split()[1])
-        for line in body.splitlines()
-        if line.startswith("ironsight_remote_write_") and "{" not in line
-    }
 
 
 def _sink(tmp: str) -> tuple[subprocess.Popen[bytes], str]:
@@ -70,7 +60,7 @@ def one(kind: str, args: argparse.Namespace) -> dict[str, float]:
             wait_port(http_port)
             began, cpu0, rcpu0 = time.perf_counter(), cpu_seconds(col.pid), cpu_seconds(receiver.pid)
             sent, _ = run_sender(fleet_ingest.__file__, f"127.0.0.1:{port}", load, col.pid)
-            while (f := _figures(http_port))["ironsight_remote_write_queue_values"] > 0 or f[
+            while (f := collector_metrics(http_port))["ironsight_remote_write_queue_values"] > 0 or f[
                 "ironsight_remote_write_requests_total"
             ] == 0:
                 time.sleep(0.05)

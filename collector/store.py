@@ -104,7 +104,9 @@ class _Writer(QueueWorker[Pending]):
                 and self._many_send(group)
                 and not self.sleep(self.linger_s)
             ):
-                group += self._more(self.max_group_batches - len(group))
+                # What came while lingering, up to the group's bounds.
+                more = self.max_group_batches - len(group)
+                group += self.take(more, lambda p: p.samples, self.max_group_samples, block=False)
             try:
                 self._commit(group)
             finally:
@@ -117,17 +119,6 @@ class _Writer(QueueWorker[Pending]):
         if len(self._sent) > 4 * self.linger_nodes:  # forget nodes gone quiet
             self._sent = {n: t for n, t in self._sent.items() if now - t < 1.0}
         return sum(1 for t in self._sent.values() if now - t < 1.0) >= self.linger_nodes
-
-    def _more(self, most: int) -> list[Pending]:
-        """What came while lingering, without waiting (up to the group's bounds)."""
-        with self.cond:
-            taken: list[Pending] = []
-            weight = 0
-            while self.queue and len(taken) < most and weight < self.max_group_samples:
-                taken.append(self.queue.popleft())
-                weight += taken[-1].samples
-            self.cond.notify_all()  # put() may be waiting for room
-            return taken
 
     def _commit(self, group: list[Pending]) -> None:
         try:

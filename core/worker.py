@@ -85,11 +85,14 @@ class QueueWorker(Worker, Generic[T]):
             self.queue.append(item)
             self.cond.notify_all()
 
-    def take(self, most: int = 0, weigh: Callable[[T], int] | None = None, max_weight: int = 0) -> list[T]:
-        """Blocks until something is queued; returns up to most items (0: all), fewer once their
-        weight reaches max_weight. Returns [] once stopping: the loop ends, what is left stays queued."""
+    def take(
+        self, most: int = 0, weigh: Callable[[T], int] | None = None, max_weight: int = 0, block: bool = True
+    ) -> list[T]:
+        """Blocks until something is queued (block=False: takes what is there now, maybe nothing); returns
+        up to most items (0: all), fewer once their weight reaches max_weight. Returns [] once stopping:
+        the loop ends, what is left stays queued."""
         with self.cond:
-            while not self.queue and not self.stopping:
+            while block and not self.queue and not self.stopping:
                 self.cond.wait()
             if self.stopping:
                 return []

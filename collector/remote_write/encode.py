@@ -193,11 +193,12 @@ class Encoder:
         split = [_node_device(k) for k in keys]
         prior = np.array([self.xids.get(k, (0, 0)) for k in split], dtype=np.int64).reshape(-1, 2)
         last, count = prior[codes, 0], prior[codes, 1]
+        us = _micros(gpu) if any(key in events for key in split) else None
         for code, key in enumerate(split):
-            if key in events:  # rare: XIDs in this very group
+            if us is not None and key in events:  # rare: XIDs in this very group
                 times, xids = events[key]
                 rows = np.flatnonzero(codes == code)
-                seen = np.searchsorted(times, _micros(gpu)[rows], side="right")
+                seen = np.searchsorted(times, us[rows], side="right")
                 count[rows] += seen
                 last[rows] = np.where(seen > 0, xids[np.maximum(seen - 1, 0)], last[rows])
         return last, count

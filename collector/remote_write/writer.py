@@ -158,8 +158,7 @@ class RemoteWriter(QueueWorker[_Group]):
             taken = self._sending(groups)
             if taken < self.config.encode_values and not self.sleep(self.config.batch_wait_s):
                 with self.cond:  # re-entrant: _sending counts them before submit() can look
-                    more = list(self.queue)
-                    self.queue.clear()
+                    more = self.take(block=False)
                     taken += self._sending(more)
                 groups += more
             try:

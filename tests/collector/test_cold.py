@@ -22,6 +22,7 @@ from ironsight.collector.retention import Policy, Retention
 from ironsight.collector.store import Store
 from ironsight.core.schema import TABLES
 from ironsight.core.trace import TraceWriter
+from ironsight.core.unixtime import to_ns
 from ironsight.offline.replay import to_db
 from ironsight.offline.simulate import simulate
 
@@ -39,7 +40,7 @@ def contents(con: duckdb.DuckDBPyConnection) -> dict[str, pa.Table]:
 def replayed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("cold")
     trace, db = tmp / "t.trace", tmp / "c.duckdb"
-    start_ns = int((START - datetime(1970, 1, 1)).total_seconds()) * 10**9
+    start_ns = to_ns(START)
     header, batches = simulate("thermal", nodes=2, gpus=2, duration_s=2400, seed=5, start_ns=start_ns)
     with TraceWriter(trace, header) as w:
         for b in batches:
