@@ -28,7 +28,11 @@ def parser() -> argparse.ArgumentParser:
         default="127.0.0.1:7070",
         help="gRPC HOST:PORT (default 127.0.0.1:7070)",
     )
-    p.add_argument("--http-listen", type=listen_address, help="serve /metrics on HOST:PORT (off by default)")
+    p.add_argument(
+        "--http-listen",
+        type=listen_address,
+        help="serve /metrics and the Prometheus query API (/api/v1/, docs/promql.md) on HOST:PORT (off by default)",
+    )
     _security_args(p)
     p.add_argument(
         "--detect-delay",

@@ -19,6 +19,7 @@ from ironsight.collector.detect.live import LiveDetector
 from ironsight.collector.detect.thresholds import with_overrides
 from ironsight.collector.flags import parser, remote_write_config
 from ironsight.collector.metrics import CollectorMetrics
+from ironsight.collector.promql.api import Api
 from ironsight.collector.remote_write.writer import RemoteWriter
 from ironsight.collector.retention import Policy, Retention
 from ironsight.collector.server import start
@@ -84,7 +85,10 @@ async def serve(args: argparse.Namespace) -> int:
     if args.http_listen:
         registry = CollectorRegistry()
         registry.register(CollectorMetrics(store, collector.ingest, retention, detector, writer))
-        serve_metrics(args.http_listen, registry, args.tls)
+        # The Prometheus API's series carry the labels remote write gives them, so both agree.
+        rw = args.remote_write
+        api = Api(store.reader, rw.job if rw else "ironsight", dict(rw.labels) if rw else {}, _version())
+        serve_metrics(args.http_listen, registry, args.tls, api)
     loop.add_signal_handler(signal.SIGHUP, reload, args, detector)
     log.info("listening on %s (port %d), storing in %s", args.listen, collector.port, args.db)
     started = time.monotonic()
@@ -179,3 +183,12 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ironsight")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"

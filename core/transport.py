@@ -98,17 +98,40 @@ def server_credentials(tls: Tls) -> grpc.ServerCredentials:
     return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=True)
 
 
-def serve_metrics(listen: str, registry: Any, tls: Tls | None) -> Any:
-    """/metrics on a daemon thread (returns the server; shutdown() stops it). With TLS, scrapers must
-    present a certificate the same CA signed, as Prometheus does with a tls_config."""
-    from prometheus_client import start_http_server
+def serve_metrics(listen: str, registry: Any, tls: Tls | None, api: Any = None) -> Any:
+    """/metrics on a daemon thread (returns the server; shutdown() stops it). With TLS, clients must
+    present a certificate the same CA signed, as Prometheus does with a tls_config. api: a WSGI app
+    that answers /api/v1/... and /-/... beside it (the collector's Prometheus API)."""
+    import socket
+    import ssl
+    import threading
+    from wsgiref.simple_server import make_server
+
+    from prometheus_client import make_wsgi_app
+    from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler
+
+    metrics = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if api is not None and (path.startswith("/api/") or path.startswith("/-/")):
+            return api(environ, start_response)
+        return metrics(environ, start_response)
 
     host, _, port = listen.rpartition(":")
-    kw: dict[str, Any] = {}
+    host = host.strip("[]")
+
+    class Server(ThreadingWSGIServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+    server = make_server(host, int(port), app, Server, handler_class=_SilentHandler)
     if tls is not None:
-        kw = {"certfile": str(tls.cert), "keyfile": str(tls.key), "client_cafile": str(tls.ca),
-              "client_auth_required": True}  # fmt: skip
-    server, _thread = start_http_server(int(port), addr=host.strip("[]"), registry=registry, **kw)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_verify_locations(cafile=str(tls.ca))
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_cert_chain(certfile=str(tls.cert), keyfile=str(tls.key))
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True, name="http").start()
     return server
 
 

@@ -73,8 +73,12 @@ class Samples:
 
 
 class Encoder:
-    def __init__(self, extra_labels: Mapping[str, str] | None = None, job: str = "ironsight") -> None:
+    def __init__(
+        self, extra_labels: Mapping[str, str] | None = None, job: str = "ironsight", keep_labels: bool = False
+    ) -> None:
+        """keep_labels: also keep each label id's labels as a dict (label_sets), for readers of the series."""
         self.extra = {"job": job, **(extra_labels or {})}
+        self.keep_labels = keep_labels
         self.nodes: dict[str, _Node] = {}
         self.xids: dict[tuple[str, str], tuple[int, int]] = {}  # (node, gpu) -> (last XID, how many)
         self._forget_labels()
@@ -84,11 +88,15 @@ class Encoder:
         self._blobs: list[bytes] = []  # label id -> the TimeSeries' encoded label fields
         self._blob_bytes = 0
         self._array: pa.BinaryArray | None = None
+        self.label_sets: list[dict[str, str]] = []  # label id -> labels, with keep_labels only
 
     def learn(self, node_id: str, info: pb.NodeInfo) -> None:
         """A batch carrying the node's inventory: its series' labels are built again if it changed."""
-        node = _Node(info.hostname or node_id, {(d.kind, d.name): DeviceInfo(d.kind, d.name, dict(d.attrs))
-                                                 for d in info.devices})  # fmt: skip
+        self.know(node_id, info.hostname, [DeviceInfo(d.kind, d.name, dict(d.attrs)) for d in info.devices])
+
+    def know(self, node_id: str, hostname: str, devices: Iterable[DeviceInfo]) -> None:
+        """A node's hostname and inventory, which its series' labels are built from."""
+        node = _Node(hostname or node_id, {(d.kind, d.name): d for d in devices})
         old = self.nodes.get(node_id)
         if old != node:
             self.nodes[node_id] = node
@@ -101,6 +109,11 @@ class Encoder:
         many samples each holds; a series' samples oldest first."""
         if self._blob_bytes > MAX_LABEL_BYTES:
             self._forget_labels()  # bounded memory: series still being sent are encoded again
+        samples = self.samples(tables)
+        return [] if samples is None else self._requests(samples, max_send)
+
+    def samples(self, tables: Iterable[tuple[str, pa.Table]]) -> Samples | None:
+        """The series' samples of these stored rows: each label id's contiguous, oldest first."""
         by_name: dict[str, list[pa.Table]] = {}
         for name, table in tables:
             if table.num_rows:
@@ -111,14 +124,13 @@ class Encoder:
         }
         events = _xid_events(merged.get("gpu_xid"))
         parts = [self._table(name, table, events) for name, table in merged.items() if name in RULES]
-        if "cpu" in merged:
+        if "cpu" in merged and {"core_id", "package_id"} <= set(merged["cpu"].column_names):
             parts += self._throttles(merged["cpu"])
         for key, (_, xids) in events.items():
             self.xids[key] = (int(xids[-1]), self.xids.get(key, (0, 0))[1] + len(xids))
         if not parts:
-            return []
-        samples = Samples(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("ids", "ms", "values")))
-        return self._requests(samples, max_send)
+            return None
+        return Samples(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("ids", "ms", "values")))
 
     # -- series of each table
 
@@ -168,7 +180,10 @@ class Encoder:
             node, device = _node_device(key)
             common = {**self.extra, "instance": node, **labels(device, node)}
             for rule in rules:
-                blob = _label_fields({**common, **dict(rule.labels), "__name__": rule.name})
+                labels_of = {**common, **dict(rule.labels), "__name__": rule.name}
+                blob = _label_fields(labels_of)
+                if self.keep_labels:  # an empty value is no label, as in the request
+                    self.label_sets.append({k: v for k, v in labels_of.items() if v})
                 self._blobs.append(blob)
                 self._blob_bytes += len(blob)
         return got
@@ -215,6 +230,8 @@ class Encoder:
             ("cpu:core", pc.binary_join_element_wise(core, package, _COLON), _CORE, _core_labels),
             ("cpu:package", package, _PACKAGE, _package_labels),
         ):
+            if rules[0].column not in cpu.column_names:  # a reader that asked for the other one only
+                continue
             firsts = pa.array(_first_per_tick(cpu, device))
             t = pa.table({"node": cpu.column("node").take(firsts), "device": pc.take(device, firsts),
                           "time": cpu.column("time").take(firsts)})  # fmt: skip

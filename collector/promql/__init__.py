@@ -1,0 +1,1 @@
+"""PromQL and the Prometheus HTTP API over the store (docs/promql.md)."""

@@ -1,0 +1,157 @@
+"""Functions of a range vector (rate, increase, *_over_time, ...), every series and step at once.
+
+Each follows Prometheus 2.x's definition (promql/functions.go), rate's
+extrapolation to the window's edges included; all take the windows found by
+windows.py and give (values, present) arrays of series by steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ironsight.collector.promql.windows import Windows
+
+Result = tuple[np.ndarray, np.ndarray]
+
+
+def _extrapolated(w: Windows, ends: np.ndarray, range_ms: int, counter: bool, per_second: bool) -> Result:
+    n = w.count
+    ok = n >= 2
+    tf, vf = w.first()
+    tl, vl = w.last()
+    result = vl - vf
+    if counter:
+        v = w.raw.v
+        resets = np.r_[0.0, np.where(v[1:] < v[:-1], v[:-1], 0.0)]
+        result = result + np.where(ok, w.between(resets), 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        to_start = (tf - (ends - range_ms)[None, :]) / 1000
+        to_end = (ends[None, :] - tl) / 1000
+        sampled = (tl - tf) / 1000
+        average = sampled / np.maximum(n - 1, 1)
+        if counter:
+            to_zero = sampled * (vf / result)
+            to_start = np.where((result > 0) & (vf >= 0) & (to_zero < to_start), to_zero, to_start)
+        threshold = average * 1.1
+        interval = sampled + np.where(to_start < threshold, to_start, average / 2)
+        interval = interval + np.where(to_end < threshold, to_end, average / 2)
+        result = result * (interval / sampled)
+    if per_second:
+        result = result / (range_ms / 1000)
+    return result, ok
+
+
+def _instant_rate(w: Windows, counter: bool) -> Result:
+    t2, v2 = w.last(1)
+    t1, v1 = w.last(2)
+    d = v2 - v1
+    if counter:
+        d = np.where(v2 < v1, v2, d)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = d / ((t2 - t1) / 1000)
+    return d, w.count >= 2
+
+
+def _regression(w: Windows, at: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares slope and intercept per window; x in seconds from `at` (None: the first sample)."""
+    window, index = w.expand()
+    cells = w.lo.size
+    origin = w.first()[0].ravel() if at is None else np.broadcast_to(at[None, :], w.lo.shape).ravel()
+    x = (w.raw.t[index] - origin[window]) / 1000
+    y = w.raw.v[index]
+    n = np.maximum(w.count.ravel(), 1).astype(np.float64)
+    sx, sy = np.bincount(window, x, cells), np.bincount(window, y, cells)
+    sxy, sx2 = np.bincount(window, x * y, cells), np.bincount(window, x * x, cells)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = (sxy - sx * sy / n) / (sx2 - sx * sx / n)
+        intercept = sy / n - slope * sx / n
+    flat = (w.reduce(np.fmin) == w.reduce(np.fmax)).ravel()  # a constant y: slope 0, as Prometheus has it
+    first = w.first()[1].ravel()
+    slope, intercept = np.where(flat, 0.0, slope), np.where(flat, first, intercept)
+    return slope.reshape(w.lo.shape), intercept.reshape(w.lo.shape)
+
+
+def _predict(w: Windows, ends: np.ndarray, seconds: np.ndarray) -> Result:
+    slope, intercept = _regression(w, ends)
+    return slope * seconds[None, :] + intercept, w.count >= 2
+
+
+def _variance(w: Windows) -> np.ndarray:
+    window, index = w.expand()
+    cells = w.lo.size
+    n = np.maximum(w.count.ravel(), 1)
+    # Shifted by each window's first value: a constant then has a variance of exactly 0, as in
+    # Prometheus's running (Welford) form, and large values lose no digits to their squares.
+    y = w.raw.v[index] - w.first()[1].ravel()[window]
+    mean = np.bincount(window, y, cells) / n
+    return np.asarray(np.bincount(window, (y - mean[window]) ** 2, cells) / n).reshape(w.lo.shape)
+
+
+def quantiles(q: np.ndarray, values: np.ndarray, group: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Prometheus's quantile (linear between closest ranks) of each group; values grouped in order,
+    q per group. Empty groups give NaN."""
+    order = np.lexsort((values, group))
+    ordered = values[order]
+    offsets = np.cumsum(counts) - counts
+    with np.errstate(invalid="ignore"):
+        rank = q * (counts - 1)
+        lower = np.clip(np.floor(rank), 0, None)
+        upper = np.minimum(counts - 1, lower + 1)
+        weight = rank - np.floor(rank)
+    top = max(len(ordered) - 1, 0)
+    lo_i = np.clip(offsets + np.nan_to_num(lower).astype(np.int64), 0, top)
+    up_i = np.clip(offsets + np.nan_to_num(upper).astype(np.int64), 0, top)
+    pad = ordered if len(ordered) else np.zeros(1)
+    out = pad[lo_i] * (1 - weight) + pad[up_i] * weight
+    out = np.where(q < 0, -np.inf, np.where(q > 1, np.inf, out))
+    return np.where(np.isnan(q) | (counts == 0), np.nan, out)
+
+
+def _quantile_over_time(w: Windows, q: np.ndarray) -> Result:
+    window, index = w.expand()
+    qs = np.broadcast_to(q[None, :], w.lo.shape).ravel()
+    out = quantiles(qs, w.raw.v[index], window, w.count.ravel())
+    return out.reshape(w.lo.shape), w.count > 0
+
+
+def _changes(w: Windows, resets: bool) -> Result:
+    v = w.raw.v
+    if resets:
+        event = np.r_[0.0, (v[1:] < v[:-1]).astype(np.float64)]
+    else:
+        event = np.r_[0.0, ((v[1:] != v[:-1]) & ~(np.isnan(v[1:]) & np.isnan(v[:-1]))).astype(np.float64)]
+    return w.between(event), w.count > 0
+
+
+RangeFn = Callable[[Windows, np.ndarray, int, list[np.ndarray]], Result]
+
+
+def _over(fn: Callable[[Windows], np.ndarray]) -> RangeFn:
+    return lambda w, _e, _r, _a: (fn(w), w.count > 0)
+
+
+FUNCTIONS: dict[str, RangeFn] = {
+    "rate": lambda w, e, r, _a: _extrapolated(w, e, r, counter=True, per_second=True),
+    "increase": lambda w, e, r, _a: _extrapolated(w, e, r, counter=True, per_second=False),
+    "delta": lambda w, e, r, _a: _extrapolated(w, e, r, counter=False, per_second=False),
+    "irate": lambda w, _e, _r, _a: _instant_rate(w, counter=True),
+    "idelta": lambda w, _e, _r, _a: _instant_rate(w, counter=False),
+    "deriv": lambda w, _e, _r, _a: (_regression(w, None)[0], w.count >= 2),
+    "predict_linear": lambda w, e, _r, a: _predict(w, e, a[0]),
+    "avg_over_time": _over(lambda w: w.reduce(np.add) / np.maximum(w.count, 1)),
+    "sum_over_time": _over(lambda w: w.reduce(np.add)),
+    "min_over_time": _over(lambda w: w.reduce(np.fmin)),
+    "max_over_time": _over(lambda w: w.reduce(np.fmax)),
+    "count_over_time": _over(lambda w: w.count.astype(np.float64)),
+    "last_over_time": _over(lambda w: w.last()[1]),
+    "present_over_time": _over(lambda w: np.ones(w.lo.shape)),
+    "stdvar_over_time": _over(_variance),
+    "stddev_over_time": _over(lambda w: np.sqrt(_variance(w))),
+    "quantile_over_time": lambda w, _e, _r, a: _quantile_over_time(w, a[0]),
+    "changes": lambda w, _e, _r, _a: _changes(w, resets=False),
+    "resets": lambda w, _e, _r, _a: _changes(w, resets=True),
+}
+# Functions whose result keeps the metric name (the rest drop it, as Prometheus does).
+KEEP_NAME = {"last_over_time"}

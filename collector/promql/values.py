@@ -1,0 +1,96 @@
+"""What PromQL expressions evaluate to, over all evaluation steps at once.
+
+An instant vector is a matrix of series by steps with a presence mask (a
+series has a sample at some steps and none at others); a scalar one value per
+step. Every operator works on these whole arrays: no Python runs per sample.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class QueryError(Exception):
+    """A query that cannot run; kind is Prometheus's errorType (bad_data, execution, timeout, ...)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass
+class Vector:
+    labels: list[dict[str, str]]  # per series
+    v: np.ndarray  # float64 (series, steps)
+    ok: np.ndarray  # bool (series, steps): the series has a sample at that step
+
+    @staticmethod
+    def empty(steps: int) -> Vector:
+        return Vector([], np.zeros((0, steps)), np.zeros((0, steps), dtype=bool))
+
+    def take(self, rows: np.ndarray | list[int]) -> Vector:
+        rows = np.asarray(rows, dtype=np.int64)
+        return Vector([self.labels[i] for i in rows], self.v[rows], self.ok[rows])
+
+    def present(self) -> Vector:
+        """Only the series with a sample at some step."""
+        return self.take(np.flatnonzero(self.ok.any(axis=1)))
+
+
+@dataclass
+class Scalar:
+    v: np.ndarray  # float64 (steps,)
+
+
+@dataclass
+class String:
+    s: str
+
+
+@dataclass
+class Matrix:
+    """A range vector at one instant, as an instant query returns it: raw samples per series."""
+
+    labels: list[dict[str, str]]
+    t: list[np.ndarray]  # milliseconds per series
+    v: list[np.ndarray]
+
+
+Value = Vector | Scalar | String | Matrix
+
+
+def drop_name(labels: list[dict[str, str]]) -> list[dict[str, str]]:
+    return [{k: v for k, v in ls.items() if k != "__name__"} for ls in labels]
+
+
+def key(labels: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(labels.items()))
+
+
+def check_unique(labels: list[dict[str, str]], ok: np.ndarray) -> None:
+    """Prometheus refuses a result holding one label set twice at one step."""
+    groups: dict[tuple[tuple[str, str], ...], list[int]] = {}
+    for i, ls in enumerate(labels):
+        groups.setdefault(key(ls), []).append(i)
+    for rows in groups.values():
+        if len(rows) > 1 and (ok[rows].sum(axis=0) > 1).any():
+            raise QueryError("execution", "vector cannot contain metrics with the same labelset")
+
+
+def merge_same(vec: Vector) -> Vector:
+    """Series whose labels became equal (a name dropped) as one, where they never overlap in time."""
+    check_unique(vec.labels, vec.ok)
+    groups: dict[tuple[tuple[str, str], ...], list[int]] = {}
+    for i, ls in enumerate(vec.labels):
+        groups.setdefault(key(ls), []).append(i)
+    if len(groups) == len(vec.labels):
+        return vec
+    labels, vs, oks = [], [], []
+    for rows in groups.values():
+        ok = vec.ok[rows]
+        labels.append(vec.labels[rows[0]])
+        vs.append(np.where(ok, vec.v[rows], 0).sum(axis=0))
+        oks.append(ok.any(axis=0))
+    return Vector(labels, np.array(vs).reshape(len(labels), -1), np.array(oks).reshape(len(labels), -1))
