@@ -183,3 +183,59 @@ def test_generated_expressions(pair: Pair, expr: str, start: int, span: int, ste
     same(
         pair, "/api/v1/query_range", query=expr, start=pair.lo + start, end=pair.lo + start + span, step=step
     )
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/api/v1/series", {"match[]": ["DCGM_FI_DEV_GPU_UTIL", 'node_cpu_seconds_total{mode="idle"}']}),
+        ("/api/v1/series", {"match[]": ['{__name__=~"DCGM_FI_DEV_(GPU|MEM)_.*", gpu="1"}']}),
+        ("/api/v1/labels", {}),
+        ("/api/v1/labels", {"match[]": ["DCGM_FI_DEV_GPU_UTIL"]}),
+        ("/api/v1/label/__name__/values", {}),
+        ("/api/v1/label/gpu/values", {"match[]": ["DCGM_FI_DEV_GPU_UTIL"]}),
+        ("/api/v1/label/instance/values", {"match[]": ["node_cpu_seconds_total"]}),
+        ("/api/v1/label/mode/values", {}),
+    ],
+)
+def test_metadata_endpoints_as_prometheus(pair: Pair, path: str, params: dict[str, object]) -> None:
+    """What Grafana's query editor, metric browser and label_values() variables ask."""
+    window = {"start": pair.lo, "end": pair.hi}
+    _, theirs = get(pair.prom.url, path, **params, **window)
+    _, ours = get(pair.ours.url, path, **params, **window)
+    assert theirs["status"] == ours["status"] == "success", ours
+    assert ours["data"] == theirs["data"]
+    assert ours["data"]
+
+
+@pytest.mark.parametrize(
+    ("params", "kind", "code"),
+    [
+        ({"query": "sum(", "time": 0}, "bad_data", 400),
+        ({"query": "rate(node_load1)", "time": 0}, "bad_data", 400),
+        ({"query": "node_load1", "start": 10, "end": 5, "step": 1}, "bad_data", 400),
+        ({"query": "node_load1", "start": 0, "end": 100000, "step": 1}, "bad_data", 400),
+        ({"query": "node_load1", "start": 0, "end": 10, "step": 0}, "bad_data", 400),
+        ({"query": "node_load1", "start": "yesterday", "end": 10, "step": 1}, "bad_data", 400),
+        ({"query": "node_load1[1m]", "start": 0, "end": 10, "step": 1}, "bad_data", 400),
+    ],
+)
+def test_errors_as_prometheus(pair: Pair, params: dict[str, object], kind: str, code: int) -> None:
+    path = "/api/v1/query_range" if "step" in params else "/api/v1/query"
+    code_p, theirs = get(pair.prom.url, path, **params)
+    code_o, ours = get(pair.ours.url, path, **params)
+    assert (code_p, theirs["errorType"]) == (code, kind), theirs
+    assert (code_o, ours["status"], ours["errorType"]) == (code, "error", kind), ours
+    assert ours["error"]
+
+
+def test_grafana_connect_and_health_check(pair: Pair) -> None:
+    """Grafana's data source test: buildinfo, then `1+1` as an instant query."""
+    code, info = get(pair.ours.url, "/api/v1/status/buildinfo")
+    assert code == 200 and info["data"]["version"].startswith("2.")
+    code, body = get(pair.ours.url, "/api/v1/query", query="1+1", time=pair.hi)
+    assert code == 200 and body["data"] == {"resultType": "scalar", "result": [pair.hi, "2"]}
+    code, meta = get(pair.ours.url, "/api/v1/metadata", metric="DCGM_FI_DEV_GPU_UTIL")
+    assert meta["data"] == {"DCGM_FI_DEV_GPU_UTIL": [{"type": "gauge", "help": "", "unit": ""}]}
+    code, body = get(pair.ours.url, "/api/v1/nothing")
+    assert code == 404 and body["errorType"] == "not_found"
