@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ironsight.cli import certs, data, doctor, findings, jobs, top, traces, up
+from ironsight.cli import certs, data, doctor, findings, jobs, promql, top, traces, up
 from ironsight.cli.common import FORMATS, Ctx
 from ironsight.core.transport import TransportError, check_dial, tls_from
 
@@ -51,7 +51,7 @@ def cli(
     ctx.obj = Ctx(db, collector, fmt, tls, insecure)
 
 
-for _module in (data, jobs, top, up, traces, findings, certs, doctor):
+for _module in (data, promql, jobs, top, up, traces, findings, certs, doctor):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 
