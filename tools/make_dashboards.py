@@ -319,19 +319,28 @@ DASHBOARDS = {
     "ironsight-bottlenecks": ("ironsight / Bottlenecks", "Active and recent findings with their evidence", bottlenecks),
 }  # fmt: skip
 
-DATASOURCE_YML = """\
-# Grafana provisioning: the Prometheus that scrapes ironsight agents and collectors.
-# Copy to /etc/grafana/provisioning/datasources/ and set url.
+DATASOURCE_YML = """# Grafana provisioning: copy to /etc/grafana/provisioning/datasources/ and set the urls.
 apiVersion: 1
 datasources:
+  # The collector itself (--http-listen): the store at the agents' full resolution (docs/promql.md).
+  - name: ironsight
+    uid: ironsight
+    type: prometheus
+    access: proxy
+    url: http://localhost:9470
+    isDefault: true
+    jsonData:
+      timeInterval: 1s  # the agents' interval: lets $__rate_interval span 4 samples
+      prometheusType: Prometheus
+      prometheusVersion: 2.42.0
+  # A Prometheus that scrapes the agents and the collector, for fleets that run one.
   - name: Prometheus
     uid: prometheus
     type: prometheus
     access: proxy
     url: http://localhost:9090
-    isDefault: true
     jsonData:
-      timeInterval: 1s  # the agents' scrape interval: lets $__rate_interval span 4 scrapes
+      timeInterval: 1s
 """
 
 DASHBOARDS_YML = """\
