@@ -176,7 +176,7 @@ def expressions(draw: st.DrawFn) -> str:
     return inner
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(expr=expressions(), start=st.integers(0, 1100), span=st.integers(0, 600),
        step=st.sampled_from([1, 5, 15, 60]))  # fmt: skip
 def test_generated_expressions(pair: Pair, expr: str, start: int, span: int, step: int) -> None:
