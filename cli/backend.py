@@ -42,6 +42,8 @@ class QueryError(Exception):
 
 
 class Backend(Protocol):
+    truncated: bool  # the last sql() stopped at max_rows with more rows left
+
     def sql(self, query: str, max_rows: int = DEFAULT_MAX_ROWS) -> pa.Table: ...
 
     def close(self) -> None: ...
@@ -56,9 +58,11 @@ class LocalBackend:
         except FileNotFoundError as exc:
             raise QueryError(f"{exc}; start a collector with --db {path} first") from exc
 
+    truncated = False  # the last sql() stopped at max_rows with more rows left
+
     def sql(self, query: str, max_rows: int = DEFAULT_MAX_ROWS) -> pa.Table:
         try:
-            table, _ = run_query(self.con, query, max_rows)
+            table, self.truncated = run_query(self.con, query, max_rows)
         except ValueError as exc:
             raise QueryError(str(exc)) from exc
         return table
@@ -68,6 +72,8 @@ class LocalBackend:
 
 
 class RemoteBackend:
+    truncated = False  # the last sql() stopped at max_rows with more rows left
+
     def __init__(self, target: str, tls: Tls | None = None) -> None:
         self.target = target
         self.channel = channel(target, tls)
@@ -93,6 +99,7 @@ class RemoteBackend:
                     f"collector {self.target} is unreachable; is ironsight-collector running?"
                 ) from exc
             raise QueryError(f"{exc.details()}", exc.code().name) from exc
+        self.truncated = bool(resp.truncated)
         return pa.ipc.open_stream(resp.arrow_ipc).read_all()
 
     def close(self) -> None:
@@ -157,7 +164,9 @@ def series_sql(
     until: datetime,
     rate: bool,
     job: str | None = None,
+    step_ms: int = 0,
 ) -> str:
+    """step_ms: one row per node, device and step from `since`: a gauge's mean, a counter's mean rate."""
     where = [
         f"time >= TIMESTAMP {quote(since.isoformat(sep=' '))}",
         f"time <= TIMESTAMP {quote(until.isoformat(sep=' '))}",
@@ -186,6 +195,10 @@ def series_sql(
         WHERE tbl = {quote(metric.table)} AND col = {quote(col)}
           AND {cond.replace(f"{metric.table}.", "rollups_1m.")} AND {value} IS NOT NULL
           AND time + INTERVAL 1 MINUTE <= coalesce((SELECT min(time) FROM {metric.table}), TIMESTAMP '9999-01-01')"""
+    if step_ms:
+        bucket = f"time_bucket(to_microseconds({step_ms * 1000}), time, TIMESTAMP {quote(since.isoformat(sep=' '))})"
+        return f"""SELECT {bucket} AS time, node, device, avg(value) AS value, min(source) AS source
+            FROM ({raw} UNION ALL {rolled}) GROUP BY ALL ORDER BY node, device, time"""
     return f"SELECT * FROM ({raw} UNION ALL {rolled}) ORDER BY node, device, time"
 
 

@@ -33,14 +33,18 @@ class Ctx:
         except QueryError as exc:
             raise click.ClickException(str(exc)) from exc
 
-    def run(self, sql: str, max_rows: int = 100_000) -> pa.Table:
+    def run(self, sql: str, max_rows: int = 100_000, what: str = "") -> pa.Table:
+        """what: how to get fewer rows, said on stderr when the result stops at max_rows."""
         backend = self.backend()
         try:
-            return backend.sql(sql, max_rows)
+            table = backend.sql(sql, max_rows)
         except QueryError as exc:
             raise click.ClickException(str(exc)) from exc
         finally:
             backend.close()
+        if backend.truncated:
+            click.echo(f"ironsight: stopped at --limit {max_rows} rows, more are in range{what}", err=True)
+        return table
 
 
 def time_arg(value: str) -> datetime:

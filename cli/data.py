@@ -12,6 +12,8 @@ from ironsight.cli.backend import (
     series_sql,
 )
 from ironsight.cli.common import Ctx, emit, format_option
+from ironsight.collector.promql.api import parse_duration
+from ironsight.collector.promql.values import QueryError as PromQLError
 from ironsight.core.schema import TABLES
 
 
@@ -42,6 +44,7 @@ def _list_metrics() -> None:
 @click.option("--since", default="10m", show_default=True, help="start: 10m, 2h, 1d or an ISO time (UTC)")
 @click.option("--until", default="now", show_default=True, help="end: same forms as --since")
 @click.option("--rate", is_flag=True, help="per-second increase of a counter (resets handled)")
+@click.option("--step", help="one row per step (e.g. 1m): a gauge's mean, a counter's mean per-second rate")
 @click.option("--list", "list_", is_flag=True, help="list every TABLE.COLUMN and exit")
 @click.option("--limit", default=100_000, show_default=True, help="at most this many rows")
 @format_option
@@ -55,6 +58,7 @@ def series(
     since: str,
     until: str,
     rate: bool,
+    step: str | None,
     list_: bool,
     limit: int,
 ) -> None:
@@ -64,6 +68,7 @@ def series(
     Examples:
       ironsight series --node n1 --metric gpu.temperature_celsius --since 10m
       ironsight series --metric nic.rx_bytes --device eth0 --rate --since 1h
+      ironsight series --metric gpu.util_gpu_percent --since 2h --step 1m
       ironsight series --list
     """
     if list_:
@@ -80,7 +85,20 @@ def series(
         raise click.UsageError(f"{metric} is a gauge; --rate is for counters")
     if start > end:
         raise click.UsageError("--since is after --until")
-    emit(c.run(series_sql(m, node, device, start, end, rate, job), limit), c.fmt, metric)
+    step_ms = _step(step) if step else 0
+    sql = series_sql(m, node, device, start, end, rate or (m.counter and step_ms > 0), job, step_ms)
+    emit(c.run(sql, limit, what=": use --step, a shorter range, --node or --device, or a larger --limit"),
+         c.fmt, metric)  # fmt: skip
+
+
+def _step(text: str) -> int:
+    try:
+        step = parse_duration(text, "step")
+    except PromQLError as exc:
+        raise click.UsageError(f"--step {text}: {exc}") from exc
+    if step <= 0:
+        raise click.UsageError(f"--step {text}: must be positive")
+    return step
 
 
 @click.command()

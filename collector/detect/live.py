@@ -189,7 +189,7 @@ def _close_sql(t: Thresholds, end: datetime) -> str:
             """
 
 
-def _figures(evidence: str | None) -> dict[str, float]:
+def peak_figures(evidence: str | None) -> dict[str, float]:
     """The peak step's numeric evidence (lists such as XID codes give their last element)."""
     peak = json.loads(evidence or "{}").get("peak") or {}
     out: dict[str, float] = {}
@@ -207,7 +207,7 @@ def open_findings(con: Any) -> list[OpenFinding]:
         "coalesce(job, '') FROM events WHERE end_time IS NULL ORDER BY kind, node, device"
     ).fetchall()
     return [
-        OpenFinding(str(k), str(n), str(d), str(s), str(c), st, _figures(e), str(j))
+        OpenFinding(str(k), str(n), str(d), str(s), str(c), st, peak_figures(e), str(j))
         for k, n, d, s, c, st, e, j in rows
     ]
 

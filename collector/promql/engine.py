@@ -21,10 +21,12 @@ from ironsight.collector.promql import functions as fn
 from ironsight.collector.promql.aggregate import aggregate
 from ironsight.collector.promql.binary import SET, Matching, binary
 from ironsight.collector.promql.overtime import FUNCTIONS, KEEP_NAME
-from ironsight.collector.promql.source import Matcher, Raw, Source
+from ironsight.collector.promql.source import Source
 from ironsight.collector.promql.values import (
+    Matcher,
     Matrix,
     QueryError,
+    Raw,
     Scalar,
     String,
     Value,
@@ -130,6 +132,8 @@ class _Eval:
         lookback = self.engine.lookback_ms
         raw = self._fetch(vs, int(times.min()) - lookback, int(times.max()))
         v, ok = instant(raw, times, lookback)
+        if raw.stale:  # the newest sample is a staleness marker: the series has ended
+            ok &= ~np.isnan(v)
         return Vector(raw.labels, v, ok).present()
 
     def _range(self, node: Any, ts: np.ndarray) -> tuple[Raw, np.ndarray, int]:
@@ -138,7 +142,8 @@ class _Eval:
             vs = node.vector_selector
             times = self._times(vs.at, vs.offset, ts)
             range_ms = _ms(node.range)
-            return self._fetch(vs, int(times.min()) - range_ms, int(times.max())), times, range_ms
+            raw = self._fetch(vs, int(times.min()) - range_ms, int(times.max())).without_stale()
+            return raw, times, range_ms
         times = self._times(node.at, node.offset, ts)
         range_ms, step = _ms(node.range), _ms(node.step) or self.engine.subquery_step_ms
         first = -(-(int(times.min()) - range_ms) // step) * step

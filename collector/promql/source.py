@@ -10,16 +10,17 @@ are a few thousand series per node at most, never a test per sample.
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from ironsight.collector.promql.findings import NAMES as FINDING_KINDS
+from ironsight.collector.promql.findings import findings
+from ironsight.collector.promql.values import Matcher, Raw, matches
 from ironsight.collector.remote_write.encode import Encoder
 from ironsight.core.reading import DeviceInfo
 from ironsight.core.series_rules import (
@@ -52,44 +53,7 @@ def _names() -> dict[str, dict[str, set[str]]]:
 NAMES = _names()
 KINDS = {rule.name: rule.kind for rules in RULES.values() for rule in rules} | {
     FB_FREE: "gauge", XID_LAST: "gauge", XID_COUNT: "counter", CORE_THROTTLES: "counter",
-    PACKAGE_THROTTLES: "counter"}  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Matcher:
-    name: str
-    op: str  # =, !=, =~, !~
-    value: str
-
-    def __post_init__(self) -> None:
-        if self.op in ("=~", "!~"):
-            object.__setattr__(self, "_re", re.compile(f"(?:{self.value})\\Z", re.DOTALL))
-
-    def matches(self, value: str) -> bool:
-        if self.op == "=":
-            return value == self.value
-        if self.op == "!=":
-            return value != self.value
-        hit = self._re.match(value) is not None  # type: ignore[attr-defined]
-        return hit if self.op == "=~" else not hit
-
-
-def matches(labels: dict[str, str], matchers: Sequence[Matcher]) -> bool:
-    return all(m.matches(labels.get(m.name, "")) for m in matchers)
-
-
-@dataclass
-class Raw:
-    """Series and their samples: series i's are t[starts[i]:starts[i+1]], oldest first."""
-
-    labels: list[dict[str, str]]
-    starts: np.ndarray  # int64, len(labels) + 1
-    t: np.ndarray  # int64 milliseconds
-    v: np.ndarray  # float64
-
-    @staticmethod
-    def empty() -> Raw:
-        return Raw([], np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0))
+    PACKAGE_THROTTLES: "counter"} | FINDING_KINDS  # fmt: skip
 
 
 class Source:
@@ -100,16 +64,20 @@ class Source:
         self.job = job
         self.extra = extra_labels or {}
 
-    def names(self) -> list[str]:
-        return sorted(NAMES)
-
     def select(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int) -> Raw:
         """Every sample of the series matching all matchers, mint_ms <= t <= maxt_ms."""
-        return self._series(matchers, mint_ms, maxt_ms, exists=False)
+        return self._series(matchers, mint_ms, maxt_ms, exists=False) + self._findings(
+            matchers, mint_ms, maxt_ms
+        )
 
     def series(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int) -> list[dict[str, str]]:
         """The label sets of the series with a sample in the range, without reading every value."""
-        return self._series(matchers, mint_ms, maxt_ms, exists=True).labels
+        found = self._findings(matchers, mint_ms, maxt_ms).without_stale()
+        have = [ls for i, ls in enumerate(found.labels) if found.starts[i + 1] > found.starts[i]]
+        return self._series(matchers, mint_ms, maxt_ms, exists=True).labels + have
+
+    def _findings(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int) -> Raw:
+        return findings(self.con, matchers, mint_ms, maxt_ms, {"job": self.job, **self.extra})
 
     def _series(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int, exists: bool) -> Raw:
         names = [n for n in NAMES if matches({"__name__": n}, [m for m in matchers if m.name == "__name__"])]

@@ -7,6 +7,8 @@ step. Every operator works on these whole arrays: no Python runs per sample.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,3 +96,59 @@ def merge_same(vec: Vector) -> Vector:
         vs.append(np.where(ok, vec.v[rows], 0).sum(axis=0))
         oks.append(ok.any(axis=0))
     return Vector(labels, np.array(vs).reshape(len(labels), -1), np.array(oks).reshape(len(labels), -1))
+
+
+@dataclass(frozen=True)
+class Matcher:
+    name: str
+    op: str  # =, !=, =~, !~
+    value: str
+
+    def __post_init__(self) -> None:
+        if self.op in ("=~", "!~"):
+            object.__setattr__(self, "_re", re.compile(f"(?:{self.value})\\Z", re.DOTALL))
+
+    def matches(self, value: str) -> bool:
+        if self.op == "=":
+            return value == self.value
+        if self.op == "!=":
+            return value != self.value
+        hit = self._re.match(value) is not None  # type: ignore[attr-defined]
+        return hit if self.op == "=~" else not hit
+
+
+def matches(labels: dict[str, str], matchers: Sequence[Matcher]) -> bool:
+    return all(m.matches(labels.get(m.name, "")) for m in matchers)
+
+
+@dataclass
+class Raw:
+    """Series and their samples: series i's are t[starts[i]:starts[i+1]], oldest first."""
+
+    labels: list[dict[str, str]]
+    starts: np.ndarray  # int64, len(labels) + 1
+    t: np.ndarray  # int64 milliseconds
+    v: np.ndarray  # float64
+    stale: bool = False  # NaN values are staleness markers (the findings' series), not values
+
+    @staticmethod
+    def empty() -> Raw:
+        return Raw([], np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0))
+
+    def __add__(self, other: Raw) -> Raw:
+        if not other.labels:
+            return self
+        if not self.labels:
+            return other
+        starts = np.r_[self.starts[:-1], other.starts + self.starts[-1]]
+        return Raw(self.labels + other.labels, starts, np.r_[self.t, other.t], np.r_[self.v, other.v],
+                   self.stale or other.stale)  # fmt: skip
+
+    def without_stale(self) -> Raw:
+        """The samples a range function sees: staleness markers left out, as Prometheus does."""
+        if not self.stale:
+            return self
+        keep = ~np.isnan(self.v)
+        series = np.repeat(np.arange(len(self.labels)), np.diff(self.starts))[keep]
+        starts = np.r_[0, np.cumsum(np.bincount(series, minlength=len(self.labels)))].astype(np.int64)
+        return Raw(self.labels, starts, self.t[keep], self.v[keep])

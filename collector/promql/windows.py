@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ironsight.collector.promql.source import Raw
+from ironsight.collector.promql.values import Raw
 
 
 @dataclass

@@ -30,6 +30,7 @@ from support.nvml_double import H100, CaptureNvml, capture
 from support.paths import ROOT
 from support.processes import BIN, CollectorProcess, free_port, wait_port
 from support.prom import Prometheus
+from support.promql import get
 from support.trace_exporter import TraceExporter
 from support.traces import trace_until_now
 
@@ -108,6 +109,9 @@ def test_provisioning_points_at_the_folder_and_prometheus() -> None:
     assert "folder: ironsight" in dashboards and "type: file" in dashboards
 
 
+API: dict[str, str] = {}  # the stack's collector's Prometheus API
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Prometheus, dict[str, str]]]:
     tmp = tmp_path_factory.mktemp("dash")
@@ -116,6 +120,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Prometheus
     db = tmp / "collector.duckdb"
     to_db([trace], db)
     collector = CollectorProcess(db, tmp / "collector.log", http=True).start()
+    API["url"] = f"http://127.0.0.1:{collector.http_port}"
     header, batches = simulate("thermal", nodes=2, gpus=2, duration_s=600, seed=77, start_ns=_start(trace))
     batch_list = list(batches)
     exporters = [
@@ -226,3 +231,35 @@ def test_panels_show_the_incident(stack: tuple[Prometheus, dict[str, str]]) -> N
     assert [(r["metric"]["ironsight_job"], r["metric"]["kind"]) for r in hurt] == [("4242", "thermal")]
     other = prom.query(panel_query("ironsight-bottlenecks", "Active findings", chosen | {"job": "other"}))
     assert other == []
+
+
+@pytest.mark.slow
+def test_the_collector_api_has_the_findings_prometheus_scraped(
+    stack: tuple[Prometheus, dict[str, str]],
+) -> None:
+    """The Bottlenecks dashboard on the collector alone: its findings series, from the store, are
+    what a Prometheus scraping its /metrics holds (but for the scrape's own instance and job)."""
+    prom, _ = stack
+
+    def scraped(r: dict[str, Any]) -> str:
+        return json.dumps(
+            {k: v for k, v in r["metric"].items() if k not in ("instance", "job")}, sort_keys=True
+        )
+
+    def ours(r: dict[str, Any]) -> str:
+        return json.dumps({k: v for k, v in r["metric"].items() if k != "job"}, sort_keys=True)
+
+    for name, exact in (("ironsight_bottleneck_active", True), ("ironsight_bottleneck_since_timestamp_seconds", True),
+                        ("ironsight_bottleneck_evidence", False)):  # fmt: skip
+        theirs = prom.query(name)
+        _, body = get(API["url"], "/api/v1/query", query=name)
+        mine = body["data"]["result"]
+        assert theirs and sorted(map(scraped, theirs)) == sorted(map(ours, mine)), (theirs, mine)
+        if exact:
+            assert sorted((scraped(r), r["value"][1]) for r in theirs) == sorted(
+                (ours(r), r["value"][1]) for r in mine
+            )
+    _, body = get(
+        API["url"], "/api/v1/query", query='max_over_time(ironsight_bottleneck_active{kind="thermal"}[5m])'
+    )
+    assert [r["value"][1] for r in body["data"]["result"]] == ["1"] * len(body["data"]["result"])
