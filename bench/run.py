@@ -18,6 +18,7 @@
     .venv/bin/python bench/run.py scrape --rounds 200
     .venv/bin/python bench/run.py remote-write --rw-nodes 64 --rw-receivers sink prometheus
     .venv/bin/python bench/run.py storage
+    .venv/bin/python bench/run.py promql --promql-hours 24
     .venv/bin/python bench/run.py scrape --help    # one benchmark's own options
 
 One file per benchmark beside this one; harness.py holds what they share.
@@ -45,6 +46,7 @@ import fleet_ingest
 import fleet_soak
 import ingest
 import jobs
+import promql
 import receivers
 import remote_write
 import replay
@@ -68,6 +70,7 @@ BENCHMARKS: list[ModuleType] = [
     scrape,
     remote_write,
     storage,
+    promql,
 ]
 
 

@@ -21,7 +21,7 @@ import pyarrow as pa
 from ironsight.collector.promql.findings import NAMES as FINDING_KINDS
 from ironsight.collector.promql.findings import findings
 from ironsight.collector.promql.values import Matcher, Raw, matches
-from ironsight.collector.remote_write.encode import Encoder
+from ironsight.collector.remote_write.encode import Encoder, table_rules
 from ironsight.core.reading import DeviceInfo
 from ironsight.core.series_rules import (
     CORE_THROTTLES,
@@ -51,6 +51,18 @@ def _names() -> dict[str, dict[str, set[str]]]:
 
 
 NAMES = _names()
+SPECIAL = {FB_FREE, XID_LAST, XID_COUNT, CORE_THROTTLES, PACKAGE_THROTTLES}
+
+
+def _tables(names: Iterable[str]) -> dict[str, set[str]]:
+    """The tables these names are rendered from, and the columns each needs."""
+    out: dict[str, set[str]] = defaultdict(set)
+    for name in names:
+        for table, columns in NAMES[name].items():
+            out[table] |= columns
+    return out
+
+
 KINDS = {rule.name: rule.kind for rules in RULES.values() for rule in rules} | {
     FB_FREE: "gauge", XID_LAST: "gauge", XID_COUNT: "counter", CORE_THROTTLES: "counter",
     PACKAGE_THROTTLES: "counter"} | FINDING_KINDS  # fmt: skip
@@ -81,28 +93,72 @@ class Source:
 
     def _series(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int, exists: bool) -> Raw:
         names = [n for n in NAMES if matches({"__name__": n}, [m for m in matchers if m.name == "__name__"])]
-        tables: dict[str, set[str]] = defaultdict(set)
-        for name in names:
-            for table, columns in NAMES[name].items():
-                tables[table] |= columns
-        if not tables or mint_ms > maxt_ms:
-            return Raw.empty()
-        nodes = self._nodes([m for m in matchers if m.name == "instance"])
-        if not nodes:
+        nodes = self._nodes([m for m in matchers if m.name == "instance"]) if names else []
+        if not nodes or mint_ms > maxt_ms:
             return Raw.empty()
         enc = Encoder(self.extra, self.job, keep_labels=True)
         self._learn(enc, nodes)
-        rows = [(t, self._rows(t, sorted(c), nodes, mint_ms, maxt_ms, exists)) for t, c in tables.items()]
-        if not exists and any(n in (XID_LAST, XID_COUNT) for n in names):
-            rows.append(("gpu_xid", self._xids(enc, nodes, mint_ms, maxt_ms)))
-        samples = enc.samples(rows)
-        if samples is None:
+        # Plain names (a column each) are read sorted by DuckDB, straight into arrays; the rest (values
+        # built from two columns, the XID history, per-core throttles) through the encoder's renderer.
+        plain = [] if exists else [n for n in names if n not in SPECIAL]
+        parts = [
+            self._plain(enc, t, c, set(plain), nodes, mint_ms, maxt_ms) for t, c in _tables(plain).items()
+        ]
+        rendered = [n for n in names if n not in plain]
+        if rendered:
+            enc.only = frozenset(rendered)  # values of these only: the plain ones are read above
+            rows = [(t, self._rows(t, sorted(c), nodes, mint_ms, maxt_ms, exists))
+                    for t, c in _tables(rendered).items()]  # fmt: skip
+            if not exists and any(n in (XID_LAST, XID_COUNT) for n in rendered):
+                rows.append(("gpu_xid", self._xids(enc, nodes, mint_ms, maxt_ms)))
+            samples = enc.samples(rows)
+            if samples is not None:
+                parts.append((samples.ids, samples.ms, samples.values))
+        if not parts:
             return Raw.empty()
         want = [i for i, labels in enumerate(enc.label_sets) if labels["__name__"] in names
                 and matches(labels, matchers)]  # fmt: skip
-        keep = np.isin(samples.ids, want)
-        ids, t, v = samples.ids[keep], samples.ms[keep], samples.values[keep]
-        return _raw(ids, t, v, enc.label_sets)
+        ids, t, v = (np.concatenate([p[k] for p in parts]) for k in range(3))
+        keep = np.isin(ids, want)
+        return _raw(ids[keep], t[keep], v[keep], enc.label_sets)
+
+    def _plain(
+        self,
+        enc: Encoder,
+        table: str,
+        columns: set[str],
+        names: set[str],
+        nodes: list[str],
+        mint_ms: int,
+        maxt_ms: int,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(label id, ms, value) of each non-NULL value of a table's columns, each series' oldest first."""
+        cols = ", ".join(f'"{c}"' for c in sorted(columns))
+        got = self.con.sql(
+            f"SELECT node, device, epoch_ms(time) AS t, {cols} FROM {table} "
+            f"WHERE {_WHERE} ORDER BY node, device, time",
+            params=[*_bounds(mint_ms, maxt_ms), nodes],
+        ).to_arrow_table()
+        n = got.num_rows
+        if not n:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+        node, device = (
+            np.asarray(got.column(c).to_numpy(zero_copy_only=False), dtype=object) for c in ("node", "device")
+        )
+        cut = np.flatnonzero(np.r_[True, (node[1:] != node[:-1]) | (device[1:] != device[:-1])])
+        base = np.array([enc.series_id(table, node[i], device[i]) for i in cut], dtype=np.int64)
+        row_base = np.repeat(base, np.diff(np.r_[cut, n]))
+        t = np.asarray(got.column("t").to_numpy(), dtype=np.int64)
+        out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        for k, rule in enumerate(table_rules(table)):
+            if rule.column not in columns or rule.name not in names:
+                continue
+            v = np.asarray(got.column(rule.column).to_numpy(zero_copy_only=False), dtype=np.float64)
+            ok = ~np.isnan(v)
+            out.append((row_base[ok] + k, t[ok], v[ok] * rule.scale if rule.scale != 1 else v[ok]))
+        if not out:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+        return tuple(np.concatenate([o[i] for o in out]) for i in range(3))  # type: ignore[return-value]
 
     def _nodes(self, instance: Sequence[Matcher]) -> list[str]:
         known = [r[0] for r in self.con.execute("SELECT node FROM nodes ORDER BY node").fetchall()]

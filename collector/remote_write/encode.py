@@ -79,6 +79,7 @@ class Encoder:
         """keep_labels: also keep each label id's labels as a dict (label_sets), for readers of the series."""
         self.extra = {"job": job, **(extra_labels or {})}
         self.keep_labels = keep_labels
+        self.only: frozenset[str] | None = None  # a reader's metric names: the others are not computed
         self.nodes: dict[str, _Node] = {}
         self.xids: dict[tuple[str, str], tuple[int, int]] = {}  # (node, gpu) -> (last XID, how many)
         self._forget_labels()
@@ -135,7 +136,7 @@ class Encoder:
     # -- series of each table
 
     def _table(self, name: str, table: pa.Table, events: _Events) -> Samples:
-        rules = RULES[name] + _GPU_EXTRA if name == "gpu" else RULES[name]
+        rules = table_rules(name)
         columns: dict[str, pa.ChunkedArray | pa.Array] = dict(
             zip(table.column_names, table.columns, strict=True)
         )
@@ -156,19 +157,26 @@ class Encoder:
         us = _micros(table)
         order = np.lexsort((us, codes))
         base = np.array([self._base(key_table, k, rules, labels) for k in keys], dtype=np.int64)
-        ids = base[codes[order]][None, :] + np.arange(len(rules), dtype=np.int64)[:, None]
-        values = np.zeros((len(rules), len(order)))
-        valid = np.zeros((len(rules), len(order)), dtype=bool)
-        for r, rule in enumerate(rules):
-            col = columns.get(rule.column)
-            if col is None:
-                continue
+        # Only the rules with a column here (a reader may have asked for a few) and a name wanted.
+        have = [r for r, rule in enumerate(rules) if rule.column in columns and self._wanted(rule.name)]
+        ids = base[codes[order]][None, :] + np.array(have, dtype=np.int64).reshape(-1, 1)  # (rules, rows)
+        values = np.zeros((len(have), len(order)))
+        valid = np.zeros((len(have), len(order)), dtype=bool)
+        for k, r in enumerate(have):
+            rule = rules[r]
             # NULL becomes NaN, which is never a stored value (the collector refuses NaN): one call a column.
-            v = np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)[order]
-            valid[r] = ~np.isnan(v)
-            values[r] = v * rule.scale if rule.scale != 1 else v
+            v = np.asarray(columns[rule.column].to_numpy(zero_copy_only=False), dtype=np.float64)[order]
+            valid[k] = ~np.isnan(v)
+            values[k] = v * rule.scale if rule.scale != 1 else v
         ms = np.broadcast_to(us[order] // 1000, valid.shape)
         return Samples(ids[valid], ms[valid], values[valid])
+
+    def series_id(self, table: str, node: str, device: str) -> int:
+        """The label id of a stored table's node and device under its first rule (table_rules(table));
+        rule k's is this + k."""
+        return self._base(
+            table, node + _SEP + device, table_rules(table), lambda d, n: self._labels(table, d, n)
+        )
 
     def _base(
         self, table: str, key: str, rules: tuple[Rule, ...], labels: Callable[[str, str], dict[str, str]]
@@ -192,13 +200,18 @@ class Encoder:
         node = self.nodes.get(node_id) or _Node(node_id, {})
         return device_labels(table, device, node.inventory, node.hostname)
 
+    def _wanted(self, name: str) -> bool:
+        return self.only is None or name in self.only
+
     def _gpu_columns(self, gpu: pa.Table, events: _Events) -> dict[str, pa.ChunkedArray | pa.Array]:
         out: dict[str, pa.ChunkedArray | pa.Array] = {}
-        if {"memory_used_bytes", "memory_total_bytes"} <= set(gpu.column_names):
+        if self._wanted(FB_FREE) and {"memory_used_bytes", "memory_total_bytes"} <= set(gpu.column_names):
             used, total = gpu.column("memory_used_bytes"), gpu.column("memory_total_bytes")
             out["fb_free"] = pc.divide(
                 pc.cast(pc.subtract(total, used), pa.float64(), safe=False), float(MIB)
             )
+        if not (self._wanted(XID_LAST) or self._wanted(XID_COUNT)):
+            return out
         last, count = self._xid_columns(gpu, events)
         return out | {"xid_last": pa.array(last), "xid_count": pa.array(count)}
 
@@ -275,6 +288,11 @@ class Encoder:
         for a, b in itertools.pairwise(cuts):
             out.append((data[offsets[a] : offsets[b]].to_pybytes(), int(counts[a:b].sum())))
         return out
+
+
+def table_rules(table: str) -> tuple[Rule, ...]:
+    """The rules of a stored table's series, in label id order."""
+    return RULES[table] + _GPU_EXTRA if table == "gpu" else RULES[table]
 
 
 def _keys(table: pa.Table) -> tuple[np.ndarray, list[str]]:
