@@ -115,12 +115,13 @@ class _Eval:
             ts = np.full(len(ts), fixed, dtype=np.int64)
         return ts - _ms(offset)
 
-    def _fetch(self, vs: Any, mint: int, maxt: int) -> Raw:
+    def _fetch(self, vs: Any, mint: int, maxt: int, grid: tuple[int, int] = (0, 0)) -> Raw:
+        """grid: (first, step) of an instant selector's evaluation times, to read only what they use."""
         matchers = matchers_of(vs)
-        cache_key = (tuple(matchers), mint, maxt)
+        cache_key = (tuple(matchers), mint, maxt, grid)
         raw = self.cache.get(cache_key)
         if raw is None:
-            raw = self.cache[cache_key] = self.engine.source.select(matchers, mint, maxt)
+            raw = self.cache[cache_key] = self.engine.source.select(matchers, mint, maxt, *grid)
             self.loaded += len(raw.t)
             if self.loaded > self.engine.max_samples:
                 raise QueryError("execution", "query processing would load too many samples into memory "
@@ -130,7 +131,9 @@ class _Eval:
     def selector(self, vs: Any, ts: np.ndarray) -> Vector:
         times = self._times(vs.at, vs.offset, ts)
         lookback = self.engine.lookback_ms
-        raw = self._fetch(vs, int(times.min()) - lookback, int(times.max()))
+        step = int(times[1] - times[0]) if len(times) > 1 else 0
+        grid = (int(times[0]), step) if step > 0 else (0, 0)
+        raw = self._fetch(vs, int(times.min()) - lookback, int(times.max()), grid)
         v, ok = instant(raw, times, lookback)
         if raw.stale:  # the newest sample is a staleness marker: the series has ended
             ok &= ~np.isnan(v)

@@ -37,9 +37,12 @@ def _extrapolated(w: Windows, ends: np.ndarray, range_ms: int, counter: bool, pe
         threshold = average * 1.1
         interval = sampled + np.where(to_start < threshold, to_start, average / 2)
         interval = interval + np.where(to_end < threshold, to_end, average / 2)
-        result = result * (interval / sampled)
-    if per_second:
-        result = result / (range_ms / 1000)
+        # One factor, divided by the range before it multiplies, in Prometheus's order: the last bit
+        # decides a round() at .5.
+        factor = interval / sampled
+        if per_second:
+            factor = factor / (range_ms / 1000)
+        result = result * factor
     return result, ok
 
 
@@ -54,20 +57,31 @@ def _instant_rate(w: Windows, counter: bool) -> Result:
     return d, w.count >= 2
 
 
+def _sums(values: np.ndarray, offsets: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Each window's sum, added in extended precision and rounded once: what Prometheus's compensated
+    (Kahan-Neumaier) sums give, so that differences of large sums cancel as they do there."""
+    if not len(values):
+        return np.zeros(len(counts))
+    wide = np.add.reduceat(values.astype(np.longdouble), np.minimum(offsets, len(values) - 1))
+    return np.where(counts > 0, wide.astype(np.float64), 0.0)
+
+
 def _regression(w: Windows, at: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Least-squares slope and intercept per window; x in seconds from `at` (None: the first sample)."""
+    """Least-squares slope and intercept per window, as Prometheus's linearRegression computes them:
+    x in seconds from `at` (None: the window's first sample), a constant y gives slope 0."""
     window, index = w.expand()
-    cells = w.lo.size
+    counts = w.count.ravel()
+    offsets = np.cumsum(counts) - counts
     origin = w.first()[0].ravel() if at is None else np.broadcast_to(at[None, :], w.lo.shape).ravel()
-    x = (w.raw.t[index] - origin[window]) / 1000
+    x = (w.raw.t[index] - origin[window]).astype(np.float64) / 1e3
     y = w.raw.v[index]
-    n = np.maximum(w.count.ravel(), 1).astype(np.float64)
-    sx, sy = np.bincount(window, x, cells), np.bincount(window, y, cells)
-    sxy, sx2 = np.bincount(window, x * y, cells), np.bincount(window, x * x, cells)
+    n = np.maximum(counts, 1).astype(np.float64)
+    sx, sy = _sums(x, offsets, counts), _sums(y, offsets, counts)
+    sxy, sx2 = _sums(x * y, offsets, counts), _sums(x * x, offsets, counts)
     with np.errstate(divide="ignore", invalid="ignore"):
         slope = (sxy - sx * sy / n) / (sx2 - sx * sx / n)
         intercept = sy / n - slope * sx / n
-    flat = (w.reduce(np.fmin) == w.reduce(np.fmax)).ravel()  # a constant y: slope 0, as Prometheus has it
+    flat = (w.reduce(np.fmin) == w.reduce(np.fmax)).ravel()
     first = w.first()[1].ravel()
     slope, intercept = np.where(flat, 0.0, slope), np.where(flat, first, intercept)
     return slope.reshape(w.lo.shape), intercept.reshape(w.lo.shape)

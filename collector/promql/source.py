@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ironsight.collector.promql.findings import NAMES as FINDING_KINDS
 from ironsight.collector.promql.findings import findings
@@ -76,22 +78,25 @@ class Source:
         self.job = job
         self.extra = extra_labels or {}
 
-    def select(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int) -> Raw:
-        """Every sample of the series matching all matchers, mint_ms <= t <= maxt_ms."""
-        return self._series(matchers, mint_ms, maxt_ms, exists=False) + self._findings(
-            matchers, mint_ms, maxt_ms
-        )
+    def select(
+        self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int, first: int = 0, step: int = 0
+    ) -> Raw:
+        """The samples of the series matching all matchers, mint_ms <= t <= maxt_ms: every one, or with
+        a step only those an instant selector evaluated at first, first + step, ... can use."""
+        span = Span(mint_ms, maxt_ms, first, step)
+        return self._series(matchers, span, exists=False) + self._findings(matchers, mint_ms, maxt_ms)
 
     def series(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int) -> list[dict[str, str]]:
         """The label sets of the series with a sample in the range, without reading every value."""
         found = self._findings(matchers, mint_ms, maxt_ms).without_stale()
         have = [ls for i, ls in enumerate(found.labels) if found.starts[i + 1] > found.starts[i]]
-        return self._series(matchers, mint_ms, maxt_ms, exists=True).labels + have
+        return self._series(matchers, Span(mint_ms, maxt_ms), exists=True).labels + have
 
     def _findings(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int) -> Raw:
         return findings(self.con, matchers, mint_ms, maxt_ms, {"job": self.job, **self.extra})
 
-    def _series(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int, exists: bool) -> Raw:
+    def _series(self, matchers: Sequence[Matcher], span: Span, exists: bool) -> Raw:
+        mint_ms, maxt_ms = span.mint, span.maxt
         names = [n for n in NAMES if matches({"__name__": n}, [m for m in matchers if m.name == "__name__"])]
         nodes = self._nodes([m for m in matchers if m.name == "instance"]) if names else []
         if not nodes or mint_ms > maxt_ms:
@@ -101,9 +106,7 @@ class Source:
         # Plain names (a column each) are read sorted by DuckDB, straight into arrays; the rest (values
         # built from two columns, the XID history, per-core throttles) through the encoder's renderer.
         plain = [] if exists else [n for n in names if n not in SPECIAL]
-        parts = [
-            self._plain(enc, t, c, set(plain), nodes, mint_ms, maxt_ms) for t, c in _tables(plain).items()
-        ]
+        parts = [self._plain(enc, t, c, set(plain), nodes, span) for t, c in _tables(plain).items()]
         rendered = [n for n in names if n not in plain]
         if rendered:
             enc.only = frozenset(rendered)  # values of these only: the plain ones are read above
@@ -123,39 +126,32 @@ class Source:
         return _raw(ids[keep], t[keep], v[keep], enc.label_sets)
 
     def _plain(
-        self,
-        enc: Encoder,
-        table: str,
-        columns: set[str],
-        names: set[str],
-        nodes: list[str],
-        mint_ms: int,
-        maxt_ms: int,
+        self, enc: Encoder, table: str, columns: set[str], names: set[str], nodes: list[str], span: Span
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(label id, ms, value) of each non-NULL value of a table's columns, each series' oldest first."""
-        cols = ", ".join(f'"{c}"' for c in sorted(columns))
         got = self.con.sql(
-            f"SELECT node, device, epoch_ms(time) AS t, {cols} FROM {table} "
-            f"WHERE {_WHERE} ORDER BY node, device, time",
-            params=[*_bounds(mint_ms, maxt_ms), nodes],
-        ).to_arrow_table()
-        n = got.num_rows
-        if not n:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-        node, device = (
-            np.asarray(got.column(c).to_numpy(zero_copy_only=False), dtype=object) for c in ("node", "device")
+            _plain_sql(table, sorted(columns), span), params=[*_bounds(span.mint, span.maxt), nodes]
         )
-        cut = np.flatnonzero(np.r_[True, (node[1:] != node[:-1]) | (device[1:] != device[:-1])])
-        base = np.array([enc.series_id(table, node[i], device[i]) for i in cut], dtype=np.int64)
-        row_base = np.repeat(base, np.diff(np.r_[cut, n]))
-        t = np.asarray(got.column("t").to_numpy(), dtype=np.int64)
+        got = got.to_arrow_table()
+        n = got.num_rows
         out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        if n:
+            node, device = got.column("node").combine_chunks(), got.column("device").combine_chunks()
+            changed = pc.or_(pc.not_equal(node[1:], node[:-1]), pc.not_equal(device[1:], device[:-1]))
+            cut = np.r_[0, np.flatnonzero(changed.to_numpy(zero_copy_only=False)) + 1]
+            keys = zip(node.take(cut).to_pylist(), device.take(cut).to_pylist(), strict=True)
+            base = np.array([enc.series_id(table, a, b) for a, b in keys], dtype=np.int64)
+            row_base = np.repeat(base, np.diff(np.r_[cut, n]))
         for k, rule in enumerate(table_rules(table)):
-            if rule.column not in columns or rule.name not in names:
+            if not n or rule.column not in columns or rule.name not in names:
                 continue
             v = np.asarray(got.column(rule.column).to_numpy(zero_copy_only=False), dtype=np.float64)
+            t = np.asarray(
+                got.column(f"t_{rule.column}" if span.step else "t").to_numpy(zero_copy_only=False)
+            )
             ok = ~np.isnan(v)
-            out.append((row_base[ok] + k, t[ok], v[ok] * rule.scale if rule.scale != 1 else v[ok]))
+            scaled = v[ok] * rule.scale if rule.scale != 1 else v[ok]
+            out.append((row_base[ok] + k, t[ok].astype(np.int64), scaled))
         if not out:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
         return tuple(np.concatenate([o[i] for o in out]) for i in range(3))  # type: ignore[return-value]
@@ -202,6 +198,29 @@ class Source:
 
 
 _WHERE = "time >= ? AND time < ? AND list_contains(?, node)"
+
+
+@dataclass(frozen=True)
+class Span:
+    """Samples from mint to maxt (ms). With a step: only each series' last sample at or before each of
+    the times first, first + step, ... (all an instant selector can use), found by DuckDB."""
+
+    mint: int
+    maxt: int
+    first: int = 0
+    step: int = 0
+
+
+def _plain_sql(table: str, columns: list[str], span: Span) -> str:
+    if not span.step:
+        cols = ", ".join(f'"{c}"' for c in columns)
+        return f"SELECT node, device, epoch_ms(time) AS t, {cols} FROM {table} WHERE {_WHERE} ORDER BY node, device, t"
+    # The step a sample serves: the first evaluation time at or after it.
+    k = f"greatest(0, ceil((epoch_ms(time) - {span.first}) / {span.step}))"
+    cols = ", ".join(f'max(epoch_ms(time)) FILTER ("{c}" IS NOT NULL) AS "t_{c}", '
+                     f'arg_max("{c}", time) FILTER ("{c}" IS NOT NULL) AS "{c}"' for c in columns)  # fmt: skip
+    return (f"SELECT node, device, {k} AS k, {cols} FROM {table} WHERE {_WHERE} GROUP BY node, device, k "
+            "ORDER BY node, device, k")  # fmt: skip
 
 
 def _bounds(mint_ms: int, maxt_ms: int) -> tuple[datetime, datetime]:

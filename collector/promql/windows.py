@@ -46,13 +46,14 @@ class Windows:
         return self.raw.t[i], self.raw.v[i]
 
     def reduce(self, ufunc: np.ufunc) -> np.ndarray:
-        """ufunc over each window's values, in time order (empty windows give garbage: mask them)."""
-        v = np.r_[self.raw.v, 0.0]
+        """ufunc over each window's values, in time order (empty windows give garbage: mask them). Sums
+        are added in extended precision and rounded once, as Prometheus's compensated sums come out."""
+        v = np.r_[self.raw.v, 0.0].astype(np.longdouble if ufunc is np.add else np.float64)
         if not len(self.raw.v):
             return np.zeros(self.lo.shape)
         idx = np.stack([self.lo.ravel(), np.maximum(self.hi.ravel(), self.lo.ravel() + 1)], axis=1).ravel()
         idx = np.minimum(idx, len(v) - 1)
-        return np.asarray(ufunc.reduceat(v, idx)[::2]).reshape(self.lo.shape)
+        return np.asarray(ufunc.reduceat(v, idx)[::2], dtype=np.float64).reshape(self.lo.shape)
 
     def between(self, per_sample: np.ndarray) -> np.ndarray:
         """Sum of a per-sample quantity over samples lo+1..hi-1 (a pair's, stored at its second sample),
