@@ -39,6 +39,7 @@ from ironsight.collector.promql.windows import instant, windows
 LOOKBACK_MS = 300_000  # Prometheus's default --query.lookback-delta
 SUBQUERY_STEP_MS = 60_000  # a subquery without a step: Prometheus's default evaluation interval
 MAX_SAMPLES = 50_000_000  # Prometheus's default --query.max-samples
+MAX_SERIES = 500_000  # one selector's series: a whole large fleet's GPUs, not its every counter
 _OPS = {"MatchOp.Equal": "=", "MatchOp.NotEqual": "!=", "MatchOp.Re": "=~", "MatchOp.NotRe": "!~"}
 _CARD = {"VectorMatchCardinality.OneToOne": "one-to-one", "VectorMatchCardinality.ManyToOne": "many-to-one",
          "VectorMatchCardinality.OneToMany": "one-to-many",
@@ -61,6 +62,7 @@ class Engine:
     source: Source
     lookback_ms: int = LOOKBACK_MS
     max_samples: int = MAX_SAMPLES
+    max_series: int = MAX_SERIES
     subquery_step_ms: int = SUBQUERY_STEP_MS
 
     def run(self, expr: str | Any, start_ms: int, end_ms: int, step_ms: int, timeout_s: float = 120) -> Value:
@@ -122,6 +124,9 @@ class _Eval:
         raw = self.cache.get(cache_key)
         if raw is None:
             raw = self.cache[cache_key] = self.engine.source.select(matchers, mint, maxt, *grid)
+            if len(raw.labels) > self.engine.max_series:
+                raise QueryError("execution", f"the query selects {len(raw.labels)} series, more than the "
+                                 f"{self.engine.max_series} allowed; narrow its label matchers")  # fmt: skip
             self.loaded += len(raw.t)
             if self.loaded > self.engine.max_samples:
                 raise QueryError("execution", "query processing would load too many samples into memory "
