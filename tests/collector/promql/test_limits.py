@@ -33,5 +33,5 @@ def test_limits_refuse_with_one_clear_error(tmp_path: Path) -> None:
     got = Engine(Source(s.reader()), max_samples=13).run(
         "ironsight_bottleneck_active[10m]", T + 300_000, T + 300_000, 1000
     )
-    assert len(got.t[0]) == 12  # type: ignore[union-attr]
+    assert len(got.t[0]) == 12
     s.close()
