@@ -189,39 +189,33 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         )
         day = tmp / "day.duckdb"
         _day_store(day, args.promql_nodes, args.promql_hours)
-        (tmp / "p1").mkdir()
-        prom, prom_url = _prometheus(tmp / "p1")
-        try:
-            out["dashboard_samples_fed"] = _feed(hour, prom_url)
-            out["day_samples_fed"] = _feed(day, prom_url)
-            import duckdb
+        import duckdb
 
-            with duckdb.connect(str(hour), read_only=True) as con:
+        peak = 0
+        for db, key, rounds in ((hour, "dashboard", 3), (day, "day", 5)):
+            with duckdb.connect(str(db), read_only=True) as con:
                 lo, hi = (
-                    x.timestamp() for x in con.execute("SELECT min(time), max(time) FROM gpu").fetchall()[0]
+                    x / 1000
+                    for x in con.execute(
+                        "SELECT epoch_ms(min(time)), epoch_ms(max(time)) FROM gpu"
+                    ).fetchall()[0]
                 )
-            with duckdb.connect(str(day), read_only=True) as con:
-                dlo, dhi = (
-                    x.timestamp() for x in con.execute("SELECT min(time), max(time) FROM gpu").fetchall()[0]
-                )
-            peak = 0
-            for db, queries, rounds, key in (
-                (hour, [{"query": q, "start": lo, "end": hi, "step": 5} for q in _panels()], 3, "dashboard"),
-                (day, [{"query": "DCGM_FI_DEV_GPU_UTIL", "start": dlo, "end": dhi, "step": 60}], 5, "day"),
-            ):
-                proc, url = _collector(db)
-                try:
-                    took = _load({"ironsight": url, "prometheus": prom_url}, queries, rounds)
-                    peak = max(peak, _peak_rss(proc.pid))
-                finally:
-                    proc.terminate()
-                    proc.wait(timeout=60)
-                out[f"{key}_s"] = took["ironsight"]
-                out[f"{key}_prometheus_s"] = took["prometheus"]
-                out[f"{key}_ratio"] = took["ironsight"] / took["prometheus"]
-                out[f"{key}_queries"] = len(queries)
-            out["collector_peak_rss_mib"] = peak / 2**20
-        finally:
-            prom.terminate()
-            prom.wait(timeout=60)
+            queries = ([{"query": q, "start": lo, "end": hi, "step": 5} for q in _panels()] if key == "dashboard"
+                       else [{"query": "DCGM_FI_DEV_GPU_UTIL", "start": lo, "end": hi, "step": 60}])  # fmt: skip
+            (tmp / key).mkdir()
+            prom, prom_url = _prometheus(tmp / key)  # one each: the two stores' times overlap
+            out[f"{key}_samples_fed"] = _feed(db, prom_url)  # before the collector takes the file
+            proc, url = _collector(db)
+            try:
+                took = _load({"ironsight": url, "prometheus": prom_url}, queries, rounds)
+                peak = max(peak, _peak_rss(proc.pid))
+            finally:
+                for p in (proc, prom):
+                    p.terminate()
+                    p.wait(timeout=60)
+            out[f"{key}_s"] = took["ironsight"]
+            out[f"{key}_prometheus_s"] = took["prometheus"]
+            out[f"{key}_ratio"] = took["ironsight"] / took["prometheus"]
+            out[f"{key}_queries"] = len(queries)
+        out["collector_peak_rss_mib"] = peak / 2**20
     return out

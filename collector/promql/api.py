@@ -14,6 +14,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
@@ -21,7 +22,7 @@ from urllib.parse import parse_qs
 import duckdb
 
 from ironsight.collector.promql.engine import Engine, matchers_of, parse
-from ironsight.collector.promql.render import render
+from ironsight.collector.promql.render import render_json
 from ironsight.collector.promql.source import KINDS, Source, merge_labels
 from ironsight.collector.promql.values import QueryError
 
@@ -85,14 +86,15 @@ class Api:
         path = environ.get("PATH_INFO", "")
         try:
             params = _params(environ)
-            status, body = 200, {"status": "success", "data": self.route(path, params)}
+            got = self.route(path, params)
+            # A query's answer comes as JSON text already (render_json): it is spliced in, not dumped again.
+            text = got.text if isinstance(got, Rendered) else json.dumps(got, separators=(",", ":"))
+            status, data = 200, f'{{"status":"success","data":{text}}}'.encode()
         except QueryError as exc:
-            status = STATUS.get(exc.kind, 400)
-            body = {"status": "error", "errorType": exc.kind, "error": str(exc)}
+            status, data = STATUS.get(exc.kind, 400), _error(exc.kind, str(exc))
         except Exception as exc:  # a bug must not take the server down: say so, in Prometheus's form
             log.exception("%s failed", path)
-            status, body = 500, {"status": "error", "errorType": "internal", "error": str(exc)}
-        data = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+            status, data = 500, _error("internal", str(exc))
         reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 422: "Unprocessable Entity",
                   500: "Internal Server Error", 503: "Service Unavailable"}[status]  # fmt: skip
         start_response(f"{status} {reason}", [("Content-Type", "application/json"),
@@ -153,8 +155,8 @@ class Api:
             at = _one(p, "time")
             start = end = parse_time(at, "time") if at else round(time.time() * 1000)
             step = 1000
-        return self._with_source(lambda s: render(
-            Engine(s).run(node, start, end, step, timeout), start, step, ranged), timeout)  # fmt: skip
+        return self._with_source(lambda s: Rendered(render_json(
+            Engine(s).run(node, start, end, step, timeout), start, step, ranged)), timeout)  # fmt: skip
 
     def _with_source(self, work: Callable[[Source], Any], timeout: float = DEFAULT_TIMEOUT_S) -> Any:
         con = self.connect()
@@ -185,6 +187,17 @@ class Api:
         if name == "__name__" and not p.get("match[]"):
             return sorted({ls["__name__"] for ls in self._series(source, p)})
         return sorted({ls[name] for ls in self._series(source, p) if name in ls})
+
+
+@dataclass(frozen=True)
+class Rendered:
+    text: str  # JSON
+
+
+def _error(kind: str, message: str) -> bytes:
+    return json.dumps(
+        {"status": "error", "errorType": kind, "error": message}, separators=(",", ":")
+    ).encode()
 
 
 def _metadata(p: Params) -> dict[str, list[dict[str, str]]]:

@@ -119,11 +119,11 @@ class Source:
                 parts.append((samples.ids, samples.ms, samples.values))
         if not parts:
             return Raw.empty()
-        want = [i for i, labels in enumerate(enc.label_sets) if labels["__name__"] in names
-                and matches(labels, matchers)]  # fmt: skip
         ids, t, v = (np.concatenate([p[k] for p in parts]) for k in range(3))
+        labels = {int(i): enc.label_set(int(i)) for i in np.unique(ids)}
+        want = [i for i, ls in labels.items() if ls["__name__"] in names and matches(ls, matchers)]
         keep = np.isin(ids, want)
-        return _raw(ids[keep], t[keep], v[keep], enc.label_sets)
+        return _raw(ids[keep], t[keep], v[keep], labels)
 
     def _plain(
         self, enc: Encoder, table: str, columns: set[str], names: set[str], nodes: list[str], span: Span
@@ -228,7 +228,7 @@ def _bounds(mint_ms: int, maxt_ms: int) -> tuple[datetime, datetime]:
     return _EPOCH + timedelta(milliseconds=mint_ms), _EPOCH + timedelta(milliseconds=maxt_ms + 1)
 
 
-def _raw(ids: np.ndarray, t: np.ndarray, v: np.ndarray, label_sets: list[dict[str, str]]) -> Raw:
+def _raw(ids: np.ndarray, t: np.ndarray, v: np.ndarray, label_sets: dict[int, dict[str, str]]) -> Raw:
     """Samples contiguous per label id -> series numbered from 0; a repeated millisecond keeps its first."""
     if len(ids):
         dup = np.r_[False, (ids[1:] == ids[:-1]) & (t[1:] == t[:-1])]

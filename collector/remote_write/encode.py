@@ -76,7 +76,7 @@ class Encoder:
     def __init__(
         self, extra_labels: Mapping[str, str] | None = None, job: str = "ironsight", keep_labels: bool = False
     ) -> None:
-        """keep_labels: also keep each label id's labels as a dict (label_sets), for readers of the series."""
+        """keep_labels: keep each label id's labels (label_set) instead of encoding them, for readers."""
         self.extra = {"job": job, **(extra_labels or {})}
         self.keep_labels = keep_labels
         self.only: frozenset[str] | None = None  # a reader's metric names: the others are not computed
@@ -89,7 +89,7 @@ class Encoder:
         self._blobs: list[bytes] = []  # label id -> the TimeSeries' encoded label fields
         self._blob_bytes = 0
         self._array: pa.BinaryArray | None = None
-        self.label_sets: list[dict[str, str]] = []  # label id -> labels, with keep_labels only
+        self._parts: list[tuple[dict[str, str], Rule]] = []  # label id -> (common labels, rule): keep_labels
 
     def learn(self, node_id: str, info: pb.NodeInfo) -> None:
         """A batch carrying the node's inventory: its series' labels are built again if it changed."""
@@ -187,14 +187,21 @@ class Encoder:
             got = self._ids[(table, key)] = len(self._blobs)
             node, device = _node_device(key)
             common = {**self.extra, "instance": node, **labels(device, node)}
+            if self.keep_labels:  # a reader's: label sets made when asked for (label_set), no protobuf
+                self._parts += [(common, rule) for rule in rules]
+                self._blobs += [b""] * len(rules)
+                return got
             for rule in rules:
-                labels_of = {**common, **dict(rule.labels), "__name__": rule.name}
-                blob = _label_fields(labels_of)
-                if self.keep_labels:  # an empty value is no label, as in the request
-                    self.label_sets.append({k: v for k, v in labels_of.items() if v})
+                blob = _label_fields({**common, **dict(rule.labels), "__name__": rule.name})
                 self._blobs.append(blob)
                 self._blob_bytes += len(blob)
         return got
+
+    def label_set(self, label_id: int) -> dict[str, str]:
+        """A label id's labels (keep_labels only); an empty value is no label, as in a request."""
+        common, rule = self._parts[label_id]
+        labels = {**common, **dict(rule.labels), "__name__": rule.name}
+        return {k: v for k, v in labels.items() if v}
 
     def _labels(self, table: str, device: str, node_id: str) -> dict[str, str]:
         node = self.nodes.get(node_id) or _Node(node_id, {})
