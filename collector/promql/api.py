@@ -23,7 +23,7 @@ import duckdb
 
 from ironsight.collector.promql.engine import Engine, matchers_of, parse
 from ironsight.collector.promql.render import render_json
-from ironsight.collector.promql.source import KINDS, Source, merge_labels
+from ironsight.collector.promql.source import KINDS, Inventory, Source, merge_labels
 from ironsight.collector.promql.values import QueryError
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ STATUS = {"bad_data": 400, "execution": 422, "timeout": 503, "canceled": 503, "i
           "not_found": 404, "unavailable": 503}  # fmt: skip
 MAX_POINTS = 11_000  # per series in a range query, as Prometheus
 DEFAULT_TIMEOUT_S = 120.0
+INVENTORY_S = 5.0
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000,
             "y": 31_536_000_000}  # fmt: skip
@@ -81,6 +82,16 @@ class Api:
         self.job = job
         self.labels = labels or {}
         self.version = version
+        self._inventory: tuple[float, Inventory] | None = None
+        self._lock = threading.Lock()
+
+    def inventory(self, con: Any) -> Inventory:
+        """Nodes and devices, read again when older than INVENTORY_S: a dashboard's dozens of queries
+        share one read, and a new node shows within seconds."""
+        with self._lock:
+            if self._inventory is None or time.monotonic() - self._inventory[0] > INVENTORY_S:
+                self._inventory = (time.monotonic(), Inventory.load(con))
+            return self._inventory[1]
 
     def __call__(self, environ: dict[str, Any], start_response: Start) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -163,7 +174,7 @@ class Api:
         timer = threading.Timer(timeout, con.interrupt)
         timer.start()
         try:
-            return work(Source(con, self.job, self.labels))
+            return work(Source(con, self.job, self.labels, self.inventory(con)))
         except duckdb.InterruptException as exc:
             raise QueryError("timeout", "query timed out in query execution") from exc
         finally:

@@ -70,13 +70,48 @@ KINDS = {rule.name: rule.kind for rules in RULES.values() for rule in rules} | {
     PACKAGE_THROTTLES: "counter"} | FINDING_KINDS  # fmt: skip
 
 
-class Source:
-    """Reads series from a store's connection (a cursor of its own: it may run beside the writer)."""
+@dataclass
+class Inventory:
+    """The nodes, their hostnames and devices: what series' labels are made of."""
 
-    def __init__(self, con: Any, job: str = "ironsight", extra_labels: dict[str, str] | None = None) -> None:
+    nodes: list[str]
+    hostnames: dict[str, str]
+    devices: dict[str, list[DeviceInfo]]
+
+    @staticmethod
+    def load(con: Any) -> Inventory:
+        hostnames = {
+            n: h or "" for n, h in con.execute("SELECT node, hostname FROM nodes ORDER BY node").fetchall()
+        }
+        devices: dict[str, list[DeviceInfo]] = defaultdict(list)
+        for node, kind, device, attrs in con.execute(
+            "SELECT node, kind, device, attrs FROM devices"
+        ).fetchall():
+            devices[node].append(DeviceInfo(kind, device, dict(attrs or {})))
+        return Inventory(list(hostnames), hostnames, dict(devices))
+
+
+class Source:
+    """Reads series from a store's connection (a cursor of its own: it may run beside the writer).
+    inventory: one read a moment ago, to spare each query reading it (default: read now)."""
+
+    def __init__(
+        self,
+        con: Any,
+        job: str = "ironsight",
+        extra_labels: dict[str, str] | None = None,
+        inventory: Inventory | None = None,
+    ) -> None:
         self.con = con
         self.job = job
         self.extra = extra_labels or {}
+        self._inventory = inventory
+
+    @property
+    def inventory(self) -> Inventory:
+        if self._inventory is None:
+            self._inventory = Inventory.load(self.con)
+        return self._inventory
 
     def select(
         self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int, first: int = 0, step: int = 0
@@ -102,7 +137,7 @@ class Source:
         if not nodes or mint_ms > maxt_ms:
             return Raw.empty()
         enc = Encoder(self.extra, self.job, keep_labels=True)
-        self._learn(enc, nodes)
+        self.inform(enc, nodes)
         # Plain names (a column each) are read sorted by DuckDB, straight into arrays; the rest (values
         # built from two columns, the XID history, per-core throttles) through the encoder's renderer.
         plain = [] if exists else [n for n in names if n not in SPECIAL]
@@ -157,18 +192,13 @@ class Source:
         return tuple(np.concatenate([o[i] for o in out]) for i in range(3))  # type: ignore[return-value]
 
     def _nodes(self, instance: Sequence[Matcher]) -> list[str]:
-        known = [r[0] for r in self.con.execute("SELECT node FROM nodes ORDER BY node").fetchall()]
-        return [n for n in known if all(m.matches(n) for m in instance)]
+        return [n for n in self.inventory.nodes if all(m.matches(n) for m in instance)]
 
-    def _learn(self, enc: Encoder, nodes: list[str]) -> None:
-        hostnames = dict(self.con.execute("SELECT node, hostname FROM nodes").fetchall())
-        devices: dict[str, list[DeviceInfo]] = defaultdict(list)
-        for node, kind, device, attrs in self.con.execute(
-            "SELECT node, kind, device, attrs FROM devices WHERE list_contains(?, node)", [nodes]
-        ).fetchall():
-            devices[node].append(DeviceInfo(kind, device, dict(attrs or {})))
+    def inform(self, enc: Encoder, nodes: list[str]) -> None:
+        """Tell an encoder these nodes' hostnames and devices, which their series' labels are made of."""
+        inv = self.inventory
         for node in nodes:
-            enc.know(node, hostnames.get(node) or "", devices[node])
+            enc.know(node, inv.hostnames.get(node, ""), inv.devices.get(node, []))
 
     def _rows(
         self, table: str, columns: list[str], nodes: list[str], mint_ms: int, maxt_ms: int, exists: bool

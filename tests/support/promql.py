@@ -27,7 +27,7 @@ from support.prom import Prometheus
 def feed(con: duckdb.DuckDBPyConnection, prom: Prometheus) -> int:
     """Every stored sample, as the collector forwards it, into Prometheus; how many."""
     encoder = Encoder()
-    Source(con)._learn(encoder, [r[0] for r in con.execute("SELECT node FROM nodes").fetchall()])
+    Source(con).inform(encoder, [r[0] for r in con.execute("SELECT node FROM nodes").fetchall()])
     tables = [(n, con.sql(f"SELECT * FROM {n} ORDER BY time").to_arrow_table()) for n in TABLES]
     sent = 0
     for body, n in encoder.encode(tables, 5000):
