@@ -58,20 +58,33 @@ def _matrix_json(value: Vector | Scalar, start_ms: int, step_ms: int) -> str:
     rows, cols = np.nonzero(ok)  # by series, then time
     steps = v.shape[1]
     times = pa.array([str(seconds(start_ms + j * step_ms)) for j in range(steps)], pa.string())
-    text = pc.cast(pa.array(v[rows, cols], pa.float64()), pa.string())
-    odd = np.flatnonzero(pc.or_(pc.match_substring(text, "e"), pc.match_substring(text, "n")).to_numpy(
-        zero_copy_only=False))  # fmt: skip
-    if len(odd):
-        fixed = text.to_pylist()
-        for i in odd.tolist():
-            fixed[i] = format_value(float(v[rows[i], cols[i]]))
-        text = pa.array(fixed, pa.string())
+    values = v[rows, cols]
+    text = _texts(values)
     points = pc.binary_join_element_wise(_OPEN, times.take(pa.array(cols)), _MID, text, _CLOSE, _EMPTY)
     offsets = np.r_[0, np.cumsum(np.bincount(rows, minlength=len(order)))].astype(np.int32)
     joined = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), points), _COMMA).to_pylist()
     series = [f'{{"metric":{json.dumps(vec.labels[i], separators=(",", ":"))},"values":[{joined[k]}]}}'
               for k, i in enumerate(order)]  # fmt: skip
     return '{"resultType":"matrix","result":[' + ",".join(series) + "]}"
+
+
+def _texts(values: np.ndarray) -> pa.Array:
+    """Each value as Go's FormatFloat 'f' writes it. Arrow writes the shortest digits, but with an
+    exponent where that is shorter (1.98e+09): whole numbers below 2^53 go through int64 instead, and
+    what is left with an exponent, NaN or an infinity (rare) through Python."""
+    with np.errstate(invalid="ignore"):
+        negative_zero = (values == 0) & np.signbit(values)  # Go writes "-0"
+        whole = (values == np.floor(values)) & (np.abs(values) < 2**53) & ~negative_zero
+    text = pc.if_else(pa.array(whole), pc.cast(pa.array(np.where(whole, values, 0).astype(np.int64)), pa.string()),
+                      pc.cast(pa.array(values, pa.float64()), pa.string()))  # fmt: skip
+    odd = np.flatnonzero(~whole & ~np.isfinite(values) | ~whole & (
+        pc.match_substring(text, "e").to_numpy(zero_copy_only=False)))  # fmt: skip
+    if not len(odd):
+        return text
+    fixed = text.to_pylist()
+    for i in odd.tolist():
+        fixed[i] = format_value(float(values[i]))
+    return pa.array(fixed, pa.string())
 
 
 # Arrow scalars made once: a str argument costs pyarrow an import attempt per call.

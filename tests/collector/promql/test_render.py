@@ -1,0 +1,32 @@
+"""Values written as Prometheus writes them (Go's strconv.FormatFloat(v, 'f', -1, 64)), fast path or not."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ironsight.collector.promql.render import _texts, format_value
+
+
+def go_f(v: float) -> str:
+    """The reference: shortest digits that read back the same, no exponent, Go's spellings."""
+    if v != v:
+        return "NaN"
+    if v in (float("inf"), float("-inf")):
+        return "+Inf" if v > 0 else "-Inf"
+    return np.format_float_positional(v, trim="-")
+
+
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=50))
+def test_every_value_is_written_as_go_writes_it(values: list[float]) -> None:
+    want = [go_f(v) for v in values]
+    assert [format_value(v) for v in values] == want
+    assert _texts(np.array(values, dtype=np.float64)).to_pylist() == want
+
+
+def test_the_cases_arrow_writes_otherwise() -> None:
+    values = [1.98e9, 1e21, 1.5e16, 2.5e-5, -0.0, 0.30000000000000004, 52387.49999999999, 2.0**53 + 2]
+    assert _texts(np.array(values)).to_pylist() == [
+        "1980000000", "1000000000000000000000", "15000000000000000", "0.000025", "-0", "0.30000000000000004",
+        "52387.49999999999", "9007199254740994"]  # fmt: skip
