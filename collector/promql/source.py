@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 
 from ironsight.collector.promql.findings import NAMES as FINDING_KINDS
 from ironsight.collector.promql.findings import findings
+from ironsight.collector.promql.up import up
 from ironsight.collector.promql.values import Matcher, Raw, matches
 from ironsight.collector.remote_write.encode import Encoder, table_rules
 from ironsight.core.reading import DeviceInfo
@@ -67,7 +68,7 @@ def _tables(names: Iterable[str]) -> dict[str, set[str]]:
 
 KINDS = {rule.name: rule.kind for rules in RULES.values() for rule in rules} | {
     FB_FREE: "gauge", XID_LAST: "gauge", XID_COUNT: "counter", CORE_THROTTLES: "counter",
-    PACKAGE_THROTTLES: "counter"} | FINDING_KINDS  # fmt: skip
+    PACKAGE_THROTTLES: "counter", "up": "gauge"} | FINDING_KINDS  # fmt: skip
 
 
 @dataclass
@@ -119,16 +120,21 @@ class Source:
         """The samples of the series matching all matchers, mint_ms <= t <= maxt_ms: every one, or with
         a step only those an instant selector evaluated at first, first + step, ... can use."""
         span = Span(mint_ms, maxt_ms, first, step)
-        return self._series(matchers, span, exists=False) + self._findings(matchers, mint_ms, maxt_ms)
+        return self._series(matchers, span, exists=False) + self._derived(matchers, mint_ms, maxt_ms)
 
     def series(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int) -> list[dict[str, str]]:
         """The label sets of the series with a sample in the range, without reading every value."""
-        found = self._findings(matchers, mint_ms, maxt_ms).without_stale()
+        found = self._derived(matchers, mint_ms, maxt_ms).without_stale()
         have = [ls for i, ls in enumerate(found.labels) if found.starts[i + 1] > found.starts[i]]
         return self._series(matchers, Span(mint_ms, maxt_ms), exists=True).labels + have
 
-    def _findings(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int) -> Raw:
-        return findings(self.con, matchers, mint_ms, maxt_ms, {"job": self.job, **self.extra})
+    def _derived(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int) -> Raw:
+        """Series that are not a stored column: the detector's findings, and `up`."""
+        extra = {"job": self.job, **self.extra}
+        nodes = self._nodes([m for m in matchers if m.name == "instance"])
+        return findings(self.con, matchers, mint_ms, maxt_ms, extra) + up(
+            self.con, matchers, nodes, mint_ms, maxt_ms, extra
+        )
 
     def _series(self, matchers: Sequence[Matcher], span: Span, exists: bool) -> Raw:
         mint_ms, maxt_ms = span.mint, span.maxt
