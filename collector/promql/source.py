@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 
 from ironsight.collector.promql.findings import NAMES as FINDING_KINDS
 from ironsight.collector.promql.findings import findings
+from ironsight.collector.promql.jobs import job_gpus
 from ironsight.collector.promql.up import up
 from ironsight.collector.promql.values import Matcher, Raw, matches
 from ironsight.collector.remote_write.encode import Encoder, table_rules
@@ -68,7 +69,7 @@ def _tables(names: Iterable[str]) -> dict[str, set[str]]:
 
 KINDS = {rule.name: rule.kind for rules in RULES.values() for rule in rules} | {
     FB_FREE: "gauge", XID_LAST: "gauge", XID_COUNT: "counter", CORE_THROTTLES: "counter",
-    PACKAGE_THROTTLES: "counter", "up": "gauge"} | FINDING_KINDS  # fmt: skip
+    PACKAGE_THROTTLES: "counter", "up": "gauge", "ironsight_job_gpus": "gauge"} | FINDING_KINDS  # fmt: skip
 
 
 @dataclass
@@ -129,12 +130,12 @@ class Source:
         return self._series(matchers, Span(mint_ms, maxt_ms), exists=True).labels + have
 
     def _derived(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int) -> Raw:
-        """Series that are not a stored column: the detector's findings, and `up`."""
+        """Series that are not a stored column: the detector's findings, `up`, the GPUs jobs hold."""
         extra = {"job": self.job, **self.extra}
         nodes = self._nodes([m for m in matchers if m.name == "instance"])
-        return findings(self.con, matchers, mint_ms, maxt_ms, extra) + up(
-            self.con, matchers, nodes, mint_ms, maxt_ms, extra
-        )
+        return (findings(self.con, matchers, mint_ms, maxt_ms, extra)
+                + up(self.con, matchers, nodes, mint_ms, maxt_ms, extra)
+                + job_gpus(self.con, matchers, nodes, mint_ms, maxt_ms, extra))  # fmt: skip
 
     def _series(self, matchers: Sequence[Matcher], span: Span, exists: bool) -> Raw:
         mint_ms, maxt_ms = span.mint, span.maxt

@@ -237,8 +237,8 @@ def test_panels_show_the_incident(stack: tuple[Prometheus, dict[str, str]]) -> N
 def test_the_collector_api_has_the_findings_prometheus_scraped(
     stack: tuple[Prometheus, dict[str, str]],
 ) -> None:
-    """The Bottlenecks dashboard on the collector alone: its findings series, from the store, are
-    what a Prometheus scraping its /metrics holds (but for the scrape's own instance and job)."""
+    """The Bottlenecks and Fleet dashboards on the collector alone: its findings and job series, from
+    the store, are what a Prometheus scraping its /metrics holds (but for the scrape's instance and job)."""
     prom, _ = stack
 
     def scraped(r: dict[str, Any]) -> str:
@@ -259,6 +259,10 @@ def test_the_collector_api_has_the_findings_prometheus_scraped(
             assert sorted((scraped(r), r["value"][1]) for r in theirs) == sorted(
                 (ours(r), r["value"][1]) for r in mine
             )
+    theirs = prom.query("ironsight_job_gpus")
+    _, body = get(API["url"], "/api/v1/query", query="ironsight_job_gpus")
+    held = sorted((ours(r), r["value"][1]) for r in body["data"]["result"])
+    assert held and sorted((scraped(r), r["value"][1]) for r in theirs) == held, (theirs, held)
     _, body = get(
         API["url"], "/api/v1/query", query='max_over_time(ironsight_bottleneck_active{kind="thermal"}[5m])'
     )
