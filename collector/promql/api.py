@@ -36,7 +36,7 @@ INVENTORY_S = 5.0
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000,
             "y": 31_536_000_000}  # fmt: skip
-MIN_MS, MAX_MS = -(2**62) // 1000, 2**62 // 1000
+MIN_MS, MAX_MS = 0, 253_402_300_799_000  # no start or end given: 1970 to the year 9999
 Start = Callable[..., Any]
 Params = dict[str, list[str]]
 
@@ -77,7 +77,7 @@ class Api:
         labels: dict[str, str] | None = None,
         version: str = "",
     ) -> None:
-        """job and labels: what remote write adds to every series (its --remote-write-job and -label)."""
+        """job and labels: what remote write adds to every series (job "ironsight", --remote-write-label)."""
         self.connect = connect
         self.job = job
         self.labels = labels or {}
@@ -195,8 +195,6 @@ class Api:
         return merge_labels(found)
 
     def _values(self, source: Source, name: str, p: Params) -> list[str]:
-        if name == "__name__" and not p.get("match[]"):
-            return sorted({ls["__name__"] for ls in self._series(source, p)})
         return sorted({ls[name] for ls in self._series(source, p) if name in ls})
 
 

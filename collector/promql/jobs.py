@@ -47,7 +47,12 @@ def job_gpus(con: Any, matchers: Sequence[Matcher], nodes: list[str], mint_ms: i
              extra: dict[str, str]) -> Raw:  # fmt: skip
     if not matches({"__name__": NAME}, [m for m in matchers if m.name == "__name__"]) or not nodes:
         return Raw.empty()
-    first = -(-mint_ms // STEP_MS) * STEP_MS
+    (oldest,) = con.execute(
+        "SELECT epoch_ms(min(time)) FROM gpu_jobs WHERE list_contains(?, node)", [nodes]
+    ).fetchall()[0]
+    if oldest is None:
+        return Raw.empty()
+    first = -(-max(mint_ms, int(oldest)) // STEP_MS) * STEP_MS  # no grid before the first look
     end = min(maxt_ms, int(time.time() * 1000))
     if first > end:
         return Raw.empty()

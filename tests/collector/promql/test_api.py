@@ -40,3 +40,25 @@ def test_a_timeout_interrupts_the_duckdb_statement(tmp_path: Path) -> None:
     assert body == {"status": "success", "data": {"resultType": "matrix", "result": [
         {"metric": {}, "values": [[0, "2"], [10, "2"], [20, "2"]]}]}}  # fmt: skip
     store.close()
+
+
+def test_series_and_labels_without_a_range_cover_everything(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.duckdb")
+    con = store.reader()
+    con.execute("INSERT INTO nodes (node, hostname, first_seen, last_seen) VALUES "
+                "('n1', 'h1', TIMESTAMP '2026-11-01', TIMESTAMP '2026-11-01')")  # fmt: skip
+    con.execute(
+        "INSERT INTO load_hot (node, device, time, load1) VALUES ('n1', '', TIMESTAMP '2026-11-01', 0.5)"
+    )
+    con.execute(
+        "INSERT INTO gpu_jobs (node, time, gpu, job, source) VALUES ('n1', '2026-11-01', '0', 'j', 'slurm')"
+    )
+    api = Api(store.reader)
+    status, body = call(api, "/api/v1/series", **{"match[]": "node_load1"})
+    assert status.startswith("200"), body
+    assert body["data"] == [{"__name__": "node_load1", "instance": "n1", "job": "ironsight"}]
+    status, body = call(api, "/api/v1/label/__name__/values")
+    assert status.startswith("200") and "node_load1" in body["data"], body
+    status, body = call(api, "/api/v1/series")
+    assert status.startswith("400") and body["errorType"] == "bad_data"
+    store.close()
