@@ -183,11 +183,12 @@ def test_every_module_imports_on_its_own() -> None:
     """An import cycle shows only when a module is imported first (ironsight.agent.nvml before the samplers
     did): each module in a fresh interpreter, as `python -m` or a tool importing just it would."""
     names = [module for module, _ in modules() if not module.endswith("__main__")]  # that one runs the CLI
-    code = (
+    code = (  # four at a time: each is a fresh interpreter waiting mostly on imports from disk
         "import subprocess, sys\n"
-        "bad = [m for m in sys.argv[1:] if subprocess.run([sys.executable, '-c', f'import {m}'],"
-        " capture_output=True).returncode]\n"
-        "print('\\n'.join(bad))\n"
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "run = lambda m: subprocess.run([sys.executable, '-c', f'import {m}'], capture_output=True).returncode\n"
+        "codes = list(ThreadPoolExecutor(4).map(run, sys.argv[1:]))\n"
+        "print('\\n'.join(m for m, c in zip(sys.argv[1:], codes) if c))\n"
     )
     out = subprocess.run([sys.executable, "-c", code, *names], capture_output=True, text=True, timeout=600)
     assert out.stdout.split() == []
