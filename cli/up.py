@@ -26,13 +26,16 @@ from ironsight.cli.top import run_top
 @click.option("--listen", default="127.0.0.1:7070", show_default=True, help="collector gRPC address")
 @click.option("--interval", default=1.0, show_default=True, help="agent sampling interval, seconds")
 @click.option("--duration", default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
+@click.option("--http-listen", metavar="HOST:PORT", help="also serve /metrics and the Prometheus API there "
+              "(e.g. 127.0.0.1:9470, for Grafana; docs/promql.md)")  # fmt: skip
 @click.pass_obj
-def up(c: Ctx, db_path: Path, listen: str, interval: float, duration: float) -> None:
+def up(c: Ctx, db_path: Path, listen: str, interval: float, duration: float, http_listen: str | None) -> None:
     """Run a collector and an agent on this machine and show live telemetry until Ctrl-C.
 
     \b
     Example:
       ironsight up --db ./data/ironsight.duckdb
+      ironsight up --http-listen 127.0.0.1:9470    # and point Grafana at http://127.0.0.1:9470
     """
     bindir = Path(sys.executable).parent
     log_dir = db_path.parent
@@ -51,7 +54,8 @@ def up(c: Ctx, db_path: Path, listen: str, interval: float, duration: float) -> 
         procs.append(p)
         return p
 
-    collector = spawn("ironsight-collector", ["--db", str(db_path), "--listen", listen, "--insecure"])
+    http = ["--http-listen", http_listen] if http_listen else []
+    collector = spawn("ironsight-collector", ["--db", str(db_path), "--listen", listen, "--insecure", *http])
     deadline = time.monotonic() + 15
     while not _port_open(listen):
         if collector.poll() is not None or time.monotonic() > deadline:
@@ -64,8 +68,10 @@ def up(c: Ctx, db_path: Path, listen: str, interval: float, duration: float) -> 
         "ironsight-agent",
         ["--collector", listen, "--interval", str(interval), "--state-dir", str(db_path.parent / "agent")],
     )
+    api = f"; Prometheus API on http://{http_listen}" if http_listen else ""
     click.echo(
-        f"collector on {listen} storing in {db_path}; agent every {interval:g}s; logs in {log_dir}/. Ctrl-C stops."
+        f"collector on {listen} storing in {db_path}{api}; agent every {interval:g}s; logs in {log_dir}/. "
+        "Ctrl-C stops."
     )
     end = time.monotonic() + duration if duration else None
     try:

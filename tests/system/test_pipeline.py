@@ -256,29 +256,33 @@ def test_agent_flags_are_checked(tmp_path: Path) -> None:
 
 def test_up_runs_collector_and_agent_and_stops_both(tmp_path: Path) -> None:
     from support.processes import free_port
+    from support.promql import get
 
     db = tmp_path / "up" / "ironsight.duckdb"
-    listen = f"127.0.0.1:{free_port()}"
-    proc = subprocess.run(
-        [
-            str(BIN / "ironsight"),
-            "up",
-            "--db",
-            str(db),
-            "--listen",
-            listen,
-            "--interval",
-            "0.5",
-            "--duration",
-            "6",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=90,
+    listen, http = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    proc = subprocess.Popen(
+        [str(BIN / "ironsight"), "up", "--db", str(db), "--listen", listen, "--interval", "0.5", "--duration", "8",
+         "--http-listen", http],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**__import__("os").environ, "COLUMNS": "200"},
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "ironsight top" in proc.stdout and "stopped collector and agent" in proc.stdout
+    )  # fmt: skip
+    # While it runs, the collector answers PromQL on what this machine's agent sends, `up` included.
+    deadline, answers = time.monotonic() + 30, dict[str, list[dict[str, object]]]()
+    while time.monotonic() < deadline and len(answers) < 2:
+        for expr in ("up", "node_load1"):
+            try:
+                _, body = get(f"http://{http}", "/api/v1/query", query=expr)
+            except OSError:
+                continue
+            if body.get("status") == "success" and body["data"]["result"]:
+                answers[expr] = body["data"]["result"]
+        time.sleep(0.5)
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 0, err
+    assert "ironsight top" in out and "stopped collector and agent" in out
+    assert [r["value"][1] for r in answers["up"]] == ["1"] and answers["node_load1"][0]["metric"][
+        "job"
+    ] == "ironsight"
     # Both children are gone and left the file closed: it opens read-only and holds what the agent sent.
     con = duckdb.connect(str(db), read_only=True)
     try:
