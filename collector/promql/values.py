@@ -106,7 +106,12 @@ class Matcher:
 
     def __post_init__(self) -> None:
         if self.op in ("=~", "!~"):
-            object.__setattr__(self, "_re", re.compile(f"(?:{self.value})\\Z", re.DOTALL))
+            # Anchored at both ends, as Prometheus's; RE2 syntax that Python's re lacks is one clear error.
+            try:
+                compiled = re.compile(f"(?:{self.value})\\Z", re.DOTALL)
+            except re.error as exc:
+                raise QueryError("bad_data", f"invalid regular expression {self.value!r}: {exc}") from None
+            object.__setattr__(self, "_re", compiled)
 
     def matches(self, value: str) -> bool:
         if self.op == "=":
