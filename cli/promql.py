@@ -129,6 +129,10 @@ def promql(
       ironsight promql 'rate(node_network_receive_bytes_total[1m])' --since 1h --step 1m --plot
       ironsight --format json promql 'sum(DCGM_FI_DEV_POWER_USAGE)' --api http://10.0.0.5:9470
     """
+    if c.collector and not api_url:
+        raise click.ClickException(
+            "promql asks a running collector through its Prometheus API: --api http://HOST:PORT (its --http-listen)"
+        )
     end = _ms(until)
     start = _ms(since) if since else end
     if start > end:

@@ -78,6 +78,7 @@ def test_bad_queries_say_why_in_one_line(store: tuple[Path, datetime, dict[str, 
         (["promql", "up", "--step", "0s", "--since", "1h"], "--step 0s"),
         (["promql", "up", "--since", "1d", "--step", "1s"], "11,000 points"),
         (["promql", "up", "--api", "http://127.0.0.1:9"], "http://127.0.0.1:9"),
+        (["--collector", "127.0.0.1:7070", "promql", "up"], "--api http://HOST:PORT"),
     ):
         code, out = run("--db", str(db), *args)
         assert code == 1, out
