@@ -92,7 +92,52 @@ def _predict(w: Windows, ends: np.ndarray, seconds: np.ndarray) -> Result:
     return slope * seconds[None, :] + intercept, w.count >= 2
 
 
+SEQUENTIAL_MAX = 4096  # longer windows: the closed forms below, equal but for the last bit
+
+
+def _kahan(inc: np.ndarray, total: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Prometheus's kahanSumInc (Neumaier's variant), on arrays."""
+    t = total + inc
+    c = c + np.where(np.abs(total) >= np.abs(inc), (total - t) + inc, (inc - t) + total)
+    return t, c
+
+
+def _running(w: Windows) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """avg_over_time's and stdvar_over_time's running sums as Prometheus 2.x adds them, sample by
+    sample in time order: a loop over positions in the windows, each step over all windows at once.
+    Returns (mean, its compensation, variance sum, its compensation), flat."""
+    lo, n = w.lo.ravel(), w.count.ravel()
+    mean, c = np.zeros(lo.size), np.zeros(lo.size)
+    wmean, cw, aux, ca = np.zeros(lo.size), np.zeros(lo.size), np.zeros(lo.size), np.zeros(lo.size)
+    with np.errstate(all="ignore"):
+        for k in range(int(n.max()) if n.size else 0):
+            live = n > k
+            v = w.raw.v[np.where(live, lo + k, 0)]
+            count = k + 1.0
+            skip = np.isinf(mean) & ((np.isinf(v) & ((mean > 0) == (v > 0))) | (~np.isinf(v) & ~np.isnan(v)))
+            m2, c2 = _kahan(v / count - mean / count, mean, c)
+            step = live & ~skip
+            mean, c = np.where(step, m2, mean), np.where(step, c2, c)
+            delta = v - (wmean + cw)
+            wm2, cw2 = _kahan(delta / count, wmean, cw)
+            a2, ca2 = _kahan(delta * (v - (wm2 + cw2)), aux, ca)
+            wmean, cw = np.where(live, wm2, wmean), np.where(live, cw2, cw)
+            aux, ca = np.where(live, a2, aux), np.where(live, ca2, ca)
+    return mean, c, aux, ca
+
+
+def _average(w: Windows) -> np.ndarray:
+    if w.count.size and int(w.count.max()) > SEQUENTIAL_MAX:
+        return np.asarray(w.reduce(np.add) / np.maximum(w.count, 1))
+    mean, c, _, _ = _running(w)
+    return np.where(np.isinf(mean), mean, mean + c).reshape(w.lo.shape)
+
+
 def _variance(w: Windows) -> np.ndarray:
+    if w.count.size and int(w.count.max()) <= SEQUENTIAL_MAX:
+        _, _, aux, ca = _running(w)
+        with np.errstate(all="ignore"):
+            return np.asarray((aux + ca) / np.maximum(w.count.ravel(), 1)).reshape(w.lo.shape)
     window, index = w.expand()
     cells = w.lo.size
     n = np.maximum(w.count.ravel(), 1)
@@ -154,7 +199,7 @@ FUNCTIONS: dict[str, RangeFn] = {
     "idelta": lambda w, _e, _r, _a: _instant_rate(w, counter=False),
     "deriv": lambda w, _e, _r, _a: (_regression(w, None)[0], w.count >= 2),
     "predict_linear": lambda w, e, _r, a: _predict(w, e, a[0]),
-    "avg_over_time": _over(lambda w: w.reduce(np.add) / np.maximum(w.count, 1)),
+    "avg_over_time": _over(_average),
     "sum_over_time": _over(lambda w: w.reduce(np.add)),
     "min_over_time": _over(lambda w: w.reduce(np.fmin)),
     "max_over_time": _over(lambda w: w.reduce(np.fmax)),
