@@ -47,6 +47,21 @@ class Ctx:
         return table
 
 
+def step_ms(text: str) -> int:
+    """A --step value (15s, 1m, 0.5) in milliseconds; ValueError says what is wrong with it. Imported
+    here: the query engine (numpy, the PromQL parser) loads only for the commands that take a step."""
+    from ironsight.collector.promql.api import parse_duration
+    from ironsight.collector.promql.values import QueryError as PromQLError
+
+    try:
+        step = parse_duration(text, "step")
+    except PromQLError as exc:
+        raise ValueError(f"--step {text}: {exc}") from exc
+    if step <= 0:
+        raise ValueError(f"--step {text}: must be positive")
+    return step
+
+
 def time_arg(value: str) -> datetime:
     """A --since/--until/--at value, or the one line saying how to write one."""
     try:

@@ -11,9 +11,7 @@ from ironsight.cli.backend import (
     parse_time,
     series_sql,
 )
-from ironsight.cli.common import Ctx, emit, format_option
-from ironsight.collector.promql.api import parse_duration
-from ironsight.collector.promql.values import QueryError as PromQLError
+from ironsight.cli.common import Ctx, emit, format_option, step_ms
 from ironsight.core.schema import TABLES
 
 
@@ -93,12 +91,9 @@ def series(
 
 def _step(text: str) -> int:
     try:
-        step = parse_duration(text, "step")
-    except PromQLError as exc:
-        raise click.UsageError(f"--step {text}: {exc}") from exc
-    if step <= 0:
-        raise click.UsageError(f"--step {text}: must be positive")
-    return step
+        return step_ms(text)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
 
 
 @click.command()

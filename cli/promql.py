@@ -15,8 +15,7 @@ import click
 import pyarrow as pa
 
 from ironsight.cli.backend import LocalBackend, QueryError, parse_time
-from ironsight.cli.common import Ctx, emit, format_option
-from ironsight.collector.promql.api import parse_duration
+from ironsight.cli.common import Ctx, emit, format_option, step_ms
 from ironsight.collector.promql.engine import Engine
 from ironsight.collector.promql.render import render
 from ironsight.collector.promql.source import Source
@@ -37,12 +36,9 @@ def _ms(value: str) -> int:
 
 def _step_ms(text: str) -> int:
     try:
-        step = parse_duration(text, "step")
-    except PromQLError as exc:
+        return step_ms(text)
+    except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
-    if step <= 0:
-        raise click.ClickException(f"--step {text}: must be positive")
-    return step
 
 
 def _local(c: Ctx, expr: str, start: int, end: int, step: int, ranged: bool) -> dict[str, Any]:

@@ -87,7 +87,4 @@ def _raw(
             labels.append(labels_of[key])
             ts.append(t[keep])
             vs.append(v[keep])
-    if not labels:
-        return Raw.empty()
-    starts = np.r_[0, np.cumsum([len(t) for t in ts])].astype(np.int64)
-    return Raw(labels, starts, np.concatenate(ts), np.concatenate(vs), stale=True)
+    return Raw.of(labels, ts, vs, stale=True)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ironsight.collector.promql.values import QueryError, Scalar, Vector, drop_name, merge_same
+from ironsight.collector.promql.values import QueryError, Scalar, Vector, anchored, drop_name, merge_same
 
 MATH: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "abs": np.abs, "ceil": np.ceil, "floor": np.floor, "exp": np.exp, "ln": np.log, "log2": np.log2,
@@ -66,9 +66,17 @@ def _valid_label(name: str) -> bool:
     return re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", name) is not None
 
 
+def _with_label(labels: dict[str, str], name: str, value: str) -> dict[str, str]:
+    """A copy with the label set, or removed where the value is empty (an empty label is none)."""
+    out = {k: v for k, v in labels.items() if k != name}
+    if value:
+        out[name] = value
+    return out
+
+
 def label_replace(vec: Vector, dst: str, replacement: str, src: str, regex: str) -> Vector:
     try:
-        pattern = re.compile(f"(?:{regex})\\Z", re.DOTALL)
+        pattern = anchored(regex)
     except re.error as exc:
         raise QueryError("bad_data", f'invalid regular expression in label_replace(): "{regex}"') from exc
     if not _valid_label(dst):
@@ -76,29 +84,14 @@ def label_replace(vec: Vector, dst: str, replacement: str, src: str, regex: str)
     labels = []
     for ls in vec.labels:
         m = pattern.match(ls.get(src, ""))
-        out = dict(ls)
-        if m is not None:
-            value = _expand(replacement, m)
-            if value:
-                out[dst] = value
-            else:
-                out.pop(dst, None)
-        labels.append(out)
+        labels.append(ls if m is None else _with_label(ls, dst, _expand(replacement, m)))
     return merge_same(Vector(labels, vec.v, vec.ok))
 
 
 def label_join(vec: Vector, dst: str, sep: str, sources: list[str]) -> Vector:
     if not _valid_label(dst):
         raise QueryError("bad_data", f'invalid destination label name in label_join(): "{dst}"')
-    labels = []
-    for ls in vec.labels:
-        out = dict(ls)
-        value = sep.join(ls.get(s, "") for s in sources)
-        if value:
-            out[dst] = value
-        else:
-            out.pop(dst, None)
-        labels.append(out)
+    labels = [_with_label(ls, dst, sep.join(ls.get(s, "") for s in sources)) for ls in vec.labels]
     return merge_same(Vector(labels, vec.v, vec.ok))
 
 

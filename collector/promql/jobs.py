@@ -86,5 +86,4 @@ def _with_markers(labels: list[dict[str, str]], ts: list[np.ndarray], vs: list[n
         order = np.argsort(np.r_[t, marks], kind="stable")
         out_t.append(np.r_[t, marks][order])
         out_v.append(np.r_[v, np.full(len(marks), STALE)][order])
-    starts = np.r_[0, np.cumsum([len(t) for t in out_t])].astype(np.int64)
-    return Raw(labels, starts, np.concatenate(out_t), np.concatenate(out_v), stale=True)
+    return Raw.of(labels, out_t, out_v, stale=True)

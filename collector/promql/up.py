@@ -55,7 +55,4 @@ def up(con: Any, matchers: Sequence[Matcher], nodes: list[str], mint_ms: int, ma
         labels.append(ls)
         ts.append(grid)
         vs.append(alive.astype(np.float64))
-    if not labels:
-        return Raw.empty()
-    starts = np.r_[0, np.cumsum([len(t) for t in ts])].astype(np.int64)
-    return Raw(labels, starts, np.concatenate(ts), np.concatenate(vs))
+    return Raw.of(labels, ts, vs)

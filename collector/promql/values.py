@@ -98,6 +98,11 @@ def merge_same(vec: Vector) -> Vector:
     return Vector(labels, np.array(vs).reshape(len(labels), -1), np.array(oks).reshape(len(labels), -1))
 
 
+def anchored(regex: str) -> re.Pattern[str]:
+    """A PromQL regular expression: it must match the whole value, as Prometheus anchors RE2's."""
+    return re.compile(f"(?:{regex})\\Z", re.DOTALL)
+
+
 @dataclass(frozen=True)
 class Matcher:
     name: str
@@ -108,7 +113,7 @@ class Matcher:
         if self.op in ("=~", "!~"):
             # Anchored at both ends, as Prometheus's; RE2 syntax that Python's re lacks is one clear error.
             try:
-                compiled = re.compile(f"(?:{self.value})\\Z", re.DOTALL)
+                compiled = anchored(self.value)
             except re.error as exc:
                 raise QueryError("bad_data", f"invalid regular expression {self.value!r}: {exc}") from None
             object.__setattr__(self, "_re", compiled)
@@ -139,6 +144,18 @@ class Raw:
     @staticmethod
     def empty() -> Raw:
         return Raw([], np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0))
+
+    @staticmethod
+    def of(
+        labels: list[dict[str, str]], ts: list[np.ndarray], vs: list[np.ndarray], stale: bool = False
+    ) -> Raw:
+        """Series from one array of times and one of values each."""
+        if not labels:
+            return Raw.empty()
+        starts = np.r_[0, np.cumsum([len(t) for t in ts])].astype(np.int64)
+        return Raw(
+            labels, starts, np.concatenate(ts).astype(np.int64), np.concatenate(vs).astype(np.float64), stale
+        )
 
     def __add__(self, other: Raw) -> Raw:
         if not other.labels:

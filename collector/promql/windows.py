@@ -48,22 +48,14 @@ class Windows:
     def reduce(self, ufunc: np.ufunc) -> np.ndarray:
         """ufunc over each window's values, in time order (empty windows give garbage: mask them). Sums
         are added in extended precision and rounded once, as Prometheus's compensated sums come out."""
-        v = np.r_[self.raw.v, 0.0].astype(np.longdouble if ufunc is np.add else np.float64)
-        if not len(self.raw.v):
-            return np.zeros(self.lo.shape)
-        idx = np.stack([self.lo.ravel(), np.maximum(self.hi.ravel(), self.lo.ravel() + 1)], axis=1).ravel()
-        idx = np.minimum(idx, len(v) - 1)
-        return np.asarray(ufunc.reduceat(v, idx)[::2], dtype=np.float64).reshape(self.lo.shape)
+        values = self.raw.v.astype(np.longdouble) if ufunc is np.add else self.raw.v
+        return _segments(ufunc, values, self.lo.ravel(), self.hi.ravel()).reshape(self.lo.shape)
 
     def between(self, per_sample: np.ndarray) -> np.ndarray:
         """Sum of a per-sample quantity over samples lo+1..hi-1 (a pair's, stored at its second sample),
         added in order as Prometheus does, not as a difference of running sums, which loses digits."""
-        if not len(per_sample):
-            return np.zeros(self.lo.shape)
-        v = np.r_[per_sample, 0.0]
         lo, hi = self.lo.ravel() + 1, self.hi.ravel()
-        idx = np.minimum(np.stack([lo, np.maximum(hi, lo + 1)], axis=1).ravel(), len(v) - 1)
-        sums = np.add.reduceat(v, idx)[::2]
+        sums = _segments(np.add, per_sample, lo, hi)
         return np.asarray(np.where(hi > lo, sums, 0.0)).reshape(self.lo.shape)
 
     def expand(self) -> tuple[np.ndarray, np.ndarray]:
@@ -74,6 +66,16 @@ class Windows:
         offsets = np.cumsum(counts) - counts
         index = np.arange(total) - np.repeat(offsets, counts) + np.repeat(self.lo.ravel(), counts)
         return window, index
+
+
+def _segments(ufunc: np.ufunc, values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """ufunc over values[lo:hi] for each pair, as float64, in one reduceat over interleaved bounds (so
+    segments may overlap); an empty segment gives values[lo] or 0: the caller masks it."""
+    if not len(values):
+        return np.zeros(lo.shape)
+    padded = np.r_[values, np.zeros(1, values.dtype)]
+    idx = np.minimum(np.stack([lo, np.maximum(hi, lo + 1)], axis=1).ravel(), len(padded) - 1)
+    return np.asarray(ufunc.reduceat(padded, idx)[::2], dtype=np.float64)
 
 
 def _keys(raw: Raw, times: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:
