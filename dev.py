@@ -50,7 +50,9 @@ def main() -> int:
         # clocks and networks, so even 2 cores run two at once in about half the time. The slowest tests
         # are listed at the end: the suite must stay well under CI's 15 minutes.
         workers = ["-n", "2", "--dist", "worksteal"] if not any(a.startswith("-n") for a in rest) else []
-        return subprocess.run([str(PY), "-m", "pytest", *workers, "--durations=15", *rest], cwd=ROOT).returncode
+        return subprocess.run(
+            [str(PY), "-m", "pytest", *workers, "--durations=15", *rest], cwd=ROOT
+        ).returncode
     print(__doc__.strip(), file=sys.stderr)
     return 2
 

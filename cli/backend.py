@@ -180,7 +180,9 @@ def series_sql(
         cond += f" AND {_while_job(job, metric.table)}"
     col = metric.column
     if not rate:
-        raw = f"SELECT time, node, device, {col} AS value, 'raw' AS source FROM {metric.table} WHERE {cond}"
+        # A row without this column (another device's, a scrape that lacked it) is no sample of it.
+        raw = (f"SELECT time, node, device, {col} AS value, 'raw' AS source FROM {metric.table} "
+               f"WHERE {cond} AND {col} IS NOT NULL")  # fmt: skip
     else:
         raw = f"""
         SELECT time, node, device, {counter_rate(col)} AS value, 'raw' AS source

@@ -69,6 +69,7 @@ def parser() -> argparse.ArgumentParser:
         help="override a detector threshold or window (repeatable; docs/detector.md lists them), e.g. step_s=10",
     )
     _remote_write_args(p)
+    _receive_args(p)
     add_logging_args(p)
     return p
 
@@ -117,13 +118,42 @@ def _remote_write_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _receive_args(p: argparse.ArgumentParser) -> None:
+    rx = p.add_argument_group(
+        "remote write receiver (store what an existing Prometheus or vmagent scrapes from node_exporter and "
+        "dcgm-exporter; docs/receive.md)"
+    )
+    rx.add_argument(
+        "--remote-write-listen", type=listen_address, metavar="HOST:PORT",
+        help="accept Prometheus remote write 1.0 on POST /api/v1/write here (off by default)",
+    )  # fmt: skip
+    rx.add_argument(
+        "--remote-write-senders", type=Path, metavar="FILE",
+        help="TOML file of the senders allowed in (token, basic auth or client certificate) and the nodes each "
+        "may write for; needed with TLS, optional with --insecure (then anyone may write for any node)",
+    )  # fmt: skip
+    rx.add_argument(
+        "--remote-write-node-label", default="instance", metavar="LABEL",
+        help="the label that names a received series' node (default instance)",
+    )  # fmt: skip
+    rx.add_argument(
+        "--remote-write-keep-port", action="store_true",
+        help="keep a :PORT at the end of the node label's value (by default gpu-7:9100 is node gpu-7)",
+    )  # fmt: skip
+    rx.add_argument(
+        "--remote-write-settle", type=float, default=10.0, metavar="SECONDS",
+        help="a received row is stored once none of its parts has arrived for this long (default 10)",
+    )  # fmt: skip
+
+
+# The receiver's flags share the prefix but not the forwarding's need for a URL.
+_RECEIVER = ("remote_write_listen", "remote_write_senders", "remote_write_node_label", "remote_write_keep_port",
+             "remote_write_settle", "remote_write_queue_values")  # fmt: skip
+
+
 def remote_write_config(args: argparse.Namespace) -> Config | None:
     if not args.remote_write_url:
-        if any(
-            v
-            for k, v in vars(args).items()
-            if k.startswith("remote_write_") and k != "remote_write_queue_values"
-        ):
+        if any(v for k, v in vars(args).items() if k.startswith("remote_write_") and k not in _RECEIVER):
             raise ConfigError("--remote-write-* options need --remote-write-url")
         return None
     labels = {}

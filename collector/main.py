@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import re
 import signal
 import sys
 import time
@@ -20,6 +21,11 @@ from ironsight.collector.detect.thresholds import with_overrides
 from ironsight.collector.flags import parser, remote_write_config
 from ironsight.collector.metrics import CollectorMetrics
 from ironsight.collector.promql.api import Api
+from ironsight.collector.receive import senders
+from ironsight.collector.receive.decode import Decoder
+from ironsight.collector.receive.endpoint import Receiver
+from ironsight.collector.receive.metrics import ReceiverMetrics
+from ironsight.collector.receive.staging import Staging
 from ironsight.collector.remote_write.writer import RemoteWriter
 from ironsight.collector.retention import Policy, Retention
 from ironsight.collector.server import start
@@ -27,7 +33,7 @@ from ironsight.collector.store import Store
 from ironsight.core import config
 from ironsight.core.flags import setup_logging
 from ironsight.core.systemd import Notifier
-from ironsight.core.transport import check_listen, serve_metrics, tls_from
+from ironsight.core.transport import check_listen, serve_http, serve_metrics, tls_from
 from ironsight.core.validate import Limits
 
 log = logging.getLogger("ironsight.collector")
@@ -76,15 +82,20 @@ async def serve(args: argparse.Namespace) -> int:
         writer.start()
         store.ingester.forward = writer.submit
         log.info("forwarding stored samples to %s", args.remote_write.url)
+    receiver = _receiver(args, store)
     detector = None
     if not args.no_detect:
-        detector = LiveDetector(store.reader(), args.thresholds, args.detect_delay)
+        # Received rows are stored only once settled: the detector waits that much longer.
+        delay = args.detect_delay + (args.remote_write_settle if receiver is not None else 0)
+        detector = LiveDetector(store.reader(), args.thresholds, delay)
         detector.start()
     retention = Retention(store.reader(), args.retention, db_path=store.path)
     retention.start()
     if args.http_listen:
         registry = CollectorRegistry()
         registry.register(CollectorMetrics(store, collector.ingest, retention, detector, writer))
+        if receiver is not None:
+            registry.register(ReceiverMetrics(receiver))
         # The Prometheus API's series carry the labels remote write gives them, so both agree.
         rw = args.remote_write
         api = Api(store.reader, rw.job if rw else "ironsight", dict(rw.labels) if rw else {}, _version())
@@ -102,6 +113,8 @@ async def serve(args: argparse.Namespace) -> int:
     if detector is not None:
         detector.stop(0)
     retention.stop(0, join_s=30)
+    if receiver is not None:
+        receiver.staging.stop(0)  # what has not settled stays in `received` and settles after a restart
     await collector.stop()
     if writer is not None:
         writer.stop()
@@ -117,6 +130,46 @@ async def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _receiver(args: argparse.Namespace, store: Store) -> Receiver | None:
+    """The remote-write receiver on its own address, or None when --remote-write-listen is not given."""
+    if not args.remote_write_listen:
+        return None
+    staging = Staging(store.reader, args.remote_write_settle)
+    receiver = Receiver(
+        staging, Decoder(args.remote_write_node_label, not args.remote_write_keep_port), args.senders
+    )
+    try:
+        serve_http(args.remote_write_listen, receiver, args.tls, client_cert_optional=True)
+    except OSError as exc:
+        log.error("cannot listen for remote write on %s: %s", args.remote_write_listen, exc)
+        raise SystemExit(1) from None
+    staging.start()
+    log.info("receiving remote write on %s", args.remote_write_listen)
+    return receiver
+
+
+def _receiver_args(args: argparse.Namespace) -> None:
+    """The receiver's flags, checked; ValueError with one line when they do not hold."""
+    args.senders = None
+    if not args.remote_write_listen:
+        if args.remote_write_senders:
+            raise ValueError("--remote-write-senders needs --remote-write-listen")
+        return
+    check_listen(
+        args.remote_write_listen, args.tls, args.insecure, args.allow_remote_insecure, "remote write"
+    )
+    if args.remote_write_senders:
+        args.senders = senders.load(args.remote_write_senders)
+    elif args.tls is not None:
+        raise ValueError(
+            "--remote-write-listen with TLS needs --remote-write-senders: who may write, for which nodes"
+        )
+    if not 1 <= args.remote_write_settle <= 600:
+        raise ValueError("--remote-write-settle must be 1 to 600 seconds")
+    if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", args.remote_write_node_label):
+        raise ValueError(f"--remote-write-node-label {args.remote_write_node_label!r} is not a label name")
+
+
 def load(argv: list[str] | None) -> argparse.Namespace:
     """Flags, environment and file, checked; exits 2 with one line when they do not hold."""
     p = parser()
@@ -128,6 +181,7 @@ def load(argv: list[str] | None) -> argparse.Namespace:
         check_listen(args.listen, args.tls, args.insecure, args.allow_remote_insecure, "gRPC")
         if args.http_listen:
             check_listen(args.http_listen, args.tls, args.insecure, args.allow_remote_insecure, "/metrics")
+        _receiver_args(args)
     except ValueError as exc:
         p.error(str(exc))
     if args.detect_delay < 0:

@@ -102,13 +102,7 @@ def serve_metrics(listen: str, registry: Any, tls: Tls | None, api: Any = None) 
     """/metrics on a daemon thread (returns the server; shutdown() stops it). With TLS, clients must
     present a certificate the same CA signed, as Prometheus does with a tls_config. api: a WSGI app
     that answers /api/v1/... and /-/... beside it (the collector's Prometheus API)."""
-    import socket
-    import ssl
-    import threading
-    from wsgiref.simple_server import make_server
-
     from prometheus_client import make_wsgi_app
-    from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler
 
     metrics = make_wsgi_app(registry)
 
@@ -118,17 +112,44 @@ def serve_metrics(listen: str, registry: Any, tls: Tls | None, api: Any = None) 
             return api(environ, start_response)
         return metrics(environ, start_response)
 
+    return serve_http(listen, app, tls)
+
+
+PEER_NAMES = "ironsight.peer_names"  # the WSGI environ key: the client certificate's SANs, or absent
+
+
+def serve_http(listen: str, app: Any, tls: Tls | None, client_cert_optional: bool = False) -> Any:
+    """A WSGI app on a daemon thread, a thread per request (returns the server; shutdown() stops it).
+
+    With TLS, a client certificate the CA signed is required, or with client_cert_optional checked
+    only when presented (senders that authenticate by token); its names reach the app as
+    environ[PEER_NAMES]."""
+    import socket
+    import ssl
+    import threading
+    from wsgiref.simple_server import make_server
+
+    from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler
+
     host, _, port = listen.rpartition(":")
     host = host.strip("[]")
 
     class Server(ThreadingWSGIServer):
         address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
 
-    server = make_server(host, int(port), app, Server, handler_class=_SilentHandler)
+    class Handler(_SilentHandler):
+        def get_environ(self) -> dict[str, Any]:
+            environ = dict(super().get_environ())
+            cert = self.connection.getpeercert() if isinstance(self.connection, ssl.SSLSocket) else None
+            if cert:
+                environ[PEER_NAMES] = {str(pair[1]) for pair in cert.get("subjectAltName", ())}
+            return environ
+
+    server = make_server(host, int(port), app, Server, handler_class=Handler)
     if tls is not None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_verify_locations(cafile=str(tls.ca))
-        context.verify_mode = ssl.CERT_REQUIRED
+        context.verify_mode = ssl.CERT_OPTIONAL if client_cert_optional else ssl.CERT_REQUIRED
         context.load_cert_chain(certfile=str(tls.cert), keyfile=str(tls.key))
         server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True, name="http").start()

@@ -37,8 +37,10 @@ class Prometheus:
         web_config: str = "",
         ca: Path | None = None,
         auth: tuple[str, str] | None = None,
+        remote_write: str = "",
     ) -> None:
-        """web_config: Prometheus' --web.config.file text (TLS, basic auth); ca and auth to query it then."""
+        """web_config: Prometheus' --web.config.file text (TLS, basic auth); ca and auth to query it then.
+        remote_write: the configuration's remote_write list (YAML), e.g. to a receiving collector."""
         exe = shutil.which("prometheus")
         if exe is None:
             pytest.fail("prometheus not found: .ci/run installs Debian's prometheus package")
@@ -51,6 +53,7 @@ class Prometheus:
         config = tmp / "prometheus.yml"
         config.write_text(
             f"global:\n  scrape_interval: {scrape_s}s\n  evaluation_interval: {scrape_s}s\nscrape_configs:\n{jobs}\n"
+            + (f"remote_write:\n{remote_write}\n" if remote_write else "")
         )
         flags = []
         if web_config:
@@ -93,10 +96,9 @@ class Prometheus:
     def url(self) -> str:
         return f"{self.scheme}://127.0.0.1:{self.port}"
 
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        request = urllib.request.Request(
-            f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-        )
+    def query(self, expr: str, at: float | None = None) -> list[dict[str, Any]]:
+        params = {"query": expr, **({"time": str(at)} if at is not None else {})}
+        request = urllib.request.Request(f"{self.url}/api/v1/query?" + urllib.parse.urlencode(params))
         if self.auth:
             secret = base64.b64encode(f"{self.auth[0]}:{self.auth[1]}".encode()).decode()
             request.add_header("Authorization", f"Basic {secret}")

@@ -1,0 +1,134 @@
+"""POST /api/v1/write: Prometheus remote write 1.0 into the store, answered as Prometheus expects.
+
+- 204 once every sample of the request is committed (to `received`, see staging.py).
+- 400 for a request that cannot be read, or one with series that cannot be stored (no node label,
+  a value that is not finite, an instance this sender may not write for): the rest of it is
+  stored first, and the body names the refused series. Senders do not retry a 4xx.
+- 401 without credentials a sender in --remote-write-senders has; 415 for remote write 2.0 or a
+  body that is not snappy-compressed protobuf; 405 for another method.
+- 503 (with Retry-After) while the store fails or too much waits to settle: the sender retries.
+Series ironsight has no column for are counted by family (/metrics) and answered 204.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ironsight.collector.receive.decode import BadRequest, Decoder
+from ironsight.collector.receive.senders import ANONYMOUS, Sender, identify
+from ironsight.collector.receive.staging import MAX_BACKLOG, Staging
+from ironsight.core.transport import PEER_NAMES
+
+log = logging.getLogger("ironsight.collector")
+
+PATH = "/api/v1/write"
+MAX_COMPRESSED = 32 << 20
+SHOWN_REFUSED = 10  # refused series named in a 400's body; the count says how many more
+
+
+@dataclass
+class SenderStats:
+    requests: Counter[int] = field(default_factory=Counter)  # by HTTP status
+    samples: int = 0  # received, stored or not
+    stored: int = 0  # committed to be settled
+    series: int = 0  # mapped to a column (counted per request)
+    refused: int = 0  # series refused
+    dropped: Counter[str] = field(default_factory=Counter)  # samples without a column, by family
+
+
+class Receiver:
+    """The WSGI app. senders None: anyone may write for any node (the collector runs --insecure)."""
+
+    def __init__(self, staging: Staging, decoder: Decoder, senders: list[Sender] | None) -> None:
+        self.staging, self.decoder, self.senders = staging, decoder, senders
+        self.stats: dict[str, SenderStats] = {}
+        self._lock = threading.Lock()
+        self._decode_lock = threading.Lock()  # the decoder's label cache is shared
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        status, body, headers = self._handle(environ)
+        start_response(status, [("Content-Type", "text/plain; charset=utf-8"), *headers])
+        return [body.encode()]
+
+    def _handle(self, environ: dict[str, Any]) -> tuple[str, str, list[tuple[str, str]]]:
+        if environ.get("PATH_INFO") != PATH:
+            return "404 Not Found", f"only {PATH} is served here\n", []
+        if environ.get("REQUEST_METHOD") != "POST":
+            return "405 Method Not Allowed", f"{PATH} takes POST\n", [("Allow", "POST")]
+        headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
+        headers["authorization"] = environ.get("HTTP_AUTHORIZATION", "")
+        sender = self._sender(headers, environ.get(PEER_NAMES))
+        if sender is None:
+            self._count("unknown", 401)
+            return "401 Unauthorized", "no credentials of a sender in --remote-write-senders\n", [
+                ("WWW-Authenticate", 'Bearer realm="ironsight"')]  # fmt: skip
+        status, body, extra = self._receive(environ, sender)
+        self._count(sender.name, int(status.split()[0]))
+        return status, body, extra
+
+    def _sender(self, headers: dict[str, str], peer_names: set[str] | None) -> Sender | None:
+        if self.senders is None:
+            return Sender(ANONYMOUS)
+        return identify(self.senders, headers, peer_names)
+
+    def _receive(self, environ: dict[str, Any], sender: Sender) -> tuple[str, str, list[tuple[str, str]]]:
+        kind = environ.get("CONTENT_TYPE", "")
+        if "io.prometheus.write.v2" in kind:
+            return (
+                "415 Unsupported Media Type",
+                "remote write 2.0 is not accepted: send 1.0 (prometheus.WriteRequest)\n",
+                [],
+            )
+        if kind and not kind.startswith("application/x-protobuf"):
+            return "415 Unsupported Media Type", f"Content-Type {kind!r}: want application/x-protobuf\n", []
+        encoding = environ.get("HTTP_CONTENT_ENCODING", "snappy")
+        if encoding != "snappy":
+            return "415 Unsupported Media Type", f"Content-Encoding {encoding!r}: want snappy\n", []
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = -1
+        if length <= 0 or length > MAX_COMPRESSED:
+            return (
+                "400 Bad Request",
+                f"want a body of 1 to {MAX_COMPRESSED} bytes with its Content-Length\n",
+                [],
+            )
+        body = environ["wsgi.input"].read(length)
+        if self.staging.backlog > MAX_BACKLOG:
+            return "503 Service Unavailable", "the collector is behind settling received samples\n", [
+                ("Retry-After", "5")]  # fmt: skip
+        try:
+            with self._decode_lock:
+                got = self.decoder.decode(body, sender.may_write)
+        except BadRequest as exc:
+            return "400 Bad Request", f"{exc}\n", []
+        try:
+            self.staging.store(got, sender.name)
+        except Exception as exc:  # disk full, a broken file: the sender keeps it and retries
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            log.error("remote write from %s not stored: %s", sender.name, msg)
+            return "503 Service Unavailable", f"not stored: {msg}\n", [("Retry-After", "5")]
+        with self._lock:
+            s = self.stats.setdefault(sender.name, SenderStats())
+            s.samples += got.samples
+            s.stored += got.rows.num_rows
+            s.series += got.series
+            s.refused += len(got.refused)
+            s.dropped.update(got.dropped)
+        if got.refused:
+            shown = "\n".join(got.refused[:SHOWN_REFUSED])
+            more = len(got.refused) - SHOWN_REFUSED
+            tail = f"\n... and {more} more" if more > 0 else ""
+            return "400 Bad Request", (f"stored {got.rows.num_rows} samples; refused {len(got.refused)} "
+                                       f"series:\n{shown}{tail}\n"), []  # fmt: skip
+        return "204 No Content", "", []
+
+    def _count(self, sender: str, status: int) -> None:
+        with self._lock:
+            self.stats.setdefault(sender, SenderStats()).requests[status] += 1

@@ -1,0 +1,238 @@
+"""Received samples: committed to `received` before the sender hears 2xx, settled into whole rows later.
+
+A sender (Prometheus, vmagent) spreads the series of one scrape over parallel
+requests, so the parts of one row (a GPU's utilization, temperature, power at
+one scrape time) arrive in different requests, seconds apart. Each request is
+committed as it comes, one row per sample, into `received`; a row settles into
+its table once no part of it has arrived for SETTLE_S (Prometheus flushes each
+shard at least every 5 s). Settling pivots the parts into one row per (node,
+device, time) and fills in a row already stored rather than storing it twice,
+so a request retried after it settled changes nothing and a part that arrives
+late completes its row. All of a settle is one transaction.
+
+Alignment rule (docs/receive.md): a row is the samples of one table, node,
+device and millisecond. Prometheus stamps every sample of one scrape with the
+scrape's start, so one exporter's series line up; two exporters scraped at
+different moments give rows at different times (node_exporter's cpu rows and
+dcgm-exporter's gpu rows), never one row averaged from both.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pyarrow as pa
+
+from ironsight.collector.receive.decode import Decoded
+from ironsight.collector.receive.mapping import FB_FREE_COLUMN, XID_COLUMN
+from ironsight.core.schema import TABLES
+from ironsight.core.worker import Worker
+
+log = logging.getLogger("ironsight.collector")
+
+SETTLE_S = 10.0
+MAX_BACKLOG = 5_000_000  # samples waiting to settle; past it senders get 503 and retry
+NODE_TOUCH_S = 2.0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Staging(Worker):
+    """Stores what a request carried (store(), from request threads) and settles it (the thread)."""
+
+    def __init__(self, connect: Any, settle_s: float = SETTLE_S, every_s: float = 1.0) -> None:
+        """connect(): a new connection (cursor) to the store, for each thread that writes."""
+        super().__init__("receive-settle")
+        self.connect = connect
+        self.settle_s, self.every_s = settle_s, every_s
+        self.con = connect()
+        self.backlog = int(self.con.execute("SELECT count(*) FROM received").fetchall()[0][0])
+        self.settled_rows = 0
+        self.last_error = ""
+        self._lock = threading.Lock()
+        self._nodes: dict[str, tuple[str, str, float]] = {}  # node -> (hostname, sender, when written)
+        self._inventory: dict[tuple[str, str, str], dict[str, str]] = {}
+
+    def store(self, got: Decoded, sender: str) -> None:
+        """One transaction: the samples, and the nodes and devices they name when those changed."""
+        con = self.connect()
+        try:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                if got.rows.num_rows:
+                    con.register("incoming", got.rows)
+                    con.execute("INSERT INTO received SELECT node, tbl, device, col, time, value, "
+                                "now()::TIMESTAMP FROM incoming")  # fmt: skip
+                    con.unregister("incoming")
+                nodes, devices = self._changes(got, sender)
+                _upsert_nodes(con, nodes, sender)
+                _upsert_devices(con, devices)
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+        finally:
+            con.close()
+        with self._lock:
+            self.backlog += got.rows.num_rows
+            now = time.monotonic()
+            self._nodes.update({n: (h, sender, now) for n, h in nodes})
+            self._inventory.update({k: v for k, v in devices})
+
+    def _changes(self, got: Decoded, sender: str) -> tuple[list[tuple[str, str]], list[Any]]:
+        now = time.monotonic()
+        names = set(got.rows.column("node").unique().to_pylist()) if got.rows.num_rows else set()
+        nodes = []
+        for node in names:
+            hostname = got.hostnames.get(node, "")
+            known = self._nodes.get(node)
+            if known is None or (hostname and known[0] != hostname) or known[1] != sender or (
+                    now - known[2] >= NODE_TOUCH_S):  # fmt: skip
+                nodes.append((node, hostname or (known[0] if known else "")))
+        devices = [(k, v) for k, v in got.inventory.items() if self._inventory.get(k) != v]
+        return nodes, devices
+
+    def run(self) -> None:
+        while not self.sleep(self.every_s):
+            try:
+                self.settle(_now() - timedelta(seconds=self.settle_s))
+                self.last_error = ""
+            except Exception as exc:  # the next pass tries again; nothing left `received`
+                msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                if msg != self.last_error:
+                    log.error("settling received samples failed: %s", msg)
+                self.last_error = msg
+
+    def settle(self, cutoff: datetime) -> int:
+        """Rows none of whose parts arrived after cutoff, into their tables; returns the rows settled."""
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE rx_parts AS SELECT r.* FROM received r SEMI JOIN ("
+                "SELECT node, tbl, device, time FROM received GROUP BY ALL HAVING max(received_at) <= ?) k "
+                "USING (node, tbl, device, time)",
+                [cutoff],
+            )
+            tables = [r[0] for r in con.execute("SELECT DISTINCT tbl FROM rx_parts ORDER BY 1").fetchall()]
+            rows = sum(_settle_table(con, t) for t in tables if t in TABLES)
+            _intervals(con)
+            (gone,) = con.execute(
+                "DELETE FROM received r USING rx_parts s WHERE r.node = s.node AND r.tbl = s.tbl "
+                "AND r.device = s.device AND r.time = s.time AND r.col = s.col AND r.received_at = s.received_at"
+            ).fetchall()[0]
+            con.execute("DROP TABLE rx_parts")
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        with self._lock:
+            self.backlog = max(0, self.backlog - int(gone))
+            self.settled_rows += rows
+        return rows
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def _settle_table(con: Any, table: str) -> int:
+    """The table's settling parts pivoted to rows: rows already stored are filled in, the rest inserted."""
+    columns = [f.name for f in TABLES[table].fields]
+    extra = [FB_FREE_COLUMN, XID_COLUMN] if table == "gpu" else []
+    picks = ", ".join(f"arg_min(value, received_at) FILTER (col = '{c}') AS \"{c}\"" for c in columns + extra)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE rx_rows AS SELECT node, device, time, {picks} FROM rx_parts "
+        f"WHERE tbl = '{table}' GROUP BY node, device, time"
+    )
+    if table == "gpu":
+        _gpu_extras(con)
+    lo, hi = con.execute("SELECT min(time), max(time) FROM rx_rows").fetchall()[0]
+    if lo is None:
+        return 0
+    sets = ", ".join(f'"{c}" = coalesce(h."{c}", p."{c}")' for c in columns)
+    # Rows stored already (a retry after settling, a part that came late): fill in what they lack.
+    con.execute(
+        f"UPDATE {table}_hot h SET {sets} FROM rx_rows p WHERE h.node = p.node AND h.device = p.device "
+        "AND h.time = p.time AND h.time >= ? AND h.time <= ?",
+        [lo, hi],
+    )
+    cols = ", ".join(f'"{c}"' for c in columns)
+    (n,) = con.execute(
+        f"INSERT INTO {table}_hot (node, device, time, {cols}) SELECT node, device, time, {cols} FROM rx_rows p "
+        f"ANTI JOIN (SELECT node, device, time FROM {table}_hot WHERE time >= ? AND time <= ?) h "
+        "USING (node, device, time) ORDER BY node, device, time",
+        [lo, hi],
+    ).fetchall()[0]
+    con.execute("DROP TABLE rx_rows")
+    return int(n)
+
+
+def _gpu_extras(con: Any) -> None:
+    """dcgm-exporter's free memory -> total; its last-XID gauge -> an XID row each time it changes."""
+    con.execute(
+        f'UPDATE rx_rows SET memory_total_bytes = "{FB_FREE_COLUMN}" + memory_used_bytes '
+        f'WHERE memory_total_bytes IS NULL AND "{FB_FREE_COLUMN}" IS NOT NULL'
+    )
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE rx_xids AS
+        SELECT p.node, p.device, p.time, p."{XID_COLUMN}" AS xid,
+            coalesce(lag(p."{XID_COLUMN}") OVER (PARTITION BY p.node, p.device ORDER BY p.time), x.xid, 0) AS prev
+        FROM rx_rows p LEFT JOIN received_xid x USING (node, device)
+        WHERE p."{XID_COLUMN}" IS NOT NULL""")  # fmt: skip
+    con.execute(
+        "INSERT INTO gpu_xid_hot (node, device, time, xid) SELECT node, device, time, xid::BIGINT FROM rx_xids "
+        "WHERE xid <> 0 AND xid <> prev ORDER BY node, device, time"
+    )
+    con.execute(
+        "INSERT INTO received_xid SELECT node, device, arg_max(xid, time) FROM rx_xids GROUP BY ALL "
+        "ON CONFLICT (node, device) DO UPDATE SET xid = excluded.xid"
+    )
+    con.execute("DROP TABLE rx_xids")
+
+
+def _intervals(con: Any) -> None:
+    """Each node's sampling interval (the sender's scrape interval): its median step between rows."""
+    con.execute("""
+        UPDATE nodes SET interval_s = s.interval_s FROM (
+            SELECT node, median(step) AS interval_s FROM (
+                SELECT node, epoch(time - lag(time) OVER (PARTITION BY node, tbl, device ORDER BY time)) AS step
+                FROM (SELECT DISTINCT node, tbl, device, time FROM rx_parts))
+            WHERE step > 0 GROUP BY node) s
+        WHERE nodes.node = s.node""")  # fmt: skip
+
+
+def _upsert_nodes(con: Any, nodes: list[tuple[str, str]], sender: str) -> None:
+    """A node sent by remote write says so where an agent's version would be: `remote write (SENDER)`."""
+    if not nodes:
+        return
+    con.register(
+        "incoming_nodes", pa.table({"node": [n for n, _ in nodes], "hostname": [h for _, h in nodes]})
+    )
+    con.execute("""
+        INSERT INTO nodes (node, hostname, agent_version, first_seen, last_seen)
+        SELECT node, hostname, ?, now()::TIMESTAMP, now()::TIMESTAMP FROM incoming_nodes
+        ON CONFLICT (node) DO UPDATE SET last_seen = excluded.last_seen, agent_version = excluded.agent_version,
+            hostname = CASE WHEN excluded.hostname = '' THEN hostname ELSE excluded.hostname END""",
+        [f"remote write ({sender})"])  # fmt: skip
+    con.unregister("incoming_nodes")
+
+
+def _upsert_devices(con: Any, devices: list[Any]) -> None:
+    if not devices:
+        return
+    rows = pa.table({
+        "node": [k[0] for k, _ in devices], "kind": [k[1] for k, _ in devices],
+        "device": [k[2] for k, _ in devices],
+        "attrs": pa.array([sorted(v.items()) for _, v in devices], pa.map_(pa.string(), pa.string())),
+    })  # fmt: skip
+    con.register("incoming_devices", rows)
+    con.execute("""
+        INSERT INTO devices SELECT node, kind, device, attrs, now()::TIMESTAMP FROM incoming_devices
+        ON CONFLICT (node, kind, device) DO UPDATE SET attrs = excluded.attrs, updated_at = excluded.updated_at""")
+    con.unregister("incoming_devices")

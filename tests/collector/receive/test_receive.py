@@ -1,0 +1,227 @@
+"""The receiver's rules, through its WSGI app on a real store: parts of a row from different requests,
+retries, refusals, units, XIDs, who may write for which node."""
+
+from __future__ import annotations
+
+import base64
+import io
+import struct
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import cramjam
+import pytest
+
+from ironsight.collector.receive.decode import STALE_NAN, Decoder
+from ironsight.collector.receive.endpoint import Receiver
+from ironsight.collector.receive.senders import Sender, SendersError, load
+from ironsight.collector.receive.staging import Staging
+from ironsight.collector.store import Store
+from ironsight.prompb import remote_pb2 as prompb
+
+T = 1_764_000_000_000  # ms
+LATER = datetime(2100, 1, 1)
+GPU = {
+    "instance": "gpu-1:9400",
+    "gpu": "0",
+    "UUID": "GPU-1",
+    "modelName": "NVIDIA H200",
+    "Hostname": "gpu-1.lab",
+}
+Labels = dict[str, str]
+
+
+def request(*series: tuple[str, Labels, list[tuple[int, float]]]) -> bytes:
+    req = prompb.WriteRequest()
+    for name, labels, samples in series:
+        ts = req.timeseries.add()
+        for k, v in sorted({"__name__": name, **labels}.items()):
+            ts.labels.add(name=k, value=v)
+        for t, value in samples:
+            ts.samples.add(timestamp=t, value=value)
+    return bytes(cramjam.snappy.compress_raw(req.SerializeToString()))
+
+
+class Rx:
+    def __init__(self, tmp: Path, senders: list[Sender] | None = None) -> None:
+        self.store = Store(tmp / "rx.duckdb")
+        self.staging = Staging(self.store.reader)
+        self.app = Receiver(self.staging, Decoder(), senders)
+
+    def post(self, body: bytes, **headers: Any) -> tuple[int, str]:
+        environ: dict[str, Any] = {
+            "PATH_INFO": "/api/v1/write", "REQUEST_METHOD": "POST", "CONTENT_LENGTH": str(len(body)),
+            "CONTENT_TYPE": "application/x-protobuf", "HTTP_CONTENT_ENCODING": "snappy",
+            "wsgi.input": io.BytesIO(body), **headers,
+        }  # fmt: skip
+        got: list[str] = []
+        out = b"".join(self.app(environ, lambda status, _headers: got.append(status)))
+        return int(got[0].split()[0]), out.decode()
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        return self.store.con.sql(sql).fetchall()
+
+
+@pytest.fixture
+def rx(tmp_path: Path) -> Iterator[Rx]:
+    r = Rx(tmp_path)
+    yield r
+    r.staging.close()
+    r.store.close()
+
+
+def test_parts_of_a_row_from_separate_requests_settle_into_one_row(rx: Rx) -> None:
+    assert rx.post(request(("DCGM_FI_DEV_GPU_UTIL", GPU, [(T, 97), (T + 15000, 40)]))) == (204, "")
+    assert rx.post(
+        request(
+            ("DCGM_FI_DEV_SM_CLOCK", GPU, [(T, 1980)]),  # MHz
+            ("DCGM_FI_DEV_FB_USED", GPU, [(T, 1024)]),  # MiB
+            ("DCGM_FI_DEV_FB_FREE", GPU, [(T, 3072)]),
+            ("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", GPU, [(T, 5500)]),  # mJ
+            ("DCGM_FI_DEV_POWER_VIOLATION", GPU, [(T, 2_500_000)]),
+        )
+    ) == (204, "")  # us; fmt: skip
+    assert rx.staging.settle(LATER) == 2
+    assert rx.rows("SELECT node, device, epoch_ms(time), util_gpu_percent, sm_clock_hertz, memory_used_bytes, "
+                   "memory_total_bytes, energy_joules, throttle_sw_power_seconds FROM gpu ORDER BY time") == [
+        ("gpu-1", "0", T, 97.0, 1.98e9, 2.0**30, 4 * 2.0**30, 5.5, 2.5),
+        ("gpu-1", "0", T + 15000, 40.0, None, None, None, None, None),
+    ]  # fmt: skip
+    assert rx.rows("SELECT hostname, agent_version, interval_s FROM nodes") == [
+        ("gpu-1.lab", "remote write (anonymous)", 15.0)]  # fmt: skip
+    assert rx.rows("SELECT attrs['uuid'], attrs['model'] FROM devices") == [("GPU-1", "NVIDIA H200")]
+
+
+def test_a_retry_stores_nothing_twice_and_a_late_part_completes_its_row(rx: Rx) -> None:
+    body = request(("DCGM_FI_DEV_GPU_UTIL", GPU, [(T, 97)]))
+    assert rx.post(body)[0] == 204 and rx.post(body)[0] == 204  # retried before settling
+    rx.staging.settle(LATER)
+    assert rx.post(body)[0] == 204  # and after
+    assert rx.post(request(("DCGM_FI_DEV_GPU_TEMP", GPU, [(T, 71)])))[0] == 204  # late
+    rx.staging.settle(LATER)
+    assert rx.rows("SELECT util_gpu_percent, temperature_celsius FROM gpu") == [(97.0, 71.0)]
+    assert rx.rows("SELECT count(*) FROM received") == [(0,)]
+
+
+def test_xid_rows_when_dcgm_exporters_last_xid_changes(rx: Rx) -> None:
+    values = [0, 0, 43, 43, 79, 79, 0, 79]
+    rx.post(request(("DCGM_FI_DEV_XID_ERRORS", GPU, [(T + 1000 * i, v) for i, v in enumerate(values)])))
+    rx.staging.settle(LATER)
+    rx.post(request(("DCGM_FI_DEV_XID_ERRORS", GPU, [(T + 9000, 79), (T + 10000, 13)])))  # next settle
+    rx.staging.settle(LATER)
+    # A change to a non-zero value is an XID; the same XID again after a 0 is a new one.
+    assert rx.rows(f"SELECT epoch_ms(time) - {T}, xid FROM gpu_xid ORDER BY time") == [
+        (2000, 43), (4000, 79), (7000, 79), (10000, 13)]  # fmt: skip
+
+
+def test_unknown_series_are_counted_stale_markers_skipped_bad_ones_refused_and_the_rest_stored(
+    rx: Rx,
+) -> None:
+    (stale,) = struct.unpack("<d", STALE_NAN.to_bytes(8, "little"))
+    status, text = rx.post(request(
+        ("node_load1", {"instance": "cpu-1:9100"}, [(T, 0.5), (T + 1000, stale)]),
+        ("node_textfile_scrape_error", {"instance": "cpu-1:9100"}, [(T, 0)]),
+        ("go_gc_duration_seconds_count", {"instance": "cpu-1:9100"}, [(T, 3), (T + 1000, 4)]),
+        ("node_load5", {}, [(T, 1.0)]),
+        ("node_load15", {"instance": "cpu-1:9100"}, [(T, float("inf"))]),
+        ("node_cpu_seconds_total", {"instance": "cpu-1:9100", "mode": "idle"}, [(T, 9.0)]),
+    ))  # fmt: skip
+    assert status == 400
+    assert text.splitlines() == [
+        "stored 1 samples; refused 3 series:",
+        "node_load5{}: no instance label to name its node",
+        'node_cpu_seconds_total{instance="cpu-1:9100",mode="idle"}: cpu series without the labels that name its '
+        "device",
+        "cpu-1 load.load15 '': a value that is not finite",
+    ]
+    rx.staging.settle(LATER)
+    assert rx.rows("SELECT node, load1, load15 FROM load") == [("cpu-1", 0.5, None)]
+    s = rx.app.stats["anonymous"]
+    assert (s.samples, s.stored, s.refused, dict(s.dropped)) == (
+        8,
+        1,
+        3,
+        {"node_textfile_scrape_error": 1, "go_gc_duration_seconds": 2},
+    )
+
+
+def test_requests_that_cannot_be_read(rx: Rx) -> None:
+    assert rx.post(b"not snappy at all")[0] == 400
+    assert rx.post(bytes(cramjam.snappy.compress_raw(b"\xff\xff\xff")))[0] == 400
+    body = request(("node_load1", {"instance": "a"}, [(T, 1)]))
+    assert rx.post(body, CONTENT_TYPE="application/x-protobuf;proto=io.prometheus.write.v2.Request")[0] == 415
+    assert rx.post(body, HTTP_CONTENT_ENCODING="gzip")[0] == 415
+    assert rx.post(body, REQUEST_METHOD="GET")[0] == 405
+    assert rx.post(body, PATH_INFO="/api/v1/push")[0] == 404
+    assert rx.rows("SELECT count(*) FROM received") == [(0,)]
+
+
+def test_each_sender_writes_only_for_its_instances(tmp_path: Path) -> None:
+    token, pw = tmp_path / "t", tmp_path / "p"
+    token.write_text("s3cret-token\n")
+    pw.write_text("hunter2")
+    (tmp_path / "senders.toml").write_text(f"""
+[[sender]]
+name = "prom-eu"
+token_file = "{token}"
+instances = "eu-.*"
+
+[[sender]]
+name = "vmagent"
+username = "vm"
+password_file = "{pw}"
+instances = "lab-1"
+
+[[sender]]
+name = "prom-tls"
+certificate = "prom-tls"
+instances = ".*"
+""")
+    r = Rx(tmp_path, load(tmp_path / "senders.toml"))
+    body = request(("node_load1", {"instance": "eu-1:9100"}, [(T, 1)]),
+                   ("node_load1", {"instance": "lab-1:9100"}, [(T, 2)]))  # fmt: skip
+    basic = base64.b64encode(b"vm:hunter2").decode()
+    assert r.post(body)[0] == 401
+    assert r.post(body, HTTP_AUTHORIZATION="Bearer wrong")[0] == 401
+    status, text = r.post(body, HTTP_AUTHORIZATION="Bearer s3cret-token")
+    assert (
+        status == 400 and "may not write for instance 'lab-1'" in text and text.startswith("stored 1 samples")
+    )
+    status, text = r.post(body, HTTP_AUTHORIZATION=f"Basic {basic}")
+    assert status == 400 and "may not write for instance 'eu-1'" in text
+    assert r.post(body, **{"ironsight.peer_names": {"prom-tls"}}) == (204, "")
+    r.staging.settle(LATER)
+    assert r.rows("SELECT node, load1 FROM load ORDER BY 1") == [("eu-1", 1.0), ("lab-1", 2.0)]
+    assert {k: dict(v.requests) for k, v in r.app.stats.items()} == {
+        "unknown": {401: 2}, "prom-eu": {400: 1}, "vmagent": {400: 1}, "prom-tls": {204: 1}}  # fmt: skip
+    r.staging.close()
+    r.store.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("[[sender]]\nname = 'a'\ninstances = '.*'\n", "give exactly one of"),
+        ("[[sender]]\nname = 'a'\ninstances = '('\ncertificate = 'a'\n", "not a regular expression"),
+        ("[[sender]]\nname = 'a'\ninstances = '.*'\ntoken_file = '/nonexistent'\n", "No such file"),
+        ("[[sender]]\nname = 'a'\ninstances = '.*'\ncertificate = 'a'\ncolour = 1\n", "unknown keys ['colour']"),
+        ("sender = 1\n", "want one or more [[sender]] tables"),
+        ("[[sender\n", "not TOML"),
+        ("[[sender]]\nname = 'a'\ninstances = '.*'\ncertificate = 'a'\n[[sender]]\nname = 'a'\ninstances = "
+         "'.*'\ncertificate = 'b'\n", "two senders share a name"),
+    ],
+)  # fmt: skip
+def test_a_broken_senders_file_is_one_clear_line(tmp_path: Path, text: str, error: str) -> None:
+    (tmp_path / "s.toml").write_text(text)
+    with pytest.raises(SendersError) as exc:
+        load(tmp_path / "s.toml")
+    assert error in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_settling_waits_for_parts_still_arriving(rx: Rx) -> None:
+    rx.post(request(("DCGM_FI_DEV_GPU_UTIL", GPU, [(T, 97)])))
+    assert rx.staging.settle(datetime.now() - timedelta(hours=1)) == 0  # its part came after the cutoff
+    assert rx.rows("SELECT count(*) FROM gpu") == [(0,)]
+    assert rx.staging.settle(LATER) == 1

@@ -1,0 +1,113 @@
+"""Real senders into the receiver: Debian's Prometheus scraping Debian's node_exporter on this machine,
+with remote_write to a collector; the collector then holds what Prometheus holds, at the same times."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from support.processes import CollectorProcess, free_port, run_cli, wait_port
+from support.prom import Prometheus
+
+pytestmark = pytest.mark.slow
+
+NODE = "this-machine"
+# (ironsight TABLE.COLUMN, the series Prometheus holds, the label that is the device)
+COMPARED = [
+    ("cpu.idle_seconds", 'node_cpu_seconds_total{mode="idle"}', "cpu"),
+    ("cpu.user_seconds", 'node_cpu_seconds_total{mode="user"}', "cpu"),
+    ("memory.mem_available_bytes", "node_memory_MemAvailable_bytes", ""),
+    ("load.load1", "node_load1", ""),
+    ("load.context_switches", "node_context_switches_total", ""),
+    ("nic.rx_bytes", "node_network_receive_bytes_total", "device"),
+    ("nic.tx_packets", "node_network_transmit_packets_total", "device"),
+    ("tcp.curr_estab", "node_netstat_Tcp_CurrEstab", ""),
+    ("disk.read_bytes", "node_disk_read_bytes_total", "device"),
+    ("disk.io_time_seconds", "node_disk_io_time_seconds_total", "device"),
+    ("pressure.cpu_some_seconds", "node_pressure_cpu_waiting_seconds_total", ""),
+]
+
+
+@pytest.fixture
+def node_exporter(tmp_path: Path) -> Iterator[str]:
+    exe = shutil.which("prometheus-node-exporter")
+    if exe is None:
+        pytest.fail("prometheus-node-exporter not found: .ci/run installs Debian's prometheus-node-exporter")
+    port = free_port()
+    with open(tmp_path / "node_exporter.log", "wb") as log:
+        proc = subprocess.Popen([exe, f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=log)
+        try:
+            wait_port(port, proc)
+            yield f"127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+
+
+def _held(prom: Prometheus, selector: str, at: float) -> dict[tuple[str, int], float]:
+    """(device, ms) -> value of every raw sample Prometheus holds for this machine in the last 5 minutes."""
+    name, _, rest = selector.partition("{")
+    inner = f'instance="{NODE}"' + ("," + rest.rstrip("}") if rest else "")
+    out = {}
+    for r in prom.query(f"{name}{{{inner}}}[5m]", at):
+        device = r["metric"].get("device") or r["metric"].get("cpu") or ""
+        for t, v in r["values"]:
+            out[(device, round(float(t) * 1000))] = float(v)
+    return out
+
+
+def _stored(collector: CollectorProcess, metric: str) -> dict[tuple[str, int], float]:
+    proc = run_cli("--collector", collector.target, "--insecure", "--format", "json", "series",
+                   "--node", NODE, "--metric", metric, "--since", "5m", "--limit", "1000000")  # fmt: skip
+    out = {}
+    for row in json.loads(proc.stdout):
+        at = datetime.fromisoformat(row["time"]).replace(tzinfo=UTC)
+        out[(row["device"], round(at.timestamp() * 1000))] = float(row["value"])
+    return out
+
+
+def test_prometheus_remote_writing_node_exporter_lands_as_it_holds_it(
+    tmp_path: Path, node_exporter: str
+) -> None:
+    rw = free_port()
+    collector = CollectorProcess(
+        tmp_path / "db" / "c.duckdb", tmp_path / "collector.log",
+        ["--remote-write-listen", f"127.0.0.1:{rw}", "--remote-write-settle", "2", "--no-detect"], http=True,
+    ).start()  # fmt: skip
+    prom = Prometheus(
+        tmp_path, {"node": (node_exporter, {"instance": NODE})}, scrape_s=1,
+        remote_write=f"  - url: http://127.0.0.1:{rw}/api/v1/write\n    queue_config:\n      batch_send_deadline: 1s",
+    )  # fmt: skip
+    try:
+        assert prom.wait_for(f'node_load1{{instance="{NODE}"}}')
+        time.sleep(20)  # twenty scrapes, sent and settled
+        at = time.time() - 6  # what has settled by now (sent within 1 s, settled 2 s after its last part)
+        compared = 0
+        for metric, selector, _ in COMPARED:
+            held = {k: v for k, v in _held(prom, selector, at).items() if k[1] <= at * 1000}
+            stored = {k: v for k, v in _stored(collector, metric).items() if k[1] <= at * 1000}
+            assert len(held) >= 10, (selector, held)
+            assert stored == held, metric
+            compared += len(held)
+        assert compared > 100
+        nodes = json.loads(
+            run_cli("--collector", collector.target, "--insecure", "--format", "json", "nodes").stdout
+        )
+        assert [(n["node"], n["agent_version"], n["interval_s"]) for n in nodes] == [
+            (NODE, "remote write (anonymous)", 1.0)]  # fmt: skip
+        metrics = collector.metrics("ironsight_receive_samples_total")
+        assert 'ironsight_receive_requests_total{code="204",sender="anonymous"}' in metrics
+        assert (
+            'ironsight_receive_samples_dropped_total{family="go_gc_duration_seconds",sender="anonymous"}'
+            in metrics
+        )
+    finally:
+        prom.stop()
+        collector.stop()
