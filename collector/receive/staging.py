@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,7 +35,6 @@ log = logging.getLogger("ironsight.collector")
 
 SETTLE_S = 10.0
 MAX_BACKLOG = 5_000_000  # samples waiting to settle; past it senders get 503 and retry
-NODE_TOUCH_S = 2.0
 
 
 def _now() -> datetime:
@@ -56,47 +54,33 @@ class Staging(Worker):
         self.settled_rows = 0
         self.last_error = ""
         self._lock = threading.Lock()
-        self._nodes: dict[str, tuple[str, str, float]] = {}  # node -> (hostname, sender, when written)
-        self._inventory: dict[tuple[str, str, str], dict[str, str]] = {}
+        # Node facts and inventories seen since the last settle, written by it: only the settling thread
+        # writes nodes and devices, so parallel requests never conflict on a node's row.
+        self._facts: dict[str, tuple[str, str]] = {}  # node -> (hostname, sender)
+        self._hostnames: dict[str, str] = {}
+        self._devices: dict[tuple[str, str, str], dict[str, str]] = {}
+        self._devices_written: dict[tuple[str, str, str], dict[str, str]] = {}
 
     def store(self, got: Decoded, sender: str) -> None:
-        """One transaction: the samples, and the nodes and devices they name when those changed."""
-        con = self.connect()
-        try:
-            con.execute("BEGIN TRANSACTION")
+        """The request's samples in one transaction; the nodes and devices they name wait for settle()."""
+        if got.rows.num_rows:
+            con = self.connect()
             try:
-                if got.rows.num_rows:
-                    con.register("incoming", got.rows)
-                    con.execute("INSERT INTO received SELECT node, tbl, device, col, time, value, "
-                                "now()::TIMESTAMP FROM incoming")  # fmt: skip
-                    con.unregister("incoming")
-                nodes, devices = self._changes(got, sender)
-                _upsert_nodes(con, nodes, sender)
-                _upsert_devices(con, devices)
-                con.execute("COMMIT")
-            except Exception:
-                con.execute("ROLLBACK")
-                raise
-        finally:
-            con.close()
+                con.register("incoming", got.rows)
+                con.execute("INSERT INTO received SELECT node, tbl, device, col, time, value, now()::TIMESTAMP "
+                            "FROM incoming")  # fmt: skip
+            finally:
+                con.close()
+        names = got.rows.column("node").unique().to_pylist() if got.rows.num_rows else []
         with self._lock:
             self.backlog += got.rows.num_rows
-            now = time.monotonic()
-            self._nodes.update({n: (h, sender, now) for n, h in nodes})
-            self._inventory.update({k: v for k, v in devices})
-
-    def _changes(self, got: Decoded, sender: str) -> tuple[list[tuple[str, str]], list[Any]]:
-        now = time.monotonic()
-        names = set(got.rows.column("node").unique().to_pylist()) if got.rows.num_rows else set()
-        nodes = []
-        for node in names:
-            hostname = got.hostnames.get(node, "")
-            known = self._nodes.get(node)
-            if known is None or (hostname and known[0] != hostname) or known[1] != sender or (
-                    now - known[2] >= NODE_TOUCH_S):  # fmt: skip
-                nodes.append((node, hostname or (known[0] if known else "")))
-        devices = [(k, v) for k, v in got.inventory.items() if self._inventory.get(k) != v]
-        return nodes, devices
+            for node in names:
+                hostname = got.hostnames.get(node) or self._hostnames.get(node, "")
+                self._hostnames[node] = hostname
+                self._facts[node] = (hostname, sender)
+            for key, attrs in got.inventory.items():
+                if self._devices_written.get(key) != attrs:
+                    self._devices[key] = attrs
 
     def run(self) -> None:
         while not self.sleep(self.every_s):
@@ -110,10 +94,16 @@ class Staging(Worker):
                 self.last_error = msg
 
     def settle(self, cutoff: datetime) -> int:
-        """Rows none of whose parts arrived after cutoff, into their tables; returns the rows settled."""
+        """Rows none of whose parts arrived after cutoff, into their tables, and the nodes and devices
+        named since the last settle; returns the rows settled."""
         con = self.con
+        with self._lock:
+            facts, devices = self._facts, self._devices
+            self._facts, self._devices = {}, {}
         con.execute("BEGIN TRANSACTION")
         try:
+            _upsert_nodes(con, facts)
+            _upsert_devices(con, list(devices.items()))
             con.execute(
                 "CREATE OR REPLACE TEMP TABLE rx_parts AS SELECT r.* FROM received r SEMI JOIN ("
                 "SELECT node, tbl, device, time FROM received GROUP BY ALL HAVING max(received_at) <= ?) k "
@@ -131,8 +121,12 @@ class Staging(Worker):
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")
+            with self._lock:  # written at the next settle, unless newer facts came meanwhile
+                self._facts = {**facts, **self._facts}
+                self._devices = {**devices, **self._devices}
             raise
         with self._lock:
+            self._devices_written.update(devices)
             self.backlog = max(0, self.backlog - int(gone))
             self.settled_rows += rows
         return rows
@@ -207,19 +201,18 @@ def _intervals(con: Any) -> None:
         WHERE nodes.node = s.node""")  # fmt: skip
 
 
-def _upsert_nodes(con: Any, nodes: list[tuple[str, str]], sender: str) -> None:
+def _upsert_nodes(con: Any, facts: dict[str, tuple[str, str]]) -> None:
     """A node sent by remote write says so where an agent's version would be: `remote write (SENDER)`."""
-    if not nodes:
+    if not facts:
         return
-    con.register(
-        "incoming_nodes", pa.table({"node": [n for n, _ in nodes], "hostname": [h for _, h in nodes]})
-    )
+    nodes = pa.table({"node": list(facts), "hostname": [h for h, _ in facts.values()],
+                      "agent_version": [f"remote write ({s})" for _, s in facts.values()]})  # fmt: skip
+    con.register("incoming_nodes", nodes)
     con.execute("""
         INSERT INTO nodes (node, hostname, agent_version, first_seen, last_seen)
-        SELECT node, hostname, ?, now()::TIMESTAMP, now()::TIMESTAMP FROM incoming_nodes
+        SELECT node, hostname, agent_version, now()::TIMESTAMP, now()::TIMESTAMP FROM incoming_nodes
         ON CONFLICT (node) DO UPDATE SET last_seen = excluded.last_seen, agent_version = excluded.agent_version,
-            hostname = CASE WHEN excluded.hostname = '' THEN hostname ELSE excluded.hostname END""",
-        [f"remote write ({sender})"])  # fmt: skip
+            hostname = CASE WHEN excluded.hostname = '' THEN hostname ELSE excluded.hostname END""")  # fmt: skip
     con.unregister("incoming_nodes")
 
 

@@ -4,6 +4,7 @@ with remote_write to a collector; the collector then holds what Prometheus holds
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 import time
@@ -109,5 +110,75 @@ def test_prometheus_remote_writing_node_exporter_lands_as_it_holds_it(
             in metrics
         )
     finally:
+        prom.stop()
+        collector.stop()
+
+
+def _vmagent(tmp: Path, scrape: str, urls: list[str]) -> subprocess.Popen[bytes]:
+    exe = shutil.which("vmagent")
+    if exe is None:
+        pytest.fail("vmagent not found: .ci/run installs Debian's victoria-metrics package")
+    (tmp / "scrape.yml").write_text(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: node\n    static_configs:\n"
+        f"      - targets: ['{scrape}']\n        labels: {{instance: {NODE}}}\n"
+    )
+    port = free_port()
+    log = open(tmp / "vmagent.log", "wb")  # noqa: SIM115 - the process holds it
+    proc = subprocess.Popen(
+        [exe, f"-promscrape.config={tmp / 'scrape.yml'}", f"-remoteWrite.tmpDataPath={tmp / 'vmagent-data'}",
+         f"-httpListenAddr=127.0.0.1:{port}", "-remoteWrite.flushInterval=1s",
+         *(f"-remoteWrite.url={u}" for u in urls)],
+        stdout=log, stderr=log,
+    )  # fmt: skip
+    wait_port(port, proc)
+    return proc
+
+
+def test_vmagent_through_a_killed_collector_loses_nothing_and_stores_nothing_twice(
+    tmp_path: Path, node_exporter: str
+) -> None:
+    """vmagent sends to the collector and to Prometheus (the reference) from its own queue each; the
+    collector is killed (SIGKILL) while it receives and started again on the same file and port."""
+    rw = free_port()
+    collector = CollectorProcess(
+        tmp_path / "db" / "c.duckdb", tmp_path / "collector.log",
+        ["--remote-write-listen", f"127.0.0.1:{rw}", "--remote-write-settle", "2", "--no-detect"],
+    ).start()  # fmt: skip
+    prom = Prometheus(tmp_path, {}, scrape_s=1)
+    vm = _vmagent(
+        tmp_path, node_exporter, [f"http://127.0.0.1:{rw}/api/v1/write", f"{prom.url}/api/v1/write"]
+    )
+    try:
+        began = time.time()
+        time.sleep(8)
+        assert collector.proc is not None
+        collector.proc.kill()
+        collector.proc.wait()
+        time.sleep(4)  # vmagent keeps scraping; what it cannot send waits in its queue
+        collector.start()
+        time.sleep(8)
+        vm.terminate()
+        vm.wait(timeout=30)
+        ended = time.time()
+        time.sleep(6)  # the last parts settle
+        compared = 0
+        for metric, selector, _ in COMPARED[:5]:
+            held = {k: v for k, v in _held(prom, selector, ended).items() if k[1] >= began * 1000}
+            stored = {k: v for k, v in _stored(collector, metric).items() if k[1] >= began * 1000}
+            assert len(held) >= 15, selector
+            # vmagent converts each queue's values to its own decimal form and back: the two copies may
+            # differ in the 16th digit (24660049920 and 24660049919.999996).
+            assert stored.keys() == held.keys(), metric
+            assert all(math.isclose(stored[k], held[k], rel_tol=1e-12) for k in held), metric
+            compared += len(held)
+        assert compared > 100
+        twice = run_cli("--collector", collector.target, "--insecure", "--format", "json", "query",
+                        "SELECT count(*) AS n FROM (SELECT node, device, time FROM cpu "
+                        "GROUP BY ALL HAVING count(*) > 1)").stdout  # fmt: skip
+        assert json.loads(twice) == [{"n": 0}]
+        assert "couldn't send a block" in (tmp_path / "vmagent.log").read_text()  # it did meet the outage
+    finally:
+        if vm.poll() is None:
+            vm.kill()
         prom.stop()
         collector.stop()
