@@ -91,6 +91,16 @@ def detect(c: Ctx, since: str, until: str, job: str | None, thresholds: tuple[st
         hit = [job in (j or "").split(",") for j in found.column("job").to_pylist()]
         found = found.filter(pa.array(hit, pa.bool_()))
     emit(found.drop_columns(["evidence"]), c.fmt, f"{found.num_rows} findings")
+    _coarse_notes(c)
+
+
+def _coarse_notes(c: Ctx) -> None:
+    """On stderr: the nodes sampled too coarsely for some findings (remote-written at 15 s, say)."""
+    from ironsight.collector.detect.resolution import COARSE_SQL, notes
+
+    rows = c.run(COARSE_SQL).to_pylist()
+    for line in notes((r["node"], float(r["interval_s"])) for r in rows):
+        click.echo(line, err=True)
 
 
 @click.command()
@@ -131,6 +141,7 @@ def events(
         c.fmt,
         "findings",
     )
+    _coarse_notes(c)
 
 
 @click.command()

@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from ironsight.collector.detect import gpu, network, starvation, straggler
 from ironsight.collector.detect.activity import Cache
+from ironsight.collector.detect.resolution import judged_sql
 from ironsight.collector.detect.sql import jobs_at, ts
 from ironsight.collector.detect.thresholds import Thresholds
 
@@ -53,11 +54,11 @@ def flagged_sql(start: datetime, end: datetime, t: Thresholds, recent: bool = Fa
         {f"UNION ALL SELECT node, step_end FROM {RECENT}" if recent else ""}
     )
     SELECT * FROM raw r
-    WHERE r.kind <> 'straggler' OR NOT EXISTS (
+    WHERE {judged_sql()} AND (r.kind <> 'straggler' OR NOT EXISTS (
         SELECT 1 FROM others n
         WHERE (n.node = r.node OR (r.evidence->>'method' = 'lockstep_busy_time'
                                      AND r.evidence->>'robust_z' IS NULL))
-            AND n.step_end BETWEEN r.step_end - INTERVAL {explained_s(t)} SECOND AND r.step_end)
+            AND n.step_end BETWEEN r.step_end - INTERVAL {explained_s(t)} SECOND AND r.step_end))
     """
 
 

@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -182,3 +182,55 @@ def test_vmagent_through_a_killed_collector_loses_nothing_and_stores_nothing_twi
             vm.kill()
         prom.stop()
         collector.stop()
+
+
+def test_scraped_trace_opens_the_findings_a_direct_replay_finds(tmp_path: Path) -> None:
+    """The agent's /metrics (dcgm-exporter names, plus ironsight's) replaying a thermal incident as it
+    happens, scraped by Prometheus and remote-written: the collector's detector opens the finding the
+    same trace stored directly gives (kind, node, GPU; start within one detector step)."""
+    from ironsight.collector.detect.findings import detect
+    from ironsight.collector.store import Store
+    from ironsight.offline.simulate import simulate
+
+    from support.trace_exporter import TraceExporter
+
+    # sim-001's GPU 0 overheats 275 s into the trace: 25 s after the scraping starts.
+    start_ns = (time.time_ns() - 250 * 10**9) // 10**9 * 10**9
+    header, stream = simulate("thermal", nodes=2, gpus=2, duration_s=400, seed=77, start_ns=start_ns)
+    batches = list(stream)
+    exporters = [TraceExporter(header, batches, n.node_id, f"127.0.0.1:{free_port()}") for n in header.nodes]
+    rw = free_port()
+    collector = CollectorProcess(tmp_path / "db" / "c.duckdb", tmp_path / "collector.log",
+                                 ["--remote-write-listen", f"127.0.0.1:{rw}", "--remote-write-settle", "2"]).start()  # fmt: skip
+    scraped_from = datetime.now(UTC).replace(tzinfo=None)
+    prom = Prometheus(
+        tmp_path, {"agents": [(f"127.0.0.1:{e.server.server_port}", {"instance": n.node_id})
+                              for e, n in zip(exporters, header.nodes, strict=True)]}, scrape_s=1,
+        remote_write=f"  - url: http://127.0.0.1:{rw}/api/v1/write\n    queue_config:\n      batch_send_deadline: 1s",
+    )  # fmt: skip
+    try:
+        found: list[dict[str, object]] = []
+        deadline = time.monotonic() + 120
+        while not found and time.monotonic() < deadline:
+            time.sleep(2)
+            out = run_cli("--collector", collector.target, "--insecure", "--format", "json", "query",
+                          "SELECT kind, node, device, start_time FROM events").stdout  # fmt: skip
+            found = json.loads(out)
+        until = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=10)
+    finally:
+        prom.stop()
+        for e in exporters:
+            e.stop()
+        collector.stop()
+    assert found, "the collector's detector should open the thermal finding from scraped data"
+    # The same trace stored directly, from when the scraping started to when the finding was open.
+    direct = Store(tmp_path / "direct.duckdb")
+    lo, hi = scraped_from.timestamp() * 10**9 // 1, (until.timestamp() + 10) * 10**9 // 1
+    direct.ingest([b for b in batches if lo <= min(min(t.time_ns) for t in b.tables if t.time_ns) <= hi])
+    offline = detect(direct.con, scraped_from, until + timedelta(seconds=10)).to_pylist()
+    direct.close()
+    want = {(f["kind"], f["node"], f["device"]): f["start_time"] for f in offline}
+    have = {(f["kind"], f["node"], f["device"]): datetime.fromisoformat(str(f["start_time"])) for f in found}
+    assert have.keys() == want.keys() == {("thermal", "sim-001", "0")}
+    for key, start in want.items():
+        assert abs((have[key] - start).total_seconds()) <= 10, key
