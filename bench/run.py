@@ -47,6 +47,7 @@ import fleet_soak
 import ingest
 import jobs
 import promql
+import receive
 import receivers
 import remote_write
 import replay
@@ -71,6 +72,7 @@ BENCHMARKS: list[ModuleType] = [
     remote_write,
     storage,
     promql,
+    receive,
 ]
 
 

@@ -136,7 +136,11 @@ def _receiver(args: argparse.Namespace, store: Store) -> Receiver | None:
         return None
     staging = Staging(store.reader, args.remote_write_settle)
     receiver = Receiver(
-        staging, Decoder(args.remote_write_node_label, not args.remote_write_keep_port), args.senders
+        staging,
+        Decoder(
+            args.remote_write_node_label, not args.remote_write_keep_port, staging.parts(), staging.register
+        ),
+        args.senders,
     )
     try:
         serve_http(args.remote_write_listen, receiver, args.tls, client_cert_optional=True)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dironsight/prompb/remote.proto\x12\nprometheus\"@\n\x0cWriteRequest\x12*\n\ntimeseries\x18\x01 \x03(\x0b\x32\x16.prometheus.TimeSeriesJ\x04\x08\x02\x10\x03\"T\n\nTimeSeries\x12!\n\x06labels\x18\x01 \x03(\x0b\x32\x11.prometheus.Label\x12#\n\x07samples\x18\x02 \x03(\x0b\x32\x12.prometheus.Sample\"$\n\x05Label\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"*\n\x06Sample\x12\r\n\x05value\x18\x01 \x01(\x01\x12\x11\n\ttimestamp\x18\x02 \x01(\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dironsight/prompb/remote.proto\x12\nprometheus\"@\n\x0cWriteRequest\x12*\n\ntimeseries\x18\x01 \x03(\x0b\x32\x16.prometheus.TimeSeriesJ\x04\x08\x02\x10\x03\"T\n\nTimeSeries\x12!\n\x06labels\x18\x01 \x03(\x0b\x32\x11.prometheus.Label\x12#\n\x07samples\x18\x02 \x03(\x0b\x32\x12.prometheus.Sample\"$\n\x05Label\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"*\n\x06Sample\x12\r\n\x05value\x18\x01 \x01(\x01\x12\x11\n\ttimestamp\x18\x02 \x01(\x03\"B\n\x10WriteRequestView\x12.\n\ntimeseries\x18\x01 \x03(\x0b\x32\x1a.prometheus.TimeSeriesView\"1\n\x0eTimeSeriesView\x12\x0e\n\x06labels\x18\x01 \x03(\x0c\x12\x0f\n\x07samples\x18\x02 \x03(\x0c\"%\n\x0fWriteRequestRaw\x12\x12\n\ntimeseries\x18\x01 \x03(\x0c\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,4 +39,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LABEL']._serialized_end=233
   _globals['_SAMPLE']._serialized_start=235
   _globals['_SAMPLE']._serialized_end=277
+  _globals['_WRITEREQUESTVIEW']._serialized_start=279
+  _globals['_WRITEREQUESTVIEW']._serialized_end=345
+  _globals['_TIMESERIESVIEW']._serialized_start=347
+  _globals['_TIMESERIESVIEW']._serialized_end=396
+  _globals['_WRITEREQUESTRAW']._serialized_start=398
+  _globals['_WRITEREQUESTRAW']._serialized_end=435
 # @@protoc_insertion_point(module_scope)

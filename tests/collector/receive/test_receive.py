@@ -48,7 +48,8 @@ class Rx:
     def __init__(self, tmp: Path, senders: list[Sender] | None = None) -> None:
         self.store = Store(tmp / "rx.duckdb")
         self.staging = Staging(self.store.reader)
-        self.app = Receiver(self.staging, Decoder(), senders)
+        decoder = Decoder(parts=self.staging.parts(), register=self.staging.register)
+        self.app = Receiver(self.staging, decoder, senders)
 
     def post(self, body: bytes, **headers: Any) -> tuple[int, str]:
         environ: dict[str, Any] = {
