@@ -142,7 +142,7 @@ def _receive_args(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     rx.add_argument(
         "--remote-write-settle", type=float, default=10.0, metavar="SECONDS",
-        help="a received row is stored once none of its parts has arrived for this long (default 10)",
+        help="received samples settle into rows this long after they arrived (default 10)",
     )  # fmt: skip
 
 
