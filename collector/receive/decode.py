@@ -104,6 +104,7 @@ class Decoder:
         blobs: list[bytes] = []
         out = Decoded(ROWS.empty_table())
         cache = self._cache
+        may: dict[str, bool] = {}  # allowed(node), asked once a node
         for raw, cut in zip(series, _tails(series), strict=True):
             # Most series carry one sample, encoded last: the bytes before it are the labels, a key.
             place = cache.get(raw[:-cut]) if cut else None
@@ -122,8 +123,12 @@ class Decoder:
             if place.dropped:
                 out.dropped[place.dropped] += len(samples)
                 continue
-            if not place.refused and not allowed(place.node):
-                place = _Series(refused=f"this sender may not write for instance {place.node!r}")
+            if not place.refused:
+                ok = may.get(place.node)
+                if ok is None:
+                    ok = may[place.node] = allowed(place.node)
+                if not ok:
+                    place = _Series(refused=f"this sender may not write for instance {place.node!r}")
             if place.refused:
                 out.refused.append(f"{_show(raw)}: {place.refused}")
                 continue
