@@ -8,7 +8,7 @@ import math
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -50,6 +50,24 @@ def node_exporter(tmp_path: Path) -> Iterator[str]:
         finally:
             proc.terminate()
             proc.wait(timeout=20)
+
+
+@pytest.fixture
+def receiving(tmp_path: Path) -> Iterator[Callable[..., tuple[CollectorProcess, int]]]:
+    """Starts a collector receiving remote write (settling after 2 s) on a free port; stopped after the test."""
+    started: list[CollectorProcess] = []
+
+    def start(*extra: str, http: bool = False) -> tuple[CollectorProcess, int]:
+        rw = free_port()
+        flags = ["--remote-write-listen", f"127.0.0.1:{rw}", "--remote-write-settle", "2", *extra]
+        started.append(
+            CollectorProcess(tmp_path / "db" / "c.duckdb", tmp_path / "collector.log", flags, http=http)
+        )
+        return started[-1].start(), rw
+
+    yield start
+    for c in started:
+        c.stop()
 
 
 def _held(prom: Prometheus, selector: str, at: float) -> dict[tuple[str, int], float]:
@@ -111,7 +129,6 @@ def test_prometheus_remote_writing_node_exporter_lands_as_it_holds_it(
         )
     finally:
         prom.stop()
-        collector.stop()
 
 
 def _vmagent(tmp: Path, scrape: str, urls: list[str]) -> subprocess.Popen[bytes]:
@@ -135,19 +152,19 @@ def _vmagent(tmp: Path, scrape: str, urls: list[str]) -> subprocess.Popen[bytes]
 
 
 def test_vmagent_through_a_killed_collector_loses_nothing_and_stores_nothing_twice(
-    tmp_path: Path, node_exporter: str
+    tmp_path: Path, node_exporter: str, receiving: Callable[..., tuple[CollectorProcess, int]]
 ) -> None:
     """vmagent sends to the collector and to Prometheus (the reference) from its own queue each; the
     collector is killed (SIGKILL) while it receives and started again on the same file and port."""
-    rw = free_port()
-    collector = CollectorProcess(
-        tmp_path / "db" / "c.duckdb", tmp_path / "collector.log",
-        ["--remote-write-listen", f"127.0.0.1:{rw}", "--remote-write-settle", "2", "--no-detect"],
-    ).start()  # fmt: skip
+    collector, rw = receiving("--no-detect")
     prom = Prometheus(tmp_path, {}, scrape_s=1)
-    vm = _vmagent(
-        tmp_path, node_exporter, [f"http://127.0.0.1:{rw}/api/v1/write", f"{prom.url}/api/v1/write"]
-    )
+    try:
+        vm = _vmagent(
+            tmp_path, node_exporter, [f"http://127.0.0.1:{rw}/api/v1/write", f"{prom.url}/api/v1/write"]
+        )
+    except BaseException:
+        prom.stop()
+        raise
     try:
         began = time.time()
         time.sleep(8)
@@ -181,10 +198,11 @@ def test_vmagent_through_a_killed_collector_loses_nothing_and_stores_nothing_twi
         if vm.poll() is None:
             vm.kill()
         prom.stop()
-        collector.stop()
 
 
-def test_scraped_trace_opens_the_findings_a_direct_replay_finds(tmp_path: Path) -> None:
+def test_scraped_trace_opens_the_findings_a_direct_replay_finds(
+    tmp_path: Path, receiving: Callable[..., tuple[CollectorProcess, int]]
+) -> None:
     """The agent's /metrics (dcgm-exporter names, plus ironsight's) replaying a thermal incident as it
     happens, scraped by Prometheus and remote-written: the collector's detector opens the finding the
     same trace stored directly gives (kind, node, GPU; start within one detector step)."""
@@ -198,17 +216,16 @@ def test_scraped_trace_opens_the_findings_a_direct_replay_finds(tmp_path: Path) 
     start_ns = (time.time_ns() - 250 * 10**9) // 10**9 * 10**9
     header, stream = simulate("thermal", nodes=2, gpus=2, duration_s=400, seed=77, start_ns=start_ns)
     batches = list(stream)
+    collector, rw = receiving()
     exporters = [TraceExporter(header, batches, n.node_id, f"127.0.0.1:{free_port()}") for n in header.nodes]
-    rw = free_port()
-    collector = CollectorProcess(tmp_path / "db" / "c.duckdb", tmp_path / "collector.log",
-                                 ["--remote-write-listen", f"127.0.0.1:{rw}", "--remote-write-settle", "2"]).start()  # fmt: skip
     scraped_from = datetime.now(UTC).replace(tzinfo=None)
-    prom = Prometheus(
-        tmp_path, {"agents": [(f"127.0.0.1:{e.server.server_port}", {"instance": n.node_id})
-                              for e, n in zip(exporters, header.nodes, strict=True)]}, scrape_s=1,
-        remote_write=f"  - url: http://127.0.0.1:{rw}/api/v1/write\n    queue_config:\n      batch_send_deadline: 1s",
-    )  # fmt: skip
+    prom = None
     try:
+        prom = Prometheus(
+            tmp_path, {"agents": [(f"127.0.0.1:{e.server.server_port}", {"instance": n.node_id})
+                                  for e, n in zip(exporters, header.nodes, strict=True)]}, scrape_s=1,
+            remote_write=f"  - url: http://127.0.0.1:{rw}/api/v1/write\n    queue_config:\n      batch_send_deadline: 1s",
+        )  # fmt: skip
         found: list[dict[str, object]] = []
         deadline = time.monotonic() + 120
         while not found and time.monotonic() < deadline:
@@ -218,7 +235,8 @@ def test_scraped_trace_opens_the_findings_a_direct_replay_finds(tmp_path: Path) 
             found = json.loads(out)
         until = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=10)
     finally:
-        prom.stop()
+        if prom is not None:
+            prom.stop()
         for e in exporters:
             e.stop()
         collector.stop()
