@@ -252,3 +252,62 @@ def test_scraped_trace_opens_the_findings_a_direct_replay_finds(
     assert have.keys() == want.keys() == {("thermal", "sim-001", "0")}
     for key, start in want.items():
         assert abs((have[key] - start).total_seconds()) <= 10, key
+
+
+def test_over_tls_each_sender_stores_only_its_own_instances(
+    tmp_path: Path, node_exporter: str, receiving: Callable[..., tuple[CollectorProcess, int]]
+) -> None:
+    """One Prometheus, two remote_write entries: one by client certificate, one by bearer token, each
+    bound to its instances in the senders file; the collector serves TLS with its own certificate."""
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    from ironsight.cli import pki
+
+    pki.init(tmp_path / "pki", days=2)
+    for name, ips in (("collector", ["127.0.0.1"]), ("prometheus-tls", [])):
+        pki.issue(tmp_path / "pki", name, [], ips, 2, name)
+    pki.issue(tmp_path / "pki", "me", [], [], 2, "me", reader=True)
+    (tmp_path / "token").write_text("t0ken-for-prometheus\n")
+    (tmp_path / "senders.toml").write_text(
+        f'[[sender]]\nname = "prometheus-tls"\ncertificate = "prometheus-tls"\ninstances = "tls-.*"\n\n'
+        f'[[sender]]\nname = "prom-token"\ntoken_file = "{tmp_path / "token"}"\ninstances = "tok-.*"\n'
+    )
+    p = tmp_path / "pki"
+    collector, rw = receiving(
+        "--no-detect", "--tls-ca", str(p / "ca.pem"), "--tls-cert", str(p / "collector.pem"),
+        "--tls-key", str(p / "collector.key"), "--remote-write-senders", str(tmp_path / "senders.toml"),
+    )  # fmt: skip
+    url = f"https://127.0.0.1:{rw}/api/v1/write"
+    context = ssl.create_default_context(cafile=str(p / "ca.pem"))
+    with pytest.raises(urllib.error.HTTPError) as refused:  # TLS without a certificate or a token
+        urllib.request.urlopen(
+            urllib.request.Request(url, data=b"x", method="POST"), context=context, timeout=10
+        )
+    assert refused.value.code == 401
+    prom = Prometheus(
+        tmp_path,
+        {"a": (node_exporter, {"instance": "tls-node"}), "b": (node_exporter, {"instance": "tok-node"})},
+        scrape_s=1,
+        remote_write=(
+            f"  - url: {url}\n    tls_config: {{ca_file: {p / 'ca.pem'}, cert_file: {p / 'prometheus-tls.pem'}, "
+            f"key_file: {p / 'prometheus-tls.key'}}}\n    queue_config: {{batch_send_deadline: 1s}}\n"
+            f"  - url: {url}\n    authorization: {{credentials_file: {tmp_path / 'token'}}}\n"
+            f"    tls_config: {{ca_file: {p / 'ca.pem'}}}\n    queue_config: {{batch_send_deadline: 1s}}"
+        ),
+    )
+    try:
+        time.sleep(12)
+    finally:
+        prom.stop()
+    time.sleep(4)  # settled
+    tls = ["--tls-ca", str(p / "ca.pem"), "--tls-cert", str(p / "me.pem"), "--tls-key", str(p / "me.key")]
+    nodes = json.loads(run_cli("--collector", collector.target, *tls, "--format", "json", "nodes").stdout)
+    assert sorted((n["node"], n["agent_version"]) for n in nodes) == [
+        ("tls-node", "remote write (prometheus-tls)"), ("tok-node", "remote write (prom-token)")]  # fmt: skip
+    rows = json.loads(run_cli("--collector", collector.target, *tls, "--format", "json", "query",
+                              "SELECT node, count(*) AS n, count(DISTINCT time) AS t FROM load GROUP BY node "
+                              "ORDER BY node").stdout)  # fmt: skip
+    assert [r["node"] for r in rows] == ["tls-node", "tok-node"]
+    assert all(r["n"] == r["t"] >= 5 for r in rows)  # a row a scrape, none twice
