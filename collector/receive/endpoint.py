@@ -105,11 +105,10 @@ class Receiver:
                 ("Retry-After", "5")]  # fmt: skip
         try:
             with self._decode_lock:
-                got = self.decoder.decode(body, sender.may_write)
+                got = self.decoder.decode(body, sender.may_write)  # new series' places are stored here
+            self.staging.store(got, sender.name)
         except BadRequest as exc:
             return "400 Bad Request", f"{exc}\n", []
-        try:
-            self.staging.store(got, sender.name)
         except Exception as exc:  # disk full, a broken file: the sender keeps it and retries
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             log.error("remote write from %s not stored: %s", sender.name, msg)

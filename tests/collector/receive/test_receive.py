@@ -226,3 +226,23 @@ def test_settling_waits_for_parts_still_arriving(rx: Rx) -> None:
     assert rx.staging.settle(datetime.now() - timedelta(hours=1)) == 0  # its part came after the cutoff
     assert rx.rows("SELECT count(*) FROM gpu") == [(0,)]
     assert rx.staging.settle(LATER) == 1
+
+
+def test_a_failing_or_lagging_store_answers_503_so_the_sender_retries(
+    rx: Rx, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = request(("node_load1", {"instance": "a"}, [(T, 1)]))
+
+    def full(rows: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(rx.staging, "_insert", full)
+    status, text = rx.post(body)
+    assert (status, text) == (503, "not stored: [Errno 28] No space left on device\n")
+    monkeypatch.undo()
+    rx.staging.backlog = 10**9  # far behind settling
+    assert rx.post(body)[0] == 503
+    rx.staging.backlog = 0
+    assert rx.post(body)[0] == 204  # the retry
+    rx.staging.settle(LATER)
+    assert rx.rows("SELECT node, load1 FROM load") == [("a", 1.0)]
