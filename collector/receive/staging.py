@@ -129,9 +129,8 @@ class Staging(Worker):
             self._writer = self.connect()
         self._writer.register("incoming", rows)
         try:
-            self._writer.execute(
-                "INSERT INTO received SELECT part, time, value, now()::TIMESTAMP FROM incoming"
-            )
+            # Arrival in UTC from Python, as settle()'s cutoff: DuckDB's now()::TIMESTAMP is local time.
+            self._writer.execute("INSERT INTO received SELECT part, time, value, ? FROM incoming", [_now()])
         finally:
             self._writer.unregister("incoming")
 
@@ -147,8 +146,8 @@ class Staging(Worker):
                 self.last_error = msg
 
     def settle(self, cutoff: datetime) -> int:
-        """Rows none of whose parts arrived after cutoff, into their tables, and the nodes and devices
-        named since the last settle; returns the rows settled."""
+        """The samples that arrived by cutoff (UTC), into their tables' rows, and the nodes and devices
+        named since the last settle; returns the rows inserted."""
         con = self.con
         with self._lock:
             facts, devices = self._facts, self._devices

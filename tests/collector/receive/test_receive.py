@@ -7,7 +7,7 @@ import base64
 import io
 import struct
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -246,3 +246,27 @@ def test_a_failing_or_lagging_store_answers_503_so_the_sender_retries(
     assert rx.post(body)[0] == 204  # the retry
     rx.staging.settle(LATER)
     assert rx.rows("SELECT node, load1 FROM load") == [("a", 1.0)]
+
+
+def test_arrival_times_are_utc_whatever_the_hosts_time_zone(tmp_path: Path) -> None:
+    """A collector in UTC+9 must not hold samples nine hours before settling them (nor one in UTC-5 settle
+    them at once): arrival and the settle cutoff are both UTC."""
+    import os
+    import time as clock
+
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = "Asia/Tokyo"
+    clock.tzset()
+    try:
+        r = Rx(tmp_path)
+        assert r.post(request(("node_load1", {"instance": "a"}, [(T, 1)])))[0] == 204
+        r.staging.settle(datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=5))
+        assert r.rows("SELECT node FROM load") == [("a",)]
+        r.staging.close()
+        r.store.close()
+    finally:
+        if old is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = old
+        clock.tzset()
