@@ -270,3 +270,35 @@ def test_arrival_times_are_utc_whatever_the_hosts_time_zone(tmp_path: Path) -> N
         else:
             os.environ["TZ"] = old
         clock.tzset()
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["--remote-write-senders", "s.toml"], "--remote-write-senders needs --remote-write-listen"),
+        (["--remote-write-listen", "127.0.0.1:9471", "--remote-write-settle", "0"], "must be 1 to 600 seconds"),
+        (["--remote-write-listen", "127.0.0.1:9471", "--remote-write-node-label", "a-b"], "is not a label name"),
+        (["--remote-write-listen", "0.0.0.0:9471"], "would be open to the network"),
+        (["--remote-write-listen", "127.0.0.1:9471", "--remote-write-senders", "/nonexistent.toml"],
+         "/nonexistent.toml: No such file or directory"),
+        (["--remote-write-listen", "127.0.0.1:9471", "--tls-ca", "ca.pem", "--tls-cert", "c.pem", "--tls-key",
+          "c.key"], "with TLS needs --remote-write-senders"),
+    ],
+)  # fmt: skip
+def test_receiver_flags_that_do_not_hold_are_one_line(
+    argv: list[str],
+    error: str,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ironsight.collector.main import load
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("ca.pem", "c.pem", "c.key"):
+        (tmp_path / name).write_text("x")
+    with pytest.raises(SystemExit) as exc:
+        load(["--insecure", *argv] if "--tls-ca" not in argv else argv)
+    assert exc.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error in last, last
