@@ -200,11 +200,19 @@ def test_vmagent_through_a_killed_collector_loses_nothing_and_stores_nothing_twi
         prom.stop()
 
 
+@pytest.mark.parametrize(
+    ("scenario", "incident_s", "expected"),
+    [
+        ("thermal", 275, {("thermal", "sim-001", "0")}),  # sim-001's GPU 0 overheats
+        ("starved-storage", 238, {("data_starvation", "sim-001", "0"), ("data_starvation", "sim-001", "1")}),
+    ],
+)
 def test_scraped_trace_opens_the_findings_a_direct_replay_finds(
-    tmp_path: Path, receiving: Callable[..., tuple[CollectorProcess, int]]
-) -> None:
-    """The agent's /metrics (dcgm-exporter names, plus ironsight's) replaying a thermal incident as it
-    happens, scraped by Prometheus and remote-written: the collector's detector opens the finding the
+    tmp_path: Path, receiving: Callable[..., tuple[CollectorProcess, int]], scenario: str, incident_s: int,
+    expected: set[tuple[str, str, str]],
+) -> None:  # fmt: skip
+    """The agent's /metrics (dcgm-exporter names, plus ironsight's) replaying an incident as it
+    happens, scraped by Prometheus and remote-written: the collector's detector opens the findings the
     same trace stored directly gives (kind, node, GPU; start within one detector step)."""
     from ironsight.collector.detect.findings import detect
     from ironsight.collector.store import Store
@@ -212,9 +220,11 @@ def test_scraped_trace_opens_the_findings_a_direct_replay_finds(
 
     from support.trace_exporter import TraceExporter
 
-    # sim-001's GPU 0 overheats 275 s into the trace: 25 s after the scraping starts.
-    start_ns = (time.time_ns() - 250 * 10**9) // 10**9 * 10**9
-    header, stream = simulate("thermal", nodes=2, gpus=2, duration_s=400, seed=77, start_ns=start_ns)
+    # The incident starts 25 s after the scraping does.
+    start_ns = (time.time_ns() - (incident_s - 25) * 10**9) // 10**9 * 10**9
+    header, stream = simulate(
+        scenario, nodes=2, gpus=2, duration_s=incident_s + 150, seed=77, start_ns=start_ns
+    )
     batches = list(stream)
     collector, rw = receiving()
     exporters = [TraceExporter(header, batches, n.node_id, f"127.0.0.1:{free_port()}") for n in header.nodes]
@@ -228,7 +238,7 @@ def test_scraped_trace_opens_the_findings_a_direct_replay_finds(
         )  # fmt: skip
         found: list[dict[str, object]] = []
         deadline = time.monotonic() + 120
-        while not found and time.monotonic() < deadline:
+        while {(f["kind"], f["node"], f["device"]) for f in found} < expected and time.monotonic() < deadline:
             time.sleep(2)
             out = run_cli("--collector", collector.target, "--insecure", "--format", "json", "query",
                           "SELECT kind, node, device, start_time FROM events").stdout  # fmt: skip
@@ -240,7 +250,7 @@ def test_scraped_trace_opens_the_findings_a_direct_replay_finds(
         for e in exporters:
             e.stop()
         collector.stop()
-    assert found, "the collector's detector should open the thermal finding from scraped data"
+    assert found, f"the collector's detector should open the {scenario} finding from scraped data"
     # The same trace stored directly, from when the scraping started to when the finding was open.
     direct = Store(tmp_path / "direct.duckdb")
     lo, hi = scraped_from.timestamp() * 10**9 // 1, (until.timestamp() + 10) * 10**9 // 1
@@ -249,7 +259,7 @@ def test_scraped_trace_opens_the_findings_a_direct_replay_finds(
     direct.close()
     want = {(f["kind"], f["node"], f["device"]): f["start_time"] for f in offline}
     have = {(f["kind"], f["node"], f["device"]): datetime.fromisoformat(str(f["start_time"])) for f in found}
-    assert have.keys() == want.keys() == {("thermal", "sim-001", "0")}
+    assert have.keys() == want.keys() == expected
     for key, start in want.items():
         assert abs((have[key] - start).total_seconds()) <= 10, key
 
