@@ -21,6 +21,7 @@ import pyarrow as pa
 from google.protobuf.message import DecodeError
 
 from ironsight.collector.receive.mapping import INVENTORY_LABELS, device, family, target
+from ironsight.collector.remote_write.encode import length_delimited
 from ironsight.prompb import remote_pb2 as prompb
 
 STALE_NAN = 0x7FF0000000000002  # Prometheus's staleness marker: "this series ended", not a value
@@ -229,17 +230,8 @@ def _whole(raw: bytes) -> tuple[bytes, list[bytes]]:
         ts = prompb.TimeSeriesView.FromString(raw)
     except DecodeError:
         raise BadRequest("a series that is not a prometheus.TimeSeries message") from None
-    key = b"".join(b"\x0a" + _varint(len(label)) + label for label in ts.labels)
+    key = b"".join(length_delimited(0x0A, label) for label in ts.labels)
     return key, list(ts.samples)
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def samples_of(blobs: list[bytes]) -> tuple[np.ndarray, np.ndarray]:

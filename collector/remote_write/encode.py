@@ -364,16 +364,17 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
+def length_delimited(tag: int, raw: bytes) -> bytes:
+    """One protobuf field of wire type 2 (bytes, string, a message): tag, varint length, the bytes.
+    The receiver builds a series' label bytes with it as well (collector/receive/decode.py)."""
+    return bytes([tag]) + _varint(len(raw)) + raw
+
+
 @lru_cache(maxsize=1 << 16)  # names and most values repeat across series: job, instance, hostname, ...
 def _label_field(name: str, value: str) -> bytes:
     """One TimeSeries.labels field, as protobuf serializes it (an empty value is left out)."""
-    inner = _string_field(0x0A, name) + (_string_field(0x12, value) if value else b"")
-    return b"\x0a" + _varint(len(inner)) + inner
-
-
-def _string_field(tag: int, text: str) -> bytes:
-    raw = text.encode()
-    return bytes([tag]) + _varint(len(raw)) + raw
+    inner = length_delimited(0x0A, name.encode()) + (length_delimited(0x12, value.encode()) if value else b"")
+    return length_delimited(0x0A, inner)
 
 
 def _label_fields(labels: dict[str, str]) -> bytes:
