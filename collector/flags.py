@@ -146,14 +146,14 @@ def _receive_args(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-# The receiver's flags share the prefix but not the forwarding's need for a URL.
-_RECEIVER = ("remote_write_listen", "remote_write_senders", "remote_write_node_label", "remote_write_keep_port",
+# Flags with the prefix that do not need --remote-write-url: the receiver's, and the queue's (a default).
+_NO_URL_NEEDED = ("remote_write_listen", "remote_write_senders", "remote_write_node_label", "remote_write_keep_port",
              "remote_write_settle", "remote_write_queue_values")  # fmt: skip
 
 
 def remote_write_config(args: argparse.Namespace) -> Config | None:
     if not args.remote_write_url:
-        if any(v for k, v in vars(args).items() if k.startswith("remote_write_") and k not in _RECEIVER):
+        if any(v for k, v in vars(args).items() if k.startswith("remote_write_") and k not in _NO_URL_NEEDED):
             raise ConfigError("--remote-write-* options need --remote-write-url")
         return None
     labels = {}

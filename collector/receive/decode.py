@@ -108,9 +108,8 @@ class Decoder:
         may: dict[str, bool] = {}  # allowed(node), asked once a node
         for raw, cut in zip(series, _tails(series), strict=True):
             # Most series carry one sample, encoded last: the bytes before it are the labels, a key.
-            place = cache.get(raw[:-cut]) if cut else None
-            if place is None and cut:
-                place = self._place(raw[:-cut])
+            key = raw[:-cut] if cut else b""
+            place = (cache.get(key) or self._place(key)) if cut else None
             if place is not None:
                 samples = [raw[2 - cut :]]
             else:

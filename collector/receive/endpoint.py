@@ -128,6 +128,12 @@ class Receiver:
                                        f"series:\n{shown}{tail}\n"), []  # fmt: skip
         return "204 No Content", "", []
 
+    def figures(self) -> dict[str, SenderStats]:
+        """A copy of each sender's counts, for /metrics."""
+        with self._lock:
+            return {name: SenderStats(Counter(s.requests), s.samples, s.stored, s.series, s.refused,
+                                      Counter(s.dropped)) for name, s in self.stats.items()}  # fmt: skip
+
     def _count(self, sender: str, status: int) -> None:
         with self._lock:
             self.stats.setdefault(sender, SenderStats()).requests[status] += 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -18,9 +17,8 @@ class ReceiverMetrics(PromCollector):
         self.receiver = receiver
 
     def collect(self) -> Iterator[Metric]:
-        with self.receiver._lock:
-            stats = {name: (Counter(s.requests), s.samples, s.stored, s.series, s.refused, Counter(s.dropped))
-                     for name, s in self.receiver.stats.items()}  # fmt: skip
+        stats = {name: (s.requests, s.samples, s.stored, s.series, s.refused, s.dropped)
+                 for name, s in self.receiver.figures().items()}  # fmt: skip
         requests = CounterMetricFamily(
             "ironsight_receive_requests", "Remote-write requests received, by sender and HTTP status",
             labels=["sender", "code"],
