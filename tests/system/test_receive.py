@@ -63,7 +63,10 @@ def receiving(tmp_path: Path) -> Iterator[Callable[..., tuple[CollectorProcess, 
         started.append(
             CollectorProcess(tmp_path / "db" / "c.duckdb", tmp_path / "collector.log", flags, http=http)
         )
-        return started[-1].start(), rw
+        c = started[-1].start()  # its gRPC port is open: the receiver's opens a moment later
+        assert c.proc is not None
+        wait_port(rw, c.proc)
+        return c, rw
 
     yield start
     for c in started:
