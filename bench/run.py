@@ -19,6 +19,7 @@
     .venv/bin/python bench/run.py remote-write --rw-nodes 64 --rw-receivers sink prometheus
     .venv/bin/python bench/run.py storage
     .venv/bin/python bench/run.py promql --promql-hours 24
+    .venv/bin/python bench/run.py top --top-nodes 1000
     .venv/bin/python bench/run.py scrape --help    # one benchmark's own options
 
 One file per benchmark beside this one; harness.py holds what they share.
@@ -53,6 +54,7 @@ import remote_write
 import replay
 import scrape
 import storage
+import top
 
 from harness import OUT
 
@@ -73,6 +75,7 @@ BENCHMARKS: list[ModuleType] = [
     storage,
     promql,
     receive,
+    top,
 ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 import pyarrow as pa
@@ -178,29 +179,37 @@ def explain(c: Ctx, finding_id: int, no_plot: bool) -> None:
         raise click.ClickException(str(exc)) from exc
     finally:
         backend.close()
+    lines, evidence = explanation(f, now)
+    for line in lines:
+        click.echo(line)
+    Console().print(evidence)
+    for p in plots:
+        click.echo(p)
+
+
+def explanation(f: dict[str, Any], now: datetime) -> tuple[list[str], Table]:
+    """What `explain` says of one finding: what, where and when (lines), and its evidence at its peak."""
     evidence = json.loads(f["evidence"] or "{}")
     end = f["end_time"]
     lasted = ((end or now) - f["start_time"]).total_seconds()
-    click.echo(
+    head = (
         f"finding {f['id']}: {f['kind']} ({f['severity']}) on {f['node']}"
         + (f" device {f['device']}" if f["device"] else "")
         + (f", cause {f['cause']}" if f["cause"] else "")
     )
-    click.echo(
+    when = (
         f"  {f['start_time']:%Y-%m-%d %H:%M:%S} to "
         + (f"{end:%H:%M:%S} ({lasted:.0f} s)" if end else f"now, open ({lasted:.0f} s so far)")
         + f", {evidence.get('steps', '?')} steps flagged"
     )
-    click.echo(f"  job: {f['job']}" if f.get("job") else "  job: none known")
+    job = f"  job: {f['job']}" if f.get("job") else "  job: none known"
     peak = evidence.get("peak") or {}
     out = Table(title=f"evidence at its peak (window ending {evidence.get('peak_window_end', '?')})")
     out.add_column("figure")
     out.add_column("value", justify="right")
     for key, value in peak.items():
         out.add_row(key, "" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value))
-    Console().print(out)
-    for p in plots:
-        click.echo(p)
+    return [head, when, job], out
 
 
 @click.command("eval")

@@ -123,7 +123,8 @@ def test_cli_reads_through_the_collector_and_from_the_file(agent_run: CollectorP
     held = run_cli("--db", str(c.db), "nodes", check=False)
     assert held.returncode == 1 and "--collector" in held.stderr and "Traceback" not in held.stderr
     top = run_cli("--collector", c.target, "top", "--count", "1")
-    assert "it-node" in top.stdout and "cpu busy" in top.stdout
+    row = next(line.split() for line in top.stdout.splitlines() if line.startswith("it-node"))
+    assert row[1] == "-" and row[2] == "-"  # no GPUs on this machine: no count, no utilization
     assert c.stop() == 0
     nodes = json.loads(run_cli("--db", str(c.db), "--format", "json", "nodes").stdout)
     assert nodes[0]["node"] == "it-node" and nodes[0]["nics"] >= 1
