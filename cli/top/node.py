@@ -34,9 +34,8 @@ def reasons_text(mask: int | None) -> Text:
 
 
 def history(g: Row) -> list[float | None]:
-    """The GPU's utilization buckets oldest first, None where no sample fell."""
-    got = dict(zip(g.get("history_buckets") or [], g.get("history") or [], strict=False))
-    return [got.get(b) for b in range(HISTORY_POINTS - 1, -1, -1)]
+    """The GPU's utilization buckets oldest first, None where no sample fell (the session lines them up)."""
+    return list(g.get("history") or [])
 
 
 def _gpu_cells(g: Row, found: list[Finding], wide: bool, spark: int) -> list[Text | str]:

@@ -14,8 +14,10 @@ from datetime import datetime, timedelta
 from ironsight.cli.backend import JOBS_NOW_SQL, counter_rate, quote
 from ironsight.collector.detect.sql import counter_increase
 
+LOOKS_S = timedelta(minutes=3)
 HISTORY_S = 300  # the GPU sparklines' span
-HISTORY_POINTS = 60
+HISTORY_STEP_S = 5  # a sparkline cell
+HISTORY_POINTS = HISTORY_S // HISTORY_STEP_S
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class Ask:
     window_s: float = 300.0  # how far back the latest two samples of a device may lie
     since: datetime | None = None  # no newer sample than the last one found lies before this
     floor: datetime | None = None  # the last newest sample less window_s: a constant the scans can prune on
+    history_from: datetime | None = None  # the sparklines are known before this (None: read them whole)
 
 
 def _ts(t: datetime) -> str:
@@ -139,21 +142,25 @@ def _fleet(ask: Ask) -> str:
 
 
 def _history(node: str, ask: Ask) -> str:
-    """The node's GPUs' utilization over the last HISTORY_S seconds, in HISTORY_POINTS buckets."""
-    step = HISTORY_S // HISTORY_POINTS
+    """The node's GPUs' utilization in HISTORY_STEP_S buckets (numbered from the epoch, so a session
+    can add each refresh's to what it has): since ask.history_from, or the last HISTORY_S seconds."""
+    since = (
+        _ts(ask.history_from) if ask.history_from else f"(SELECT t FROM ref) - INTERVAL {HISTORY_S} SECOND"
+    )
     prune = f"time >= {_ts(ask.floor - timedelta(seconds=HISTORY_S))} AND " if ask.floor else ""
-    return f"""(SELECT device AS gpu,
-            list(util ORDER BY bucket) AS util, list(bucket ORDER BY bucket) AS buckets FROM (
-        SELECT device, floor(epoch((SELECT t FROM ref) - time) / {step})::INTEGER AS bucket, avg(util_gpu_percent) AS util
-        FROM gpu WHERE {prune}node = {quote(node)} AND time > (SELECT t FROM ref) - INTERVAL {HISTORY_S} SECOND
-        GROUP BY ALL) GROUP BY device)"""
+    return f"""(SELECT device AS gpu, list(util ORDER BY bucket) AS util, list(bucket ORDER BY bucket) AS buckets
+        FROM (SELECT device, floor(epoch(time) / {HISTORY_STEP_S})::BIGINT AS bucket, avg(util_gpu_percent) AS util
+              FROM gpu WHERE {prune}node = {quote(node)} AND time >= {since} GROUP BY ALL)
+        GROUP BY device)"""
 
 
 def _detail(node: str, ask: Ask) -> str:
     """Columns about one node: its GPUs with history, processes, disks, NICs, RDMA ports and host figures."""
     n = quote(node)
+    # The agent looks at its processes at least once a minute: its last look is in the last few.
+    recent = f"time >= {_ts(ask.floor - LOOKS_S)} AND " if ask.floor else ""
     procs = f"""(SELECT gpu, pid, name, job, used_memory_bytes, sm_util_percent FROM gpu_processes
-        WHERE node = {n} AND time = (SELECT max(time) FROM gpu_processes WHERE node = {n}))"""
+        WHERE node = {n} AND time = (SELECT max(time) FROM gpu_processes WHERE {recent}node = {n}))"""
     return f""",
         (SELECT list(x ORDER BY try_cast(x.gpu AS INTEGER), x.gpu) FROM (
             SELECT gj.* EXCLUDE (node), h.util AS history, h.buckets AS history_buckets

@@ -10,7 +10,7 @@ from rich.text import Text
 
 from ironsight.cli.backend import Backend
 from ironsight.cli.top.model import Snapshot
-from ironsight.cli.top.query import Ask, snapshot_sql
+from ironsight.cli.top.query import HISTORY_POINTS, HISTORY_STEP_S, Ask, snapshot_sql
 
 MIN_WINDOW_S, MAX_WINDOW_S = 5.0, 300.0
 # The newest sample is looked for this far before the last one found, so the store reads only its
@@ -34,6 +34,10 @@ class Session:
         self._since: datetime | None = datetime.now(UTC).replace(tzinfo=None) - FIRST_GUESS
         self._guessed = True
         self._floor: datetime | None = None
+        # The node in view's GPU utilization by bucket: the first refresh reads the sparklines whole,
+        # the next ones only their newest buckets.
+        self._history_node: str | None = None
+        self._history: dict[str, dict[int, float]] = {}
 
     def snapshot(self, node: str | None = None) -> Snapshot:
         snap = self._ask(node)
@@ -51,10 +55,31 @@ class Session:
         return snap
 
     def _ask(self, node: str | None) -> Snapshot:
-        ask = Ask(node, self.job, self._window_s, self._since, self._floor)
+        if node != self._history_node:
+            self._history_node, self._history = node, {}
+        known = [max(b) for b in self._history.values() if b]
+        # From the start of the newest bucket held: it may have been partial.
+        history_from = (
+            datetime(1970, 1, 1) + timedelta(seconds=min(known) * HISTORY_STEP_S) if known else None
+        )
+        ask = Ask(node, self.job, self._window_s, self._since, self._floor, history_from)
         with self._lock:
             self.queries += 1
-            return Snapshot.from_arrow(self.backend.sql(snapshot_sql(ask), max_rows=1), node)
+            snap = Snapshot.from_arrow(self.backend.sql(snapshot_sql(ask), max_rows=1), node)
+        if node and snap.detail and snap.ref:
+            self._sparklines(snap)
+        return snap
+
+    def _sparklines(self, snap: Snapshot) -> None:
+        """Adds this refresh's buckets to those held and gives each GPU its last HISTORY_POINTS, oldest first."""
+        assert snap.detail is not None and snap.ref is not None
+        newest = int((snap.ref - datetime(1970, 1, 1)).total_seconds()) // HISTORY_STEP_S
+        for g in snap.detail.get("gpus") or []:
+            held = self._history.setdefault(str(g["gpu"]), {})
+            held.update(zip(g.pop("history_buckets", None) or [], g.get("history") or [], strict=False))
+            for b in [b for b in held if b <= newest - HISTORY_POINTS]:
+                del held[b]
+            g["history"] = [held.get(b) for b in range(newest - HISTORY_POINTS + 1, newest + 1)]
 
     def explain(self, finding_id: int, now: datetime | None) -> RenderableType:
         """What `ironsight explain ID` prints, plots included, to show in place."""

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pytest
 from rich.cells import cell_len
@@ -92,6 +93,32 @@ def test_node_view_decodes_reasons_beside_its_finding(session: Session, width: i
     assert [p[:4] for p in procs] == [["0", "4000", "python3", "4242"], ["1", "4010", "python3", "4242"]]
     # The last minutes of utilization: a sparkline cell per five seconds.
     assert any(ch in gpu["0"] for ch in "▁▂▃▄▅▆▇█")
+
+
+def test_sparklines_read_whole_once_then_only_their_newest_bucket(session: Session, fleet_db: Path) -> None:
+    calls: list[str] = []
+    inner = session.backend.sql
+
+    def counted(query: str, max_rows: int = 100_000) -> pa.Table:
+        calls.append(query)
+        return inner(query, max_rows)
+
+    session.backend.sql = counted  # type: ignore[method-assign]
+    first = session.snapshot("hot-1").detail
+    again = session.snapshot("hot-1").detail
+    assert first is not None and again is not None
+    assert [g["history"] for g in first["gpus"]] == [g["history"] for g in again["gpus"]]
+    # The newest sample is 00:09:59: its 5 s bucket began at 00:09:55, which is all the second asks.
+    assert "time >= TIMESTAMP '2026-11-01 00:09:55'" in calls[-1]
+    # Each cell the mean utilization of its 5 s, oldest first, the newest ending at 00:09:59.
+    con = duckdb.connect(str(fleet_db), read_only=True)
+    want = con.execute(
+        """SELECT avg(util_gpu_percent) FROM gpu WHERE node = 'hot-1' AND device = '1'
+           AND time >= TIMESTAMP '2026-11-01 00:05:00' GROUP BY floor(epoch(time) / 5) ORDER BY floor(epoch(time) / 5)"""
+    ).fetchall()
+    con.close()
+    got = first["gpus"][1]["history"]
+    assert len(got) == 60 and got == pytest.approx([w for (w,) in want])
 
 
 def test_starved_node_shows_its_storage(session: Session) -> None:
