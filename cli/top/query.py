@@ -60,14 +60,27 @@ _BUSY = "user_seconds + nice_seconds + system_seconds + irq_seconds + softirq_se
 _TOTAL = f"{_BUSY} + idle_seconds + coalesce(iowait_seconds, 0)"
 
 
+def _latest_gpus(ask: Ask, node: str | None = None) -> str:
+    """Each GPU's latest values (of one node's, with node)."""
+    only = f"WHERE node = {quote(node)}" if node else ""
+    return f"""(
+        SELECT node, device AS gpu, max(time) AS time,
+               arg_max(util_gpu_percent, time) AS util_pct,
+               arg_max(memory_used_bytes, time) AS mem_used_bytes,
+               arg_max(memory_total_bytes, time) AS mem_total_bytes,
+               arg_max(power_watts, time) AS power_w, arg_max(power_limit_watts, time) AS power_limit_w,
+               arg_max(temperature_celsius, time) AS temp_c,
+               arg_max(temperature_slowdown_celsius, time) AS slowdown_c,
+               arg_max(sm_clock_hertz, time) / 1e6 AS sm_mhz, arg_max(sm_clock_max_hertz, time) / 1e6 AS sm_max_mhz,
+               arg_max(clocks_event_reasons, time) AS reasons
+        FROM {_recent("gpu", ask)} {only} GROUP BY node, device)"""
+
+
 def _ctes(ask: Ask) -> str:
     since = f"WHERE time >= {_ts(ask.since)}" if ask.since else ""
     only_job = f"WHERE list_contains(string_split(job, ','), {quote(ask.job)})" if ask.job else ""
     busy = counter_increase("busy", "prev_busy")
     total = counter_increase("total", "prev_total")
-    psi = _rates(
-        "pressure", {"cpu": "cpu_some_seconds", "io": "io_some_seconds", "mem": "memory_some_seconds"}, ask
-    )
     disk = _rates(
         "disk", {"read_bps": "read_bytes", "write_bps": "written_bytes", "busy": "io_time_seconds"}, ask
     )
@@ -78,17 +91,7 @@ def _ctes(ask: Ask) -> str:
     return f"""
     ref AS (SELECT greatest((SELECT max(time) FROM memory {since}), (SELECT max(time) FROM gpu {since})) AS t),
     jobs AS (SELECT * FROM ({JOBS_NOW_SQL}) {only_job}),
-    g AS (
-        SELECT node, device AS gpu, max(time) AS time,
-               arg_max(util_gpu_percent, time) AS util_pct,
-               arg_max(memory_used_bytes, time) AS mem_used_bytes,
-               arg_max(memory_total_bytes, time) AS mem_total_bytes,
-               arg_max(power_watts, time) AS power_w, arg_max(power_limit_watts, time) AS power_limit_w,
-               arg_max(temperature_celsius, time) AS temp_c,
-               arg_max(temperature_slowdown_celsius, time) AS slowdown_c,
-               arg_max(sm_clock_hertz, time) / 1e6 AS sm_mhz, arg_max(sm_clock_max_hertz, time) / 1e6 AS sm_max_mhz,
-               arg_max(clocks_event_reasons, time) AS reasons
-        FROM {_recent("gpu", ask)} GROUP BY node, device),
+    g AS {_latest_gpus(ask)},
     gj AS (SELECT g.*, j.job FROM g LEFT JOIN jobs j ON j.node = g.node AND j.gpu = g.gpu
            {"WHERE j.job IS NOT NULL" if ask.job else ""}),
     cpu_t AS (
@@ -105,9 +108,6 @@ def _ctes(ask: Ask) -> str:
                arg_max(mem_total_bytes - coalesce(mem_available_bytes, mem_free_bytes), time) AS mem_used_bytes
         FROM {_recent("memory", ask)} GROUP BY node),
     ld AS (SELECT node, arg_max(load1, time) AS load1 FROM {_recent("load", ask)} GROUP BY node),
-    psi AS (
-        SELECT node, 100 * avg(cpu) AS psi_cpu_pct, 100 * avg(io) AS psi_io_pct, 100 * avg(mem) AS psi_mem_pct
-        FROM {psi} GROUP BY node),
     dk AS {disk},
     nc AS {nic},
     rd AS {rdma},
@@ -161,20 +161,37 @@ def _detail(node: str, ask: Ask) -> str:
     recent = f"time >= {_ts(ask.floor - LOOKS_S)} AND " if ask.floor else ""
     procs = f"""(SELECT gpu, pid, name, job, used_memory_bytes, sm_util_percent FROM gpu_processes
         WHERE node = {n} AND time = (SELECT max(time) FROM gpu_processes WHERE {recent}node = {n}))"""
+    # Each from this node's rows only: the fleet's CTEs, used again here, would be computed again whole.
+    mine = f"WHERE node = {n}"
+    psi = _rates(
+        "pressure",
+        {"cpu": "cpu_some_seconds", "io": "io_some_seconds", "mem": "memory_some_seconds"},
+        ask,
+        mine,
+    )
+    disk = _rates(
+        "disk", {"read_bps": "read_bytes", "write_bps": "written_bytes", "busy": "io_time_seconds"}, ask, mine
+    )
+    nic = _rates("nic", {"rx_bps": "rx_bytes", "tx_bps": "tx_bytes"}, ask, f"{mine} AND device <> 'lo'")
+    rdma = _rates(
+        "rdma", {"rx_bps": "port_data_received_bytes", "tx_bps": "port_data_transmitted_bytes"}, ask, mine
+    )
     return f""",
         (SELECT list(x ORDER BY try_cast(x.gpu AS INTEGER), x.gpu) FROM (
-            SELECT gj.* EXCLUDE (node), h.util AS history, h.buckets AS history_buckets
-            FROM gj LEFT JOIN {_history(node, ask)} h USING (gpu) WHERE gj.node = {n}) x) AS gpus,
+            SELECT g.* EXCLUDE (node), j.job, h.util AS history, h.buckets AS history_buckets
+            FROM {_latest_gpus(ask, node)} g LEFT JOIN jobs j USING (node, gpu)
+            LEFT JOIN {_history(node, ask)} h USING (gpu)
+            {"WHERE j.job IS NOT NULL" if ask.job else ""}) x) AS gpus,
         (SELECT list(p ORDER BY try_cast(p.gpu AS INTEGER), p.gpu, p.pid) FROM {procs} p) AS processes,
-        (SELECT list(d ORDER BY d.device) FROM (SELECT * EXCLUDE (node, time) FROM dk WHERE node = {n}) d) AS disks,
+        (SELECT list(d ORDER BY d.device) FROM (SELECT * EXCLUDE (node, time) FROM {disk}) d) AS disks,
         (SELECT list(d ORDER BY d.device) FROM (
-            SELECT nc.device, nc.rx_bps, nc.tx_bps, l.up, l.speed_bytes_per_second AS speed_bps FROM nc
+            SELECT x.device, x.rx_bps, x.tx_bps, l.up, l.speed_bytes_per_second AS speed_bps FROM {nic} x
             LEFT JOIN (SELECT device, arg_max(up, time) AS up, arg_max(speed_bytes_per_second, time)
-                       AS speed_bytes_per_second FROM {_recent("nic", ask)} WHERE node = {n} GROUP BY device) l
-                USING (device)
-            WHERE nc.node = {n}) d) AS nics,
-        (SELECT list(d ORDER BY d.device) FROM (SELECT * EXCLUDE (node, time) FROM rd WHERE node = {n}) d) AS rdma,
-        (SELECT psi FROM psi WHERE node = {n}) AS psi"""
+                       AS speed_bytes_per_second FROM {_recent("nic", ask)} {mine} GROUP BY device) l
+                USING (device)) d) AS nics,
+        (SELECT list(d ORDER BY d.device) FROM (SELECT * EXCLUDE (node, time) FROM {rdma}) d) AS rdma,
+        (SELECT p FROM (
+            SELECT 100 * cpu AS psi_cpu_pct, 100 * io AS psi_io_pct, 100 * mem AS psi_mem_pct FROM {psi}) p) AS psi"""
 
 
 def snapshot_sql(ask: Ask) -> str:
