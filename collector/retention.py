@@ -204,6 +204,8 @@ class Retention(Worker):
                 gone,
                 cutoff.isoformat(sep=" ", timespec="seconds"),
             )
+        # Refused remote-write samples (collector/receive/) go with the raw samples they would have been.
+        self.con.execute(f"DELETE FROM received_refused WHERE received_at < {ts(now - p.raw)}")
         gone = self.con.execute(f"DELETE FROM rollups_1m WHERE time < {ts(now - p.rollups)}").fetchall()[0][0]
         self.stats.deleted["rollup_age"] += gone
         if p.cold_after is not None and self.db_path is not None:

@@ -54,6 +54,10 @@ class _Series:
     part: int = -1  # the place's number in received_parts
 
 
+# A refused series' sample: (why, series as name{labels}, time in ms, value); time None when unreadable.
+Kept = tuple[str, str, int | None, float | None]
+
+
 @dataclass
 class Decoded:
     rows: pa.Table  # part, time, value
@@ -63,6 +67,7 @@ class Decoded:
         default_factory=dict
     )  # (node, kind, device)
     refused: list[str] = field(default_factory=list)  # "series: why", one per refused series
+    kept: list[Kept] = field(default_factory=list)  # the refused series' samples, to be kept
     dropped: Counter[str] = field(default_factory=Counter)  # samples per family without a column
     series: int = 0  # series mapped to a column
     samples: int = 0  # samples in the request, stored or not
@@ -130,7 +135,9 @@ class Decoder:
                 if not ok:
                     place = _Series(refused=f"this sender may not write for instance {place.node!r}")
             if place.refused:
-                out.refused.append(f"{_show(raw)}: {place.refused}")
+                shown = _show(raw)
+                out.refused.append(f"{shown}: {place.refused}")
+                out.kept.extend(_kept(raw, place.refused, shown))
                 continue
             places.append(place)
             counts.append(len(samples))
@@ -197,7 +204,11 @@ class Decoder:
         if bad.any():
             for i in np.unique(which[bad]):
                 p = places[i]
-                out.refused.append(f"{p.node} {p.table}.{p.column} {p.device!r}: a value that is not finite")
+                shown = f"{p.node} {p.table}.{p.column} {p.device!r}"
+                out.refused.append(f"{shown}: a value that is not finite")
+                mine = which == i
+                out.kept.extend(("a value that is not finite", shown, int(when), float(value))
+                                for when, value in zip(t[mine], v[mine], strict=True))  # fmt: skip
             keep &= ~np.isin(which, which[bad])
         part = np.fromiter((p.part for p in places), np.int32, len(places))[which]
         factor = np.fromiter((p.factor for p in places), np.float64, len(places))[which]
@@ -302,6 +313,15 @@ def _where(labels: dict[str, str], node_label: str, strip_port: bool) -> _Series
     # dcgm-exporter says Hostname, the agent's own /metrics hostname.
     hostname = labels.get("Hostname") or labels.get("hostname") or ""
     return _Series(node, t.table, dev, t.column, t.factor, hostname=hostname, inventory=inventory)
+
+
+def _kept(raw: bytes, why: str, shown: str) -> list[Kept]:
+    """A refused series' samples as they came (staleness markers too: kept means all of it)."""
+    try:
+        ts = prompb.TimeSeries.FromString(raw)
+    except DecodeError:
+        return [(why, shown, None, None)]
+    return [(why, shown, s.timestamp, s.value) for s in ts.samples] or [(why, shown, None, None)]
 
 
 def _show(raw: bytes) -> str:

@@ -3,7 +3,8 @@
 - 204 once every sample of the request is committed (to `received`, see staging.py).
 - 400 for a request that cannot be read, or one with series that cannot be stored (no node label,
   a value that is not finite, an instance this sender may not write for): the rest of it is
-  stored first, and the body names the refused series. Senders do not retry a 4xx.
+  stored first, the refused series' samples are kept in received_refused (senders do not retry a
+  4xx), the body names them, and the log says so (a line per sender a minute at most).
 - 401 without credentials a sender in --remote-write-senders has; 415 for remote write 2.0 or a
   body that is not snappy-compressed protobuf; 405 for another method.
 - 503 (with Retry-After) while the store fails or too much waits to settle: the sender retries.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ log = logging.getLogger("ironsight.collector")
 PATH = "/api/v1/write"
 MAX_COMPRESSED = 32 << 20
 SHOWN_REFUSED = 10  # refused series named in a 400's body; the count says how many more
+SAY_EVERY_S = 60.0  # a sender's refusals are logged at most this often
 
 
 @dataclass
@@ -49,6 +52,8 @@ class Receiver:
         self.stats: dict[str, SenderStats] = {}
         self._lock = threading.Lock()
         self._decode_lock = threading.Lock()  # the decoder's label cache is shared
+        self._said: dict[str, float] = {}  # when each sender's refusals were last logged
+        self._unsaid: Counter[str] = Counter()  # series refused since
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         status, body, headers = self._handle(environ)
@@ -107,6 +112,7 @@ class Receiver:
             with self._decode_lock:
                 got = self.decoder.decode(body, sender.may_write)  # new series' places are stored here
             self.staging.store(got, sender.name)
+            self.staging.keep(got.kept, sender.name)
         except BadRequest as exc:
             return "400 Bad Request", f"{exc}\n", []
         except Exception as exc:  # disk full, a broken file: the sender keeps it and retries
@@ -121,11 +127,12 @@ class Receiver:
             s.refused += len(got.refused)
             s.dropped.update(got.dropped)
         if got.refused:
+            self._say_refused(sender.name, got.refused)
             shown = "\n".join(got.refused[:SHOWN_REFUSED])
             more = len(got.refused) - SHOWN_REFUSED
             tail = f"\n... and {more} more" if more > 0 else ""
             return "400 Bad Request", (f"stored {got.rows.num_rows} samples; refused {len(got.refused)} "
-                                       f"series:\n{shown}{tail}\n"), []  # fmt: skip
+                                       f"series (their samples kept in received_refused):\n{shown}{tail}\n"), []  # fmt: skip
         return "204 No Content", "", []
 
     def figures(self) -> dict[str, SenderStats]:
@@ -133,6 +140,18 @@ class Receiver:
         with self._lock:
             return {name: SenderStats(Counter(s.requests), s.samples, s.stored, s.series, s.refused,
                                       Counter(s.dropped)) for name, s in self.stats.items()}  # fmt: skip
+
+    def _say_refused(self, sender: str, refused: list[str]) -> None:
+        """One log line per sender at most every SAY_EVERY_S, with how many series it covers: a sender
+        that keeps sending a bad series is heard without flooding the log."""
+        now = time.monotonic()
+        with self._lock:
+            self._unsaid[sender] += len(refused)
+            if now - self._said.get(sender, -SAY_EVERY_S) < SAY_EVERY_S:
+                return
+            self._said[sender], count = now, self._unsaid.pop(sender)
+        log.warning("remote write from %s: refused %d series since the last such line, e.g. %s; their samples "
+                    "are kept in received_refused", sender, count, refused[0])  # fmt: skip
 
     def _count(self, sender: str, status: int) -> None:
         with self._lock:

@@ -28,7 +28,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ironsight.collector.receive.decode import Decoded, Part
+from ironsight.collector.receive.decode import Decoded, Kept, Part
 from ironsight.collector.receive.mapping import FB_FREE_COLUMN, XID_COLUMN
 from ironsight.core.schema import TABLES
 from ironsight.core.worker import Worker
@@ -97,6 +97,26 @@ class Staging(Worker):
             for key, attrs in got.inventory.items():
                 if self._devices_written.get(key) != attrs:
                     self._devices[key] = attrs
+
+    def keep(self, kept: list[Kept], sender: str) -> None:
+        """Refused series' samples, committed when this returns: a 400 is not retried, so they stay here
+        (received_refused) for a person to look at rather than be lost."""
+        if not kept:
+            return
+        rows = pa.table({
+            "reason": [k[0] for k in kept], "series": [k[1] for k in kept],
+            "time": pa.array([k[2] for k in kept], pa.timestamp("ms")),
+            "value": pa.array([k[3] for k in kept], pa.float64()),
+        })  # fmt: skip
+        con = self.connect()
+        try:
+            con.register("refused_rows", rows)
+            con.execute(
+                "INSERT INTO received_refused SELECT ?, ?, reason, series, time, value FROM refused_rows",
+                [_now(), sender],
+            )
+        finally:
+            con.close()
 
     def _commit(self, rows: pa.Table) -> None:
         """Group commit: the first waiting request thread inserts everything waiting, then wakes the rest."""

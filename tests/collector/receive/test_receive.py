@@ -117,8 +117,8 @@ def test_xid_rows_when_dcgm_exporters_last_xid_changes(rx: Rx) -> None:
         (2000, 43), (4000, 79), (7000, 79), (10000, 13)]  # fmt: skip
 
 
-def test_unknown_series_are_counted_stale_markers_skipped_bad_ones_refused_and_the_rest_stored(
-    rx: Rx,
+def test_unknown_series_are_counted_stale_markers_skipped_bad_ones_refused_and_kept_and_the_rest_stored(
+    rx: Rx, caplog: pytest.LogCaptureFixture
 ) -> None:
     (stale,) = struct.unpack("<d", STALE_NAN.to_bytes(8, "little"))
     status, text = rx.post(request(
@@ -131,7 +131,7 @@ def test_unknown_series_are_counted_stale_markers_skipped_bad_ones_refused_and_t
     ))  # fmt: skip
     assert status == 400
     assert text.splitlines() == [
-        "stored 1 samples; refused 3 series:",
+        "stored 1 samples; refused 3 series (their samples kept in received_refused):",
         "node_load5{}: no instance label to name its node",
         'node_cpu_seconds_total{instance="cpu-1:9100",mode="idle"}: cpu series without the labels that name its '
         "device",
@@ -139,11 +139,27 @@ def test_unknown_series_are_counted_stale_markers_skipped_bad_ones_refused_and_t
     ]
     rx.staging.settle(LATER)
     assert rx.rows("SELECT node, load1, load15 FROM load") == [("cpu-1", 0.5, None)]
+    # A 400 is not retried: what was refused is kept, with why, and the log says so once.
+    at = datetime(1970, 1, 1) + timedelta(milliseconds=T)
+    assert rx.rows("SELECT sender, reason, series, time, value FROM received_refused ORDER BY series") == [
+        ("anonymous", "a value that is not finite", "cpu-1 load.load15 ''", at, float("inf")),
+        ("anonymous", "cpu series without the labels that name its device",
+         'node_cpu_seconds_total{instance="cpu-1:9100",mode="idle"}', at, 9.0),
+        ("anonymous", "no instance label to name its node", "node_load5{}", at, 1.0),
+    ]  # fmt: skip
+    said = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert said == [
+        "remote write from anonymous: refused 3 series since the last such line, e.g. node_load5{}: no instance "
+        "label to name its node; their samples are kept in received_refused"
+    ]
+    assert rx.post(request(("node_load5", {}, [(T + 1000, 2.0)])))[0] == 400
+    assert len([r for r in caplog.records if "refused" in r.getMessage()]) == 1  # not again within a minute
+    assert rx.rows("SELECT count(*) FROM received_refused") == [(4,)]
     s = rx.app.stats["anonymous"]
     assert (s.samples, s.stored, s.refused, dict(s.dropped)) == (
-        8,
+        9,
         1,
-        3,
+        4,
         {"node_textfile_scrape_error": 1, "go_gc_duration_seconds": 2},
     )
 
@@ -197,6 +213,10 @@ instances = ".*"
     assert r.rows("SELECT node, load1 FROM load ORDER BY 1") == [("eu-1", 1.0), ("lab-1", 2.0)]
     assert {k: dict(v.requests) for k, v in r.app.stats.items()} == {
         "unknown": {401: 2}, "prom-eu": {400: 1}, "vmagent": {400: 1}, "prom-tls": {204: 1}}  # fmt: skip
+    assert r.rows("SELECT sender, series, value FROM received_refused ORDER BY sender") == [
+        ("prom-eu", 'node_load1{instance="lab-1:9100"}', 2.0),
+        ("vmagent", 'node_load1{instance="eu-1:9100"}', 1.0),
+    ]
     r.staging.close()
     r.store.close()
 
