@@ -24,7 +24,7 @@
 
 One file per benchmark beside this one; harness.py holds what they share.
 agent-vs-node-exporter and scrape need Debian's prometheus-node-exporter,
-remote-write and receivers Debian's prometheus and victoria-metrics. Nothing
+remote-write and receivers Debian's prometheus and victoria-metrics, top tmux. Nothing
 here is a test: figures depend on the machine; docs/performance.md says where
 they came from.
 """
