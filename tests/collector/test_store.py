@@ -62,6 +62,7 @@ def test_migrations_apply_once_and_are_recorded(tmp_path: Path) -> None:
         (8, "job_names"),
         (9, "cold_tier"),
         (10, "received"),
+        (11, "received_refused"),
     ]
 
 
