@@ -57,8 +57,10 @@ class Snapshot:
     jobs: list[Row] = field(default_factory=list)  # a row per job holding GPUs now, with its members
     by_node: dict[str, list[Finding]] = field(default_factory=dict)
     by_job: dict[str, list[Finding]] = field(default_factory=dict)
+    newest_seen: datetime | None = field(default=None, init=False)  # when the collector last heard from any
 
     def __post_init__(self) -> None:
+        self.newest_seen = max((n["last_seen"] for n in self.nodes if n.get("last_seen")), default=None)
         for f in sorted(self.findings, key=lambda f: (-f.rank, f.start_time, f.id)):
             self.by_node.setdefault(f.node, []).append(f)
             if f.job:
@@ -82,14 +84,13 @@ class Snapshot:
         return next((n for n in self.nodes if n["node"] == name), None)
 
     def stale_s(self, node: Row) -> float | None:
-        """How far the node's newest sample lies behind the fleet's, when that is past its interval's
-        allowance (None: it is current)."""
-        if self.ref is None:
+        """How long before the fleet's last the collector last heard from the node, when that is past
+        its interval's allowance (None: it is current). Relative to the fleet, not the wall clock: a
+        replayed store's nodes were all heard from at once, however long ago."""
+        seen = node.get("last_seen")
+        if seen is None or self.newest_seen is None:
             return None
-        newest = node.get("time")
-        if newest is None:
-            return None  # never sampled in the window: reported through its missing values
-        behind = (self.ref - newest).total_seconds()
+        behind = (self.newest_seen - seen).total_seconds()
         allowance = max(STALE_MIN_S, STALE_INTERVALS * (node.get("interval_s") or 1.0))
         return behind if behind > allowance else None
 

@@ -173,7 +173,7 @@ def test_one_query_per_refresh_whatever_the_view(session: Session) -> None:
 
 
 def _node(name: str, util: float | None, seen: datetime = NOW) -> dict[str, object]:
-    return {"node": name, "util_pct": util, "gpus": 8, "time": seen, "interval_s": 1.0}
+    return {"node": name, "util_pct": util, "gpus": 8, "last_seen": seen, "interval_s": 1.0}
 
 
 def _finding(i: int, node: str, severity: str) -> Finding:
@@ -199,6 +199,20 @@ def test_attention_order_severity_then_quiet_then_lowest_utilization() -> None:
     assert [n["node"] for n in snap.attention("d")] == ["d"]
     lines = text(fleet_view(snap, View(width=80), NOW), 80)
     assert "quiet 2m" in next(line for line in lines if line.startswith("e "))
+
+
+def test_a_node_the_collector_stopped_hearing_from_goes_up_the_list(fleet_db: Path, tmp_path: Path) -> None:
+    db = tmp_path / "quiet.duckdb"
+    shutil.copy(fleet_db, db)
+    con = duckdb.connect(str(db))
+    con.execute("UPDATE nodes SET last_seen = last_seen - INTERVAL 2 MINUTE WHERE node = 'hot-2'")
+    con.close()
+    s = Session(LocalBackend(db))
+    try:
+        rows = rows_of(text(fleet_view(s.snapshot(), View(width=120), NOW), 120))
+    finally:
+        s.close()
+    assert [r[0] for r in rows[:3]] == ["io-1", "hot-1", "hot-2"] and rows[2][1:3] == ["quiet", "2m"]
 
 
 def test_a_thousand_nodes_page_around_the_cursor() -> None:
