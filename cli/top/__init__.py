@@ -107,6 +107,8 @@ def print_frames(
             view.width = console.width
             console.print(node_view(snap, node, view, now) if node else fleet_view(snap, view, now))
         except QueryError as exc:
+            if count:  # a script asked for frames it cannot have: one line and a failing exit
+                raise click.ClickException(str(exc)) from exc
             console.print(Text(f"waiting for data: {exc}", style="yellow"))
         shown += 1
         if count and shown >= count:

@@ -231,6 +231,8 @@ def node_view(snap: Snapshot, node: str, view: View, now: datetime) -> Renderabl
     )
     head.no_wrap, head.overflow = True, "ellipsis"
     parts: list[RenderableType] = [head]
+    if n is None:
+        return head
     if snap.asked != node:  # the fleet's (or another node's) snapshot, until this node's arrives
         parts.append(Text("asking the store for this node...", style="dim"))
         return Group(*parts)

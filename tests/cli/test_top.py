@@ -239,6 +239,12 @@ def test_text_output_for_scripts(fleet_db: Path) -> None:
     assert "#1 !! data_starvation (critical) on GPU 1" in node
     bad = run_cli("--db", str(fleet_db), "top", "--refresh", "0", check=False)
     assert bad.returncode == 2 and "--refresh" in bad.stderr
+    nowhere = run_cli("--collector", "127.0.0.1:1", "--insecure", "top", "--count", "1", check=False)
+    assert nowhere.returncode == 1 and nowhere.stderr.strip() == (
+        "Error: collector 127.0.0.1:1 is unreachable; is ironsight-collector running?"
+    )
+    unknown = run_cli("--db", str(fleet_db), "top", "--count", "1", "--node", "gpu-9").stdout
+    assert unknown.strip() == "node gpu-9  not in the store (yet)"
 
 
 class Tmux:
