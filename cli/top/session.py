@@ -40,6 +40,10 @@ class Session:
         self._history: dict[str, dict[int, float]] = {}
 
     def snapshot(self, node: str | None = None) -> Snapshot:
+        with self._lock:  # two refreshes at once (the view just changed) would tangle what is held
+            return self._snapshot(node)
+
+    def _snapshot(self, node: str | None) -> Snapshot:
         snap = self._ask(node)
         if snap.ref is None and self._guessed:
             self._since = None
@@ -63,9 +67,8 @@ class Session:
             datetime(1970, 1, 1) + timedelta(seconds=min(known) * HISTORY_STEP_S) if known else None
         )
         ask = Ask(node, self.job, self._window_s, self._since, self._floor, history_from)
-        with self._lock:
-            self.queries += 1
-            snap = Snapshot.from_arrow(self.backend.sql(snapshot_sql(ask), max_rows=1), node)
+        self.queries += 1
+        snap = Snapshot.from_arrow(self.backend.sql(snapshot_sql(ask), max_rows=1), node)
         if node and snap.detail and snap.ref:
             self._sparklines(snap)
         return snap
