@@ -265,12 +265,14 @@ def test_up_runs_collector_and_agent_and_stops_both(tmp_path: Path) -> None:
     db = tmp_path / "up" / "ironsight.duckdb"
     listen, http = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     proc = subprocess.Popen(
-        [str(BIN / "ironsight"), "up", "--db", str(db), "--listen", listen, "--interval", "0.5", "--duration", "8",
+        [str(BIN / "ironsight"), "up", "--db", str(db), "--listen", listen, "--interval", "0.5", "--duration", "20",
          "--http-listen", http],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**__import__("os").environ, "COLUMNS": "200"},
     )  # fmt: skip
-    # While it runs, the collector answers PromQL on what this machine's agent sends, `up` included.
+    # While it runs, the collector answers PromQL on what this machine's agent sends, `up` included. The
+    # API reads which nodes it serves once per 5 s, so `up` shows some 5 s after the first batch: with
+    # 8 s to run, a slow start left it unanswered (1 run in 3 here, before and after `top` changed).
     deadline, answers = time.monotonic() + 30, dict[str, list[dict[str, object]]]()
     while time.monotonic() < deadline and len(answers) < 2:
         for expr in ("up", "node_load1"):
