@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rich.console import Group, RenderableType
 from rich.text import Text
@@ -23,7 +23,7 @@ from textual.widgets import Input, Static
 
 from ironsight.cli.backend import QueryError
 from ironsight.cli.top.fleet import View, fleet_view
-from ironsight.cli.top.model import Snapshot
+from ironsight.cli.top.model import Finding, Snapshot
 from ironsight.cli.top.node import node_view
 from ironsight.cli.top.session import Session
 
@@ -110,7 +110,7 @@ class TopApp(App[None]):
         now = datetime.now(UTC).replace(tzinfo=None)
         if self.snap is None:
             return Text(self.problem or "asking the store...", style="yellow" if self.problem else "dim")
-        view = self.detail if self.node else self.fleet
+        view = self._view
         view.width, view.height = width, height - (1 if self.problem else 0)
         body = node_view(self.snap, self.node, view, now) if self.node else fleet_view(self.snap, view, now)
         if not self.problem:
@@ -143,23 +143,30 @@ class TopApp(App[None]):
             self.snap = snap
         self.query_one(Screenful).refresh()
 
-    def _rows(self) -> int:
+    @property
+    def _view(self) -> View:
+        return self.detail if self.node else self.fleet
+
+    def _lines(self) -> list[Any]:
+        """What the cursor moves over, in the order shown: the node's findings, the jobs, or the nodes."""
         if self.snap is None:
-            return 0
+            return []
         if self.node:
-            return len(self.snap.by_node.get(self.node, []))
+            return self.snap.by_node.get(self.node, [])
         if self.fleet.by_job:
-            return len(self.snap.jobs)
-        return len(self.snap.attention(self.fleet.pattern, self.fleet.within))
+            return self.snap.job_attention()
+        return self.snap.attention(self.fleet.pattern, self.fleet.within)
+
+    def _under_cursor(self) -> Any:
+        lines = self._lines()
+        return lines[min(self._view.cursor, len(lines) - 1)] if lines else None
 
     def action_move(self, by: int) -> None:
-        view = self.detail if self.node else self.fleet
-        view.cursor = max(0, min(self._rows() - 1, view.cursor + by))
+        self._view.cursor = max(0, min(len(self._lines()) - 1, self._view.cursor + by))
         self.query_one(Screenful).refresh()
 
     def action_page(self, by: int) -> None:
-        view = self.detail if self.node else self.fleet
-        self.action_move(by * (view.page_rows() or 1))
+        self.action_move(by * (self._view.page_rows() or 1))
 
     def action_group(self) -> None:
         """Lines per job, or back to lines per node."""
@@ -168,18 +175,15 @@ class TopApp(App[None]):
             self.query_one(Screenful).refresh()
 
     def action_open(self) -> None:
-        if self.node or self.snap is None:
+        picked = None if self.node else self._under_cursor()
+        if picked is None:
             return
         if self.fleet.by_job:  # a job's nodes
-            jobs = self.snap.job_attention()
-            if jobs:
-                self.fleet.within = jobs[min(self.fleet.cursor, len(jobs) - 1)]["job"]
-                self.fleet.by_job, self.fleet.cursor = False, 0
-                self.query_one(Screenful).refresh()
-            return
-        ordered = self.snap.attention(self.fleet.pattern, self.fleet.within)
-        if ordered:
-            self.node = ordered[min(self.fleet.cursor, len(ordered) - 1)]["node"]
+            self.fleet.within = picked["job"]
+            self.fleet.by_job, self.fleet.cursor = False, 0
+            self.query_one(Screenful).refresh()
+        else:
+            self.node = picked["node"]
             self.detail.cursor = 0
             self._asking = False  # an answer about the fleet in flight is dropped when it lands
             self.action_poll()
@@ -214,25 +218,17 @@ class TopApp(App[None]):
 
     def action_explain(self) -> None:
         """The selected finding in the node view; in the fleet view, the selected node's worst."""
-        if self.snap is None:
-            return
-        if self.node:
-            found = self.snap.by_node.get(self.node, [])
-            pick = found[min(self.detail.cursor, len(found) - 1)] if found else None
-        elif self.fleet.by_job:
-            jobs = self.snap.job_attention()
-            job = jobs[min(self.fleet.cursor, len(jobs) - 1)]["job"] if jobs else ""
-            hit = self.snap.by_job.get(job, [])
-            pick = hit[0] if hit else None
+        picked = self._under_cursor()
+        if self.snap is None or picked is None or isinstance(picked, Finding):
+            pick = picked
         else:
-            ordered = self.snap.attention(self.fleet.pattern, self.fleet.within)
-            row = ordered[min(self.fleet.cursor, len(ordered) - 1)] if ordered else None
-            found = self.snap.by_node.get(row["node"], []) if row else []
+            key, found_by = ("job", self.snap.by_job) if self.fleet.by_job else ("node", self.snap.by_node)
+            found = found_by.get(picked[key], [])
             pick = found[0] if found else None
         if pick is None:
             self.notify("no open finding here", timeout=2)
             return
-        self.explain(pick.id, self.snap.ref)
+        self.explain(pick.id, self.snap.ref if self.snap else None)
 
     @work(thread=True, group="explain")
     def explain(self, finding_id: int, ref: datetime | None) -> None:

@@ -140,15 +140,37 @@ def fleet_table(snap: Snapshot, view: View, rows: list[Row], first: int, now: da
         for c, narrowest in (("jobs", 6), ("node", 8), ("findings", 10))
         if c in cols
     ]
-    if view.height is not None:  # the cursor, a column of its own: visible without colour too
-        headers = ["", *headers]
-        body = [[">" if i == view.cursor else " ", *cells] for i, cells in enumerate(body, start=first)]
-        right = frozenset(i + 1 for i in right)
-        squeeze = [(i + 1, narrowest) for i, narrowest in squeeze]
-    lines = grid(headers, body, view.width, right, squeeze)
-    if view.height is not None:
-        lines[1 + view.cursor - first].stylize("reverse")
-    return Group(*lines)
+    return Group(*cursor_grid(view, first, headers, body, right, squeeze))
+
+
+def cursor_grid(
+    view: View,
+    first: int,
+    headers: list[str],
+    body: list[list[Text | str]],
+    right: frozenset[int],
+    squeeze: list[tuple[int, int]],
+) -> list[Text]:
+    """grid() of a page whose first line is number `first`; on a screen, with the cursor as a column
+    of its own (visible without colour too) and its line reversed."""
+    if view.height is None:
+        return grid(headers, body, view.width, right, squeeze)
+    lines = grid(
+        ["", *headers],
+        [[">" if i == view.cursor else " ", *cells] for i, cells in enumerate(body, start=first)],
+        view.width,
+        frozenset(i + 1 for i in right),
+        [(i + 1, narrowest) for i, narrowest in squeeze],
+    )
+    lines[1 + view.cursor - first].stylize("reverse")
+    return lines
+
+
+def page(view: View, total: int) -> tuple[int, int]:
+    """The first line of the page holding the cursor (kept within total) and the lines a page holds."""
+    per = view.page_rows() or max(1, total)
+    view.cursor = max(0, min(view.cursor, total - 1))
+    return view.cursor // per * per, per
 
 
 def fleet_view(snap: Snapshot, view: View, now: datetime) -> RenderableType:
@@ -156,9 +178,7 @@ def fleet_view(snap: Snapshot, view: View, now: datetime) -> RenderableType:
     if view.by_job:
         return job_view(snap, view, now)
     ordered = snap.attention(view.pattern, view.within)
-    per = view.page_rows() or max(1, len(ordered))
-    view.cursor = max(0, min(view.cursor, len(ordered) - 1))
-    first = view.cursor // per * per
+    first, per = page(view, len(ordered))
     shown = ordered[first : first + per]
     parts: list[RenderableType] = [title(snap, view, now)]
     if not snap.nodes and view.job:
@@ -195,10 +215,8 @@ def footer(view: View, first: int, shown: int, matching: int, total: int, per: i
 def job_view(snap: Snapshot, view: View, now: datetime) -> RenderableType:
     """A line per job holding GPUs now, worst first: its nodes, GPUs, their utilization, power, hottest."""
     ordered = snap.job_attention()
-    per = view.page_rows() or max(1, len(ordered))
-    view.cursor = max(0, min(view.cursor, len(ordered) - 1))
-    first = view.cursor // per * per
-    body = [
+    first, per = page(view, len(ordered))
+    body: list[list[Text | str]] = [
         [
             j["job"],
             markers(snap.by_job.get(j["job"], [])),
@@ -211,17 +229,9 @@ def job_view(snap: Snapshot, view: View, now: datetime) -> RenderableType:
         for j in ordered[first : first + per]
     ]
     headers = ["job", "findings", "nodes", "gpus", "GPU util", "power", "hot"]
-    right, squeeze = frozenset({2, 3, 4, 5, 6}), [(0, 8), (1, 10)]
-    if view.height is not None:
-        headers = ["", *headers]
-        body = [[">" if i == view.cursor else " ", *cells] for i, cells in enumerate(body, start=first)]
-        right, squeeze = frozenset(i + 1 for i in right), [(1, 8), (2, 10)]
     parts: list[RenderableType] = [title(snap, view, now)]
     if ordered:
-        lines = grid(headers, body, view.width, right, squeeze)
-        if view.height is not None:
-            lines[1 + view.cursor - first].stylize("reverse")
-        parts.extend(lines)
+        parts.extend(cursor_grid(view, first, headers, body, frozenset({2, 3, 4, 5, 6}), [(0, 8), (1, 10)]))
     else:
         parts.append(Text("no GPU is in a known job now (see: ironsight jobs)", style="yellow"))
     out = Text(f"jobs {first + 1 if body else 0}-{first + len(body)} of {len(ordered)}", style="bold")

@@ -95,7 +95,8 @@ def test_node_view_decodes_reasons_beside_its_finding(session: Session, width: i
     assert any(ch in gpu["0"] for ch in "▁▂▃▄▅▆▇█")
 
 
-def test_sparklines_read_whole_once_then_only_their_newest_bucket(session: Session, fleet_db: Path) -> None:
+def queries_of(session: Session) -> list[str]:
+    """Every SQL statement the session sends from now on, in order."""
     calls: list[str] = []
     inner = session.backend.sql
 
@@ -104,6 +105,11 @@ def test_sparklines_read_whole_once_then_only_their_newest_bucket(session: Sessi
         return inner(query, max_rows)
 
     session.backend.sql = counted  # type: ignore[method-assign]
+    return calls
+
+
+def test_sparklines_read_whole_once_then_only_their_newest_bucket(session: Session, fleet_db: Path) -> None:
+    calls = queries_of(session)
     first = session.snapshot("hot-1").detail
     again = session.snapshot("hot-1").detail
     assert first is not None and again is not None
@@ -148,14 +154,7 @@ def test_a_line_per_job(session: Session, width: int) -> None:
 
 
 def test_one_query_per_refresh_whatever_the_view(session: Session) -> None:
-    calls: list[str] = []
-    inner = session.backend.sql
-
-    def counted(query: str, max_rows: int = 100_000) -> pa.Table:
-        calls.append(query)
-        return inner(query, max_rows)
-
-    session.backend.sql = counted  # type: ignore[method-assign]
+    calls = queries_of(session)
     session.snapshot()
     session.snapshot("hot-1")
     session.snapshot()
