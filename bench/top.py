@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--top-seconds",
         type=int,
         default=60,
-        help="seconds each view is watched (a minute: one retention pass each)",
+        help="seconds each view is watched",
     )
 
 
