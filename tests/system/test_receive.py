@@ -132,6 +132,7 @@ def test_prometheus_remote_writing_node_exporter_lands_as_it_holds_it(
         )
     finally:
         prom.stop()
+        collector.stop()
 
 
 def _vmagent(tmp: Path, scrape: str, urls: list[str]) -> subprocess.Popen[bytes]:
