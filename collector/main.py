@@ -25,7 +25,7 @@ from ironsight.collector.receive import senders
 from ironsight.collector.receive.decode import Decoder
 from ironsight.collector.receive.endpoint import Receiver
 from ironsight.collector.receive.metrics import ReceiverMetrics
-from ironsight.collector.receive.staging import Staging
+from ironsight.collector.receive.staging import Staging, journal_of
 from ironsight.collector.remote_write.writer import RemoteWriter
 from ironsight.collector.retention import Policy, Retention
 from ironsight.collector.server import start
@@ -114,7 +114,7 @@ async def serve(args: argparse.Namespace) -> int:
         detector.stop(0)
     retention.stop(0, join_s=30)
     if receiver is not None:
-        receiver.staging.stop(0)  # what has not settled stays in `received` and settles after a restart
+        receiver.staging.stop(0)  # what has not settled stays in the journal and settles after a restart
     await collector.stop()
     if writer is not None:
         writer.stop()
@@ -134,7 +134,7 @@ def _receiver(args: argparse.Namespace, store: Store) -> Receiver | None:
     """The remote-write receiver on its own address, or None when --remote-write-listen is not given."""
     if not args.remote_write_listen:
         return None
-    staging = Staging(store.reader, args.remote_write_settle)
+    staging = Staging(store.reader, journal_of(store.path), args.remote_write_settle)
     receiver = Receiver(
         staging,
         Decoder(

@@ -115,37 +115,19 @@ def serve_metrics(listen: str, registry: Any, tls: Tls | None, api: Any = None) 
     return serve_http(listen, app, tls)
 
 
-PEER_NAMES = "ironsight.peer_names"  # the WSGI environ key: the client certificate's SANs, or absent
-
-
 def serve_http(listen: str, app: Any, tls: Tls | None, client_cert_optional: bool = False) -> Any:
-    """A WSGI app on a daemon thread, a thread per request (returns the server; shutdown() stops it).
+    """A WSGI app on a daemon thread, a thread per connection (returns the server; shutdown() stops it).
 
     With TLS, a client certificate the CA signed is required, or with client_cert_optional checked
     only when presented (senders that authenticate by token); its names reach the app as
     environ[PEER_NAMES]."""
-    import socket
     import ssl
     import threading
-    from wsgiref.simple_server import make_server
 
-    from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler
+    from ironsight.core.http import make
 
     host, _, port = listen.rpartition(":")
-    host = host.strip("[]")
-
-    class Server(ThreadingWSGIServer):
-        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-
-    class Handler(_SilentHandler):
-        def get_environ(self) -> dict[str, Any]:
-            environ = dict(super().get_environ())
-            cert = self.connection.getpeercert() if isinstance(self.connection, ssl.SSLSocket) else None
-            if cert:
-                environ[PEER_NAMES] = {str(pair[1]) for pair in cert.get("subjectAltName", ())}
-            return environ
-
-    server = make_server(host, int(port), app, Server, handler_class=Handler)
+    server = make(host.strip("[]"), int(port), app)
     if tls is not None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_verify_locations(cafile=str(tls.ca))

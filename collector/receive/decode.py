@@ -1,11 +1,13 @@
 """A remote-write request -> the samples ironsight has columns for, as one Arrow table, and what it left.
 
-Protocol 1.0 (snappy block compression, prometheus.WriteRequest). Each series'
-labels are looked up once per distinct label set (a sender repeats its series
-in every request), so a request costs a dict lookup per series and its samples
-go straight into arrays. Prometheus's staleness markers (a NaN with one bit
-pattern) are not values and are skipped; any other NaN or infinity is refused
-with its series, as the agent refuses them.
+Each distinct label set (a series) is read once and given a slot: where its
+samples go (node, table, device, column, unit factor) or why nowhere (a family
+without a column, a malformed series). A sender repeats its series in every
+request, so after its first a request costs a dict lookup per series (its label
+bytes) and numpy over arrays indexed by slot (wire.py decodes the samples as one
+matrix): no Python object per sample. Prometheus's staleness markers (a NaN
+with one bit pattern) are not values and are skipped; any other NaN or infinity
+is refused with its series, as the agent refuses them.
 """
 
 from __future__ import annotations
@@ -13,29 +15,35 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from itertools import repeat
 
-import cramjam
 import numpy as np
 import pyarrow as pa
-from google.protobuf.message import DecodeError
 
 from ironsight.collector.receive.mapping import INVENTORY_LABELS, device, family, target
-from ironsight.collector.remote_write.encode import length_delimited
-from ironsight.prompb import remote_pb2 as prompb
+from ironsight.collector.receive.wire import (
+    STALE_NAN,
+    BadRequest,
+    Kept,
+    Wire,
+    kept,
+    labels_of,
+    parse,
+    samples_of,
+    show,
+    whole,
+)
 
-STALE_NAN = 0x7FF0000000000002  # Prometheus's staleness marker: "this series ended", not a value
-MAX_BODY = 64 << 20  # decompressed; Prometheus sends a few MB at most
+__all__ = ["STALE_NAN", "BadRequest", "Decoded", "Decoder", "Kept", "Part", "node_of"]
+
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _PORT = re.compile(r":\d+$")
-CACHE_SERIES = 1_000_000  # label sets remembered; past it the cache starts again
+CACHE_SERIES = 1_000_000  # label sets remembered; past it the slots start again
 
 ROWS = pa.schema([("part", pa.int32()), ("time", pa.timestamp("ms")), ("value", pa.float64())])
 Part = tuple[str, str, str, str]  # node, table, device, column: a place samples are stored in
-
-
-class BadRequest(ValueError):
-    """The whole request is unreadable: nothing in it could be stored."""
+OK, DROPPED, REFUSED = 0, 1, 2  # a slot's state
 
 
 @dataclass(frozen=True)
@@ -52,10 +60,6 @@ class _Series:
     hostname: str = ""
     inventory: tuple[tuple[str, str], ...] = ()
     part: int = -1  # the place's number in received_parts
-
-
-# A refused series' sample: (why, series as name{labels}, time in ms, value); time None when unreadable.
-Kept = tuple[str, str, int | None, float | None]
 
 
 @dataclass
@@ -80,6 +84,39 @@ def node_of(value: str, strip_port: bool) -> str:
     return value.removeprefix("[").removesuffix("]") if value.startswith("[") else value
 
 
+class _Slots:
+    """Every label set met so far, by slot: its place, and numpy columns of it a request indexes at once."""
+
+    COLUMNS = (("state", np.int8), ("part", np.int32), ("factor", np.float64), ("node", np.int32),
+               ("family", np.int32))  # fmt: skip
+
+    def __init__(self) -> None:
+        self.places: list[_Series] = []
+        self.nodes: list[str] = []  # by node number
+        self.families: list[str] = []  # dropped families, by number
+        self._numbers: dict[tuple[bool, str], int] = {}
+        self.columns = {name: np.zeros(1024, dtype) for name, dtype in self.COLUMNS}
+
+    def add(self, place: _Series) -> int:
+        slot = len(self.places)
+        if slot == len(self.columns["state"]):
+            self.columns = {k: np.concatenate([a, np.zeros_like(a)]) for k, a in self.columns.items()}
+        self.places.append(place)
+        c = self.columns
+        c["state"][slot] = DROPPED if place.dropped else REFUSED if place.refused else OK
+        c["part"][slot], c["factor"][slot] = place.part, place.factor
+        c["node"][slot] = self._number(False, place.node, self.nodes)
+        c["family"][slot] = self._number(True, place.dropped, self.families)
+        return slot
+
+    def _number(self, kind: bool, name: str, names: list[str]) -> int:
+        number = self._numbers.get((kind, name))
+        if number is None:
+            number = self._numbers[kind, name] = len(names)
+            names.append(name)
+        return number
+
+
 class Decoder:
     """Remembers each label set's place, across requests, for one collector's mapping settings."""
 
@@ -95,241 +132,171 @@ class Decoder:
         self.node_label = node_label
         self.strip_port = strip_port
         self.parts: dict[Part, int] = dict(parts or {})
-        self._node_of = {i: p[0] for p, i in self.parts.items()}
         self._next = max(self.parts.values(), default=-1) + 1
         self._register = register
         self._new: list[tuple[int, Part]] = []
         self._fresh: list[_Series] = []  # places first met in this request: their hostname and inventory
-        self._cache: dict[bytes, _Series] = {}
+        self._forget()
+
+    def _forget(self) -> None:
+        self._slot_of: dict[bytes | None, int] = {}  # label bytes -> slot
+        self._dropped: dict[str, _Series] = {}  # by family
+        self._nodes: dict[str, str] = {}  # node label value -> node id
+        self._slots = _Slots()
+        self._unreadable = self._slots.add(_Series(refused="a series whose labels cannot be read"))
 
     def decode(self, body: bytes, allowed: Callable[[str], bool]) -> Decoded:
         """The request's samples; allowed(node) says whether the sender may write for that node."""
-        series = parse(body).timeseries
-        places: list[_Series] = []
-        counts: list[int] = []
-        blobs: list[bytes] = []
-        out = Decoded(ROWS.empty_table())
-        cache = self._cache
-        may: dict[str, bool] = {}  # allowed(node), asked once a node
-        for raw, cut in zip(series, _tails(series), strict=True):
-            # Most series carry one sample, encoded last: the bytes before it are the labels, a key.
-            key = raw[:-cut] if cut else b""
-            place = (cache.get(key) or self._place(key)) if cut else None
-            if place is not None:
-                samples = [raw[2 - cut :]]
-            else:
-                key, samples = _whole(raw)
-                place = (
-                    cache.get(key)
-                    or self._place(key)
-                    or _Series(refused="a series whose labels cannot be read")
-                )
-            out.samples += len(samples)
-            if place.dropped:
-                out.dropped[place.dropped] += len(samples)
-                continue
-            if not place.refused:
-                ok = may.get(place.node)
-                if ok is None:
-                    ok = may[place.node] = allowed(place.node)
-                if not ok:
-                    place = _Series(refused=f"this sender may not write for instance {place.node!r}")
-            if place.refused:
-                shown = _show(raw)
-                out.refused.append(f"{shown}: {place.refused}")
-                out.kept.extend(_kept(raw, place.refused, shown))
-                continue
-            places.append(place)
-            counts.append(len(samples))
-            blobs.extend(samples)
-        out.series = len(places)
-        times, values = samples_of(blobs)
+        wire = Wire.of(parse(body).timeseries)
+        if len(self._slot_of) >= CACHE_SERIES:
+            self._forget()
+        keys = wire.keys()
+        slot = np.fromiter(map(self._slot_of.get, keys, repeat(-1)), np.int64, len(keys))
+        for i in np.flatnonzero((slot < 0) & (wire.tails > 0)).tolist():
+            slot[i] = self._place(keys[i] or b"")  # -1: not labels alone after all, parsed whole below
+        one = np.flatnonzero(slot >= 0)
+        counts = np.ones(len(keys), np.int64)
+        t, v = wire.last_samples(one)
+        which = one  # the series each sample is of
+        rest = np.flatnonzero(slot < 0)
+        if len(rest):  # several samples, or another encoding
+            slot[rest], counts[rest], blobs = self._whole(wire.series, rest)
+            t2, v2 = samples_of(blobs)
+            t, v = np.concatenate([t, t2]), np.concatenate([v, v2])
+            which = np.concatenate([one, np.repeat(rest, counts[rest])])
+        out = Decoded(ROWS.empty_table(), samples=len(t))
         self._announce(out)
-        out.rows = self._rows(places, np.array(counts, np.int64), times, values, out)
-        out.nodes = {self._node_of[i] for i in np.unique(out.rows.column("part").to_numpy()).tolist()}
+        ok = self._series(wire.series, slot, counts, allowed, out)
+        out.rows = self._rows(wire.series, slot, ok, which, t, v, out)
         return out
 
-    def _announce(self, out: Decoded) -> None:
-        """New places stored before a sample names them; what they say of their node and device."""
-        new, self._new = self._new, []
-        if new and self._register is not None:
-            try:
-                self._register(new)
-            except Exception:
-                for _, part in new:  # met again, they are numbered and stored again
-                    del self.parts[part]
-                self._cache.clear()
-                raise
-        fresh, self._fresh = self._fresh, []
-        for p in fresh:
-            if p.hostname:
-                out.hostnames[p.node] = p.hostname
-            if p.inventory:
-                out.inventory.setdefault((p.node, p.table, p.device), {}).update(p.inventory)
+    def _whole(self, series: Sequence[bytes], rest: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[bytes]]:
+        """These series parsed message by message: their slots, sample counts and samples' bytes."""
+        slots, counts, blobs = [], [], []
+        for i in rest.tolist():
+            key, samples = whole(series[i])
+            slot = self._slot_of.get(key, -1)
+            if slot < 0:
+                slot = self._place(key)
+            slots.append(slot if slot >= 0 else self._unreadable)
+            counts.append(len(samples))
+            blobs.extend(samples)
+        return np.array(slots, np.int64), np.array(counts, np.int64), blobs
 
-    def _place(self, key: bytes) -> _Series | None:
-        """Where the series with these label bytes goes; None when they are not labels alone."""
-        try:
-            ts = prompb.TimeSeriesView.FromString(key)
-            labels = {label.name: label.value for label in map(prompb.Label.FromString, ts.labels)}
-        except DecodeError:
-            return None
-        if ts.samples:
-            return None  # more than one sample: the bytes before the last are not the labels alone
-        if len(self._cache) >= CACHE_SERIES:
-            self._cache.clear()
-        place = _where(labels, self.node_label, self.strip_port)
-        if not place.dropped and not place.refused:
-            where = (place.node, place.table, place.device, place.column)
-            number = self.parts.get(where)
-            if number is None:
-                number = self.parts[where] = self._next
-                self._next += 1
-                self._node_of[number] = place.node
-                self._new.append((number, where))
-            place = replace(place, part=number)
-            self._fresh.append(place)
-        self._cache[key] = place
-        return place
+    def _series(
+        self, series: Sequence[bytes], slot: np.ndarray, counts: np.ndarray, allowed: Callable[[str], bool],
+        out: Decoded,
+    ) -> np.ndarray:  # fmt: skip
+        """Per series, whether it is stored: families without a column counted, refusals said and kept."""
+        c = self._slots.columns
+        state, node = c["state"][slot], c["node"][slot]
+        dropped = state == DROPPED
+        if dropped.any():
+            per_family = np.bincount(c["family"][slot[dropped]], weights=counts[dropped])
+            for f in np.flatnonzero(per_family).tolist():
+                out.dropped[self._slots.families[f]] += int(per_family[f])
+        ok: np.ndarray = state == OK
+        denied: dict[int, str] = {}
+        for k in np.unique(node[ok]).tolist():  # allowed(node), asked once a node
+            if not allowed(name := self._slots.nodes[k]):
+                denied[k] = f"this sender may not write for instance {name!r}"
+        if denied:
+            ok &= ~np.isin(node, list(denied))
+        for i in np.flatnonzero((state == REFUSED) | ((state == OK) & ~ok)).tolist():
+            why = self._slots.places[slot[i]].refused or denied[int(node[i])]
+            shown = show(series[i])
+            out.refused.append(f"{shown}: {why}")
+            out.kept.extend(kept(series[i], why, shown))
+        out.series = int(ok.sum())
+        return ok
 
-    @staticmethod
     def _rows(
-        places: list[_Series], counts: np.ndarray, t: np.ndarray, v: np.ndarray, out: Decoded
-    ) -> pa.Table:
-        if not places:
-            return ROWS.empty_table()
-        which = np.repeat(np.arange(len(places)), counts)
-        keep = v.view(np.uint64) != STALE_NAN
-        bad = ~np.isfinite(v) & keep
+        self, series: Sequence[bytes], slot: np.ndarray, ok: np.ndarray, which: np.ndarray, t: np.ndarray,
+        v: np.ndarray, out: Decoded,
+    ) -> pa.Table:  # fmt: skip
+        """The stored series' samples as rows, but for staleness markers; a series with a value that is
+        not finite is refused whole."""
+        keep = ok[which] & (v.view(np.uint64) != STALE_NAN)
+        bad = keep & ~np.isfinite(v)
         if bad.any():
-            for i in np.unique(which[bad]):
-                p = places[i]
+            for i in np.unique(which[bad]).tolist():
+                p = self._slots.places[slot[i]]
                 shown = f"{p.node} {p.table}.{p.column} {p.device!r}"
                 out.refused.append(f"{shown}: a value that is not finite")
                 mine = which == i
                 out.kept.extend(("a value that is not finite", shown, int(when), float(value))
                                 for when, value in zip(t[mine], v[mine], strict=True))  # fmt: skip
             keep &= ~np.isin(which, which[bad])
-        part = np.fromiter((p.part for p in places), np.int32, len(places))[which]
-        factor = np.fromiter((p.factor for p in places), np.float64, len(places))[which]
+        if not keep.any():
+            return ROWS.empty_table()
+        c = self._slots.columns
+        s = slot[which[keep]]
+        out.nodes = {self._slots.nodes[k] for k in np.unique(c["node"][s]).tolist()}
         return pa.table(
-            [pa.array(part[keep]), pa.array(t[keep], pa.timestamp("ms")), pa.array(v[keep] * factor[keep])],
+            [
+                pa.array(c["part"][s]),
+                pa.array(t[keep], pa.timestamp("ms")),
+                pa.array(v[keep] * c["factor"][s]),
+            ],
             schema=ROWS,
         )
 
+    def _announce(self, out: Decoded) -> None:
+        """New places stored before a sample names them; what they say of their node and device."""
+        new, self._new = self._new, []
+        fresh, self._fresh = self._fresh, []
+        if new and self._register is not None:
+            try:
+                self._register(new)
+            except Exception:
+                for _, part in new:  # met again, they are numbered and stored again
+                    del self.parts[part]
+                self._forget()
+                raise
+        for p in fresh:
+            if p.hostname:
+                out.hostnames[p.node] = p.hostname
+            if p.inventory:
+                out.inventory.setdefault((p.node, p.table, p.device), {}).update(p.inventory)
 
-def _tails(series: Sequence[bytes]) -> list[int]:
-    """Per series, how many bytes its one sample takes at the end (tag, length and 16 or 7 bytes); 0
-    where it does not end so (several samples, another encoding): those are parsed whole."""
-    if not series:
-        return []
-    lengths = np.fromiter(map(len, series), np.int64, len(series))
-    joined = np.frombuffer(b"".join(series), np.uint8)
-    ends = np.cumsum(lengths)
-    out = np.zeros(len(series), np.int64)
-    for size in (18, 9):  # 0x12, length 16 (a value and a time) or 7 (a time: the value is 0)
-        at = np.flatnonzero((out == 0) & (lengths > size))
-        head = joined[ends[at] - size], joined[ends[at] - size + 1]
-        out[at[(head[0] == 0x12) & (head[1] == size - 2)]] = size
-    return out.tolist()
+    def _place(self, key: bytes) -> int:
+        """The slot of the series with these label bytes; -1 when they are not labels alone."""
+        labels = labels_of(key)
+        if labels is None:
+            return -1
+        place = self._where(labels)
+        if place.part >= 0:
+            self._fresh.append(place)
+        slot = self._slot_of[key] = self._slots.add(place)
+        return slot
 
-
-def _whole(raw: bytes) -> tuple[bytes, list[bytes]]:
-    """A series parsed field by field: its label bytes (the cache's key) and its samples' bytes."""
-    try:
-        ts = prompb.TimeSeriesView.FromString(raw)
-    except DecodeError:
-        raise BadRequest("a series that is not a prometheus.TimeSeries message") from None
-    key = b"".join(length_delimited(0x0A, label) for label in ts.labels)
-    return key, list(ts.samples)
-
-
-def samples_of(blobs: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
-    """Encoded prometheus.Sample messages -> (milliseconds, values), all at once.
-
-    A sample is a double (tag 0x09, 8 bytes; absent when 0) and a varint timestamp (tag 0x10), which
-    for any time from 1971 to 2109 takes 6 bytes: so nearly every sample is 16 bytes (or 7 for a 0)
-    laid out the same way, decoded as one numpy matrix. Any other shape is parsed one by one."""
-    n = len(blobs)
-    lengths = np.fromiter(map(len, blobs), np.int64, n)
-    joined = np.frombuffer(b"".join(blobs), np.uint8)
-    starts = np.cumsum(lengths) - lengths
-    t, v = np.zeros(n, np.int64), np.zeros(n, np.float64)
-    slow = np.ones(n, bool)
-    for size, value_at in ((16, 1), (7, -1)):
-        idx = np.flatnonzero(lengths == size)
-        if not len(idx):
-            continue
-        m = joined[starts[idx, None] + np.arange(size)]
-        ts = m[:, size - 7 :]  # tag 0x10 and 6 varint bytes: 5 with the continuation bit, 1 without
-        ok = (ts[:, 0] == 0x10) & np.all(ts[:, 1:6] >= 0x80, axis=1) & (ts[:, 6] < 0x80)
-        if value_at > 0:
-            ok &= m[:, 0] == 0x09
-            v[idx[ok]] = np.ascontiguousarray(m[ok, 1:9]).view("<f8").ravel()
-        digits = (ts[ok, 1:] & 0x7F).astype(np.int64) << (7 * np.arange(6, dtype=np.int64))
-        t[idx[ok]] = digits.sum(axis=1)
-        slow[idx[ok]] = False
-    for i in np.flatnonzero(slow):
-        try:
-            sample = prompb.Sample.FromString(blobs[i])
-        except DecodeError:
-            raise BadRequest("a sample that is not a prometheus.Sample message") from None
-        t[i], v[i] = sample.timestamp, sample.value
-    return t, v
-
-
-def parse(body: bytes) -> prompb.WriteRequestRaw:
-    """Snappy-compressed WriteRequest bytes -> the message; BadRequest when they are not that."""
-    try:
-        raw = bytes(cramjam.snappy.decompress_raw(body))
-    except Exception as exc:  # cramjam raises its own DecompressionError
-        raise BadRequest(f"the body is not snappy-compressed (block format): {exc}") from None
-    if len(raw) > MAX_BODY:
-        raise BadRequest(f"the decompressed request is {len(raw)} bytes, over {MAX_BODY}")
-    request = prompb.WriteRequestRaw()
-    try:
-        request.ParseFromString(raw)
-    except DecodeError as exc:
-        raise BadRequest(f"the body is not a prometheus.WriteRequest: {exc}") from None
-    return request
-
-
-def _where(labels: dict[str, str], node_label: str, strip_port: bool) -> _Series:
-    name = labels.pop("__name__", "")
-    if not _NAME.fullmatch(name):
-        return _Series(refused="no valid __name__ label")
-    t = target(name, labels)
-    if t is None:
-        return _Series(dropped=family(name))
-    raw_node = labels.get(node_label, "")
-    if not raw_node:
-        return _Series(refused=f"no {node_label} label to name its node")
-    node = node_of(raw_node, strip_port)
-    dev = device(t.table, labels)
-    if dev is None:
-        return _Series(refused=f"{t.table} series without the labels that name its device")
-    inventory = tuple((ours, labels[theirs]) for theirs, ours in INVENTORY_LABELS.get(t.table, {}).items()
-                      if labels.get(theirs))  # fmt: skip
-    # dcgm-exporter says Hostname, the agent's own /metrics hostname.
-    hostname = labels.get("Hostname") or labels.get("hostname") or ""
-    return _Series(node, t.table, dev, t.column, t.factor, hostname=hostname, inventory=inventory)
-
-
-def _kept(raw: bytes, why: str, shown: str) -> list[Kept]:
-    """A refused series' samples as they came (staleness markers too: kept means all of it)."""
-    try:
-        ts = prompb.TimeSeries.FromString(raw)
-    except DecodeError:
-        return [(why, shown, None, None)]
-    return [(why, shown, s.timestamp, s.value) for s in ts.samples] or [(why, shown, None, None)]
-
-
-def _show(raw: bytes) -> str:
-    try:
-        ts = prompb.TimeSeriesView.FromString(raw)
-        labels = {label.name: label.value for label in map(prompb.Label.FromString, ts.labels)}
-    except DecodeError:
-        return "(unreadable labels)"
-    name = labels.pop("__name__", "")
-    inner = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    return f"{name}{{{inner}}}"
+    def _where(self, labels: dict[str, str]) -> _Series:
+        name = labels.pop("__name__", "")
+        t = target(name, labels)
+        if t is None:
+            if not _NAME.fullmatch(name):
+                return _Series(refused="no valid __name__ label")
+            f = family(name)  # one place for all of a family's series: many, and all alike
+            return self._dropped.get(f) or self._dropped.setdefault(f, _Series(dropped=f))
+        raw_node = labels.get(self.node_label, "")
+        if not raw_node:
+            return _Series(refused=f"no {self.node_label} label to name its node")
+        node = self._nodes.get(raw_node) or self._nodes.setdefault(
+            raw_node, node_of(raw_node, self.strip_port)
+        )
+        dev = device(t.table, labels)
+        if dev is None:
+            return _Series(refused=f"{t.table} series without the labels that name its device")
+        inventory = tuple((ours, labels[theirs]) for theirs, ours in INVENTORY_LABELS.get(t.table, {}).items()
+                          if labels.get(theirs))  # fmt: skip
+        # dcgm-exporter says Hostname, the agent's own /metrics hostname.
+        hostname = labels.get("Hostname") or labels.get("hostname") or ""
+        where = (node, t.table, dev, t.column)
+        number = self.parts.get(where)
+        if number is None:
+            number = self.parts[where] = self._next
+            self._next += 1
+            self._new.append((number, where))
+        return _Series(
+            node, t.table, dev, t.column, t.factor, hostname=hostname, inventory=inventory, part=number
+        )

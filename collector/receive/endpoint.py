@@ -24,7 +24,7 @@ from typing import Any
 from ironsight.collector.receive.decode import BadRequest, Decoder
 from ironsight.collector.receive.senders import ANONYMOUS, Sender, identify
 from ironsight.collector.receive.staging import MAX_BACKLOG, Staging
-from ironsight.core.transport import PEER_NAMES
+from ironsight.core.http import PEER_NAMES
 
 log = logging.getLogger("ironsight.collector")
 

@@ -1,15 +1,19 @@
-"""Received samples: committed to `received` before the sender hears 2xx, settled into rows later.
+"""Received samples: durable in the journal before the sender hears 2xx, settled into rows later.
 
 A sender (Prometheus, vmagent) spreads the series of one scrape over parallel
 requests, so the parts of one row (a GPU's utilization, temperature, power at
 one scrape time) arrive in different requests, seconds apart. Each request is
-committed as it comes, one row per sample naming its place by number
-(received_parts), into `received`; samples settle into their tables settle_s
-after they arrived (Prometheus flushes each shard at least every 5 s, so a
-row's parts are all there by then). Settling pivots the parts into one row per
-(node, device, time) and fills in a row already stored rather than storing it
-twice, so a request retried after it settled changes nothing and a part that
-arrives late completes its row. All of a settle is one transaction.
+committed as it comes, a record per sample naming its place by number
+(received_parts), to the journal (journal.py: appended and fdatasync'd);
+samples settle into their tables settle_s after they arrived (Prometheus
+flushes each shard at least every 5 s, so a row's parts are all there by
+then). Settling pivots the parts into one row per (node, device, time) and
+fills in a row already stored rather than storing it twice, so a request
+retried after it settled changes nothing, a part that arrives late completes
+its row, and a journal segment settled again after a crash changes nothing.
+All of a settle is one transaction; its segments are deleted after it commits.
+The `received` table (where earlier versions committed each request) is
+settled the same way.
 
 Alignment rule (docs/receive.md): a row is the samples of one table, node,
 device and millisecond. Prometheus stamps every sample of one scrape with the
@@ -24,11 +28,14 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from ironsight.collector.receive.decode import Decoded, Kept, Part
+from ironsight.collector.receive.journal import Journal
 from ironsight.collector.receive.mapping import FB_FREE_COLUMN, XID_COLUMN
 from ironsight.core.schema import TABLES
 from ironsight.core.worker import Worker
@@ -37,22 +44,36 @@ log = logging.getLogger("ironsight.collector")
 
 SETTLE_S = 10.0
 MAX_BACKLOG = 5_000_000  # samples waiting to settle; past it senders get 503 and retry
+SETTLE_MOST = 2_000_000  # samples a settle takes at most: a long backlog settles in steps
 
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def _us(when: datetime) -> int:
+    """A naive UTC time as microseconds since the epoch."""
+    return int(when.replace(tzinfo=UTC).timestamp() * 1_000_000)
+
+
+def journal_of(db: Path) -> Path:
+    """The folder of received samples not yet settled, beside the store's file."""
+    return db.with_name(db.name + ".received")
+
+
 class Staging(Worker):
     """Stores what a request carried (store(), from request threads) and settles it (the thread)."""
 
-    def __init__(self, connect: Any, settle_s: float = SETTLE_S, every_s: float = 1.0) -> None:
-        """connect(): a new connection (cursor) to the store, for each thread that writes."""
+    def __init__(self, connect: Any, journal: Path, settle_s: float = SETTLE_S, every_s: float = 1.0) -> None:
+        """connect(): a new connection (cursor) to the store, for each thread that writes; journal: the
+        folder of samples not yet settled (journal_of(the store's file))."""
         super().__init__("receive-settle")
         self.connect = connect
         self.settle_s, self.every_s = settle_s, every_s
         self.con = connect()
-        self.backlog = int(self.con.execute("SELECT count(*) FROM received").fetchall()[0][0])
+        self.journal = Journal(journal)
+        older = int(self.con.execute("SELECT count(*) FROM received").fetchall()[0][0])
+        self.backlog = older + self.journal.pending
         self.settled_rows = 0
         self.last_error = ""
         self._lock = threading.Lock()
@@ -65,7 +86,6 @@ class Staging(Worker):
         self._group = threading.Condition()
         self._waiting: list[_Ticket] = []
         self._committing = False
-        self._writer: Any = None  # the connection group commits use, one at a time
 
     def parts(self) -> dict[Part, int]:
         """The places numbered so far: a restarted collector goes on numbering after them."""
@@ -145,21 +165,16 @@ class Staging(Worker):
             raise ticket.error
 
     def _insert(self, rows: pa.Table) -> None:
-        if self._writer is None:
-            self._writer = self.connect()
-        self._writer.register("incoming", rows)
-        try:
-            # Arrival in UTC from Python, as settle()'s cutoff: DuckDB's now()::TIMESTAMP is local time.
-            self._writer.execute("INSERT INTO received SELECT part, time, value, ? FROM incoming", [_now()])
-        finally:
-            self._writer.unregister("incoming")
+        arrival = _us(_now())
+        part, time, value = (rows.column(i).to_numpy() for i in range(3))
+        self.journal.append(part, time.astype("datetime64[ms]").view(np.int64), value, arrival)
 
     def run(self) -> None:
         while not self.sleep(self.every_s):
             try:
                 self.settle(_now() - timedelta(seconds=self.settle_s))
                 self.last_error = ""
-            except Exception as exc:  # the next pass tries again; nothing left `received`
+            except Exception as exc:  # the next pass tries again; nothing left the journal
                 msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 if msg != self.last_error:
                     log.error("settling received samples failed: %s", msg)
@@ -169,16 +184,25 @@ class Staging(Worker):
         """The samples that arrived by cutoff (UTC), into their tables' rows, and the nodes and devices
         named since the last settle; returns the rows inserted."""
         con = self.con
+        self.journal.rotate()
+        segments = self.journal.ready(_us(cutoff), SETTLE_MOST)
+        records = self.journal.read(segments)
         with self._lock:
             facts, devices = self._facts, self._devices
             self._facts, self._devices = {}, {}
+        con.register("rx_journal", pa.table({
+            "part": np.ascontiguousarray(records["part"]),
+            "time": np.ascontiguousarray(records["time"]).astype("datetime64[ms]"),
+            "value": np.ascontiguousarray(records["value"]),
+        }))  # fmt: skip
         con.execute("BEGIN TRANSACTION")
         try:
             _upsert_nodes(con, facts)
             _upsert_devices(con, list(devices.items()))
             con.execute(
-                "CREATE OR REPLACE TEMP TABLE rx_parts AS SELECT p.node, p.tbl, p.device, p.col, r.time, r.value, "
-                "r.received_at FROM received r JOIN received_parts p USING (part) WHERE r.received_at <= ?",
+                "CREATE OR REPLACE TEMP TABLE rx_parts AS SELECT p.node, p.tbl, p.device, p.col, r.time, r.value "
+                "FROM (SELECT part, time, value FROM received WHERE received_at <= ? UNION ALL "
+                "SELECT part, time, value FROM rx_journal) r JOIN received_parts p USING (part)",
                 [cutoff],
             )
             tables = [r[0] for r in con.execute("SELECT DISTINCT tbl FROM rx_parts ORDER BY 1").fetchall()]
@@ -193,16 +217,19 @@ class Staging(Worker):
                 self._facts = {**facts, **self._facts}
                 self._devices = {**devices, **self._devices}
             raise
+        finally:
+            con.unregister("rx_journal")
+        # Settled and committed: a crash before this line settles them again, which changes nothing.
+        self.journal.remove(segments)
         with self._lock:
             self._devices_written.update(devices)
-            self.backlog = max(0, self.backlog - int(gone))
+            self.backlog = max(0, self.backlog - int(gone) - len(records))
             self.settled_rows += rows
         return rows
 
     def close(self) -> None:
+        self.journal.close()
         self.con.close()
-        if self._writer is not None:
-            self._writer.close()
 
 
 @dataclass

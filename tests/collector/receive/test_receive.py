@@ -4,7 +4,6 @@ retries, refusals, units, XIDs, who may write for which node."""
 from __future__ import annotations
 
 import base64
-import io
 import struct
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,55 +13,10 @@ from typing import Any
 import cramjam
 import pytest
 
-from ironsight.collector.receive.decode import STALE_NAN, Decoder
-from ironsight.collector.receive.endpoint import Receiver
-from ironsight.collector.receive.senders import Sender, SendersError, load
-from ironsight.collector.receive.staging import Staging
-from ironsight.collector.store import Store
-from ironsight.prompb import remote_pb2 as prompb
+from ironsight.collector.receive.decode import STALE_NAN
+from ironsight.collector.receive.senders import SendersError, load
 
-T = 1_764_000_000_000  # ms
-LATER = datetime(2100, 1, 1)
-GPU = {
-    "instance": "gpu-1:9400",
-    "gpu": "0",
-    "UUID": "GPU-1",
-    "modelName": "NVIDIA H200",
-    "Hostname": "gpu-1.lab",
-}
-Labels = dict[str, str]
-
-
-def request(*series: tuple[str, Labels, list[tuple[int, float]]]) -> bytes:
-    req = prompb.WriteRequest()
-    for name, labels, samples in series:
-        ts = req.timeseries.add()
-        for k, v in sorted({"__name__": name, **labels}.items()):
-            ts.labels.add(name=k, value=v)
-        for t, value in samples:
-            ts.samples.add(timestamp=t, value=value)
-    return bytes(cramjam.snappy.compress_raw(req.SerializeToString()))
-
-
-class Rx:
-    def __init__(self, tmp: Path, senders: list[Sender] | None = None) -> None:
-        self.store = Store(tmp / "rx.duckdb")
-        self.staging = Staging(self.store.reader)
-        decoder = Decoder(parts=self.staging.parts(), register=self.staging.register)
-        self.app = Receiver(self.staging, decoder, senders)
-
-    def post(self, body: bytes, **headers: Any) -> tuple[int, str]:
-        environ: dict[str, Any] = {
-            "PATH_INFO": "/api/v1/write", "REQUEST_METHOD": "POST", "CONTENT_LENGTH": str(len(body)),
-            "CONTENT_TYPE": "application/x-protobuf", "HTTP_CONTENT_ENCODING": "snappy",
-            "wsgi.input": io.BytesIO(body), **headers,
-        }  # fmt: skip
-        got: list[str] = []
-        out = b"".join(self.app(environ, lambda status, _headers: got.append(status)))
-        return int(got[0].split()[0]), out.decode()
-
-    def rows(self, sql: str) -> list[tuple[Any, ...]]:
-        return self.store.con.sql(sql).fetchall()
+from support.receive import GPU, LATER, Rx, T, request
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from ironsight.collector.receive.decode import Decoder
 from ironsight.collector.receive.mapping import TARGETS
-from ironsight.collector.receive.staging import Staging
+from ironsight.collector.receive.staging import Staging, journal_of
 from ironsight.collector.remote_write.encode import Encoder
 from ironsight.collector.store import Store
 from ironsight.core.columnar import to_arrow
@@ -46,7 +46,7 @@ def test_every_mapped_column_comes_back_on_its_row(tmp_path: Path) -> None:
         enc.learn(info.node_id, info)
     tables = [(t.name, to_arrow(b.node_id, t)) for b in batches for t in b.tables]
     received = Store(tmp_path / "received.duckdb")
-    staging = Staging(received.reader, settle_s=10)
+    staging = Staging(received.reader, journal_of(received.path), settle_s=10)
     # instance is the node id, as docs/fleet.md scrapes agents
     decoder = Decoder(strip_port=False, parts=staging.parts(), register=staging.register)
     parts = []
