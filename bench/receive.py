@@ -3,8 +3,10 @@
 One stream for all three, built once by receivers.build: nodes of 8 GPUs
 at 1 s, each node's second one snappy WriteRequest of node_exporter and
 dcgm-exporter series (instance = node), posted in time order per node over
-CONNECTIONS keep-alive connections from a separate process. Per receiver:
-samples per second acknowledged (ironsight: committed to `received`;
+CONNECTIONS keep-alive connections from a separate process (a dropped
+connection is retried on a new one and counted; a request never acknowledged
+fails the row). Per receiver: samples per second acknowledged (ironsight:
+committed to its journal;
 Prometheus: appended to its WAL; VictoriaMetrics: buffered), and for
 ironsight also per second until every sample has settled into rows (the
 backlog on /metrics is 0; settle delay 1 s). CPU seconds per million
@@ -28,7 +30,13 @@ NAME = "receive"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rx-nodes", type=int, default=64, help="nodes of 8 GPUs, each a stream")
-    p.add_argument("--rx-seconds", type=int, default=30, help="seconds of 1 s scrapes each node sends")
+    p.add_argument(
+        "--rx-seconds",
+        type=int,
+        default=60,
+        help="seconds of 1 s scrapes each node sends "
+        "(the first carries every series new: a longer run is nearer a sender's steady state)",
+    )
 
 
 def _ironsight(tmp: str) -> tuple[subprocess.Popen[bytes], str, int]:
@@ -63,6 +71,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                     raise SystemExit(f"{kind}: {result['errors']}")
                 key = kind.replace("-", "_")
                 out[f"{key}_samples_per_second"] = round(samples / float(result["seconds"]))
+                out[f"{key}_requests_retried"] = result["retried"]  # connections dropped, sent again
                 out[f"{key}_cpu_s_per_million"] = round(used / samples * 1e6, 3)
                 out[f"{key}_sender_cpu_s_per_million"] = round(float(result["cpu_s"]) / samples * 1e6, 3)
                 if http:

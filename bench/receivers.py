@@ -152,7 +152,7 @@ def send(url: str, folder: Path) -> dict[str, object]:
 
     parts = urlsplit(url)
     files = sorted(folder.iterdir())
-    ok, failed = [0], list[str]()
+    ok, retried, failed = [0], [0], list[str]()
     lock = threading.Lock()
 
     def worker(k: int) -> None:
@@ -161,9 +161,20 @@ def send(url: str, folder: Path) -> dict[str, object]:
                    "X-Prometheus-Remote-Write-Version": "0.1.0"}  # fmt: skip
         for path in files[k::CONNECTIONS]:
             for request in records(path):
-                conn.request("POST", parts.path, body=request, headers=headers)
-                resp = conn.getresponse()
-                body = resp.read()
+                for attempt in range(5):  # a dropped connection is retried on a new one, as senders do
+                    try:
+                        conn.request("POST", parts.path, body=request, headers=headers)
+                        resp = conn.getresponse()
+                        body = resp.read()
+                        break
+                    except (OSError, http.client.HTTPException) as exc:
+                        conn.close()
+                        with lock:
+                            retried[0] += 1
+                            if attempt == 4 and len(failed) < 3:
+                                failed.append(f"{type(exc).__name__}: {exc}")
+                else:
+                    continue
                 with lock:
                     if 200 <= resp.status < 300:
                         ok[0] += 1
@@ -176,7 +187,15 @@ def send(url: str, folder: Path) -> dict[str, object]:
         t.start()
     for t in threads:
         t.join()
-    return {"requests": ok[0], "errors": failed, "seconds": time.perf_counter() - started}
+    sent = sum(len(records(f)) for f in files)
+    if ok[0] != sent and not failed:
+        failed.append(f"{sent - ok[0]} of {sent} requests not acknowledged")
+    return {
+        "requests": ok[0],
+        "retried": retried[0],
+        "errors": failed,
+        "seconds": time.perf_counter() - started,
+    }
 
 
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "--send":

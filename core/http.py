@@ -94,6 +94,7 @@ def make(host: str, port: int, app: Any) -> WSGIServer:
 
     class Server(ThreadingWSGIServer):
         address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        request_queue_size = 1024  # socketserver's 5 drops connections a sender's shards open at once
 
     server = Server((host, port), Handler)
     server.set_app(app)

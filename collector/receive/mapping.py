@@ -85,7 +85,10 @@ TARGETS = _targets()
 def target(name: str, labels: Mapping[str, str]) -> Target | None:
     """The column a series lands in, or None: ironsight has no column for it."""
     for t in TARGETS.get(name, ()):
-        if all(labels.get(k) == v for k, v in t.fixed):
+        for k, v in t.fixed:
+            if labels.get(k) != v:
+                break
+        else:
             return t
     return None
 

@@ -47,8 +47,8 @@ def _prometheus(request: list[Series]) -> bytes:
     req = prompb.WriteRequest()
     for name, instance, samples in request:
         ts = req.timeseries.add()
-        for k, v in _labels(name, instance):
-            ts.labels.add(name=k, value=v)
+        for k, label in _labels(name, instance):
+            ts.labels.add(name=k, value=label)
         for t, v in samples:
             ts.samples.add(timestamp=t, value=v)
     return bytes(cramjam.snappy.compress_raw(req.SerializeToString()))
@@ -70,7 +70,8 @@ def _reordered(request: list[Series]) -> bytes:
 
 
 def _expected(request: list[Series]) -> tuple[list[tuple[object, ...]], int, dict[str, int]]:
-    rows, refused, dropped = [], 0, {}
+    rows: list[tuple[object, ...]] = []
+    refused, dropped = 0, dict[str, int]()
     for name, instance, samples in request:
         spec = NAMES[name]
         if spec is None:
