@@ -124,7 +124,7 @@ class Receiver:
         with self._lock:
             s = self.stats.setdefault(sender.name, SenderStats())
             s.samples += got.samples
-            s.stored += got.rows.num_rows
+            s.stored += got.stored
             s.series += got.series
             s.refused += len(got.refused)
             s.dropped.update(got.dropped)
@@ -133,7 +133,7 @@ class Receiver:
             shown = "\n".join(got.refused[:SHOWN_REFUSED])
             more = len(got.refused) - SHOWN_REFUSED
             tail = f"\n... and {more} more" if more > 0 else ""
-            return "400 Bad Request", (f"stored {got.rows.num_rows} samples; refused {len(got.refused)} "
+            return "400 Bad Request", (f"stored {got.stored} samples; refused {len(got.refused)} "
                                        f"series (their samples kept in received_refused):\n{shown}{tail}\n"), []  # fmt: skip
         return "204 No Content", "", []
 

@@ -44,6 +44,7 @@ log = logging.getLogger("ironsight.collector")
 
 SETTLE_S = 10.0
 MAX_BACKLOG = 5_000_000  # samples waiting to settle; past it senders get 503 and retry
+Rows = tuple[np.ndarray, np.ndarray, np.ndarray]  # place numbers, milliseconds, values
 SETTLE_MOST = 2_000_000  # samples a settle takes at most: a long backlog settles in steps
 
 
@@ -106,10 +107,10 @@ class Staging(Worker):
     def store(self, got: Decoded, sender: str) -> None:
         """The request's samples, committed when this returns; the nodes and devices they name wait for
         settle(). Requests arriving together share one transaction (a commit costs some 4 ms)."""
-        if got.rows.num_rows:
-            self._commit(got.rows)
+        if got.stored:
+            self._commit((got.part, got.time_ms, got.value))
         with self._lock:
-            self.backlog += got.rows.num_rows
+            self.backlog += got.stored
             for node in got.nodes:
                 hostname = got.hostnames.get(node) or self._hostnames.get(node, "")
                 self._hostnames[node] = hostname
@@ -138,7 +139,7 @@ class Staging(Worker):
         finally:
             con.close()
 
-    def _commit(self, rows: pa.Table) -> None:
+    def _commit(self, rows: Rows) -> None:
         """Group commit: the first waiting request thread inserts everything waiting, then wakes the rest."""
         ticket = _Ticket(rows)
         with self._group:
@@ -152,7 +153,8 @@ class Staging(Worker):
                 self._group.release()
                 error: BaseException | None = None
                 try:
-                    self._insert(pa.concat_tables([t.rows for t in batch]))
+                    part, time, value = (np.concatenate([t.rows[k] for t in batch]) for k in range(3))
+                    self._insert((part, time, value))
                 except Exception as exc:  # each request answers 503 with it
                     error = exc
                 finally:
@@ -164,10 +166,8 @@ class Staging(Worker):
         if ticket.error is not None:
             raise ticket.error
 
-    def _insert(self, rows: pa.Table) -> None:
-        arrival = _us(_now())
-        part, time, value = (rows.column(i).to_numpy() for i in range(3))
-        self.journal.append(part, time.astype("datetime64[ms]").view(np.int64), value, arrival)
+    def _insert(self, rows: Rows) -> None:
+        self.journal.append(*rows, arrival_us=_us(_now()))
 
     def run(self) -> None:
         while not self.sleep(self.every_s):
@@ -234,7 +234,7 @@ class Staging(Worker):
 
 @dataclass
 class _Ticket:
-    rows: pa.Table
+    rows: Rows
     done: bool = False
     error: BaseException | None = None
 

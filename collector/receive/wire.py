@@ -107,31 +107,56 @@ def samples_at(buf: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> tuple[
 
     A sample is a double (tag 0x09, 8 bytes; absent when 0) and a varint timestamp (tag 0x10), which
     for any time from 1971 to 2109 takes 6 bytes: so nearly every sample is 16 bytes (or 7 for a 0)
-    laid out the same way, decoded as one numpy matrix. Any other shape is parsed one by one."""
+    laid out the same way, decoded as a numpy matrix. Any other shape is parsed one by one."""
     n = len(starts)
     t, v = np.zeros(n, np.int64), np.zeros(n, np.float64)
     slow = np.ones(n, bool)
-    for size, value_at in ((16, 1), (7, -1)):
-        idx = np.flatnonzero(sizes == size)
-        if not len(idx):
-            continue
-        # Each sample's bytes as a row of a window view of buf: one gather, no index matrix.
-        m = np.lib.stride_tricks.sliding_window_view(buf, size)[starts[idx]]
-        ts = m[:, size - 7 :]  # tag 0x10 and 6 varint bytes: 5 with the continuation bit, 1 without
-        ok = (ts[:, 0] == 0x10) & np.all(ts[:, 1:6] >= 0x80, axis=1) & (ts[:, 6] < 0x80)
-        if value_at > 0:
-            ok &= m[:, 0] == 0x09
-            v[idx[ok]] = np.ascontiguousarray(m[ok, 1:9]).view("<f8").ravel()
-        digits = (ts[ok, 1:] & 0x7F).astype(np.int64) << (7 * np.arange(6, dtype=np.int64))
-        t[idx[ok]] = digits.sum(axis=1)
+    every = sizes == 16
+    idx = np.arange(n) if every.all() else np.flatnonzero(every)
+    if len(idx):
+        ok, t16, v16 = _sixteen(buf, starts[idx])
+        t[idx], v[idx], slow[idx] = t16, v16, ~ok
+    idx = np.flatnonzero(sizes == 7)
+    if len(idx):  # a 0: no value field
+        m = _rows(buf, starts[idx], 7)
+        ok = (m[:, 0] == 0x10) & np.all(m[:, 1:6] >= 0x80, axis=1) & (m[:, 6] < 0x80)
+        t[idx[ok]] = ((m[ok, 1:] & 0x7F).astype(np.int64) << (7 * np.arange(6, dtype=np.int64))).sum(axis=1)
         slow[idx[ok]] = False
-    for i in np.flatnonzero(slow).tolist():
+    for i in np.flatnonzero(slow).tolist():  # other shapes, and those the checks above turned down
         try:
             sample = prompb.Sample.FromString(buf[starts[i] : starts[i] + sizes[i]].tobytes())
         except DecodeError:
             raise BadRequest("a sample that is not a prometheus.Sample message") from None
         t[i], v[i] = sample.timestamp, sample.value
     return t, v
+
+
+# The 16-byte shape as two little-endian words: lo = 0x09 and the value's first 7 bytes; hi = its last byte,
+# 0x10, five varint bytes with the continuation bit and a last one without.
+_CONTINUED = np.uint64(sum(1 << (8 * k + 7) for k in range(2, 7)))
+_CONTINUATION = _CONTINUED | np.uint64(1 << 63)
+
+
+def _sixteen(buf: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(whether each has the shape, milliseconds, values) of 16-byte samples, on whole words."""
+    w = _rows(buf, starts, 16).view("<u8")  # the gather's copy is contiguous: two words a row
+    lo, hi = w[:, 0], w[:, 1]
+    ok = ((lo & np.uint64(0xFF)) == 0x09) & (((hi >> np.uint64(8)) & np.uint64(0xFF)) == 0x10)
+    ok &= (hi & _CONTINUATION) == _CONTINUED
+    value = ((lo >> np.uint64(8)) | (hi << np.uint64(56))).view("<f8")
+    ms = np.zeros(len(hi), np.uint64)
+    for k in range(6):
+        ms |= ((hi >> np.uint64(16 + 8 * k)) & np.uint64(0x7F)) << np.uint64(7 * k)
+    return ok, ms.view(np.int64), value
+
+
+def _rows(buf: np.ndarray, starts: np.ndarray, size: int) -> np.ndarray:
+    """Each sample's bytes as a row of a window view of buf: one gather, no index matrix."""
+    windows: np.ndarray = np.lib.stride_tricks.as_strided(
+        buf, (len(buf) - size + 1, size), (1, 1), writeable=False
+    )
+    rows: np.ndarray = windows[starts]
+    return rows
 
 
 def parse(body: bytes) -> prompb.WriteRequestRaw:
