@@ -106,7 +106,7 @@ class Staging(Worker):
 
     def store(self, got: Decoded, sender: str) -> None:
         """The request's samples, committed when this returns; the nodes and devices they name wait for
-        settle(). Requests arriving together share one transaction (a commit costs some 4 ms)."""
+        settle(). Requests arriving together share one journal write (an fdatasync)."""
         if got.stored:
             self._commit((got.part, got.time_ms, got.value))
         with self._lock:
@@ -140,7 +140,7 @@ class Staging(Worker):
             con.close()
 
     def _commit(self, rows: Rows) -> None:
-        """Group commit: the first waiting request thread inserts everything waiting, then wakes the rest."""
+        """Group commit: the first waiting request thread writes everything waiting, then wakes the rest."""
         ticket = _Ticket(rows)
         with self._group:
             self._waiting.append(ticket)
