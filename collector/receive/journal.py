@@ -92,12 +92,16 @@ class Journal:
             self.closed.append(self._open)
             self._open, self._fd = None, -1
 
-    def ready(self, cutoff_us: int, most: int) -> list[Segment]:
-        """Closed segments whose samples all arrived by cutoff, oldest first, up to about `most` samples."""
+    def ready(self, cutoff_us: int, now_us: int, most: int) -> list[Segment]:
+        """Closed segments whose samples all arrived by cutoff, oldest first, up to about `most` samples.
+        One that arrived after now was written before the clock was set back: it is ready at once
+        rather than hours later (a part of a row that comes after it completes the row)."""
         out: list[Segment] = []
         with self._lock:
             for s in self.closed:
-                if s.newest_us > cutoff_us or (out and sum(x.samples for x in out) + s.samples > most):
+                if cutoff_us < s.newest_us <= now_us or (
+                    out and sum(x.samples for x in out) + s.samples > most
+                ):
                     break
                 out.append(s)
         return out

@@ -185,7 +185,7 @@ class Staging(Worker):
         named since the last settle; returns the rows inserted."""
         con = self.con
         self.journal.rotate()
-        segments = self.journal.ready(_us(cutoff), SETTLE_MOST)
+        segments = self.journal.ready(_us(cutoff), max(_us(_now()), _us(cutoff)), SETTLE_MOST)
         records = self.journal.read(segments)
         with self._lock:
             facts, devices = self._facts, self._devices

@@ -30,24 +30,32 @@ def test_samples_come_back_exact_and_settle_by_arrival(tmp_path: Path) -> None:
     j = Journal(tmp_path / "j")
     _append(j, 3, 0, 1_000)
     _append(j, 2, 10, 2_000)
-    assert j.ready(10**18, 100) == []  # the segment in use never settles
+    assert j.ready(10**18, 10**18, 100) == []  # the segment in use never settles
     j.rotate()
     _append(j, 4, 20, 9_000)
     j.rotate()
     assert j.pending == 9
-    first = j.ready(5_000, 100)  # the second segment's samples arrived after the cutoff
+    first = j.ready(5_000, 10_000, 100)  # the second segment's samples arrived after the cutoff
     assert [s.samples for s in first] == [5]
     got = j.read(first)
     assert got["part"].tolist() == [0, 1, 2, 10, 11]
     assert got["time"].tolist() == [T, T + 1, T + 2, T, T + 1]
     assert got["value"].tolist() == [0.0, 0.5, 1.0, 10.0, 11.0]
-    assert [s.samples for s in j.ready(10_000, 100)] == [5, 4]
-    assert [s.samples for s in j.ready(10_000, 6)] == [5]  # at most about `most`, whole segments
+    assert [s.samples for s in j.ready(10_000, 10_000, 100)] == [5, 4]
+    assert [s.samples for s in j.ready(10_000, 10_000, 6)] == [5]  # at most about `most`, whole segments
+    # The clock set back an hour: what arrived "after now" was written before, and settles at once.
+    assert [s.samples for s in j.ready(2_000, 3_000, 100)] == [5, 4]
+    assert [s.samples for s in j.ready(1_000, 3_000, 100)] == []  # the first is not old enough yet
     j.remove(first)
     assert j.pending == 4 and len(list((tmp_path / "j").iterdir())) == 1
     j.close()
     again = Journal(tmp_path / "j")  # a restart finds what was not settled
-    assert again.pending == 4 and again.read(again.ready(10_000, 100))["part"].tolist() == [20, 21, 22, 23]
+    assert again.pending == 4 and again.read(again.ready(10_000, 10_000, 100))["part"].tolist() == [
+        20,
+        21,
+        22,
+        23,
+    ]
 
 
 def test_a_write_a_crash_cut_short_is_cut_off_and_kept_aside(
@@ -68,7 +76,7 @@ def test_a_write_a_crash_cut_short_is_cut_off_and_kept_aside(
     assert "moved to" in caplog.text
     _append(again, 1, 30, 2_000)  # and the journal goes on after it
     again.rotate()
-    assert again.read(again.ready(10_000, 100))["part"].tolist() == [0, 1, 2, 10, 11, 30]
+    assert again.read(again.ready(10_000, 10_000, 100))["part"].tolist() == [0, 1, 2, 10, 11, 30]
 
 
 def test_a_failed_write_leaves_nothing_of_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -84,7 +92,7 @@ def test_a_failed_write_leaves_nothing_of_it(tmp_path: Path, monkeypatch: pytest
     monkeypatch.undo()
     _append(j, 1, 20, 1_000)
     j.rotate()
-    assert j.pending == 3 and j.read(j.ready(10_000, 100))["part"].tolist() == [0, 1, 20]
+    assert j.pending == 3 and j.read(j.ready(10_000, 10_000, 100))["part"].tolist() == [0, 1, 20]
 
 
 def test_what_was_acknowledged_settles_after_a_restart_and_settling_twice_changes_nothing(
