@@ -24,6 +24,7 @@ import os
 import struct
 import threading
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,14 +136,23 @@ class Journal:
         return self._open
 
 
-def _records(path: Path, size: int) -> np.ndarray:
-    data = np.fromfile(path, np.uint8, count=size)
-    parts, at = [], 0
+def _chunks(data: bytes, verify: bool) -> Iterator[tuple[int, int, int, int]]:
+    """(payload start, payload end, samples, arrival) of each whole chunk, in order; with verify, up to the
+    first that is cut short or does not match its magic and CRC."""
+    at = 0
     while at + HEADER.size <= len(data):
-        _, count, _, _ = HEADER.unpack_from(data[at : at + HEADER.size].tobytes())
-        start = at + HEADER.size
-        parts.append(data[start : start + count * RECORD.itemsize].view(RECORD))
-        at = start + count * RECORD.itemsize
+        magic, count, arrival, crc = HEADER.unpack_from(data, at)
+        start, end = at + HEADER.size, at + HEADER.size + count * RECORD.itemsize
+        if verify and (magic != MAGIC or end > len(data) or zlib.crc32(data[start:end]) != crc):
+            return
+        yield start, end, count, arrival
+        at = end
+
+
+def _records(path: Path, size: int) -> np.ndarray:
+    with path.open("rb") as f:
+        data = f.read(size)
+    parts = [np.frombuffer(data, RECORD, count, start) for start, _, count, _ in _chunks(data, verify=False)]
     return np.concatenate(parts) if parts else np.empty(0, RECORD)
 
 
@@ -150,11 +160,7 @@ def _recover(path: Path) -> Segment:
     """A segment left by an earlier run: its whole chunks; a torn last one (never acknowledged) cut off."""
     data = path.read_bytes()
     segment, at = Segment(path), 0
-    while at + HEADER.size <= len(data):
-        magic, count, arrival, crc = HEADER.unpack_from(data, at)
-        end = at + HEADER.size + count * RECORD.itemsize
-        if magic != MAGIC or end > len(data) or zlib.crc32(data[at + HEADER.size : end]) != crc:
-            break
+    for _, end, count, arrival in _chunks(data, verify=True):
         segment.samples += count
         segment.newest_us = max(segment.newest_us, arrival)
         at = end
