@@ -97,11 +97,7 @@ class Decoder:
         known = self._known  # this request's generation, whatever happens to it meanwhile
         facts = Facts()
         keys = wire.keys()
-        slot = np.fromiter(map(known.slot_of.get, keys, repeat(-1)), np.int64, len(keys))
-        slot[wire.tails == 0] = -1  # parsed whole below, whatever b"" names
-        new = np.flatnonzero((slot < 0) & (wire.tails > 0))
-        if len(new):
-            slot[new] = self.places.learn(known, [keys[i] for i in new.tolist()], facts)
+        slot = self._slots(known, keys, facts, wire.tails > 0)  # the rest: parsed whole below
         one = np.flatnonzero(slot >= 0)
         counts = np.ones(len(keys), np.int64)
         t, v = wire.last_samples(one)
@@ -127,12 +123,19 @@ class Decoder:
             keys.append(key)
             counts.append(len(samples))
             blobs.extend(samples)
-        slots = np.fromiter(map(known.slot_of.get, keys, repeat(-1)), np.int64, len(keys))
-        new = np.flatnonzero(slots < 0)
-        if len(new):
-            slots[new] = self.places.learn(known, [keys[i] for i in new.tolist()], facts)
+        slots = self._slots(known, keys, facts, np.ones(len(keys), bool))
         slots[slots < 0] = known.unreadable
         return slots, np.array(counts, np.int64), blobs
+
+    def _slots(self, known: Known, keys: list[bytes], facts: Facts, wanted: np.ndarray) -> np.ndarray:
+        """The slot of each wanted key (-1 for the others): looked up, and those met for the first time
+        learnt (-1 where the bytes are not labels alone)."""
+        slot = np.fromiter(map(known.slot_of.get, keys, repeat(-1)), np.int64, len(keys))
+        slot[~wanted] = -1  # whatever their bytes name (b"" for a series not of the one-sample shape)
+        new = np.flatnonzero((slot < 0) & wanted)
+        if len(new):
+            slot[new] = self.places.learn(known, [keys[i] for i in new.tolist()], facts)
+        return slot
 
     @staticmethod
     def _series(
