@@ -152,7 +152,7 @@ def send(url: str, folder: Path) -> dict[str, object]:
 
     parts = urlsplit(url)
     files = sorted(folder.iterdir())
-    ok, retried, failed = [0], [0], list[str]()
+    ok, sent, retried, failed = [0], [0], [0], list[str]()
     lock = threading.Lock()
 
     def worker(k: int) -> None:
@@ -161,6 +161,8 @@ def send(url: str, folder: Path) -> dict[str, object]:
                    "X-Prometheus-Remote-Write-Version": "0.1.0"}  # fmt: skip
         for path in files[k::CONNECTIONS]:
             for request in records(path):
+                with lock:
+                    sent[0] += 1
                 for attempt in range(5):  # a dropped connection is retried on a new one, as senders do
                     try:
                         conn.request("POST", parts.path, body=request, headers=headers)
@@ -187,15 +189,10 @@ def send(url: str, folder: Path) -> dict[str, object]:
         t.start()
     for t in threads:
         t.join()
-    sent = sum(len(records(f)) for f in files)
-    if ok[0] != sent and not failed:
-        failed.append(f"{sent - ok[0]} of {sent} requests not acknowledged")
-    return {
-        "requests": ok[0],
-        "retried": retried[0],
-        "errors": failed,
-        "seconds": time.perf_counter() - started,
-    }
+    seconds = time.perf_counter() - started
+    if ok[0] != sent[0] and not failed:
+        failed.append(f"{sent[0] - ok[0]} of {sent[0]} requests not acknowledged")
+    return {"requests": ok[0], "retried": retried[0], "errors": failed, "seconds": seconds}
 
 
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "--send":
