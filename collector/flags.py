@@ -53,7 +53,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--cold-after", type=duration_arg, default=0.0, metavar="DURATION",
         help="move each whole UTC day of raw samples this long after it ends into Parquet files beside the "
-        "database (DB.cold/), about a seventh of the space, every value exact and still queried as before "
+        "database (DB.cold/), about a ninth of the space, every value exact and still queried as before "
         "(default 0: off), e.g. 2h",
     )  # fmt: skip
     p.add_argument(

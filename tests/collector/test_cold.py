@@ -186,3 +186,44 @@ def test_any_double_reads_back_bit_for_bit(
     got = con.sql(sql).to_arrow_table().column("load1").to_pylist()
     as_bits = lambda xs: [None if x is None else np.float64(x).view(np.int64) for x in xs]  # noqa: E731
     assert as_bits(got) == as_bits(values)
+
+
+def test_each_column_is_written_in_the_encoding_that_comes_out_smallest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyarrow.parquet as pq
+
+    t = TABLES["gpu"]
+    n = 200_000  # a day of 2 GPUs at 1 s, give or take
+    rng = np.random.default_rng(7)
+    energy = np.cumsum(rng.integers(69_000, 71_000, n)) / 1000  # a counter: mJ, steadily climbing
+    # A gauge, as GPUs of one job draw power: the same course on each (a page of 20,000 rows never
+    # sees the other GPU's), on a few values at a time, a held value for a few seconds.
+    course = np.repeat(rng.choice([69.85, 70.1, 402.5, 398.25, 401.0], n // 8), 4)
+    power = np.concatenate([course, course])
+    batch = pa.RecordBatch.from_pydict({
+        "node": ["n"] * n, "device": ["0"] * (n // 2) + ["1"] * (n // 2),
+        "time": pa.array(np.arange(n, dtype=np.int64) * 1_000_000, pa.timestamp("us")),
+        **{f.name: pa.array([None] * n, pa.int64() if f.type == "int" else pa.float64()) for f in t.fields},
+    })  # fmt: skip
+    for name, values in (("energy_joules", energy), ("power_watts", power)):
+        batch = batch.set_column(batch.schema.get_field_index(name), name, pa.array(values))
+    path = tmp_path / "gpu.parquet"
+    assert cold._write(path, [batch], t) == n
+    meta = pq.ParquetFile(path).metadata.row_group(0)
+    chunk = {meta.column(i).path_in_schema: meta.column(i) for i in range(meta.num_columns)}
+    assert "DELTA_BINARY_PACKED" in chunk["energy_joules"].encodings
+    assert "DELTA_BINARY_PACKED" not in chunk["power_watts"].encodings
+    # Pages of 256 Ki rows, not Arrow's 20,000: zstd gets the context to find a series' repeats.
+    monkeypatch.setattr(cold, "PAGE_ROWS", 20_000)
+    cold._write(tmp_path / "small-pages.parquet", [batch], t)
+    small = pq.ParquetFile(tmp_path / "small-pages.parquet").metadata.row_group(0)
+    sizes = {
+        small.column(i).path_in_schema: small.column(i).total_compressed_size for i in range(meta.num_columns)
+    }
+    assert chunk["power_watts"].total_compressed_size < 0.9 * sizes["power_watts"]
+    con = duckdb.connect()
+    con.execute("CREATE TABLE gpu_hot AS SELECT * FROM (SELECT NULL::VARCHAR AS node) WHERE false")
+    got = con.sql(cold.view_sql("gpu", [str(path)]).split(" UNION ALL ", 1)[1]).to_arrow_table()
+    assert np.array_equal(got.column("energy_joules").to_numpy(), energy)
+    assert np.array_equal(got.column("power_watts").to_numpy(), power)
