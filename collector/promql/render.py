@@ -66,21 +66,22 @@ def _matrix_json(value: Vector | Scalar, start_ms: int, step_ms: int) -> str:
 
 def _texts(values: np.ndarray) -> pa.Array:
     """Each value as Go's FormatFloat 'f' writes it. Arrow writes the shortest digits, but with an
-    exponent where that is shorter (1.98e+09): whole numbers below 2^53 go through int64 instead, and
-    what is left with an exponent, NaN or an infinity (rare) through Python."""
+    exponent where that is shorter (1.98e+09): whole numbers below 2^53 go through int64 instead, the
+    rest with an exponent through Python's repr (the same digits, an exponent only past 1e16 or below
+    1e-4), and what is left of those, NaN or an infinity (rare) one by one."""
     with np.errstate(invalid="ignore"):
         negative_zero = (values == 0) & np.signbit(values)  # Go writes "-0"
         whole = (values == np.floor(values)) & (np.abs(values) < 2**53) & ~negative_zero
     text = pc.if_else(pa.array(whole), pc.cast(pa.array(np.where(whole, values, 0).astype(np.int64)), pa.string()),
                       pc.cast(pa.array(values, pa.float64()), pa.string()))  # fmt: skip
-    odd = np.flatnonzero(~whole & ~np.isfinite(values) | ~whole & (
-        pc.match_substring(text, "e").to_numpy(zero_copy_only=False)))  # fmt: skip
-    if not len(odd):
+    odd = ~whole & (~np.isfinite(values) | pc.match_substring(text, "e").to_numpy(zero_copy_only=False))
+    if not odd.any():
         return text
-    fixed = text.to_pylist()
-    for i in odd.tolist():
-        fixed[i] = format_value(float(values[i]))
-    return pa.array(fixed, pa.string())
+    # A dashboard's byte rates are mostly of this kind: a list of reprs, not a call per value.
+    reprs = list(map(repr, values[odd].tolist()))
+    for i in np.flatnonzero(pc.match_substring_regex(pa.array(reprs, pa.string()), r"[en]|\.0$")).tolist():
+        reprs[i] = format_value(float(values[odd][i]))
+    return pc.replace_with_mask(text, pa.array(odd), pa.array(reprs, pa.string()))
 
 
 # Arrow scalars made once: a str argument costs pyarrow an import attempt per call.
