@@ -1,6 +1,7 @@
 """The ingest transaction: a group of batches deduplicated, value-checked and stored at once.
 
-Dedupe by (node, boot id, seq) runs in the same transaction as the inserts;
+Dedupe by (node, boot id, seq) is answered before the transaction (collector.seen:
+from memory, but for streams new since start; only this thread writes batches);
 rows are inserted from Arrow sorted by node, device, time; a batch is
 acknowledged as stored only after COMMIT. A committed group is handed to the
 forward hook (remote write) once.
@@ -20,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ironsight.collector.jobnames import named_nodes, relook
+from ironsight.collector.seen import Seen
 from ironsight.core.columnar import GroupColumns, bad_values, decode_group, group_arrow, view
 from ironsight.core.validate import InvalidBatch, ValidBatch, check_values
 from ironsight.v1 import telemetry_pb2 as pb
@@ -73,6 +75,7 @@ class Ingest:
         # Each node's facts as last stored in nodes, and when (time.monotonic()).
         self._nodes: dict[str, tuple[tuple[str, str, str, str, float], float]] = {}
         self._pending_nodes: dict[str, tuple[tuple[str, str, str, str, float], float]] = {}
+        self.seen = Seen()  # which (node, boot, seq) are stored: the dedupe, mostly from memory
         # Called with each committed group's tables and node inventories (remote write).
         self.forward: Forward | None = None
         # Held through each group's transaction, and by whoever names a job by hand: a look
@@ -109,13 +112,13 @@ class Ingest:
             if isinstance(b, ValidBatch) and b.clock_offset_ns is not None
         }
         outcomes: list[pb.Ack | InvalidBatch | None] = [None] * len(views)
-        stored = self._already_stored(views)
+        keys = [(b.node_id, b.boot_id, b.seq) for b in views]
+        stored = self.seen.stored(self.con, keys)
         seen: set[tuple[str, str, int]] = set()
         fresh: list[int] = []
-        for i, b in enumerate(views):
-            key = (b.node_id, b.boot_id, b.seq)
+        for i, key in enumerate(keys):
             if key in seen or key in stored:
-                outcomes[i] = pb.Ack(seq=b.seq, status=pb.Ack.DUPLICATE)
+                outcomes[i] = pb.Ack(seq=key[2], status=pb.Ack.DUPLICATE)
             else:
                 seen.add(key)
                 fresh.append(i)
@@ -159,6 +162,7 @@ class Ingest:
         self._inventory.update(self._pending_inventory)
         self._owners.update(self._pending_owners)
         self._nodes.update(self._pending_nodes)
+        self.seen.add(keys[i] for i in fresh)
         self._note_newest(tables)
         self._count(views, outcomes, fresh, rows)
         return [o for o in outcomes if o is not None]
@@ -217,26 +221,6 @@ class Ingest:
             for t in views[i].tables:
                 parts.setdefault(t.name, []).append((views[i].node_id, t))
         return {name: decode_group(name, p) for name, p in parts.items()}
-
-    def _already_stored(self, views: list[pb.BatchView]) -> set[tuple[str, str, int]]:
-        """One join for the whole group: which of these (node, boot id, seq) are stored already."""
-        if not views:
-            return set()
-        keys = pa.table(
-            {
-                "node": [b.node_id for b in views],
-                "boot_id": [b.boot_id for b in views],
-                "seq": pa.array([b.seq for b in views], pa.uint64()),
-            }
-        )
-        self.con.register("incoming_keys", keys)
-        try:
-            rows = self.con.execute(
-                "SELECT k.node, k.boot_id, k.seq FROM incoming_keys k JOIN batches b USING (node, boot_id, seq)"
-            ).fetchall()
-        finally:
-            self.con.unregister("incoming_keys")
-        return {(r[0], r[1], int(r[2])) for r in rows}
 
     def _upsert_nodes(self, batches: list[pb.BatchView], clocks: dict[str, float]) -> None:
         """The nodes table, in one statement for the group: a node whose facts (host, kernel, agent,
