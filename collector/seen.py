@@ -22,6 +22,7 @@ import pyarrow as pa
 
 Key = tuple[str, str, int]  # node, boot id, seq
 MAX_ABOVE = 1024  # numbers kept above a gap; past that the floor moves up to the lowest of them
+MAX_STREAMS = 100_000  # (node, boot) pairs kept; past that all are forgotten and asked again as new
 
 
 @dataclass
@@ -67,6 +68,11 @@ class Seen:
             if (node, boot) not in self._streams:
                 new[(node, boot)] = min(seq, new.get((node, boot), seq))
         if new:
+            if len(self._streams) + len(new) > MAX_STREAMS:  # boots of long ago pile up: start again
+                self._streams = {}
+                new = {}
+                for node, boot, seq in keys:
+                    new[(node, boot)] = min(seq, new.get((node, boot), seq))
             self._learn(con, new)
         found, ask = set(), []
         for key in keys:

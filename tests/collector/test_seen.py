@@ -49,6 +49,7 @@ def test_answers_equal_the_table_through_gaps_resends_and_a_restart(
     memory = Seen()
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(seen_mod, "MAX_ABOVE", 3)  # the floor moves up often
+        mp.setattr(seen_mod, "MAX_STREAMS", 2)  # and streams are forgotten
         for i, group in enumerate(asked):
             if i == restart_at:
                 memory = Seen()
