@@ -206,6 +206,9 @@ class Retention(Worker):
             )
         # Refused remote-write samples (collector/receive/) go with the raw samples they would have been.
         self.con.execute(f"DELETE FROM received_refused WHERE received_at < {ts(now - p.raw)}")
+        # So do the keys that deduplicate batches (a row a batch, for ever before): a batch resent after
+        # its samples' time is up would be pruned again (collector/seen.py keeps the recent ones in memory).
+        self.con.execute(f"DELETE FROM batches WHERE received_at < {ts(now - p.raw)}")
         gone = self.con.execute(f"DELETE FROM rollups_1m WHERE time < {ts(now - p.rollups)}").fetchall()[0][0]
         self.stats.deleted["rollup_age"] += gone
         if p.cold_after is not None and self.db_path is not None:

@@ -126,3 +126,13 @@ def test_the_size_cap_prunes_the_oldest_raw_first(tmp_path: Path) -> None:
     after = con.execute("SELECT min(time) FROM gpu").fetchall()[0][0]
     assert after is None or after > before + timedelta(hours=1)
     assert con.execute("SELECT count(*) FROM rollups_1m WHERE tbl = 'gpu'").fetchall()[0][0] > 0
+
+
+def test_the_keys_of_batches_go_with_the_raw_samples(tmp_path: Path) -> None:
+    con = duckdb.connect(str(tmp_path / "k.duckdb"))
+    migrate(con)
+    now = _now()
+    for seq, age in ((1, timedelta(days=8)), (2, timedelta(days=6)), (3, timedelta(0))):
+        con.execute("INSERT INTO batches VALUES ('n', 'b', ?, ?, 1, 0)", [seq, now - age])
+    Retention(con, Policy(raw=timedelta(days=7))).run_once(now)
+    assert con.execute("SELECT seq FROM batches ORDER BY seq").fetchall() == [(2,), (3,)]
