@@ -129,7 +129,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Prometheus
     host_port = free_port()
     agent = subprocess.Popen(
         [str(BIN / "ironsight-agent"), "--metrics-listen", f"127.0.0.1:{host_port}", "--interval", "0.5",
-         "--no-collector.gpu", "--collector", collector.target, "--node-id", "this-vm"],
+         "--no-collector.gpu", "--collector", collector.target, "--node-id", "this-vm",
+         # Its own spool: a module's fixture runs before each test's STATE_DIRECTORY is set (conftest),
+         # and a second worker's copy of this stack would find the default one locked.
+         "--state-dir", str(tmp / "agent-state")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     runner = Runner([GpuSampler(SamplerContext(nvml=CaptureNvml(capture(H100), "load")))], budget_s=5.0)
