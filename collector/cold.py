@@ -133,10 +133,10 @@ def _write(path: Path, batches: Any, t: Table) -> int:
                 }
                 dictionary = [n for n in out.schema.names if n in ("node", "device") or n.endswith("__div")]
                 writer = pq.ParquetWriter(
-                    path, out.schema, compression="zstd", compression_level=ZSTD_LEVEL,
+                    path, out.schema, **_compression(),
                     use_dictionary=dictionary + [n for n, e in encodings.items() if e is None],
                     column_encoding={n: e for n, e in encodings.items() if e is not None},
-                    write_statistics=STATISTICS, data_page_size=PAGE_BYTES, max_rows_per_page=PAGE_ROWS,
+                    write_statistics=STATISTICS,
                 )  # fmt: skip
             writer.write_batch(out, row_group_size=ROWS_PER_BATCH)
             rows += batch.num_rows
@@ -146,15 +146,21 @@ def _write(path: Path, batches: Any, t: Table) -> int:
     return rows
 
 
+def _compression() -> dict[str, Any]:
+    """How a day file's pages are cut and compressed: the same for _smallest's trials as for the file."""
+    return {"compression": "zstd", "compression_level": ZSTD_LEVEL, "data_page_size": PAGE_BYTES,
+            "max_rows_per_page": PAGE_ROWS}  # fmt: skip
+
+
 def _smallest(sample: pa.Array) -> str | None:
     """The encoding (ENCODINGS) that writes this sample of a column smallest."""
     sizes = {}
     for encoding in ENCODINGS:
         buf = pa.BufferOutputStream()
         pq.write_table(
-            pa.table({"x": sample}), buf, compression="zstd", compression_level=ZSTD_LEVEL,
+            pa.table({"x": sample}), buf, **_compression(),
             use_dictionary=encoding is None, column_encoding=None if encoding is None else {"x": encoding},
-            write_statistics=False, data_page_size=PAGE_BYTES, max_rows_per_page=PAGE_ROWS,
+            write_statistics=False,
         )  # fmt: skip
         sizes[encoding] = buf.getvalue().size
     return min(ENCODINGS, key=sizes.__getitem__)

@@ -63,16 +63,11 @@ class Seen:
 
     def stored(self, con: Any, keys: list[Key]) -> set[Key]:
         """Which of keys are in the batches table (con: inside the group's transaction, or not)."""
-        new: dict[tuple[str, str], int] = {}
-        for node, boot, seq in keys:
-            if (node, boot) not in self._streams:
-                new[(node, boot)] = min(seq, new.get((node, boot), seq))
+        new = self._floors(keys)
+        if new and len(self._streams) + len(new) > MAX_STREAMS:  # boots of long ago pile up: start again
+            self._streams = {}
+            new = self._floors(keys)
         if new:
-            if len(self._streams) + len(new) > MAX_STREAMS:  # boots of long ago pile up: start again
-                self._streams = {}
-                new = {}
-                for node, boot, seq in keys:
-                    new[(node, boot)] = min(seq, new.get((node, boot), seq))
             self._learn(con, new)
         found, ask = set(), []
         for key in keys:
@@ -89,6 +84,14 @@ class Seen:
             stream = self._streams.get((node, boot))
             if stream is not None:
                 stream.add(seq)
+
+    def _floors(self, keys: list[Key]) -> dict[tuple[str, str], int]:
+        """The streams among keys not kept yet, each with its lowest number asked (its floor)."""
+        new: dict[tuple[str, str], int] = {}
+        for node, boot, seq in keys:
+            if (node, boot) not in self._streams:
+                new[(node, boot)] = min(seq, new.get((node, boot), seq))
+        return new
 
     def _learn(self, con: Any, floors: dict[tuple[str, str], int]) -> None:
         """New streams: their stored numbers from each one's floor up, in one query."""

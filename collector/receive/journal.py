@@ -98,13 +98,13 @@ class Journal:
         One that arrived after now was written before the clock was set back: it is ready at once
         rather than hours later (a part of a row that comes after it completes the row)."""
         out: list[Segment] = []
+        taken = 0
         with self._lock:
             for s in self.closed:
-                if cutoff_us < s.newest_us <= now_us or (
-                    out and sum(x.samples for x in out) + s.samples > most
-                ):
+                if cutoff_us < s.newest_us <= now_us or (out and taken + s.samples > most):
                     break
                 out.append(s)
+                taken += s.samples
         return out
 
     @staticmethod
