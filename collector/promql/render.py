@@ -53,10 +53,8 @@ def _matrix_json(value: Vector | Scalar, start_ms: int, step_ms: int) -> str:
     ok, v = vec.ok[order], vec.v[order]
     rows, cols = np.nonzero(ok)  # by series, then time
     steps = v.shape[1]
-    times = pa.array([str(seconds(start_ms + j * step_ms)) for j in range(steps)], pa.string())
-    values = v[rows, cols]
-    text = _texts(values)
-    points = pc.binary_join_element_wise(_OPEN, times.take(pa.array(cols)), _MID, text, _CLOSE, _EMPTY)
+    opens = pa.array([f'[{seconds(start_ms + j * step_ms)},"' for j in range(steps)], pa.string())
+    points = pc.binary_join_element_wise(opens.take(pa.array(cols)), _texts(v[rows, cols]), _CLOSE, _EMPTY)
     offsets = np.r_[0, np.cumsum(np.bincount(rows, minlength=len(order)))].astype(np.int32)
     joined = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), points), _COMMA).to_pylist()
     series = [f'{{"metric":{json.dumps(vec.labels[i], separators=(",", ":"))},"values":[{joined[k]}]}}'
@@ -65,27 +63,59 @@ def _matrix_json(value: Vector | Scalar, start_ms: int, step_ms: int) -> str:
 
 
 def _texts(values: np.ndarray) -> pa.Array:
-    """Each value as Go's FormatFloat 'f' writes it. Arrow writes the shortest digits, but with an
-    exponent where that is shorter (1.98e+09): whole numbers below 2^53 go through int64 instead, the
-    rest with an exponent through Python's repr (the same digits, an exponent only past 1e16 or below
-    1e-4), and what is left of those, NaN or an infinity (rare) one by one."""
+    """Each value as Go's FormatFloat 'f' writes it. Whole numbers below 2^53 go through int64; the rest
+    through Arrow's shortest digits, which come with an exponent from 1e10 up (a GPU's byte rates):
+    those below 2^53 have the point moved by Arrow too (_unexponent), and what is left, NaN, an
+    infinity, a negative or a tiny number with an exponent (rare), goes through Python one by one."""
     with np.errstate(invalid="ignore"):
         negative_zero = (values == 0) & np.signbit(values)  # Go writes "-0"
         whole = (values == np.floor(values)) & (np.abs(values) < 2**53) & ~negative_zero
-    text = pc.if_else(pa.array(whole), pc.cast(pa.array(np.where(whole, values, 0).astype(np.int64)), pa.string()),
-                      pc.cast(pa.array(values, pa.float64()), pa.string()))  # fmt: skip
-    odd = ~whole & (~np.isfinite(values) | pc.match_substring(text, "e").to_numpy(zero_copy_only=False))
+    if whole.all():  # counters, utilisation, clocks: each value cast once, not both ways
+        return pc.cast(pa.array(values.astype(np.int64)), pa.string())
+    rest = values[~whole]
+    text = pc.cast(pa.array(rest, pa.float64()), pa.string())
+    exponent = pc.match_substring(text, "e").to_numpy(zero_copy_only=False)
+    if exponent.any():
+        text = _unexponent(text, rest, exponent)
+    if whole.any():
+        ints = pc.cast(pa.array(np.where(whole, values, 0).astype(np.int64)), pa.string())
+        return pc.replace_with_mask(ints, pa.array(~whole), text)
+    return text
+
+
+def _unexponent(text: pa.Array, values: np.ndarray, exponent: np.ndarray) -> pa.Array:
+    """text with its exponent forms written out: Arrow's digits with the point moved where the value
+    is from 1 to 2^53 (not whole, as every value here below 2^53: of the digits "d.ddddde+XX" the
+    first XX + 1 are the whole part and there are more), Python's repr for the rest."""
+    with np.errstate(invalid="ignore"):
+        movable = exponent & (values >= 1) & (values < 2**53)
+    out = text
+    if movable.any():
+        forms = pc.filter(text, pa.array(movable))
+        digits = pc.replace_substring(
+            pc.utf8_slice_codeunits(forms, 0, -4), ".", ""
+        )  # "d.ddd" of "d.ddde+XX"
+        powers = pc.cast(pc.utf8_slice_codeunits(forms, -2), pa.int64()).to_numpy()
+        groups, order = [], []
+        for e in np.unique(powers).tolist():  # a few at most: 10 to 15
+            at = np.flatnonzero(powers == e)
+            part = digits.take(pa.array(at))
+            whole, fraction = pc.utf8_slice_codeunits(part, 0, e + 1), pc.utf8_slice_codeunits(part, e + 1)
+            groups.append(pc.binary_join_element_wise(whole, fraction, "."))
+            order.append(at)
+        moved = pa.concat_arrays(groups).take(pa.array(np.argsort(np.concatenate(order), kind="stable")))
+        out = pc.replace_with_mask(out, pa.array(movable), moved)
+    odd = (exponent & ~movable) | ~np.isfinite(values)
     if not odd.any():
-        return text
-    # A dashboard's byte rates are mostly of this kind: a list of reprs, not a call per value.
+        return out
     reprs = list(map(repr, values[odd].tolist()))
     for i in np.flatnonzero(pc.match_substring_regex(pa.array(reprs, pa.string()), r"[en]|\.0$")).tolist():
         reprs[i] = format_value(float(values[odd][i]))
-    return pc.replace_with_mask(text, pa.array(odd), pa.array(reprs, pa.string()))
+    return pc.replace_with_mask(out, pa.array(odd), pa.array(reprs, pa.string()))
 
 
 # Arrow scalars made once: a str argument costs pyarrow an import attempt per call.
-_OPEN, _MID, _CLOSE, _EMPTY, _COMMA = (pa.scalar(x, pa.string()) for x in ("[", ',"', '"]', "", ","))
+_CLOSE, _EMPTY, _COMMA = (pa.scalar(x, pa.string()) for x in ('"]', "", ","))
 
 
 def render(value: Value, start_ms: int, step_ms: int, ranged: bool) -> dict[str, Any]:

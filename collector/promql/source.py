@@ -152,8 +152,11 @@ class Source:
         rendered = [n for n in names if n not in plain]
         if rendered:
             enc.only = frozenset(rendered)  # values of these only: the plain ones are read above
-            rows = [(t, self._rows(t, sorted(c), nodes, mint_ms, maxt_ms, exists))
-                    for t, c in _tables(rendered).items()]  # fmt: skip
+            if span.step and not exists and set(rendered) <= {XID_LAST, XID_COUNT}:
+                rows = [("gpu", self._last_rows("gpu", sorted(_tables(rendered)["gpu"]), nodes, span))]
+            else:
+                rows = [(t, self._rows(t, sorted(c), nodes, mint_ms, maxt_ms, exists))
+                        for t, c in _tables(rendered).items()]  # fmt: skip
             if not exists and any(n in (XID_LAST, XID_COUNT) for n in rendered):
                 rows.append(("gpu_xid", self._xids(enc, nodes, mint_ms, maxt_ms)))
             samples = enc.samples(rows)
@@ -161,11 +164,16 @@ class Source:
                 parts.append((samples.ids, samples.ms, samples.values))
         if not parts:
             return Raw.empty()
-        ids, t, v = (np.concatenate([p[k] for p in parts]) for k in range(3))
-        labels = {int(i): enc.label_set(int(i)) for i in np.unique(ids)}
+        ids, t, v = (
+            np.concatenate([p[k] for p in parts]) if len(parts) > 1 else parts[0][k] for k in range(3)
+        )
+        runs = ids[np.r_[True, ids[1:] != ids[:-1]]] if len(ids) else ids  # each series' samples are one run
+        labels = {int(i): enc.label_set(int(i)) for i in np.unique(runs)}
         want = [i for i, ls in labels.items() if ls["__name__"] in names and matches(ls, matchers)]
-        keep = np.isin(ids, want)
-        return _raw(ids[keep], t[keep], v[keep], labels)
+        if len(want) < len(labels):
+            keep = np.isin(ids, want)
+            ids, t, v = ids[keep], t[keep], v[keep]
+        return _raw(ids, t, v, labels)
 
     def _plain(
         self, enc: Encoder, table: str, columns: set[str], names: set[str], nodes: list[str], span: Span
@@ -198,11 +206,11 @@ class Source:
                 got.column(f"t_{rule.column}" if span.step else "t").to_numpy(zero_copy_only=False)
             )
             ok = ~np.isnan(v) & (row_base >= 0)
-            scaled = v[ok] * rule.scale if rule.scale != 1 else v[ok]
-            out.append((row_base[ok] + k, t[ok].astype(np.int64), scaled))
+            ids, t, v = (row_base + k, t, v) if ok.all() else (row_base[ok] + k, t[ok], v[ok])
+            out.append((ids, t.astype(np.int64, copy=False), v * rule.scale if rule.scale != 1 else v))
         if not out:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-        return tuple(np.concatenate([o[i] for o in out]) for i in range(3))  # type: ignore[return-value]
+        return out[0] if len(out) == 1 else tuple(np.concatenate([o[i] for o in out]) for i in range(3))  # type: ignore[return-value]
 
     def _nodes(self, instance: Sequence[Matcher]) -> list[str]:
         return [n for n in self.inventory.nodes if all(m.matches(n) for m in instance)]
@@ -224,6 +232,15 @@ class Source:
             cols = ", ".join(f'"{c}"' for c in columns)
             sql = f"SELECT node, device, time, {cols} FROM {table} WHERE {_WHERE}"
         return self.con.sql(sql, params=[*_bounds(mint_ms, maxt_ms), nodes]).to_arrow_table()
+
+    def _last_rows(self, table: str, columns: list[str], nodes: list[str], span: Span) -> pa.Table:
+        """Each node and device's last row before each step of an instant selector: all it can use of a
+        series whose value depends on its row's time alone (the XID history's; a dashboard's XID panel
+        read every GPU row of the range)."""
+        cols = ", ".join(f'arg_max("{c}", time) AS "{c}"' for c in columns)
+        sql = (f"SELECT node, device, max(time) AS time, {cols} FROM {table} WHERE {_WHERE} "
+               f"GROUP BY node, device, {_step_of(span)}")  # fmt: skip
+        return self.con.sql(sql, params=[*_bounds(span.mint, span.maxt), nodes]).to_arrow_table()
 
     def _xids(self, enc: Encoder, nodes: list[str], mint_ms: int, maxt_ms: int) -> pa.Table:
         """The XIDs in the range; the last one and how many came before it are the encoder's state."""
@@ -265,11 +282,16 @@ def _plain_sql(table: str, columns: list[str], span: Span, everyone: bool = Fals
     # The step a sample serves: the first evaluation time at or after its millisecond. In integers, and
     # the millisecond taken only of each group's last time: epoch_ms() and a float ceil() on every row
     # were a third of a day's query (negative numerators are clamped to 0, so truncation is floor here).
-    k = f"greatest(0, (epoch_us(time) // 1000 - {span.first} + {span.step - 1}) // {span.step})"
+    k = _step_of(span)
     cols = ", ".join(f'epoch_ms(max(time) FILTER ("{c}" IS NOT NULL)) AS "t_{c}", '
                      f'arg_max("{c}", time) FILTER ("{c}" IS NOT NULL) AS "{c}"' for c in columns)  # fmt: skip
     return (f"SELECT node, device, {k} AS k, {cols} FROM {table} WHERE {where} GROUP BY node, device, k "
             "ORDER BY node, device, k")  # fmt: skip
+
+
+def _step_of(span: Span) -> str:
+    """SQL: the step of a row's sample, k for first + k * step. In integers, of the row's millisecond."""
+    return f"greatest(0, (epoch_us(time) // 1000 - {span.first} + {span.step - 1}) // {span.step})"
 
 
 def _bounds(mint_ms: int, maxt_ms: int) -> tuple[datetime, datetime]:
@@ -281,7 +303,8 @@ def _raw(ids: np.ndarray, t: np.ndarray, v: np.ndarray, label_sets: dict[int, di
     """Samples contiguous per label id -> series numbered from 0; a repeated millisecond keeps its first."""
     if len(ids):
         dup = np.r_[False, (ids[1:] == ids[:-1]) & (t[1:] == t[:-1])]
-        ids, t, v = ids[~dup], t[~dup], v[~dup]
+        if dup.any():
+            ids, t, v = ids[~dup], t[~dup], v[~dup]
     first = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0, np.int64)
     starts = np.r_[first, len(ids)].astype(np.int64)
     return Raw([label_sets[int(i)] for i in ids[first]], starts, t.astype(np.int64), v.astype(np.float64))

@@ -218,7 +218,7 @@ class Encoder:
             node, device = _node_device(key)
             common = {**self.extra, "instance": node, **labels(device, node)}
             if self.keep_labels:  # a reader's: label sets made when asked for (label_set), no protobuf
-                self._parts += [(common, rule) for rule in rules]
+                self._parts += zip(itertools.repeat(common), rules)  # a tuple a rule, made in C
                 self._blobs += [b""] * len(rules)
                 return got
             for rule in rules:

@@ -30,3 +30,13 @@ def test_the_cases_arrow_writes_otherwise() -> None:
     assert _texts(np.array(values)).to_pylist() == [
         "1980000000", "1000000000000000000000", "15000000000000000", "0.000025", "-0", "0.30000000000000004",
         "52387.49999999999", "9007199254740994"]  # fmt: skip
+
+
+def test_byte_rates_with_an_exponent_are_written_out() -> None:
+    """Arrow writes 1e10 and up with an exponent: a GPU's NVLink rates, mixed with whole and odd values."""
+    values = [12345678901.123455, 1e10 / 7, 1e15 / 7, 4e15 + 0.5, 3.0, -1e12 / 7, 7818929670.833333, 1e-7]
+    assert _texts(np.array(values)).to_pylist() == [go_f(v) for v in values] == [
+        "12345678901.123455", "1428571428.5714285", "142857142857142.84", "4000000000000000.5", "3",
+        "-142857142857.14285", "7818929670.833333", "0.0000001"]  # fmt: skip
+    rates = np.random.default_rng(7).uniform(1e10, 9e15, 5000)
+    assert _texts(rates).to_pylist() == [go_f(v) for v in rates.tolist()]
