@@ -275,6 +275,8 @@ class Span:
 def _plain_sql(table: str, columns: list[str], span: Span, everyone: bool = False) -> str:
     """everyone: no node filter (and no parameter for it)."""
     where = _WHERE_TIME if everyone else _WHERE
+    if len(columns) == 1:  # a panel's usual: NULLs left out by the scan, not by each aggregate (a tenth)
+        where += f' AND "{columns[0]}" IS NOT NULL'
     if not span.step:
         cols = ", ".join(f'"{c}"' for c in columns)
         return (f"SELECT node, device, epoch_us(time) // 1000 AS t, {cols} FROM {table} WHERE {where} "
@@ -283,8 +285,9 @@ def _plain_sql(table: str, columns: list[str], span: Span, everyone: bool = Fals
     # the millisecond taken only of each group's last time: epoch_ms() and a float ceil() on every row
     # were a third of a day's query (negative numerators are clamped to 0, so truncation is floor here).
     k = _step_of(span)
-    cols = ", ".join(f'epoch_ms(max(time) FILTER ("{c}" IS NOT NULL)) AS "t_{c}", '
-                     f'arg_max("{c}", time) FILTER ("{c}" IS NOT NULL) AS "{c}"' for c in columns)  # fmt: skip
+    only = "" if len(columns) == 1 else ' FILTER ("{}" IS NOT NULL)'
+    cols = ", ".join(f'epoch_ms(max(time){only.format(c)}) AS "t_{c}", '
+                     f'arg_max("{c}", time){only.format(c)} AS "{c}"' for c in columns)  # fmt: skip
     return (f"SELECT node, device, {k} AS k, {cols} FROM {table} WHERE {where} GROUP BY node, device, k "
             "ORDER BY node, device, k")  # fmt: skip
 
