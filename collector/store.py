@@ -84,7 +84,11 @@ class _Writer(QueueWorker[Pending]):
     """The one writer: takes what is waiting (up to a group's bounds), commits it, acknowledges each batch."""
 
     max_group_samples = 4_000_000
-    max_group_batches = 256
+    # A group's statements (a transaction, one per table, the nodes upsert, COMMIT) cost the same for 256
+    # batches as for 1,024: with a backlog (a fleet sending as fast as it is acknowledged, or catching
+    # up after an outage) the larger group stored 1,040 -> 1,300 batches/s, at 0.87 -> 0.74 s CPU per M
+    # values. At agents' real pace a group is what arrived while the last one committed, far fewer.
+    max_group_batches = 1024
     # Agents at 1 s trickle in, each at its own point of the second: a commit per batch or two costs
     # more than the batches (a transaction, a statement per table, a forward). While many nodes send,
     # a group that is not full waits this long for more; acknowledgements come that much later. A few
