@@ -75,7 +75,7 @@ def _texts(values: np.ndarray) -> pa.Array:
     rest = values[~whole]
     text = pc.cast(pa.array(rest, pa.float64()), pa.string())
     exponent = pc.match_substring(text, "e").to_numpy(zero_copy_only=False)
-    if exponent.any():
+    if exponent.any() or not np.isfinite(rest).all():  # Arrow's "inf" and "nan" are not Go's either
         text = _unexponent(text, rest, exponent)
     if whole.any():
         ints = pc.cast(pa.array(np.where(whole, values, 0).astype(np.int64)), pa.string())
@@ -85,10 +85,11 @@ def _texts(values: np.ndarray) -> pa.Array:
 
 def _unexponent(text: pa.Array, values: np.ndarray, exponent: np.ndarray) -> pa.Array:
     """text with its exponent forms written out: Arrow's digits with the point moved where the value
-    is from 1 to 2^53 (not whole, as every value here below 2^53: of the digits "d.ddddde+XX" the
-    first XX + 1 are the whole part and there are more), Python's repr for the rest."""
+    is from 1e10 to 2^53 (its exponent two digits, "d.ddddde+XX"; not whole, as every value here below
+    2^53, so of its digits the first XX + 1 are the whole part and there are more), Python's repr for
+    the rest (Arrow writes no other positive exponent form above 1)."""
     with np.errstate(invalid="ignore"):
-        movable = exponent & (values >= 1) & (values < 2**53)
+        movable = exponent & (values >= 1e10) & (values < 2**53)
     out = text
     if movable.any():
         forms = pc.filter(text, pa.array(movable))
@@ -100,8 +101,8 @@ def _unexponent(text: pa.Array, values: np.ndarray, exponent: np.ndarray) -> pa.
         for e in np.unique(powers).tolist():  # a few at most: 10 to 15
             at = np.flatnonzero(powers == e)
             part = digits.take(pa.array(at))
-            whole, fraction = pc.utf8_slice_codeunits(part, 0, e + 1), pc.utf8_slice_codeunits(part, e + 1)
-            groups.append(pc.binary_join_element_wise(whole, fraction, "."))
+            lead, fraction = pc.utf8_slice_codeunits(part, 0, e + 1), pc.utf8_slice_codeunits(part, e + 1)
+            groups.append(pc.binary_join_element_wise(lead, fraction, "."))
             order.append(at)
         moved = pa.concat_arrays(groups).take(pa.array(np.argsort(np.concatenate(order), kind="stable")))
         out = pc.replace_with_mask(out, pa.array(movable), moved)

@@ -40,3 +40,20 @@ def test_byte_rates_with_an_exponent_are_written_out() -> None:
         "-142857142857.14285", "7818929670.833333", "0.0000001"]  # fmt: skip
     rates = np.random.default_rng(7).uniform(1e10, 9e15, 5000)
     assert _texts(rates).to_pylist() == [go_f(v) for v in rates.tolist()]
+
+
+def test_values_across_every_magnitude() -> None:
+    """Signs, magnitudes from 1e-8 to 1e16 (where Arrow's exponent forms start and stop) and few or
+    many decimals, all at once as a panel's values come."""
+    rng = np.random.default_rng(3)
+    values = 10 ** rng.uniform(-8, 16, 20_000) * rng.choice([-1, 1], 20_000)
+    values = np.concatenate([values, np.round(values, 3), np.round(values, 1)])
+    assert _texts(values).to_pylist() == [go_f(v) for v in values.tolist()]
+
+
+def test_infinities_and_nan_alone_or_among_others() -> None:
+    inf, nan = float("inf"), float("nan")
+    assert _texts(np.array([inf])).to_pylist() == ["+Inf"]
+    assert _texts(np.array([nan, 1.5])).to_pylist() == ["NaN", "1.5"]
+    assert _texts(np.array([-inf, 3.0])).to_pylist() == ["-Inf", "3"]
+    assert _texts(np.array([2e10 + 0.5, nan])).to_pylist() == ["20000000000.5", "NaN"]
