@@ -51,7 +51,11 @@ class Config:
     cert_file: Path | None = None  # client certificate, for receivers that want mTLS
     key_file: Path | None = None
     timeout_s: float = 10.0
-    max_send: int = 5000  # samples a request
+    # Samples a request. Requests go one at a time, in order; under a busy collector each round trip
+    # waits for the interpreter, so fewer, larger ones (at 256 nodes, 5,000 a request fell behind and
+    # dropped 3.6 M values in 2 minutes; 20,000 kept up). A request is then about 3 MB before snappy,
+    # far under receivers' limits (Mimir 100 MiB, VictoriaMetrics 32 MB); vmagent sends up to 10,000.
+    max_send: int = 20_000
     queue_values: int = 2_000_000  # stored values waiting, about 30 s of 1,000 nodes at 1 s
     encode_values: int = 250_000  # stored values encoded at once: bounds the requests held in memory
     # Under a trickle (agents at 1 s commit small groups), wait this long for more before encoding: each
