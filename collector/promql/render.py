@@ -109,9 +109,10 @@ def _unexponent(text: pa.Array, values: np.ndarray, exponent: np.ndarray) -> pa.
     odd = (exponent & ~movable) | ~np.isfinite(values)
     if not odd.any():
         return out
-    reprs = list(map(repr, values[odd].tolist()))
+    rare = values[odd].tolist()
+    reprs = list(map(repr, rare))
     for i in np.flatnonzero(pc.match_substring_regex(pa.array(reprs, pa.string()), r"[en]|\.0$")).tolist():
-        reprs[i] = format_value(float(values[odd][i]))
+        reprs[i] = format_value(rare[i])
     return pc.replace_with_mask(out, pa.array(odd), pa.array(reprs, pa.string()))
 
 
