@@ -276,3 +276,18 @@ def test_receiver_flags_that_do_not_hold_are_one_line(
     assert exc.value.code == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert error in last, last
+
+
+@pytest.mark.parametrize(("steps_ms", "interval"), [
+    ([994, 1003, 991], 1.0),  # a loaded scraper at 1 s: 0.99 to 10 ms, within 2 % of 1 s
+    ([14_800, 15_000, 15_100], 15.0),
+    ([333, 333, 334], 0.33),  # not a usual interval: to 10 ms
+    ([1_100, 1_100, 1_100], 1.1),  # 10 % off 1 s is an interval of its own
+])  # fmt: skip
+def test_a_node_interval_is_its_median_step_as_configured(
+    rx: Rx, steps_ms: list[int], interval: float
+) -> None:
+    times = [T + sum(steps_ms[:i]) for i in range(len(steps_ms) + 1)]
+    assert rx.post(request(("DCGM_FI_DEV_GPU_UTIL", GPU, [(t, 50) for t in times])))[0] == 204
+    rx.staging.settle(LATER)
+    assert rx.rows("SELECT interval_s FROM nodes") == [(interval,)]
