@@ -33,6 +33,14 @@ def parser() -> argparse.ArgumentParser:
         type=listen_address,
         help="serve /metrics and the Prometheus query API (/api/v1/, docs/promql.md) on HOST:PORT (off by default)",
     )
+    p.add_argument(
+        "--query-memory",
+        type=int,
+        default=256,
+        metavar="MIB",
+        help="memory for the query API's recent samples (the last 3 h of what queries ask, docs/promql.md); "
+        "0: every query reads the store (default 256)",
+    )
     _security_args(p)
     p.add_argument(
         "--detect-delay",

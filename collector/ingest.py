@@ -20,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ironsight.collector.changes import Changes
 from ironsight.collector.jobnames import named_nodes, relook
 from ironsight.collector.seen import Seen
 from ironsight.core.columnar import GroupColumns, bad_values, decode_group, group_arrow, view
@@ -43,6 +44,11 @@ GPU_PROCESSES = pa.schema(
 )  # fmt: skip
 
 
+def _ms(at: pa.Scalar) -> int:
+    """A stored time's millisecond (group_arrow's are microseconds), floored as queries take it."""
+    return int(pc.cast(at, pa.int64()).as_py()) // 1000
+
+
 def _owners_key(o: pb.Ownership) -> bytes:
     """What makes a look at a node's GPU owners different: its GPUs and jobs, not when it was taken."""
     return pb.Ownership(gpus=o.gpus, jobs=o.jobs).SerializeToString(deterministic=True)
@@ -63,8 +69,10 @@ class IngestStats:
 class Ingest:
     """Stores groups of batches on one connection; keeps the counts /metrics shows."""
 
-    def __init__(self, con: Any) -> None:
+    def __init__(self, con: Any, changes: Changes | None = None) -> None:
+        """changes: told after each commit which tables it wrote, between which times."""
         self.con = con
+        self.changes = changes
         self.stats = IngestStats()
         # Last inventory stored per node: devices are upserted only when it changes.
         self._inventory: dict[str, bytes] = {}
@@ -164,6 +172,11 @@ class Ingest:
         self._nodes.update(self._pending_nodes)
         self.seen.add(keys[i] for i in fresh)
         self._note_newest(tables)
+        if self.changes is not None:
+            for name, table in tables:
+                lo, hi = pc.min_max(table.column("time")).values()
+                if lo.is_valid:
+                    self.changes.wrote(name, _ms(lo), _ms(hi))
         self._count(views, outcomes, fresh, rows)
         return [o for o in outcomes if o is not None]
 

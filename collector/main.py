@@ -21,6 +21,7 @@ from ironsight.collector.detect.thresholds import with_overrides
 from ironsight.collector.flags import parser, remote_write_config
 from ironsight.collector.metrics import CollectorMetrics
 from ironsight.collector.promql.api import Api
+from ironsight.collector.promql.head import Head
 from ironsight.collector.receive import senders
 from ironsight.collector.receive.decode import Decoder
 from ironsight.collector.receive.endpoint import Receiver
@@ -89,7 +90,7 @@ async def serve(args: argparse.Namespace) -> int:
         delay = args.detect_delay + (args.remote_write_settle if receiver is not None else 0)
         detector = LiveDetector(store.reader(), args.thresholds, delay)
         detector.start()
-    retention = Retention(store.reader(), args.retention, db_path=store.path)
+    retention = Retention(store.reader(), args.retention, db_path=store.path, changes=store.changes)
     retention.start()
     if args.http_listen:
         registry = CollectorRegistry()
@@ -98,7 +99,11 @@ async def serve(args: argparse.Namespace) -> int:
             registry.register(ReceiverMetrics(receiver))
         # The Prometheus API's series carry the labels remote write gives them, so both agree.
         rw = args.remote_write
-        api = Api(store.reader, rw.job if rw else "ironsight", dict(rw.labels) if rw else {}, _version())
+        head = Head(args.query_memory * 2**20)
+        store.changes.listen(head)
+        api = Api(
+            store.reader, rw.job if rw else "ironsight", dict(rw.labels) if rw else {}, _version(), head
+        )
         serve_metrics(args.http_listen, registry, args.tls, api)
     loop.add_signal_handler(signal.SIGHUP, reload, args, detector)
     log.info("listening on %s (port %d), storing in %s", args.listen, collector.port, args.db)
@@ -134,7 +139,7 @@ def _receiver(args: argparse.Namespace, store: Store) -> Receiver | None:
     """The remote-write receiver on its own address, or None when --remote-write-listen is not given."""
     if not args.remote_write_listen:
         return None
-    staging = Staging(store.reader, journal_of(store.path), args.remote_write_settle)
+    staging = Staging(store.reader, journal_of(store.path), args.remote_write_settle, changes=store.changes)
     receiver = Receiver(
         staging,
         Decoder(
@@ -190,6 +195,8 @@ def load(argv: list[str] | None) -> argparse.Namespace:
         p.error(str(exc))
     if args.detect_delay < 0:
         p.error("--detect-delay must be 0 or more seconds")
+    if args.query_memory < 0:
+        p.error("--query-memory must be 0 (off) or more MiB")
     if args.retention_raw < 600 or args.retention_rollups < args.retention_raw or args.max_db_bytes < 0:
         p.error(
             "--retention-raw must be at least 10m, --retention-rollups at least as long, --max-db-bytes >= 0"

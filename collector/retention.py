@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ironsight.collector import cold
+from ironsight.collector.changes import Changes
 from ironsight.collector.detect.sql import increment, ts
 from ironsight.core.schema import TABLES
 from ironsight.core.worker import Worker
@@ -150,11 +151,18 @@ def used_and_cold_bytes(con: Any) -> tuple[int, int]:
 
 class Retention(Worker):
     def __init__(
-        self, con: Any, policy: Policy, every_s: float = 60.0, db_path: str | Path | None = None
+        self,
+        con: Any,
+        policy: Policy,
+        every_s: float = 60.0,
+        db_path: str | Path | None = None,
+        changes: Changes | None = None,
     ) -> None:
-        """db_path: the database file, beside which the cold tier's files are (none without it)."""
+        """db_path: the database file, beside which the cold tier's files are (none without it);
+        changes: told the time before which raw samples are deleted, after each deletion."""
         super().__init__("retention")
         self.con, self.policy, self.every_s, self.db_path = con, policy, every_s, db_path
+        self.changes = changes
         self.stats = Stats()
 
     def start(self) -> None:
@@ -198,6 +206,7 @@ class Retention(Worker):
         # Never what is not rolled up; whole minutes, so a minute is either raw or a rollup.
         cutoff = min(now - p.raw, done).replace(second=0, microsecond=0)
         if (gone := delete_raw_before(self.con, cutoff, db_path=self.db_path)) > 0:
+            self._pruned(cutoff)
             self.stats.deleted["age"] += gone
             log.info(
                 "retention: deleted %d raw rows older than %s",
@@ -227,6 +236,7 @@ class Retention(Worker):
                 break
             cutoff = min(done, self._next_cut(oldest)).replace(second=0, microsecond=0)
             gone = delete_raw_before(self.con, cutoff, oldest, self.db_path)
+            self._pruned(cutoff)
             self.stats.deleted["size"] += gone
             settled = checkpoint(self.con)
             self._measure()
@@ -234,6 +244,12 @@ class Retention(Worker):
                         p.max_bytes, gone, cutoff.isoformat(sep=" ", timespec="seconds"), self.stats.used_bytes)  # fmt: skip
             if not settled or not gone:  # used_bytes is stale until a checkpoint: go on next pass
                 break
+
+    def _pruned(self, cutoff: datetime) -> None:
+        if self.changes is not None:
+            self.changes.pruned(
+                (cutoff.replace(tzinfo=None) - datetime(1970, 1, 1)) // timedelta(milliseconds=1)
+            )
 
     def _next_cut(self, oldest: datetime) -> datetime:
         """An hour of raw data past the oldest, or the whole day when that is in the cold tier."""

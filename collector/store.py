@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ironsight.collector.changes import Changes
 from ironsight.collector.cold import cold_dir, rebuild_views
 from ironsight.collector.database import connect
 from ironsight.collector.ingest import Ingest, IngestStats
@@ -43,7 +44,8 @@ class Store:
         self.con = connect(self.path, sandboxed=True, readable=cold_dir(self.path))
         migrate(self.con)
         rebuild_views(self.con, self.path)
-        self.ingester = Ingest(self.con)
+        self.changes = Changes()  # what each commit wrote, for the query API's head (promql/head.py)
+        self.ingester = Ingest(self.con, self.changes)
         self._writer = _Writer(self.ingester)
         self._closed = False
 

@@ -22,6 +22,7 @@ from urllib.parse import parse_qs
 import duckdb
 
 from ironsight.collector.promql.engine import Engine, matchers_of, parse
+from ironsight.collector.promql.head import Head
 from ironsight.collector.promql.render import render_json
 from ironsight.collector.promql.source import KINDS, Inventory, Source, merge_labels
 from ironsight.collector.promql.values import QueryError
@@ -76,9 +77,12 @@ class Api:
         job: str = "ironsight",
         labels: dict[str, str] | None = None,
         version: str = "",
+        head: Head | None = None,
     ) -> None:
-        """job and labels: what remote write adds to every series (job "ironsight", --remote-write-label)."""
+        """job and labels: what remote write adds to every series (job "ironsight", --remote-write-label).
+        head: recent samples kept in memory for the queries (told of every write through Changes)."""
         self.connect = connect
+        self.head = head
         self.job = job
         self.labels = labels or {}
         self.version = version
@@ -174,7 +178,7 @@ class Api:
         timer = threading.Timer(timeout, con.interrupt)
         timer.start()
         try:
-            return work(Source(con, self.job, self.labels, self.inventory(con)))
+            return work(Source(con, self.job, self.labels, self.inventory(con), self.head))
         except duckdb.InterruptException as exc:
             raise QueryError("timeout", "query timed out in query execution") from exc
         finally:

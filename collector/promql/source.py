@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 
 from ironsight.collector.promql.findings import NAMES as FINDING_KINDS
 from ironsight.collector.promql.findings import findings
+from ironsight.collector.promql.head import Head
 from ironsight.collector.promql.jobs import job_gpus
 from ironsight.collector.promql.up import up
 from ironsight.collector.promql.values import Matcher, Raw, matches
@@ -103,8 +104,11 @@ class Source:
         job: str = "ironsight",
         extra_labels: dict[str, str] | None = None,
         inventory: Inventory | None = None,
+        head: Head | None = None,
     ) -> None:
+        """head: recent samples in memory, where it serves a query's span (else DuckDB is asked)."""
         self.con = con
+        self.head = head
         self.job = job
         self.extra = extra_labels or {}
         self._inventory = inventory
@@ -182,6 +186,11 @@ class Source:
         # Every node asked (`instance=~".+"`, the dashboards' usual): no filter on node in DuckDB (it was a
         # join over every row, a sixth of a day's query); rows of a node not in the inventory are left
         # out below instead, as the filter would have.
+        if (
+            self.head is not None
+            and (got := self._from_head(enc, table, columns, names, nodes, span)) is not None
+        ):
+            return got
         everyone = len(nodes) == len(self.inventory.nodes)
         sql = _plain_sql(table, sorted(columns), span, everyone)
         bounds = [*_bounds(span.mint, span.maxt)]
@@ -208,6 +217,32 @@ class Source:
             ok = ~np.isnan(v) & (row_base >= 0)
             ids, t, v = (row_base + k, t, v) if ok.all() else (row_base[ok] + k, t[ok], v[ok])
             out.append((ids, t.astype(np.int64, copy=False), v * rule.scale if rule.scale != 1 else v))
+        if not out:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+        return out[0] if len(out) == 1 else tuple(np.concatenate([o[i] for o in out]) for i in range(3))  # type: ignore[return-value]
+
+    def _from_head(
+        self, enc: Encoder, table: str, columns: set[str], names: set[str], nodes: list[str], span: Span
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """What _plain reads, from the head's arrays; None where the head does not hold the span."""
+        assert self.head is not None
+        asked = set(nodes)
+        out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        for k, rule in enumerate(table_rules(table)):
+            if rule.column not in columns or rule.name not in names:
+                continue
+            held = self.head.samples(self.con, table, rule.column, span.mint, span.maxt)
+            if held is None:
+                return None
+            held = held.between(span.mint, span.maxt)
+            if span.step:
+                held = held.per_step(span.first, span.step)
+            base = np.array([enc.series_id(table, node, device) + k if node in asked else -1
+                             for node, device in held.keys], dtype=np.int64)  # fmt: skip
+            ids = np.repeat(base, held.counts())
+            ok = ids >= 0
+            t, v = (held.t, held.v) if ok.all() else (held.t[ok], held.v[ok])
+            out.append((ids[ok] if not ok.all() else ids, t, v * rule.scale if rule.scale != 1 else v))
         if not out:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
         return out[0] if len(out) == 1 else tuple(np.concatenate([o[i] for o in out]) for i in range(3))  # type: ignore[return-value]

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from ironsight.collector.changes import Changes
 from ironsight.collector.receive.decode import Decoded, Kept, Part
 from ironsight.collector.receive.journal import Journal
 from ironsight.collector.receive.mapping import FB_FREE_COLUMN, XID_COLUMN
@@ -65,11 +66,20 @@ def journal_of(db: Path) -> Path:
 class Staging(Worker):
     """Stores what a request carried (store(), from request threads) and settles it (the thread)."""
 
-    def __init__(self, connect: Any, journal: Path, settle_s: float = SETTLE_S, every_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        connect: Any,
+        journal: Path,
+        settle_s: float = SETTLE_S,
+        every_s: float = 1.0,
+        changes: Changes | None = None,
+    ) -> None:
         """connect(): a new connection (cursor) to the store, for each thread that writes; journal: the
-        folder of samples not yet settled (journal_of(the store's file))."""
+        folder of samples not yet settled (journal_of(the store's file)); changes: told after each settle
+        which tables it wrote, between which times."""
         super().__init__("receive-settle")
         self.connect = connect
+        self.changes = changes
         self.settle_s, self.every_s = settle_s, every_s
         self.con = connect()
         self.journal = Journal(journal)
@@ -205,8 +215,10 @@ class Staging(Worker):
                 "SELECT part, time, value FROM rx_journal) r JOIN received_parts p USING (part)",
                 [cutoff],
             )
-            tables = [r[0] for r in con.execute("SELECT DISTINCT tbl FROM rx_parts ORDER BY 1").fetchall()]
-            rows = sum(_settle_table(con, t) for t in tables if t in TABLES)
+            spans = con.execute(
+                "SELECT tbl, epoch_ms(min(time)), epoch_ms(max(time)) FROM rx_parts GROUP BY tbl ORDER BY 1"
+            ).fetchall()
+            rows = sum(_settle_table(con, t) for t, _, _ in spans if t in TABLES)
             _intervals(con)
             (gone,) = con.execute("DELETE FROM received WHERE received_at <= ?", [cutoff]).fetchall()[0]
             con.execute("DROP TABLE rx_parts")
@@ -221,6 +233,10 @@ class Staging(Worker):
             con.unregister("rx_journal")
         # Settled and committed: a crash before this line settles them again, which changes nothing.
         self.journal.remove(segments)
+        if self.changes is not None:
+            for table, lo, hi in spans:
+                if table in TABLES:
+                    self.changes.wrote(table, int(lo), int(hi))
         with self._lock:
             self._devices_written.update(devices)
             self.backlog = max(0, self.backlog - int(gone) - len(records))

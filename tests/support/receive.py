@@ -42,7 +42,7 @@ def request(*series: tuple[str, Labels, list[tuple[int, float]]]) -> bytes:
 class Rx:
     def __init__(self, tmp: Path, senders: list[Sender] | None = None) -> None:
         self.store = Store(tmp / "rx.duckdb")
-        self.staging = Staging(self.store.reader, journal_of(self.store.path))
+        self.staging = Staging(self.store.reader, journal_of(self.store.path), changes=self.store.changes)
         decoder = Decoder(parts=self.staging.parts(), register=self.staging.register)
         self.app = Receiver(self.staging, decoder, senders)
 
