@@ -156,28 +156,37 @@ class Head:
         with self._lock:
             dirty, e.dirty = e.dirty, None
             floor = e.floor
-        if not e.loaded:
-            self.misses += 1
-            e.lo = mint
-            e.held = _read(con, table, column, mint, None)
-            e.loaded = True
-        else:
-            self.hits += 1
-            if dirty is not None:  # what was written before lo is not held, and need not be read
-                since = max(dirty, e.lo)
-                e.held = _splice(e.held, _read(con, table, column, since, None), since, None)
-            if mint < e.lo:
-                e.held = _splice(e.held, _read(con, table, column, mint, e.lo), mint, e.lo)
-                e.lo = mint
+        try:
+            self._read_in(con, e, table, column, mint, dirty)
+        except BaseException:  # a read interrupted at the query's timeout: its span is still to read
+            with self._lock:
+                if dirty is not None:
+                    e.dirty = dirty if e.dirty is None else min(e.dirty, dirty)
+            raise
         # Pruned rows go at once; what the head no longer reaches goes an eighth of its span at a time
         # (each let-go copies what is kept: not at every refresh of a live dashboard).
-        keep = (
-            floor if floor > e.lo else newest - self.span if newest - self.span > e.lo + self.span // 8 else 0
-        )
+        keep = floor
+        if newest - self.span > e.lo + self.span // 8:
+            keep = max(keep, newest - self.span)
         if keep > e.lo:
             e.lo = keep
             e.held = _splice(e.held, Held.empty(), None, keep)
         e.nbytes = e.held.nbytes
+
+    def _read_in(self, con: Any, e: _Entry, table: str, column: str, mint: int, dirty: int | None) -> None:
+        """The store's samples the entry lacks: all from mint on at first; then what was written since
+        the last read (dirty on), and what lies between mint and what is held."""
+        if not e.loaded:
+            self.misses += 1
+            e.held, e.lo, e.loaded = _read(con, table, column, mint, None), mint, True
+            return
+        self.hits += 1
+        if dirty is not None:  # what was written before lo is not held, and need not be read
+            since = max(dirty, e.lo)
+            e.held = _splice(e.held, _read(con, table, column, since, None), since, None)
+        if mint < e.lo:
+            e.held = _splice(e.held, _read(con, table, column, mint, e.lo), mint, e.lo)
+            e.lo = mint
 
     def _fit(self) -> None:
         """Least recently used entries out until the rest fit the budget (the one in use is the most

@@ -188,3 +188,28 @@ def test_per_step_keeps_each_series_newest_sample_at_or_before_each_step(seed: i
         want = np.unique(series[at[at >= 0]])
         assert got.t[got.starts[i] : got.starts[i + 1]].tolist() == want.tolist()
     assert np.array_equal(got.v, got.t / 7)
+
+
+def test_a_read_that_fails_leaves_what_was_written_to_read_next_time(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A query interrupted at its timeout while the head reads what was written: the next one reads it."""
+    import ironsight.collector.promql.head as head_module
+
+    head = Head()
+    store.changes.listen(head)
+    store.ingest([_batch(n, 1, 0, 150) for n in NODES])
+    _check(store, head)
+    store.ingest([_batch(n, 2, 150, 150) for n in NODES])
+    read = head_module._read
+
+    def interrupted(*args: object) -> object:
+        raise RuntimeError("INTERRUPT Error: Interrupted!")
+
+    monkeypatch.setattr(head_module, "_read", interrupted)
+    with pytest.raises(RuntimeError, match="Interrupted"):
+        head.samples(store.reader(), "gpu", "util_gpu_percent", T, T + 300_000)
+    monkeypatch.setattr(head_module, "_read", read)
+    held = head.samples(store.reader(), "gpu", "util_gpu_percent", T, T + 300_000)
+    assert held is not None and held.t.max() >= T + 299_000
+    _check(store, head)
