@@ -25,7 +25,7 @@ def test_every_value_is_written_as_go_writes_it(values: list[float]) -> None:
     assert _texts(np.array(values, dtype=np.float64)).to_pylist() == want
 
 
-def test_the_cases_arrow_writes_otherwise() -> None:
+def test_the_cases_a_float_formatter_writes_otherwise() -> None:
     values = [1.98e9, 1e21, 1.5e16, 2.5e-5, -0.0, 0.30000000000000004, 52387.49999999999, 2.0**53 + 2]
     assert _texts(np.array(values)).to_pylist() == [
         "1980000000", "1000000000000000000000", "15000000000000000", "0.000025", "-0", "0.30000000000000004",
@@ -33,7 +33,8 @@ def test_the_cases_arrow_writes_otherwise() -> None:
 
 
 def test_byte_rates_with_an_exponent_are_written_out() -> None:
-    """Arrow writes 1e10 and up with an exponent: a GPU's NVLink rates, mixed with whole and odd values."""
+    """Arrow writes 1e10 and up with an exponent, orjson 1e16 and up: a GPU's NVLink rates, mixed with
+    whole and odd values."""
     values = [12345678901.123455, 1e10 / 7, 1e15 / 7, 4e15 + 0.5, 3.0, -1e12 / 7, 7818929670.833333, 1e-7]
     assert _texts(np.array(values)).to_pylist() == [go_f(v) for v in values] == [
         "12345678901.123455", "1428571428.5714285", "142857142857142.84", "4000000000000000.5", "3",
@@ -43,8 +44,8 @@ def test_byte_rates_with_an_exponent_are_written_out() -> None:
 
 
 def test_values_across_every_magnitude() -> None:
-    """Signs, magnitudes from 1e-8 to 1e16 (where Arrow's exponent forms start and stop) and few or
-    many decimals, all at once as a panel's values come."""
+    """Signs, magnitudes from 1e-8 to 1e16 (where float formatters' exponent forms start and stop) and
+    few or many decimals, all at once as a panel's values come."""
     rng = np.random.default_rng(3)
     values = 10 ** rng.uniform(-8, 16, 20_000) * rng.choice([-1, 1], 20_000)
     values = np.concatenate([values, np.round(values, 3), np.round(values, 1)])
