@@ -74,15 +74,18 @@ class Held:
     def _bounds(self) -> list[tuple[int, int]]:
         return list(itertools.pairwise(self.starts.tolist()))
 
-    def per_step(self, first: int, step: int) -> Held:
-        """The samples source.py's step form of SQL keeps: each series' newest at or before each of
-        first, first + step, ... (the last of each step's group)."""
-        k = np.maximum(0, (self.t - first + step - 1) // step)
+    def per_step(self, mint: int, maxt: int, first: int, step: int) -> Held:
+        """The samples mint <= t <= maxt that source.py's step form of SQL keeps: each series' newest at or
+        before each of first, first + step, ... (the last of each step's group), in one pass."""
+        t = self.t
+        k = np.maximum(0, (t - first + step - 1) // step)
         last = np.ones(len(k), dtype=bool)
         last[:-1] = k[1:] != k[:-1]
+        later = t > maxt  # a series' newest in the span is the last of its group, whatever follows
+        last[:-1] |= later[1:]
         ends = self.starts[1:][self.counts() > 0] - 1
         last[ends] = True  # a series' newest, whatever the next series' first step
-        return self.where(last)
+        return self.where(last & (t >= mint) & ~later)
 
 
 @dataclass

@@ -234,9 +234,8 @@ class Source:
             held = self.head.samples(self.con, table, rule.column, span.mint, span.maxt)
             if held is None:
                 return None
-            held = held.between(span.mint, span.maxt)
-            if span.step:
-                held = held.per_step(span.first, span.step)
+            held = (held.per_step(span.mint, span.maxt, span.first, span.step) if span.step
+                    else held.between(span.mint, span.maxt))  # fmt: skip
             base = np.array([enc.series_id(table, node, device) + k if node in asked else -1
                              for node, device in held.keys], dtype=np.int64)  # fmt: skip
             ids = np.repeat(base, held.counts())
