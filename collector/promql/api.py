@@ -26,6 +26,7 @@ from ironsight.collector.promql.head import Head
 from ironsight.collector.promql.render import render_json
 from ironsight.collector.promql.source import KINDS, Inventory, Source, merge_labels
 from ironsight.collector.promql.values import QueryError
+from ironsight.collector.promql.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ class Api:
         self.version = version
         self._inventory: tuple[float, Inventory] | None = None
         self._lock = threading.Lock()
+        self._watchdog = Watchdog()
 
     def inventory(self, con: Any) -> Inventory:
         """Nodes and devices, read again when older than INVENTORY_S: a dashboard's dozens of queries
@@ -175,14 +177,13 @@ class Api:
 
     def _with_source(self, work: Callable[[Source], Any], timeout: float = DEFAULT_TIMEOUT_S) -> Any:
         con = self.connect()
-        timer = threading.Timer(timeout, con.interrupt)
-        timer.start()
+        alarm = self._watchdog.arm(timeout, con.interrupt)
         try:
             return work(Source(con, self.job, self.labels, self.inventory(con), self.head))
         except duckdb.InterruptException as exc:
             raise QueryError("timeout", "query timed out in query execution") from exc
         finally:
-            timer.cancel()
+            self._watchdog.disarm(alarm)
             con.close()
 
     def _series(self, source: Source, p: Params) -> list[dict[str, str]]:
