@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 
 SPAN_MS = 3 * 3600 * 1000  # as far back as the head reaches from each table's newest sample
 BUDGET_BYTES = 256 * 2**20
+ROWS = ""  # not a column: a table's every row, its value the row's microsecond (what XID series need)
 _EPOCH = datetime(1970, 1, 1)
 
 
@@ -207,14 +208,20 @@ class Head:
 
 
 def _read(con: Any, table: str, column: str, lo: int, hi: int | None) -> Held:
-    """The column's non-NULL, non-NaN samples with lo <= ms < hi."""
+    """The column's non-NULL, non-NaN samples with lo <= ms < hi; for ROWS, every row, its value the
+    row's microsecond."""
     where = "time >= ?" + ("" if hi is None else " AND time < ?")
     bounds = [_EPOCH + timedelta(milliseconds=lo)] + (
         [] if hi is None else [_EPOCH + timedelta(milliseconds=hi)]
     )
+    if column == ROWS:
+        value = "epoch_us(time)::DOUBLE"
+    else:
+        value = f'"{column}"::DOUBLE'
+        where += f' AND "{column}" IS NOT NULL AND NOT isnan("{column}"::DOUBLE)'
     got = con.sql(
-        f'SELECT node, device, epoch_us(time) // 1000 AS t, "{column}"::DOUBLE AS v FROM {table} '
-        f'WHERE {where} AND "{column}" IS NOT NULL AND NOT isnan("{column}"::DOUBLE) ORDER BY node, device, time',
+        f"SELECT node, device, epoch_us(time) // 1000 AS t, {value} AS v FROM {table} WHERE {where} "
+        "ORDER BY node, device, time",
         params=bounds,
     ).to_arrow_table()
     if not got.num_rows:

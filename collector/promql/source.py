@@ -22,10 +22,12 @@ import pyarrow.compute as pc
 
 from ironsight.collector.promql.findings import NAMES as FINDING_KINDS
 from ironsight.collector.promql.findings import findings
-from ironsight.collector.promql.head import Head
+from ironsight.collector.promql.head import ROWS, Head
 from ironsight.collector.promql.jobs import job_gpus
 from ironsight.collector.promql.up import up
 from ironsight.collector.promql.values import Matcher, Raw, matches
+from ironsight.collector.promql.xids import events as xid_events
+from ironsight.collector.promql.xids import xid_samples
 from ironsight.collector.remote_write.encode import Encoder, table_rules
 from ironsight.core.reading import DeviceInfo
 from ironsight.core.series_rules import (
@@ -154,7 +156,12 @@ class Source:
         plain = [] if exists else [n for n in names if n not in SPECIAL]
         parts = [self._plain(enc, t, c, set(plain), nodes, span) for t, c in _tables(plain).items()]
         rendered = [n for n in names if n not in plain]
-        if rendered:
+        xids = None
+        if rendered and self.head is not None and not exists and set(rendered) <= {XID_LAST, XID_COUNT}:
+            xids = self._xids_from_head(enc, set(rendered), nodes, span)
+        if xids is not None:
+            parts.append(xids)
+        elif rendered:
             enc.only = frozenset(rendered)  # values of these only: the plain ones are read above
             if span.step and not exists and set(rendered) <= {XID_LAST, XID_COUNT}:
                 rows = [("gpu", self._last_rows("gpu", sorted(_tables(rendered)["gpu"]), nodes, span))]
@@ -245,6 +252,19 @@ class Source:
         if not out:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
         return out[0] if len(out) == 1 else tuple(np.concatenate([o[i] for o in out]) for i in range(3))  # type: ignore[return-value]
+
+    def _xids_from_head(
+        self, enc: Encoder, names: set[str], nodes: list[str], span: Span
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The XID series at the GPU rows the head holds (None where it does not hold the span)."""
+        assert self.head is not None
+        held = self.head.samples(self.con, "gpu", ROWS, span.mint, span.maxt)
+        if held is None:
+            return None
+        held = (held.per_step(span.mint, span.maxt, span.first, span.step) if span.step
+                else held.between(span.mint, span.maxt))  # fmt: skip
+        found = xid_events(self._xids(enc, nodes, span.mint, span.maxt))
+        return xid_samples(held, enc, names, set(nodes), found)
 
     def _nodes(self, instance: Sequence[Matcher]) -> list[str]:
         return [n for n in self.inventory.nodes if all(m.matches(n) for m in instance)]

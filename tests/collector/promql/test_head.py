@@ -216,3 +216,27 @@ def test_a_read_that_fails_leaves_what_was_written_to_read_next_time(
     held = head.samples(store.reader(), "gpu", "util_gpu_percent", T, T + 300_000)
     assert held is not None and held.t.max() >= T + 299_000
     _check(store, head)
+
+
+def test_xid_series_from_the_heads_rows_are_the_encoders(store: Store) -> None:
+    """The last XID and the XID count at each GPU row: XIDs before the span, inside it (two at one
+    microsecond, one at a row's very microsecond), on some GPUs only."""
+    head = Head()
+    store.changes.listen(head)
+    store.ingest([_batch(n, 1, 0, 300) for n in NODES])
+    # _batch's row at second s is at T + s * 1000 + (s * 37) % 11 ms: 74 s -> +10 ms.
+    store.reader().execute(
+        "INSERT INTO gpu_xid_hot (node, device, time, xid) VALUES "
+        "('n1', '0', TIMESTAMP '2026-10-31 23:58:00', 13), ('n1', '0', TIMESTAMP '2026-11-01 00:01:14.010', 79), "
+        "('n1', '0', TIMESTAMP '2026-11-01 00:02:00.5', 48), ('n1', '0', TIMESTAMP '2026-11-01 00:02:00.5', 31), "
+        "('n2', '1', TIMESTAMP '2026-11-01 00:03:30.123456', 94)"
+    )
+    exprs = ["DCGM_FI_DEV_XID_ERRORS", "ironsight_gpu_xid_events_total{instance=~'n[12]'}",
+             "increase(ironsight_gpu_xid_events_total[30s])", "max_over_time(DCGM_FI_DEV_XID_ERRORS[1m])"]  # fmt: skip
+    assert _check(store, head, exprs) > 0
+    assert head.misses == 1  # the GPU rows, read once
+    got = Engine(Source(store.reader(), inventory=INVENTORY, head=head)).run(
+        "ironsight_gpu_xid_events_total{instance='n1', gpu='0'}", T + 60_000, T + 180_000, 30_000
+    )
+    assert isinstance(got, Vector)
+    assert got.v[0].tolist() == [1, 2, 2, 4, 4]

@@ -13,7 +13,12 @@ def test_calls_come_in_deadline_order_and_disarmed_ones_never() -> None:
     fired: list[str] = []
     done = threading.Event()
     began = time.monotonic()
-    dog.arm(0.30, lambda: (fired.append("late"), done.set()))
+
+    def late() -> None:
+        fired.append("late")
+        done.set()
+
+    dog.arm(0.30, late)
     dog.arm(0.05, lambda: fired.append("early"))
     dropped = dog.arm(0.10, lambda: fired.append("disarmed"))
     dog.disarm(dropped)
