@@ -5,6 +5,9 @@ metric, and the collector's memory.
   1-hour panel (5 s; $__rate_interval 6 s), for 8 nodes x 8 GPUs stored at 1 s (`ironsight simulate
   --scenario mixed --nodes 8 --gpus 8 --duration 1h`); the panels' queries 6 at a time, as a browser
   sends them to one host, the median of 3 loads, each until every answer's last byte (parsed after).
+  The first load fills the collector's head (the recent samples it keeps in memory, as Prometheus's
+  head block holds them) from its store and is reported on its own (dashboard_first_s); the median
+  is of the warm ones, as a dashboard that refreshes sees them.
 - day: DCGM_FI_DEV_GPU_UTIL of 64 GPUs over 24 h at 1 s (5.5 M stored values, utilization-like
   integers), one query_range with a 60 s step, the median of 5.
 - memory: the collector's peak resident memory (VmHWM) after all of it.
