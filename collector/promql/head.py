@@ -10,13 +10,16 @@ reads that span again before its next answer (one statement over the newest
 rows, which DuckDB's zone maps find without a scan).
 
 Only queries reaching back at most SPAN_MS before the table's newest sample are
-served; older ones go to DuckDB as before, as do all when the entries would
-pass the memory budget (least recently used ones are dropped first).
+served; older ones go to DuckDB as before. Past the memory budget the least
+recently used entries are dropped; a column that would not fit alone (a large
+fleet's hours of it: counted before it is read) is left to DuckDB, whose own
+reduction per step beats loading it and dropping it at every refresh.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,6 +30,8 @@ import pyarrow.compute as pc
 
 SPAN_MS = 3 * 3600 * 1000  # as far back as the head reaches from each table's newest sample
 BUDGET_BYTES = 256 * 2**20
+SAMPLE_BYTES = 16  # a held sample: its millisecond and its value
+TOO_BIG_S = 60.0  # a column found past the budget is not tried again for this long
 ROWS = ""  # not a column: a table's every row, its value the row's microsecond (what XID series need)
 _EPOCH = datetime(1970, 1, 1)
 
@@ -81,6 +86,10 @@ class Held:
         return self.where(last & (t >= mint) & ~later)
 
 
+class _TooBig(Exception):
+    """The samples asked for would not fit the head's budget."""
+
+
 @dataclass
 class _Entry:
     lo: int = 0  # complete for every time >= lo (ms), once loaded
@@ -98,6 +107,7 @@ class Head:
         self.span = span_ms
         self._entries: dict[tuple[str, str], _Entry] = {}  # least recently used first
         self._newest: dict[str, int] = {}
+        self._too_big: dict[tuple[str, str], float] = {}  # (table, column) -> not tried until (monotonic)
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -122,7 +132,7 @@ class Head:
     def samples(self, con: Any, table: str, column: str, mint: int, maxt: int) -> Held | None:
         """The column's samples, every one from mint on (and perhaps some before), or None when the head
         does not serve this span (the caller asks DuckDB)."""
-        if self.budget <= 0:
+        if self.budget <= 0 or time.monotonic() < self._too_big.get((table, column), 0.0):
             return None
         newest = self._table_newest(con, table)
         if newest is None or mint < newest - self.span or mint > maxt:
@@ -130,9 +140,18 @@ class Head:
         with self._lock:
             entry = self._entries.pop((table, column), None) or _Entry()
             self._entries[(table, column)] = entry  # the most recently used, last
-        with entry.lock:
-            self._update(con, entry, table, column, mint, newest)
-            held = entry.held
+        try:
+            with entry.lock:
+                self._update(con, entry, table, column, mint, newest)
+                held = entry.held
+        except _TooBig:
+            # A fleet's hours of one column past the budget: loading it, answering once and dropping it
+            # again at every refresh would cost more than DuckDB's own reduction. Asked again later.
+            with self._lock:
+                if self._entries.get((table, column)) is entry and not entry.loaded:
+                    del self._entries[(table, column)]
+                self._too_big[(table, column)] = time.monotonic() + TOO_BIG_S
+            return None
         self._fit()
         return held
 
@@ -173,6 +192,7 @@ class Head:
         """The store's samples the entry lacks: all from mint on at first; then what was written since
         the last read (dirty on), and what lies between mint and what is held."""
         if not e.loaded:
+            self._check_fits(con, table, column, mint, None, 0)
             self.misses += 1
             e.held, e.lo, e.loaded = _read(con, table, column, mint, None), mint, True
             return
@@ -181,8 +201,15 @@ class Head:
             since = max(dirty, e.lo)
             e.held = _splice(e.held, _read(con, table, column, since, None), since, None)
         if mint < e.lo:
+            self._check_fits(con, table, column, mint, e.lo, e.held.nbytes)
             e.held = _splice(e.held, _read(con, table, column, mint, e.lo), mint, e.lo)
             e.lo = mint
+
+    def _check_fits(self, con: Any, table: str, column: str, lo: int, hi: int | None, held: int) -> None:
+        """Raises _TooBig where the samples lo <= ms < hi, beside the held bytes, would pass the budget."""
+        rows = _count(con, table, column, lo, hi)
+        if held + rows * SAMPLE_BYTES > self.budget:
+            raise _TooBig
 
     def _fit(self) -> None:
         """Least recently used entries out until the rest fit the budget (the one in use is the most
@@ -199,18 +226,27 @@ class Head:
             return sum(e.nbytes for e in self._entries.values())
 
 
-def _read(con: Any, table: str, column: str, lo: int, hi: int | None) -> Held:
-    """The column's non-NULL, non-NaN samples with lo <= ms < hi; for ROWS, every row, its value the
-    row's microsecond."""
+def _where(column: str, lo: int, hi: int | None) -> tuple[str, list[datetime]]:
+    """SQL's WHERE for a column's samples lo <= ms < hi, and its parameters."""
     where = "time >= ?" + ("" if hi is None else " AND time < ?")
     bounds = [_EPOCH + timedelta(milliseconds=lo)] + (
         [] if hi is None else [_EPOCH + timedelta(milliseconds=hi)]
     )
-    if column == ROWS:
-        value = "epoch_us(time)::DOUBLE"
-    else:
-        value = f'"{column}"::DOUBLE'
+    if column != ROWS:
         where += f' AND "{column}" IS NOT NULL AND NOT isnan("{column}"::DOUBLE)'
+    return where, bounds
+
+
+def _count(con: Any, table: str, column: str, lo: int, hi: int | None) -> int:
+    where, bounds = _where(column, lo, hi)
+    return int(con.execute(f"SELECT count(*) FROM {table} WHERE {where}", bounds).fetchall()[0][0])
+
+
+def _read(con: Any, table: str, column: str, lo: int, hi: int | None) -> Held:
+    """The column's non-NULL, non-NaN samples with lo <= ms < hi; for ROWS, every row, its value the
+    row's microsecond."""
+    where, bounds = _where(column, lo, hi)
+    value = "epoch_us(time)::DOUBLE" if column == ROWS else f'"{column}"::DOUBLE'
     got = con.sql(
         f"SELECT node, device, epoch_us(time) // 1000 AS t, {value} AS v FROM {table} WHERE {where} "
         "ORDER BY node, device, time",

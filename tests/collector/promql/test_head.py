@@ -117,6 +117,24 @@ def test_a_small_budget_keeps_what_fits_and_answers_the_same(store: Store) -> No
     assert 0 < head.nbytes() <= one_column + 1000
 
 
+def test_a_column_past_the_budget_is_read_from_the_store_not_loaded_and_dropped(store: Store) -> None:
+    """A fleet's hours of one column past the whole budget: not loaded at each query only to be
+    dropped again; DuckDB answers, and the head does not ask again for a while."""
+    store.ingest([_batch(n, 1, 0, 300) for n in NODES])
+    head = Head(budget_bytes=6 * 300 * 16 // 2)  # half a column
+    store.changes.listen(head)
+    assert head.samples(store.reader(), "gpu", "util_gpu_percent", T, T + 300_000) is None
+    assert head.misses == 0 and head.nbytes() == 0
+    _check(store, head)
+    assert head.misses == 0 and head.nbytes() == 0
+    # Held, then asked further back than fits: the store answers that one.
+    roomy = Head(budget_bytes=6 * 200 * 16 + 100)
+    held = roomy.samples(store.reader(), "gpu", "util_gpu_percent", T + 150_000, T + 300_000)
+    assert held is not None and len(held.t) == 6 * 150
+    assert roomy.samples(store.reader(), "gpu", "util_gpu_percent", T, T + 300_000) is None
+    assert roomy.nbytes() <= 6 * 200 * 16 + 100
+
+
 def test_retention_says_what_it_deleted(store: Store) -> None:
     head = Head()
     store.changes.listen(head)
