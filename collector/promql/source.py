@@ -364,6 +364,7 @@ def _raw(ids: np.ndarray, t: np.ndarray, v: np.ndarray, label_sets: dict[int, di
             ids, t, v = ids[~dup], t[~dup], v[~dup]
     first = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0, np.int64)
     starts = np.r_[first, len(ids)].astype(np.int64)
+    # Copies (astype's default): the head's arrays may come this far uncopied, and are never to be written.
     return Raw([label_sets[int(i)] for i in ids[first]], starts, t.astype(np.int64), v.astype(np.float64))
 
 
