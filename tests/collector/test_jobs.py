@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -14,13 +13,6 @@ from ironsight.core.validate import InvalidBatch, check
 from ironsight.v1 import telemetry_pb2 as pb
 
 from support.batches import T0, at, look
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "s.duckdb")
-    yield s
-    s.close()
 
 
 def test_a_look_is_stored_when_it_changes_and_spans_follow(store: Store) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -27,13 +26,6 @@ def batch(node: str, seq: int, t0: int, devices: list[str], boot: str = "b", pac
     out.node.hostname = node
     out.node.devices.add(kind="nvme", name="nvme0", attrs={"model": "X"})
     return out
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "s.duckdb")
-    yield s
-    s.close()
 
 
 def test_migrated_schema_matches_ironsight_schema(store: Store) -> None:

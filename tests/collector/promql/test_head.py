@@ -7,7 +7,6 @@ write receiver's settling and retention's deletes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -43,13 +42,6 @@ def _batch(node: str, seq: int, first_s: int, seconds: int) -> pb.Batch:
     batch = pb.Batch(node_id=node, boot_id="boot-1", seq=seq, interval_s=1.0)
     batch.tables.append(b.to_proto())
     return batch
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "s.duckdb")
-    yield s
-    s.close()
 
 
 INVENTORY = Inventory(list(NODES), {n: f"h-{n}" for n in NODES}, {})
