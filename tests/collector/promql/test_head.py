@@ -250,3 +250,15 @@ def test_xid_series_from_the_heads_rows_are_the_encoders(store: Store) -> None:
     )
     assert isinstance(got, Vector)
     assert got.v[0].tolist() == [1, 2, 2, 4, 4]
+
+
+def test_a_negative_query_memory_is_one_error_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from ironsight.collector.main import load
+
+    with pytest.raises(SystemExit) as exc:
+        load(["--insecure", "--query-memory", "-1"])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "ironsight-collector: error: --query-memory must be 0 (off) or more MiB"
+    )
+    assert load(["--insecure", "--query-memory", "0"]).query_memory == 0
