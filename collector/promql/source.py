@@ -22,13 +22,12 @@ import pyarrow.compute as pc
 
 from ironsight.collector.promql.findings import NAMES as FINDING_KINDS
 from ironsight.collector.promql.findings import findings
-from ironsight.collector.promql.head import ROWS, Head
+from ironsight.collector.promql.head import ROWS, Head, Held
 from ironsight.collector.promql.jobs import job_gpus
 from ironsight.collector.promql.up import up
 from ironsight.collector.promql.values import Matcher, Raw, matches
-from ironsight.collector.promql.xids import events as xid_events
 from ironsight.collector.promql.xids import xid_samples
-from ironsight.collector.remote_write.encode import Encoder, table_rules
+from ironsight.collector.remote_write.encode import Encoder, table_rules, xid_events
 from ironsight.core.reading import DeviceInfo
 from ironsight.core.series_rules import (
     CORE_THROTTLES,
@@ -241,8 +240,7 @@ class Source:
             held = self.head.samples(self.con, table, rule.column, span.mint, span.maxt)
             if held is None:
                 return None
-            held = (held.per_step(span.mint, span.maxt, span.first, span.step) if span.step
-                    else held.between(span.mint, span.maxt))  # fmt: skip
+            held = _in_span(held, span)
             base = np.array([enc.series_id(table, node, device) + k if node in asked else -1
                              for node, device in held.keys], dtype=np.int64)  # fmt: skip
             ids = np.repeat(base, held.counts())
@@ -261,8 +259,7 @@ class Source:
         held = self.head.samples(self.con, "gpu", ROWS, span.mint, span.maxt)
         if held is None:
             return None
-        held = (held.per_step(span.mint, span.maxt, span.first, span.step) if span.step
-                else held.between(span.mint, span.maxt))  # fmt: skip
+        held = _in_span(held, span)
         found = xid_events(self._xids(enc, nodes, span.mint, span.maxt))
         return xid_samples(held, enc, names, set(nodes), found)
 
@@ -344,6 +341,14 @@ def _plain_sql(table: str, columns: list[str], span: Span, everyone: bool = Fals
                      f'arg_max("{c}", time){only.format(c)} AS "{c}"' for c in columns)  # fmt: skip
     return (f"SELECT node, device, {k} AS k, {cols} FROM {table} WHERE {where} GROUP BY node, device, k "
             "ORDER BY node, device, k")  # fmt: skip
+
+
+def _in_span(held: Held, span: Span) -> Held:
+    """The head's samples a selector reads: those in the span, with a step only the ones _plain_sql's
+    step form keeps."""
+    if span.step:
+        return held.per_step(span.mint, span.maxt, span.first, span.step)
+    return held.between(span.mint, span.maxt)
 
 
 def _step_of(span: Span) -> str:

@@ -9,34 +9,13 @@ small gpu_xid table, and one binary search per GPU places each row among them.
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import numpy as np
-import pyarrow as pa
 
 from ironsight.collector.promql.head import Held
 from ironsight.collector.remote_write.encode import Encoder, table_rules
 from ironsight.core.series_rules import XID_COUNT, XID_LAST
 
 Key = tuple[str, str]  # (node, gpu)
-
-
-def events(table: pa.Table) -> dict[Key, tuple[np.ndarray, np.ndarray]]:
-    """Each GPU's XIDs in the span, (microseconds, XIDs) oldest first, the table's order among equal
-    times (as the encoder keeps it)."""
-    table = table.filter(table.column("xid").is_valid())
-    us = np.asarray(table.column("time").cast(pa.timestamp("us")).cast(pa.int64()).to_numpy(), dtype=np.int64)
-    xids = np.asarray(table.column("xid").to_numpy(zero_copy_only=False), dtype=np.int64)
-    rows: dict[Key, list[int]] = defaultdict(list)
-    for i, key in enumerate(
-        zip(table.column("node").to_pylist(), table.column("device").to_pylist(), strict=True)
-    ):
-        rows[key].append(i)
-    out = {}
-    for key, at in rows.items():
-        order = np.asarray(at)[np.argsort(us[at], kind="stable")]
-        out[key] = (us[order], xids[order])
-    return out
 
 
 def xid_samples(

@@ -125,7 +125,7 @@ class Encoder:
             name: pa.concat_tables(ts).combine_chunks() if len(ts) > 1 else ts[0]
             for name, ts in by_name.items()
         }
-        events = _xid_events(merged.get("gpu_xid"))
+        events = xid_events(merged.get("gpu_xid"))
         parts = [self._table(name, table, events) for name, table in merged.items() if name in RULES]
         if "cpu" in merged and {"core_id", "package_id"} <= set(merged["cpu"].column_names):
             parts += self._throttles(merged["cpu"])
@@ -357,8 +357,9 @@ def _micros(table: pa.Table) -> np.ndarray:
     return np.asarray(us.to_numpy(), dtype=np.int64)
 
 
-def _xid_events(table: pa.Table | None) -> _Events:
-    """This group's XIDs per GPU, oldest first (the table's order among equal times)."""
+def xid_events(table: pa.Table | None) -> _Events:
+    """This group's XIDs per GPU, oldest first (the table's order among equal times); the query API's
+    XID series from its head place rows among them too (promql/xids.py)."""
     if table is None:
         return {}
     table = table.filter(pc.is_valid(table.column("xid")))
