@@ -97,7 +97,6 @@ class _Entry:
     loaded: bool = False
     dirty: int | None = None  # the oldest ms written since the last read of the store
     floor: int = 0  # pruned before this ms
-    nbytes: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -186,7 +185,6 @@ class Head:
         if keep > e.lo:
             e.lo = keep
             e.held = _splice(e.held, Held.empty(), None, keep)
-        e.nbytes = e.held.nbytes
 
     def _read_in(self, con: Any, e: _Entry, table: str, column: str, mint: int, dirty: int | None) -> None:
         """The store's samples the entry lacks: all from mint on at first; then what was written since
@@ -215,15 +213,15 @@ class Head:
         """Least recently used entries out until the rest fit the budget (the one in use is the most
         recently used: it goes last, when it alone is too large; its query has its samples already)."""
         with self._lock:
-            total = sum(e.nbytes for e in self._entries.values())
+            total = sum(e.held.nbytes for e in self._entries.values())
             for key in list(self._entries):
                 if total <= self.budget:
                     break
-                total -= self._entries.pop(key).nbytes
+                total -= self._entries.pop(key).held.nbytes
 
     def nbytes(self) -> int:
         with self._lock:
-            return sum(e.nbytes for e in self._entries.values())
+            return sum(e.held.nbytes for e in self._entries.values())
 
 
 def _where(column: str, lo: int, hi: int | None) -> tuple[str, list[datetime]]:
