@@ -24,6 +24,7 @@ from ironsight.collector import cold
 from ironsight.collector.changes import Changes
 from ironsight.collector.detect.sql import increment, ts
 from ironsight.core.schema import TABLES
+from ironsight.core.unixtime import to_ns
 from ironsight.core.worker import Worker
 
 log = logging.getLogger("ironsight.collector")
@@ -247,9 +248,7 @@ class Retention(Worker):
 
     def _pruned(self, cutoff: datetime) -> None:
         if self.changes is not None:
-            self.changes.pruned(
-                (cutoff.replace(tzinfo=None) - datetime(1970, 1, 1)) // timedelta(milliseconds=1)
-            )
+            self.changes.pruned(to_ns(cutoff.replace(tzinfo=None)) // 1_000_000)
 
     def _next_cut(self, oldest: datetime) -> datetime:
         """An hour of raw data past the oldest, or the whole day when that is in the cold tier."""

@@ -28,12 +28,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ironsight.core.unixtime import EPOCH
+
 SPAN_MS = 3 * 3600 * 1000  # as far back as the head reaches from each table's newest sample
 BUDGET_BYTES = 256 * 2**20
 SAMPLE_BYTES = 16  # a held sample: its millisecond and its value
 TOO_BIG_S = 60.0  # a column found past the budget is not tried again for this long
 ROWS = ""  # not a column: a table's every row, its value the row's microsecond (what XID series need)
-_EPOCH = datetime(1970, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -227,8 +228,8 @@ class Head:
 def _where(column: str, lo: int, hi: int | None) -> tuple[str, list[datetime]]:
     """SQL's WHERE for a column's samples lo <= ms < hi, and its parameters."""
     where = "time >= ?" + ("" if hi is None else " AND time < ?")
-    bounds = [_EPOCH + timedelta(milliseconds=lo)] + (
-        [] if hi is None else [_EPOCH + timedelta(milliseconds=hi)]
+    bounds = [EPOCH + timedelta(milliseconds=lo)] + (
+        [] if hi is None else [EPOCH + timedelta(milliseconds=hi)]
     )
     if column != ROWS:
         where += f' AND "{column}" IS NOT NULL AND NOT isnan("{column}"::DOUBLE)'
