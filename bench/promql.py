@@ -6,8 +6,8 @@ metric, and the collector's memory.
   --scenario mixed --nodes 8 --gpus 8 --duration 1h`); the panels' queries 6 at a time, as a browser
   sends them to one host, the median of 3 loads, each until every answer's last byte (parsed after).
   The first load fills the collector's head (the recent samples it keeps in memory, as Prometheus's
-  head block holds them) from its store and is reported on its own (dashboard_first_s); the median
-  is of the warm ones, as a dashboard that refreshes sees them.
+  head block holds them) from its store and is reported on its own (dashboard_first_s); being the
+  slowest, it leaves the median the slower of the two warm loads, as a dashboard that refreshes sees.
 - day: DCGM_FI_DEV_GPU_UTIL of 64 GPUs over 24 h at 1 s (5.5 M stored values, utilization-like
   integers), one query_range with a 60 s step, the median of 5.
 - memory: the collector's peak resident memory (VmHWM) after all of it.
@@ -225,7 +225,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                     p.wait(timeout=60)
             took = {k: statistics.median(v) for k, v in rounds_s.items()}
             # The first round fills the collector's head (promql/head.py) from the store; Prometheus's
-            # head was filled by the feed. The median is of warm rounds: a dashboard refreshes.
+            # head was filled by the feed. The first being the slowest, the median is a warm round's.
             out[f"{key}_first_s"] = rounds_s["ironsight"][0]
             out[f"{key}_prometheus_first_s"] = rounds_s["prometheus"][0]
             out[f"{key}_s"] = took["ironsight"]
