@@ -1,5 +1,9 @@
-"""The ingest transaction: a group of batches deduplicated, value-checked and stored at once.
+"""The ingest transaction: a group of batches deduplicated, checked and stored at once.
 
+Each new batch's tables are read field by field once (core.columnar.read_part);
+a batch from the collector's stream, whose own fields only were checked as it
+arrived (core.validate.check_head), has its tables' structure checked here
+with the group's (core.validate.check_group), and every batch's values too.
 Dedupe by (node, boot id, seq) is answered before the transaction (collector.seen:
 from memory, but for streams new since start; only this thread writes batches);
 rows are inserted from Arrow sorted by node, device, time; a batch is
@@ -23,8 +27,8 @@ import pyarrow.compute as pc
 from ironsight.collector.changes import Changes
 from ironsight.collector.jobnames import named_nodes, relook
 from ironsight.collector.seen import Seen
-from ironsight.core.columnar import GroupColumns, bad_values, decode_group, group_arrow, view
-from ironsight.core.validate import InvalidBatch, ValidBatch, check_values
+from ironsight.core.columnar import GroupColumns, Part, bad_values, decode_parts, group_arrow, read_part, view
+from ironsight.core.validate import InvalidBatch, Limits, ValidBatch, check, check_group, check_values
 from ironsight.v1 import telemetry_pb2 as pb
 
 NODE_TOUCH_S = 2.0  # a node's row in nodes (last_seen) is at most this stale while it sends
@@ -130,7 +134,9 @@ class Ingest:
             else:
                 seen.add(key)
                 fresh.append(i)
-        groups = self._decode(views, fresh)
+        parts = self._read(batches, views, fresh, outcomes)
+        fresh = [i for i in fresh if outcomes[i] is None]
+        groups = self._decode(parts, fresh)
         if any(bad_values(g) for g in groups.values()):
             for i in fresh:
                 try:
@@ -138,8 +144,8 @@ class Ingest:
                 except InvalidBatch as exc:
                     outcomes[i] = exc
             fresh = [i for i in fresh if outcomes[i] is None]
-            groups = self._decode(views, fresh)
-        rows = {i: sum(len(t.time_ns) // 8 for t in views[i].tables) for i in fresh}
+            groups = self._decode(parts, fresh)
+        rows = {i: sum(p.rows for p in parts[i]) for i in fresh}
         con = self.con
         self._pending_inventory = {}
         self._pending_owners = {}
@@ -228,12 +234,38 @@ class Ingest:
         self.stats.commits += 1
 
     @staticmethod
-    def _decode(views: list[pb.BatchView], fresh: list[int]) -> dict[str, GroupColumns]:
-        parts: dict[str, list[tuple[str, pb.TableView]]] = {}
+    def _read(
+        batches: Sequence[pb.Batch | ValidBatch],
+        views: list[pb.BatchView],
+        fresh: list[int],
+        outcomes: list[pb.Ack | InvalidBatch | None],
+    ) -> dict[int, list[Part]]:
+        """The fresh batches' tables, each field read once; those whose structure is still to check
+        (core.validate.check_head) checked for the whole group, and any refused get their outcome."""
+        parts = {i: [read_part(views[i].node_id, t) for t in views[i].tables] for i in fresh}
+        by_limits: dict[int, tuple[Limits, list[int]]] = {}
         for i in fresh:
-            for t in views[i].tables:
-                parts.setdefault(t.name, []).append((views[i].node_id, t))
-        return {name: decode_group(name, p) for name, p in parts.items()}
+            b = batches[i]
+            if isinstance(b, ValidBatch) and b.limits is not None:
+                by_limits.setdefault(id(b.limits), (b.limits, []))[1].append(i)
+        now = time.time_ns()
+        for limits, unchecked in by_limits.values():
+            passed = check_group([parts[i] for i in unchecked], now, limits)
+            for i, ok in zip(unchecked, passed, strict=True):
+                if not ok:  # new, or wrong: the checks that say what
+                    try:
+                        check(views[i], limits, now)
+                    except InvalidBatch as exc:
+                        outcomes[i] = exc
+        return parts
+
+    @staticmethod
+    def _decode(parts: dict[int, list[Part]], fresh: list[int]) -> dict[str, GroupColumns]:
+        by_table: dict[str, list[Part]] = {}
+        for i in fresh:
+            for part in parts[i]:
+                by_table.setdefault(part.name, []).append(part)
+        return {name: decode_parts(name, p) for name, p in by_table.items()}
 
     def _upsert_nodes(self, batches: list[pb.BatchView], clocks: dict[str, float]) -> None:
         """The nodes table, in one statement for the group: a node whose facts (host, kernel, agent,

@@ -194,16 +194,22 @@ def _as_view(table: pb.Table | pb.TableView) -> pb.TableView:
     return table if isinstance(table, pb.TableView) else pb.TableView.FromString(table.SerializeToString())
 
 
-@dataclass
-class _Part:
-    """One batch's wire table, its arrays as bytes, read once."""
+@dataclass(slots=True)
+class Part:
+    """One batch's wire table with every field read once: reading a field of a parsed message makes
+    a new Python object each time, and a list of strings (device and column names) costs about half
+    a microsecond a name; a batch's tables hold some 180 of them."""
 
     node: str
     table: pb.TableView
+    name: str
     rows: int
     time: bytes
     index: bytes
+    devices: tuple[str, ...]
     names: tuple[str, ...]  # packed layout: its columns; () for the Column-per-column layout
+    values: bytes  # packed layout: every column's values, column after column
+    nulls: bytes  # packed layout: every column's NULL bitmap, or nothing
 
     @property
     def key(self) -> tuple[object, ...]:
@@ -211,7 +217,14 @@ class _Part:
         return (self.names, self.rows) if self.names else (id(self),)
 
 
-def _block(parts: list[_Part]) -> tuple[tuple[str, ...], np.ndarray[Any, Any], np.ndarray[Any, Any] | None]:
+def read_part(node: str, wire: pb.Table | pb.TableView) -> Part:
+    t = _as_view(wire)
+    time_ns = t.time_ns
+    return Part(node, t, t.name, len(time_ns) >> 3, time_ns, t.device_index, tuple(t.devices),
+                tuple(t.packed_names), t.packed_values, t.packed_nulls)  # fmt: skip
+
+
+def _block(parts: list[Part]) -> tuple[tuple[str, ...], np.ndarray[Any, Any], np.ndarray[Any, Any] | None]:
     """The parts' columns as one (columns, rows) array of 8-byte values (int64 bits; float
     columns are reinterpreted later) and their NULLs as bools of that shape, or None."""
     import numpy as np
@@ -220,22 +233,22 @@ def _block(parts: list[_Part]) -> tuple[tuple[str, ...], np.ndarray[Any, Any], n
     if not first.names:  # the first layout, one part: a Column message per column
         return _columns_block(first)
     k, n, p = len(first.names), first.rows, len(parts)
-    raw = b"".join(part.table.packed_values for part in parts)
+    raw = b"".join([part.values for part in parts])
     values = np.frombuffer(raw, dtype="<i8").reshape(p, k, n).transpose(1, 0, 2).reshape(k, p * n)
-    holes = [part.table.packed_nulls for part in parts]
+    holes = [part.nulls for part in parts]
     if not any(holes):
         return first.names, values, None
     width = (n + 7) // 8
     empty = bytes(k * width)
-    bits = np.frombuffer(b"".join(h or empty for h in holes), dtype=np.uint8).reshape(p, k, width)
+    bits = np.frombuffer(b"".join([h or empty for h in holes]), dtype=np.uint8).reshape(p, k, width)
     nulls = np.unpackbits(bits, axis=2, count=n, bitorder="little").astype(bool)
     return first.names, values, nulls.transpose(1, 0, 2).reshape(k, p * n)
 
 
-def _columns_block(part: _Part) -> tuple[tuple[str, ...], np.ndarray[Any, Any], np.ndarray[Any, Any] | None]:
+def _columns_block(part: Part) -> tuple[tuple[str, ...], np.ndarray[Any, Any], np.ndarray[Any, Any] | None]:
     import numpy as np
 
-    schema = TABLES[part.table.name]
+    schema = TABLES[part.name]
     cols = list(part.table.columns)
     names = tuple(c.name for c in cols)
     ints = [schema.field(n).type == "int" for n in names]
@@ -251,7 +264,13 @@ def _columns_block(part: _Part) -> tuple[tuple[str, ...], np.ndarray[Any, Any], 
 
 
 def decode_group(name: str, parts: Sequence[tuple[str, pb.Table | pb.TableView]]) -> GroupColumns:
-    """Assumes each part passed ironsight.core.validate's structure checks (lengths, types).
+    """Assumes each part passed ironsight.core.validate's structure checks (lengths, types)."""
+    return decode_parts(name, [read_part(node, wire) for node, wire in parts])
+
+
+def decode_parts(name: str, read: Sequence[Part]) -> GroupColumns:
+    """Parts of one table, each read once (read_part), as one group; assumes they passed
+    ironsight.core.validate's structure checks (lengths, types).
 
     Packed parts with the same columns and rows (a fleet's agents send the same ones) are
     joined with a few numpy calls for all of them; the group's rows follow the parts in the
@@ -260,29 +279,24 @@ def decode_group(name: str, parts: Sequence[tuple[str, pb.Table | pb.TableView]]
     import numpy as np
     import pyarrow as pa
 
-    read = []
-    for node, wire in parts:
-        t = _as_view(wire)
-        time_ns = t.time_ns
-        read.append(_Part(node, t, len(time_ns) // 8, time_ns, t.device_index, tuple(t.packed_names)))
-    kinds: dict[tuple[object, ...], list[_Part]] = {}
+    kinds: dict[tuple[object, ...], list[Part]] = {}
     for part in read:
         kinds.setdefault(part.key, []).append(part)
-    ordered = [part for members in kinds.values() for part in members]
+    ordered = [part for members in kinds.values() for part in members] if len(kinds) > 1 else list(read)
     blocks = []
     for members in kinds.values():
         names, values, nulls = _block(members)
         blocks.append(({n: j for j, n in enumerate(names)}, values, nulls, values.shape[1]))
     counts = np.array([part.rows for part in ordered])
-    devices_per = np.array([len(part.table.devices) for part in ordered])
+    devices_per = np.array([len(part.devices) for part in ordered])
     node_names = sorted({part.node for part in ordered})
     node_ids = {node: i for i, node in enumerate(node_names)}
     node_index = np.repeat(np.array([node_ids[part.node] for part in ordered], dtype=np.int32), counts)
     offsets = np.repeat(np.cumsum(devices_per) - devices_per, counts).astype(np.int32)
     device_index = (
-        np.frombuffer(b"".join(part.index for part in ordered), dtype="<u4").astype(np.int32) + offsets
+        np.frombuffer(b"".join([part.index for part in ordered]), dtype="<u4").astype(np.int32) + offsets
     )
-    devices = list(chain.from_iterable(part.table.devices for part in ordered))
+    devices = list(chain.from_iterable([part.devices for part in ordered]))
     return GroupColumns(
         name,
         counts.tolist(),
@@ -293,7 +307,7 @@ def decode_group(name: str, parts: Sequence[tuple[str, pb.Table | pb.TableView]]
             pa.array(device_index), pa.array(devices, pa.string())
         ).dictionary_decode(),
         # Stored at microsecond precision (DuckDB's TIMESTAMP); ticks are far coarser.
-        np.frombuffer(b"".join(part.time for part in ordered), dtype="<i8") // 1000,
+        np.frombuffer(b"".join([part.time for part in ordered]), dtype="<i8") // 1000,
         _columns(TABLES[name], blocks),
     )
 

@@ -120,6 +120,58 @@ def test_a_bad_batch_in_a_group_is_refused_and_the_rest_stored(store: Store) -> 
     assert store.con.execute("SELECT seq FROM batches ORDER BY seq").fetchall() == [(1,), (3,)]
 
 
+def test_the_store_checks_the_structure_of_batches_checked_only_at_their_head(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The collector's stream checks a batch's own fields (check_head); its tables' structure is
+    checked by the store for the whole group at once. A batch wrong in any one way is refused,
+    named precisely, while the rest of its group is stored; one with a device never seen before
+    is looked at alone and stored."""
+    from ironsight.collector import ingest
+    from ironsight.core import validate
+    from ironsight.core.validate import InvalidBatch, Limits, ValidBatch, check_head
+
+    t0 = time.time_ns()
+    looked_at: list[int] = []  # the batches checked one by one (check), by seq
+
+    def check(b: pb.BatchView, limits: Limits, now_ns: int) -> ValidBatch:
+        looked_at.append(b.seq)
+        return validate.check(b, limits, now_ns)
+
+    monkeypatch.setattr(ingest, "check", check)
+
+    def wire(seq: int, devices: list[str], at: int = t0) -> pb.BatchView:
+        return pb.BatchView.FromString(batch("n1", seq, at + seq * 10**9, devices).SerializeToString())
+
+    good = [wire(1, ["sda"]), wire(7, ["sda"])]
+    old = wire(2, ["sda"], at=t0 - 2 * 10**9 * 3600)  # past the limits' max age of one hour
+    past_devices = wire(3, ["sda"])
+    past_devices.tables[0].device_index = (5).to_bytes(4, "little") * 3
+    twice = wire(4, ["sda"])
+    twice.tables.append(twice.tables[0])
+    unknown = wire(5, ["sda"])
+    unknown.tables[0].packed_names[0] = "reads_total_nope"
+    new_device = wire(6, ["nvme9n1"])
+    limits = Limits(max_age_ns=3600 * 10**9)
+    store.ingest([check_head(good[0], good[0].ByteSize(), limits)])  # sda: a device seen before the group
+    group = [old, past_devices, twice, unknown, new_device, good[1]]
+    outcomes = store.ingest([check_head(b, b.ByteSize(), limits) for b in group])
+    assert looked_at[1:] == [2, 3, 4, 5, 6]  # the group's good batch passed with the group's checks
+    refused = {o.seq: str(o) for o in outcomes if isinstance(o, InvalidBatch)}
+    assert refused.keys() == {2, 3, 4, 5}
+    assert "time_ns outside" in refused[2]
+    assert "device_index points past the 1 devices listed" in refused[3]
+    assert "appears twice in one batch" in refused[4]
+    assert "column 'reads_total_nope': not a column of disk" in refused[5]
+    stored = [o.seq for o in outcomes if isinstance(o, pb.Ack) and o.status == pb.Ack.STORED]
+    assert stored == [6, 7]
+    assert store.con.execute("SELECT seq FROM batches ORDER BY seq").fetchall() == [(1,), (6,), (7,)]
+    assert store.con.execute("SELECT device, count(*) FROM disk GROUP BY device ORDER BY 1").fetchall() == [
+        ("nvme9n1", 3),
+        ("sda", 6),
+    ]
+
+
 def test_node_and_devices_registry(store: Store) -> None:
     store.ingest([batch("n1", 1, time.time_ns(), ["sda"])])
     assert store.con.execute("SELECT node, hostname FROM nodes").fetchall() == [("n1", "n1")]
