@@ -57,7 +57,11 @@ class TableBuilder:
         """The rows as a wire table: packed (every column in one array, what agents send), or a
         Column message per column (the first layout; the collector takes both)."""
         devices = [device_name(d) for d in self.devices]
-        table = pb.Table(name=self.schema.name, time_ns=self.time_ns, devices=devices)
+        table = pb.Table(name=self.schema.name, time_ns=self.time_ns)
+        if packed:
+            table.devices_text = as_text(devices)
+        else:
+            table.devices.extend(devices)
         table.device_index.extend(self.device_index)
         names = [f.name for f in self.schema.fields]
         # One C-level map per row and one transpose, not a Python step per value.
@@ -83,6 +87,63 @@ class TableBuilder:
         return table
 
 
+def as_text(names: Sequence[str]) -> bytes:
+    """A list of names as Table's devices_text and packed_names_text carry it."""
+    return "".join(f"{name}\n" for name in names).encode()
+
+
+# Lists sent as text, decoded: a fleet sends the same few in every batch. Bounded by their size, so a
+# sender of ever new lists only makes the collector decode each (the cache starts again when full).
+_TEXTS: dict[bytes, tuple[str, ...]] = {}
+_TEXTS_BYTES = [0]
+MAX_TEXTS_BYTES = 8 << 20
+
+
+def text_list(text: bytes) -> tuple[str, ...] | None:
+    """The names of a list sent as text, or None if it is not UTF-8 names each followed by a newline."""
+    names = _TEXTS.get(text)
+    if names is not None:
+        return names
+    try:
+        decoded = text.decode()
+    except UnicodeDecodeError:
+        return None
+    if not decoded.endswith("\n"):
+        return None
+    names = tuple(decoded[:-1].split("\n"))
+    if _TEXTS_BYTES[0] + len(text) > MAX_TEXTS_BYTES:
+        _TEXTS.clear()
+        _TEXTS_BYTES[0] = 0
+    _TEXTS[text] = names
+    _TEXTS_BYTES[0] += len(text)
+    return names
+
+
+def table_lists(t: pb.Table | pb.TableView) -> tuple[tuple[str, ...], tuple[str, ...], str]:
+    """A wire table's devices and packed column names, from whichever form it sent each in, and
+    what is wrong with how they were sent ("" when nothing)."""
+    devices: tuple[str, ...] | None
+    names: tuple[str, ...] | None
+    wrong = ""
+    if text := t.devices_text:
+        devices = text_list(text)
+        if devices is None:
+            devices, wrong = (), "devices_text is not UTF-8 names each followed by a newline"
+        elif t.devices:
+            wrong = "lists its devices both in devices and in devices_text; send one"
+    else:
+        devices = tuple(t.devices)
+    if text := t.packed_names_text:
+        names = text_list(text)
+        if names is None:
+            names, wrong = (), wrong or "packed_names_text is not UTF-8 names each followed by a newline"
+        elif t.packed_names:
+            wrong = wrong or "lists its columns both in packed_names and in packed_names_text; send one"
+    else:
+        names = tuple(t.packed_names)
+    return devices, names, wrong
+
+
 def values_in(table: pb.Table) -> int:
     """How many values the table carries, NULLs' places included, in either layout."""
     return len(table.packed_values) // 8 + sum(len(c.f64) + len(c.i64) for c in table.columns)
@@ -90,7 +151,7 @@ def values_in(table: pb.Table) -> int:
 
 def _pack(table: pb.Table, kept: list[tuple[Field, Sequence[Value]]], rows: int) -> None:
     """The packed layout: the names, all values in one struct.pack, all NULL bitmaps in one run."""
-    table.packed_names.extend(f.name for f, _ in kept)
+    table.packed_names_text = as_text([f.name for f, _ in kept])
     holes = [None in values for _, values in kept]
     if any(holes):
         empty = bytes((rows + 7) // 8)
@@ -210,6 +271,7 @@ class Part:
     names: tuple[str, ...]  # packed layout: its columns; () for the Column-per-column layout
     values: bytes  # packed layout: every column's values, column after column
     nulls: bytes  # packed layout: every column's NULL bitmap, or nothing
+    wrong: str  # what is wrong with how its lists were sent (table_lists), or ""
 
     @property
     def key(self) -> tuple[object, ...]:
@@ -220,8 +282,9 @@ class Part:
 def read_part(node: str, wire: pb.Table | pb.TableView) -> Part:
     t = _as_view(wire)
     time_ns = t.time_ns
-    return Part(node, t, t.name, len(time_ns) >> 3, time_ns, t.device_index, tuple(t.devices),
-                tuple(t.packed_names), t.packed_values, t.packed_nulls)  # fmt: skip
+    devices, names, wrong = table_lists(t)
+    return Part(node, t, t.name, len(time_ns) >> 3, time_ns, t.device_index, devices, names,
+                t.packed_values, t.packed_nulls, wrong)  # fmt: skip
 
 
 def _block(parts: list[Part]) -> tuple[tuple[str, ...], np.ndarray[Any, Any], np.ndarray[Any, Any] | None]:

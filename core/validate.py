@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ironsight.core.columnar import Part, bad_values, decode_group, view
+from ironsight.core.columnar import Part, bad_values, decode_group, read_part, table_lists, view
 from ironsight.core.schema import TABLES, device_name_problem
 from ironsight.v1 import telemetry_pb2 as pb
 
@@ -147,7 +147,13 @@ def _parts_fit(parts: list[Part]) -> bool:
     seen: set[str] = set()
     for p in parts:
         name, names, n = p.name, p.names, p.rows
-        if name in seen or name not in TABLES or not names or _names_problem(name, names) is not None:
+        if (
+            p.wrong
+            or name in seen
+            or name not in TABLES
+            or not names
+            or _names_problem(name, names) is not None
+        ):
             return False
         seen.add(name)
         if not 0 < n <= MAX_ROWS_PER_TABLE or len(p.time) & 7 or len(p.index) != 4 * n or p.table.columns:
@@ -231,25 +237,28 @@ def _table(t: pb.TableView, where: str, seen: set[str], limits: Limits, now: int
         raise InvalidBatch(f"{where}: has {n} rows; expected 1 to {MAX_ROWS_PER_TABLE}")
     if (entries := _values(t.device_index, 4, "device_index", where)) != n:
         raise InvalidBatch(f"{where}: device_index has {entries} entries for {n} rows")
-    if not t.devices:
+    devices, packed_names, wrong = table_lists(t)
+    if wrong:
+        raise InvalidBatch(f"{where}: {wrong}", reason="names")
+    if not devices:
         raise InvalidBatch(f"{where}: no devices listed")
-    for d in t.devices:
+    for d in devices:
         if d not in GOOD_DEVICES and (problem := device_name_problem(d)) is not None:
             raise InvalidBatch(f"{where}: device name {d[:64]!r} {problem}", reason="names")
     if len(GOOD_DEVICES) < MAX_GOOD_DEVICES:
-        GOOD_DEVICES.update(t.devices)
+        GOOD_DEVICES.update(devices)
     times = np.frombuffer(t.time_ns, dtype="<i8")
     if times.min() < now - limits.max_age_ns or times.max() > now + limits.max_future_ns:
         raise InvalidBatch(
             f"{where}: time_ns outside [now - {limits.max_age_ns // 10**9}s, now + {limits.max_future_ns // 10**9}s]",
             reason="time",
         )
-    if int(np.frombuffer(t.device_index, dtype="<u4").max()) >= len(t.devices):
-        raise InvalidBatch(f"{where}: device_index points past the {len(t.devices)} devices listed")
-    if t.packed_names or t.packed_values or t.packed_nulls:
+    if int(np.frombuffer(t.device_index, dtype="<u4").max()) >= len(devices):
+        raise InvalidBatch(f"{where}: device_index points past the {len(devices)} devices listed")
+    if packed_names or t.packed_values or t.packed_nulls:
         if t.columns:
             raise InvalidBatch(f"{where}: has both packed values and columns; send one layout")
-        return _packed(t, n, where)
+        return _packed(t, packed_names, n, where)
     names: set[str] = set()
     samples = 0
     for col in t.columns:
@@ -261,8 +270,8 @@ def _table(t: pb.TableView, where: str, seen: set[str], limits: Limits, now: int
             field = schema.field(col.name)
         except KeyError:
             raise InvalidBatch(f"{cw}: not a column of {t.name}") from None
-        wrong, right = (col.f64, col.i64) if field.type == "int" else (col.i64, col.f64)
-        if len(wrong):
+        other, right = (col.f64, col.i64) if field.type == "int" else (col.i64, col.f64)
+        if len(other):
             raise InvalidBatch(f"{cw}: is {field.type}, but values came in the other array")
         if (count := _values(right, 8, "its array", cw)) != n:
             raise InvalidBatch(f"{cw}: has {count} values for {n} rows")
@@ -280,39 +289,24 @@ def _fast(batch: pb.BatchView, now: int, limits: Limits) -> int | None:
     """The samples of a batch like those before it (packed tables, column lists and device
     names seen good), checked with a few calls for the whole batch; None where anything is
     new or wrong, for _table to check and name."""
-    seen: set[str] = set()
-    times, indexes, devices, rows = [], [], [], []
-    samples = 0
-    for t in batch.tables:
-        name, names = t.name, tuple(t.packed_names)
-        if name in seen or name not in TABLES or not names or _names_problem(name, names) is not None:
-            return None
-        seen.add(name)
-        time_ns, index, listed = t.time_ns, t.device_index, t.devices
-        n = len(time_ns) >> 3
-        if not 0 < n <= MAX_ROWS_PER_TABLE or len(time_ns) & 7 or len(index) != 4 * n or t.columns:
-            return None
-        if not listed or not GOOD_DEVICES.issuperset(listed) or len(t.packed_values) != 8 * len(names) * n:
-            return None
-        nulls = t.packed_nulls
-        if nulls and len(nulls) != len(names) * ((n + 7) >> 3):
-            return None
-        samples += len(names) * n - (int.from_bytes(nulls, "little").bit_count() if nulls else 0)
-        times.append(time_ns)
-        indexes.append(index)
-        devices.append(len(listed))
-        rows.append(n)
-    stamps = np.frombuffer(b"".join(times), dtype="<i8")
+    parts = [read_part(batch.node_id, t) for t in batch.tables]
+    if not _parts_fit(parts):
+        return None
+    stamps = np.frombuffer(b"".join([p.time for p in parts]), dtype="<i8")
     if stamps.min() < now - limits.max_age_ns or stamps.max() > now + limits.max_future_ns:
         return None
-    if (np.frombuffer(b"".join(indexes), dtype="<u4") >= np.repeat(devices, rows)).any():
+    rows = [p.rows for p in parts]
+    index = np.frombuffer(b"".join([p.index for p in parts]), dtype="<u4")
+    if (index >= np.repeat([len(p.devices) for p in parts], rows)).any():
         return None
-    return samples
+    return sum(
+        len(p.names) * p.rows - (int.from_bytes(p.nulls, "little").bit_count() if p.nulls else 0)
+        for p in parts
+    )
 
 
-def _packed(t: pb.TableView, n: int, where: str) -> int:
+def _packed(t: pb.TableView, names: tuple[str, ...], n: int, where: str) -> int:
     """A packed table: its names (checked once per table and list of names), then two lengths."""
-    names = tuple(t.packed_names)
     problem = _names_problem(t.name, names)
     if problem is not None:
         raise InvalidBatch(f"{where}: {problem}")

@@ -20,7 +20,7 @@ class Column(_message.Message):
     def __init__(self, name: _Optional[str] = ..., f64: _Optional[_Iterable[float]] = ..., i64: _Optional[_Iterable[int]] = ..., nulls: _Optional[bytes] = ...) -> None: ...
 
 class Table(_message.Message):
-    __slots__ = ("name", "time_ns", "devices", "device_index", "columns", "packed_names", "packed_values", "packed_nulls")
+    __slots__ = ("name", "time_ns", "devices", "device_index", "columns", "packed_names", "packed_values", "packed_nulls", "devices_text", "packed_names_text")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TIME_NS_FIELD_NUMBER: _ClassVar[int]
     DEVICES_FIELD_NUMBER: _ClassVar[int]
@@ -29,6 +29,8 @@ class Table(_message.Message):
     PACKED_NAMES_FIELD_NUMBER: _ClassVar[int]
     PACKED_VALUES_FIELD_NUMBER: _ClassVar[int]
     PACKED_NULLS_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_TEXT_FIELD_NUMBER: _ClassVar[int]
+    PACKED_NAMES_TEXT_FIELD_NUMBER: _ClassVar[int]
     name: str
     time_ns: _containers.RepeatedScalarFieldContainer[int]
     devices: _containers.RepeatedScalarFieldContainer[str]
@@ -37,7 +39,9 @@ class Table(_message.Message):
     packed_names: _containers.RepeatedScalarFieldContainer[str]
     packed_values: bytes
     packed_nulls: bytes
-    def __init__(self, name: _Optional[str] = ..., time_ns: _Optional[_Iterable[int]] = ..., devices: _Optional[_Iterable[str]] = ..., device_index: _Optional[_Iterable[int]] = ..., columns: _Optional[_Iterable[_Union[Column, _Mapping]]] = ..., packed_names: _Optional[_Iterable[str]] = ..., packed_values: _Optional[bytes] = ..., packed_nulls: _Optional[bytes] = ...) -> None: ...
+    devices_text: bytes
+    packed_names_text: bytes
+    def __init__(self, name: _Optional[str] = ..., time_ns: _Optional[_Iterable[int]] = ..., devices: _Optional[_Iterable[str]] = ..., device_index: _Optional[_Iterable[int]] = ..., columns: _Optional[_Iterable[_Union[Column, _Mapping]]] = ..., packed_names: _Optional[_Iterable[str]] = ..., packed_values: _Optional[bytes] = ..., packed_nulls: _Optional[bytes] = ..., devices_text: _Optional[bytes] = ..., packed_names_text: _Optional[bytes] = ...) -> None: ...
 
 class Device(_message.Message):
     __slots__ = ("kind", "name", "attrs")
@@ -150,7 +154,7 @@ class ColumnView(_message.Message):
     def __init__(self, name: _Optional[str] = ..., f64: _Optional[bytes] = ..., i64: _Optional[bytes] = ..., nulls: _Optional[bytes] = ...) -> None: ...
 
 class TableView(_message.Message):
-    __slots__ = ("name", "time_ns", "devices", "device_index", "columns", "packed_names", "packed_values", "packed_nulls")
+    __slots__ = ("name", "time_ns", "devices", "device_index", "columns", "packed_names", "packed_values", "packed_nulls", "devices_text", "packed_names_text")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TIME_NS_FIELD_NUMBER: _ClassVar[int]
     DEVICES_FIELD_NUMBER: _ClassVar[int]
@@ -159,6 +163,8 @@ class TableView(_message.Message):
     PACKED_NAMES_FIELD_NUMBER: _ClassVar[int]
     PACKED_VALUES_FIELD_NUMBER: _ClassVar[int]
     PACKED_NULLS_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_TEXT_FIELD_NUMBER: _ClassVar[int]
+    PACKED_NAMES_TEXT_FIELD_NUMBER: _ClassVar[int]
     name: str
     time_ns: bytes
     devices: _containers.RepeatedScalarFieldContainer[str]
@@ -167,7 +173,9 @@ class TableView(_message.Message):
     packed_names: _containers.RepeatedScalarFieldContainer[str]
     packed_values: bytes
     packed_nulls: bytes
-    def __init__(self, name: _Optional[str] = ..., time_ns: _Optional[bytes] = ..., devices: _Optional[_Iterable[str]] = ..., device_index: _Optional[bytes] = ..., columns: _Optional[_Iterable[_Union[ColumnView, _Mapping]]] = ..., packed_names: _Optional[_Iterable[str]] = ..., packed_values: _Optional[bytes] = ..., packed_nulls: _Optional[bytes] = ...) -> None: ...
+    devices_text: bytes
+    packed_names_text: bytes
+    def __init__(self, name: _Optional[str] = ..., time_ns: _Optional[bytes] = ..., devices: _Optional[_Iterable[str]] = ..., device_index: _Optional[bytes] = ..., columns: _Optional[_Iterable[_Union[ColumnView, _Mapping]]] = ..., packed_names: _Optional[_Iterable[str]] = ..., packed_values: _Optional[bytes] = ..., packed_nulls: _Optional[bytes] = ..., devices_text: _Optional[bytes] = ..., packed_names_text: _Optional[bytes] = ...) -> None: ...
 
 class BatchView(_message.Message):
     __slots__ = ("node_id", "boot_id", "seq", "interval_s", "node", "tables", "sent_ns", "ownership")

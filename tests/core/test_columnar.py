@@ -16,10 +16,12 @@ from hypothesis import strategies as st
 from ironsight.core.columnar import (
     TableBuilder,
     _storable,
+    as_text,
     decode_group,
     group_arrow,
     null_mask,
     storable,
+    table_lists,
     to_arrow,
 )
 from ironsight.core.schema import TABLES
@@ -44,8 +46,12 @@ def test_columnar_round_trip_keeps_values_devices_and_nulls(packed: bool) -> Non
     b.add(t0, "1", {"util_gpu_percent": None, "memory_used_bytes": 5, "energy_joules": 1.5})
     b.add(t0 + 10**9, "0", {"util_gpu_percent": 3.5, "memory_used_bytes": None, "energy_joules": 2.0})
     wire = pb.Table.FromString(b.to_proto(packed).SerializeToString())
-    assert list(wire.devices) == ["0", "1"]
-    names = set(wire.packed_names) if packed else {c.name for c in wire.columns}
+    devices, packed_names, wrong = table_lists(wire)
+    assert (devices, wrong) == (("0", "1"), "")
+    # The packed layout lists devices and columns as text, the first layout as lists of strings.
+    assert (wire.devices_text, list(wire.devices)) == ((b"0\n1\n", []) if packed else (b"", ["0", "1"]))
+    assert bool(wire.packed_names_text) == packed and not wire.packed_names
+    names = set(packed_names) if packed else {c.name for c in wire.columns}
     assert names == {
         "util_gpu_percent",
         "memory_used_bytes",
@@ -96,7 +102,50 @@ def test_a_group_of_both_layouts_and_different_columns_decodes_row_for_row() -> 
 
 
 def _packed(batch: pb.Batch) -> pb.Table:
-    return batch.tables[0]
+    """The batch's packed table with its columns as a list of strings, as agents before text lists
+    sent them (the collector takes both)."""
+    t = batch.tables[0]
+    if t.packed_names_text:
+        t.packed_names.extend(table_lists(t)[1])
+        t.packed_names_text = b""
+    return t
+
+
+TEXT_BAD = {
+    "not UTF-8": (lambda t: setattr(t, "devices_text", b"\xff\n"), "devices_text is not UTF-8 names"),
+    "no last newline": (
+        lambda t: setattr(t, "packed_names_text", b"load1\ncontext_switches"),
+        "packed_names_text is not UTF-8 names",
+    ),
+    "devices both ways": (
+        lambda t: t.devices.append(""),
+        "lists its devices both in devices and in devices_text",
+    ),
+    "columns both ways": (
+        lambda t: t.packed_names.extend(["load1", "context_switches"]),
+        "lists its columns both in packed_names and in packed_names_text",
+    ),
+    "control character": (lambda t: setattr(t, "devices_text", b"a\tb\n"), "has the control character '\\t'"),
+    "unknown column": (
+        lambda t: setattr(t, "packed_names_text", as_text(["load1", "load2"])),
+        "column 'load2': not a column of load",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TEXT_BAD))
+def test_a_table_listing_its_names_as_text_wrongly_is_refused_saying_how(case: str) -> None:
+    batch = good_batch(NOW, packed=True)
+    assert (batch.tables[0].devices_text, batch.tables[0].packed_names_text) == (
+        b"\n",
+        b"load1\ncontext_switches\n",
+    )
+    fn, message = TEXT_BAD[case]
+    fn(batch.tables[0])
+    with pytest.raises(InvalidBatch) as err:
+        validate(batch, now_ns=NOW)
+    assert message in str(err.value)
+    assert "batch seq 7 table 'load'" in str(err.value)
 
 
 PACKED_BAD = {
@@ -275,7 +324,9 @@ def test_a_garbled_packed_table_is_refused_or_stored_as_sent(data: st.DataObject
     known = [f.name for f in TABLES["disk"].fields]
     change = data.draw(st.sampled_from(["names", "values", "nulls", "rows"]))
     if change == "names":
-        t.packed_names[:] = data.draw(st.lists(st.sampled_from([*known[:4], "nope", ""]), max_size=4))
+        t.packed_names_text = as_text(
+            data.draw(st.lists(st.sampled_from([*known[:4], "nope", ""]), max_size=4))
+        )
     elif change == "values":  # any bytes, often exactly as many as the columns need
         size = len(t.packed_values)
         t.packed_values = data.draw(
@@ -290,7 +341,7 @@ def test_a_garbled_packed_table_is_refused_or_stored_as_sent(data: st.DataObject
     except InvalidBatch:
         return
     rows = to_arrow("n1", t).to_pylist()
-    n, names = len(t.time_ns), list(t.packed_names)
+    n, names = len(t.time_ns), list(table_lists(t)[1])
     sent = struct.unpack(f"<{len(names) * n}q", t.packed_values) if names else ()
     for j, name in enumerate(names):
         ints = [sent[j * n + i] for i in range(n)]
