@@ -31,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def build(nodes: int, seconds: int, out: Path, start_ns: int | None = None) -> dict[str, int]:
     """Writes each node's serialized batches (length-prefixed) to out/NODE; returns counts."""
+    from ironsight.core.columnar import values_in
     from ironsight.offline.simulate import simulate
     from ironsight.v1 import telemetry_pb2 as pb
 
@@ -55,7 +56,7 @@ def build(nodes: int, seconds: int, out: Path, start_ns: int | None = None) -> d
                     copy.node.node_id = copy.node.hostname = copy.node_id
                 copy.boot_id = f"boot-{n}"
                 f.write(record(copy.SerializeToString()))
-                values += sum(len(t.time_ns) * (len(t.columns) + len(t.packed_names)) for t in copy.tables)
+                values += sum(values_in(t) for t in copy.tables)
     return {"batches": nodes * len(sources[0]), "values": values}
 
 
