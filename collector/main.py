@@ -67,6 +67,7 @@ async def systemd_pings(notifier: Notifier, store: Store, stop: asyncio.Event) -
 # nothing more.
 SWITCH_INTERVAL_S = 0.001
 
+
 async def serve(args: argparse.Namespace) -> int:
     # Before the port opens: a SIGTERM as soon as it accepts must still stop gracefully.
     stop = asyncio.Event()

@@ -111,6 +111,8 @@ def text_list(text: bytes) -> tuple[str, ...] | None:
     if not decoded.endswith("\n"):
         return None
     names = tuple(decoded[:-1].split("\n"))
+    if len(text) > MAX_TEXTS_BYTES >> 4:  # a list that size is decoded each time, not kept
+        return names
     if _TEXTS_BYTES[0] + len(text) > MAX_TEXTS_BYTES:
         _TEXTS.clear()
         _TEXTS_BYTES[0] = 0

@@ -148,6 +148,24 @@ def test_a_table_listing_its_names_as_text_wrongly_is_refused_saying_how(case: s
     assert "batch seq 7 table 'load'" in str(err.value)
 
 
+def test_a_text_list_is_decoded_once_and_the_cache_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ironsight.core import columnar
+
+    monkeypatch.setattr(columnar, "_TEXTS", {})
+    monkeypatch.setattr(columnar, "_TEXTS_BYTES", [0])
+    monkeypatch.setattr(columnar, "MAX_TEXTS_BYTES", 16 * 64)
+    first = columnar.text_list(as_text(["cpu0", "cpu1", "ñ"]))
+    assert first == ("cpu0", "cpu1", "ñ")
+    assert columnar.text_list(as_text(["cpu0", "cpu1", "ñ"])) is first  # from the cache, not decoded again
+    assert columnar.text_list(b"\n") == ("",)  # one host-wide device
+    big = as_text([f"d{i}" for i in range(40)])  # over a sixteenth of the bound: decoded, never kept
+    assert columnar.text_list(big) == tuple(f"d{i}" for i in range(40)) and big not in columnar._TEXTS
+    for i in range(200):  # ever new lists: the cache starts again rather than grow
+        columnar.text_list(as_text([f"node-{i}-gpu"]))
+        assert columnar._TEXTS_BYTES[0] == sum(len(k) for k in columnar._TEXTS) <= 16 * 64
+    assert columnar.text_list(b"cpu0") is None and columnar.text_list(b"\xff\n") is None
+
+
 PACKED_BAD = {
     "unknown column": (
         lambda t: t.packed_names.__setitem__(0, "load2"),
