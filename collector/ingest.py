@@ -257,6 +257,11 @@ class Ingest:
                         check(views[i], limits, now)
                     except InvalidBatch as exc:
                         outcomes[i] = exc
+                    except Exception as exc:  # a fault of the check's own: this batch alone, not its group
+                        outcomes[i] = InvalidBatch(
+                            f"batch seq {views[i].seq}: could not be checked ({type(exc).__name__}: {exc})",
+                            views[i].seq,
+                        )
         return parts
 
     @staticmethod

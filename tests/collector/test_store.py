@@ -176,6 +176,34 @@ def test_the_store_checks_the_structure_of_batches_checked_only_at_their_head(
     ]
 
 
+def test_a_batch_whose_check_fails_unexpectedly_is_refused_alone(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fault in the structure check (a bug meeting odd input) refuses that batch, which its agent
+    keeps in its quarantine, instead of failing the commit group of every other agent."""
+    from ironsight.collector import ingest
+    from ironsight.core import validate
+    from ironsight.core.validate import InvalidBatch, Limits, ValidBatch, check_head
+
+    def check(b: pb.BatchView, limits: Limits, now_ns: int) -> ValidBatch:
+        if b.seq == 2:
+            raise IndexError("index 9 is out of bounds")
+        return validate.check(b, limits, now_ns)
+
+    monkeypatch.setattr(ingest, "check", check)
+    t0 = time.time_ns()
+    odd = f"odd-{t0}"  # never seen: the batch goes to check()
+    group = [
+        pb.BatchView.FromString(batch("n1", seq, t0 + seq * 10**9, [odd]).SerializeToString())
+        for seq in (1, 2, 3)
+    ]
+    outcomes = store.ingest([check_head(b, b.ByteSize()) for b in group])
+    assert isinstance(outcomes[1], InvalidBatch) and outcomes[1].seq == 2
+    assert "could not be checked (IndexError: index 9 is out of bounds)" in str(outcomes[1])
+    assert [o.status for o in outcomes if isinstance(o, pb.Ack)] == [pb.Ack.STORED, pb.Ack.STORED]
+    assert store.con.execute("SELECT seq FROM batches ORDER BY seq").fetchall() == [(1,), (3,)]
+
+
 def test_node_and_devices_registry(store: Store) -> None:
     store.ingest([batch("n1", 1, time.time_ns(), ["sda"])])
     assert store.con.execute("SELECT node, hostname FROM nodes").fetchall() == [("n1", "n1")]
