@@ -33,7 +33,7 @@ from typing import Any
 
 import cramjam
 
-from harness import BIN, free_port, start_collector, wait_port
+from harness import BIN, cpu_seconds, free_port, start_collector, wait_port
 
 NAME = "promql"
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,29 +146,33 @@ def _panels() -> list[str]:
 
 
 def _load(
-    urls: dict[str, str], queries: list[dict[str, Any]], rounds: int, parallel: int
-) -> dict[str, list[float]]:
-    """Each round's wall time of each endpoint for all queries, `parallel` at a time (a
-    browser opens 6 connections to a host: Grafana's panels load so); the answers' shapes must agree.
-    The time is until every answer's last byte: parsing the answers (26 MB of JSON for the dashboard,
-    a second of this process's interpreter, the same for either server) comes after, untimed, as
-    Grafana's parse is Grafana's time on its own machine, not the data source's."""
+    urls: dict[str, tuple[str, int]], queries: list[dict[str, Any]], rounds: int, parallel: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Each round's wall time of each endpoint (url, server pid) for all queries, `parallel` at a time
+    (a browser opens 6 connections to a host: Grafana's panels load so), and the server's CPU seconds
+    in it; the answers' shapes must agree. The time is until every answer's last byte: parsing the
+    answers (26 MB of JSON for the dashboard, a second of this process's interpreter, the same for
+    either server) comes after, untimed, as Grafana's parse is Grafana's time on its own machine,
+    not the data source's."""
     from concurrent.futures import ThreadPoolExecutor
 
     times: dict[str, list[float]] = {k: [] for k in urls}
+    cpu: dict[str, list[float]] = {k: [] for k in urls}
     shapes: dict[int, set[tuple[int, int]]] = {i: set() for i in range(len(queries))}
     with ThreadPoolExecutor(parallel) as pool:
         for _ in range(rounds):
-            for name, url in urls.items():
+            for name, (url, pid) in urls.items():
+                used = cpu_seconds(pid)
                 began = time.perf_counter()
                 bodies = list(pool.map(lambda q, u=url: _get(u, q), queries))
                 times[name].append(time.perf_counter() - began)
+                cpu[name].append(cpu_seconds(pid) - used)
                 for i, body in enumerate(bodies):
                     shapes[i].add(_shape(json.loads(body)))
     for i, q in enumerate(queries):
         if len(shapes[i]) != 1:
             raise SystemExit(f"{q['query']}: answers differ in shape {shapes[i]}")
-    return times
+    return times, cpu
 
 
 def _peak_rss(pid: int) -> int:
@@ -217,7 +221,12 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             out[f"{key}_samples_fed"] = _feed(db, prom_url)  # before the collector takes the file
             proc, url = _collector(db)
             try:
-                rounds_s = _load({"ironsight": url, "prometheus": prom_url}, queries, rounds, parallel)
+                rounds_s, cpu_s = _load(
+                    {"ironsight": (url, proc.pid), "prometheus": (prom_url, prom.pid)},
+                    queries,
+                    rounds,
+                    parallel,
+                )
                 peak = max(peak, _peak_rss(proc.pid))
             finally:
                 for p in (proc, prom):
@@ -231,6 +240,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             out[f"{key}_s"] = took["ironsight"]
             out[f"{key}_prometheus_s"] = took["prometheus"]
             out[f"{key}_ratio"] = took["ironsight"] / took["prometheus"]
+            # CPU seconds a load (median): the work each server does for it, whatever cores it spreads over.
+            out[f"{key}_cpu_s"] = statistics.median(cpu_s["ironsight"])
+            out[f"{key}_prometheus_cpu_s"] = statistics.median(cpu_s["prometheus"])
             out[f"{key}_queries"] = len(queries)
         out["collector_peak_rss_mib"] = peak / 2**20
     return out
