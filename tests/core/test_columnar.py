@@ -77,19 +77,26 @@ def good_batch(now_ns: int, packed: bool = False) -> pb.Batch:
 
 
 def test_a_group_of_both_layouts_and_different_columns_decodes_row_for_row() -> None:
-    """Agents of two releases, and nodes that lack a column, in one commit group."""
+    """Agents of three releases (packed with text lists, packed with lists of strings, a Column per
+    column), and nodes that lack a column, in one commit group."""
     t0 = 1_700_000_000_000_000_000
     parts = []
-    layouts: list[tuple[bool, dict[str, float | int | None]]] = [
-        (True, {"load1": 1.0, "context_switches": 10}), (False, {"load1": 2.0, "context_switches": None}),
-        (True, {"load1": 3.0}), (True, {"load1": 4.0, "context_switches": 40}), (False, {"load5": 0.5}),
+    layouts: list[tuple[str, dict[str, float | int | None]]] = [
+        ("text", {"load1": 1.0, "context_switches": 10}), ("columns", {"load1": 2.0, "context_switches": None}),
+        ("text", {"load1": 3.0}), ("lists", {"load1": 4.0, "context_switches": 40}), ("columns", {"load5": 0.5}),
     ]  # fmt: skip
-    for i, (packed, row) in enumerate(layouts):
+    for i, (layout, row) in enumerate(layouts):
         b = TableBuilder("load")
         b.add(t0 + i, "", row)
         b.add(t0 + i + 100, "", {k: (None if v is None else v + 0.5 if isinstance(v, float) else v + 1)
                                  for k, v in row.items()})  # fmt: skip
-        parts.append((f"n{i}", pb.TableView.FromString(b.to_proto(packed).SerializeToString())))
+        wire = b.to_proto(layout != "columns")
+        if layout == "lists":  # as agents sent packed tables before text lists
+            devices, names, _ = table_lists(wire)
+            wire.devices.extend(devices)
+            wire.packed_names.extend(names)
+            wire.devices_text = wire.packed_names_text = b""
+        parts.append((f"n{i}", pb.TableView.FromString(wire.SerializeToString())))
     rows = group_arrow(decode_group("load", parts)).to_pylist()
     got = sorted(
         (r["node"], r["time"].timestamp(), r["load1"], r["context_switches"], r["load5"]) for r in rows
