@@ -124,26 +124,21 @@ def text_list(text: bytes) -> tuple[str, ...] | None:
 def table_lists(t: pb.Table | pb.TableView) -> tuple[tuple[str, ...], tuple[str, ...], str]:
     """A wire table's devices and packed column names, from whichever form it sent each in, and
     what is wrong with how they were sent ("" when nothing)."""
-    devices: tuple[str, ...] | None
-    names: tuple[str, ...] | None
-    wrong = ""
-    if text := t.devices_text:
-        devices = text_list(text)
-        if devices is None:
-            devices, wrong = (), "devices_text is not UTF-8 names each followed by a newline"
-        elif t.devices:
-            wrong = "lists its devices both in devices and in devices_text; send one"
-    else:
-        devices = tuple(t.devices)
-    if text := t.packed_names_text:
-        names = text_list(text)
-        if names is None:
-            names, wrong = (), wrong or "packed_names_text is not UTF-8 names each followed by a newline"
-        elif t.packed_names:
-            wrong = wrong or "lists its columns both in packed_names and in packed_names_text; send one"
-    else:
-        names = tuple(t.packed_names)
-    return devices, names, wrong
+    devices, wrong = _one_list(t.devices_text, t.devices, "devices", "devices")
+    names, names_wrong = _one_list(t.packed_names_text, t.packed_names, "packed_names", "columns")
+    return devices, names, wrong or names_wrong
+
+
+def _one_list(text: bytes, listed: Sequence[str], field: str, what: str) -> tuple[tuple[str, ...], str]:
+    """One list, sent as text (field + "_text") or as strings (field), and what is wrong with it."""
+    if not text:
+        return tuple(listed), ""
+    names = text_list(text)
+    if names is None:
+        return (), f"{field}_text is not UTF-8 names each followed by a newline"
+    if listed:
+        return names, f"lists its {what} both in {field} and in {field}_text; send one"
+    return names, ""
 
 
 def values_in(table: pb.Table) -> int:

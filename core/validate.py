@@ -290,14 +290,7 @@ def _fast(batch: pb.BatchView, now: int, limits: Limits) -> int | None:
     names seen good), checked with a few calls for the whole batch; None where anything is
     new or wrong, for _table to check and name."""
     parts = [read_part(batch.node_id, t) for t in batch.tables]
-    if not _parts_fit(parts):
-        return None
-    stamps = np.frombuffer(b"".join([p.time for p in parts]), dtype="<i8")
-    if stamps.min() < now - limits.max_age_ns or stamps.max() > now + limits.max_future_ns:
-        return None
-    rows = [p.rows for p in parts]
-    index = np.frombuffer(b"".join([p.index for p in parts]), dtype="<u4")
-    if (index >= np.repeat([len(p.devices) for p in parts], rows)).any():
+    if not check_group([parts], now, limits)[0]:
         return None
     return sum(
         len(p.names) * p.rows - (int.from_bytes(p.nulls, "little").bit_count() if p.nulls else 0)
