@@ -10,7 +10,7 @@ sub-second utilization comes from the driver's own sample buffer
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ironsight.agent.nvml import Nvml, NvmlUnavailable
@@ -55,6 +55,13 @@ GPM_METRICS = (
 
 _VALUE_MEMBER = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal", 6: "usVal"}
 
+# PCIe byte counters that the driver keeps in 32 bits: on an H200 (driver 580.159) the receive
+# counter went from 3,790,899,024 to 42,692,404 in one 6 s stretch of ~90 MB/s, a wrap at 2**32
+# (tests/traces/h200/h200-lockstep.trace). Under load that is every 45 s or so; the agent carries
+# the wraps so the stored counter only grows while it runs (a restart starts it again, which the
+# collector reads as a counter reset).
+WRAP_32 = frozenset({"pcie_tx_bytes", "pcie_rx_bytes"})
+
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -85,6 +92,7 @@ class Gpu:
     gpm_prev: Any = None
     gpm_supported: bool = False
     lost: bool = False  # fallen off the bus: not asked again
+    wraps: dict[str, tuple[int, int]] = field(default_factory=dict)  # column: (last raw, 2**32 wraps added)
 
 
 @register("gpu", "NVIDIA GPUs through NVML (none here is a normal state)")
@@ -202,9 +210,7 @@ class GpuSampler(BaseSampler):
         values["util_gpu_percent"] = None if util is None else float(util.gpu)
         values["util_memory_percent"] = None if util is None else float(util.memory)
         values["util_gpu_sampled_percent"] = self._sampled_util(gpu)
-        mem = n.call("nvmlDeviceGetMemoryInfo", h)
-        values["memory_used_bytes"] = None if mem is None else int(mem.used)
-        values["memory_total_bytes"] = None if mem is None else int(mem.total)
+        values["memory_used_bytes"], values["memory_total_bytes"] = self._memory(h)
         values["sm_clock_hertz"] = _mhz(n.call("nvmlDeviceGetClockInfo", h, lib.NVML_CLOCK_SM))
         values["mem_clock_hertz"] = _mhz(n.call("nvmlDeviceGetClockInfo", h, lib.NVML_CLOCK_MEM))
         temp = n.call("nvmlDeviceGetTemperature", h, lib.NVML_TEMPERATURE_GPU)
@@ -225,6 +231,27 @@ class GpuSampler(BaseSampler):
         values.update(self._gpm(gpu))
         return values
 
+    def _memory(self, h: Any) -> tuple[int | None, int | None]:
+        """Used and total as DCGM counts them: used without the driver's own reservation, and total
+        less it (what applications can allocate; DCGM's FB_USED_RATIO divides by the same), so that
+        total - used is what nvidia-smi calls free. NVML's first memory call counts the reservation
+        as used: an idle H200 showed 616 MiB used where nvidia-smi and dcgm-exporter say 0. Drivers
+        without the second version (before R510) get the first."""
+        n = self.nvml
+        version = getattr(n.lib, "nvmlMemory_v2", None)
+        mem = n.call("nvmlDeviceGetMemoryInfo", h, version) if version is not None else None
+        if mem is not None:
+            return int(mem.used), int(mem.total) - int(mem.reserved)
+        mem = n.call("nvmlDeviceGetMemoryInfo", h)
+        return (None, None) if mem is None else (int(mem.used), int(mem.total))
+
+    def _unwrap(self, gpu: Gpu, column: str, raw: int) -> int:
+        last, added = gpu.wraps.get(column, (raw, 0))
+        if raw < last and last < 2**32:
+            added += 2**32
+        gpu.wraps[column] = (raw, added)
+        return raw + added
+
     def _field_values(self, gpu: Gpu) -> dict[str, Value]:
         out: dict[str, Value] = {column: None for column, _ in gpu.field_columns}
         if not gpu.field_ids:
@@ -236,6 +263,8 @@ class GpuSampler(BaseSampler):
             if fv.nvmlReturn != 0:
                 continue  # this field is not supported on this GPU: NULL
             raw = getattr(fv.value, _VALUE_MEMBER.get(fv.valueType, "ullVal"))
+            if column in WRAP_32:
+                raw = self._unwrap(gpu, column, int(raw))
             out[column] = raw * scale if isinstance(scale, float) else int(raw) * int(scale)
         return out
 

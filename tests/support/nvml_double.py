@@ -170,7 +170,7 @@ class CaptureNvml:
         self.xids: list[int] = []  # XID events nvmlEventSetWait hands out, oldest first
         self.clock = 0.0  # seconds since the double started, moved by advance()
         for name in dir(real):
-            if name.startswith(("NVML_", "nvmlEventType")):
+            if name.startswith(("NVML_", "nvmlEventType", "nvmlMemory_v")):
                 setattr(self, name, getattr(real, name))
         for name in missing:  # simulate an older library without these functions
             setattr(self, name, None)
@@ -251,11 +251,15 @@ class CaptureNvml:
             gpu=int(self._num("utilization.gpu")), memory=int(self._num("utilization.memory"))
         )
 
-    def nvmlDeviceGetMemoryInfo(self, h: object) -> Any:
+    def nvmlDeviceGetMemoryInfo(self, h: object, version: int | None = None) -> Any:
+        """nvidia-smi's Used leaves out the driver's reservation; so does NVML's second version, and
+        the first counts it as used (an idle H200: 616 MiB used by the first, 0 by nvidia-smi)."""
         mib = 2**20
-        return SimpleNamespace(
-            total=int(self._num("memory.total")) * mib, used=int(self._num("memory.used")) * mib
-        )
+        total, used = int(self._num("memory.total")) * mib, int(self._num("memory.used")) * mib
+        reserved = int(number(self.q.get("memory.reserved", "")) or 0) * mib
+        if version:
+            return SimpleNamespace(total=total, reserved=reserved, used=used, free=total - reserved - used)
+        return SimpleNamespace(total=total, used=used + reserved, free=total - reserved - used)
 
     def nvmlDeviceGetTemperature(self, h: object, sensor: int) -> int:
         return int(self._num("temperature.gpu"))
@@ -315,6 +319,9 @@ class CaptureNvml:
         "NVML_FI_DEV_PCIE_COUNT_RX_BYTES": "pcie.rx_util",
     }
     COUNTER_BASE = 10**12  # counters do not start at 0 on a real card
+    # The PCIe byte counters' width: an H200 on driver 580.159 reports them as 32-bit values
+    # (value type 1) that wrap at 2**32 (tests/traces/h200/nvml-calls.json, pcie.json).
+    pcie_counter_bits = 64
 
     def nvmlDeviceGetFieldValues(self, h: object, ids: list[int]) -> list[FieldValue]:
         by_id = {getattr(real, const): spec for const, spec in self.FIELDS.items()}
@@ -327,7 +334,10 @@ class CaptureNvml:
                     out.append(FieldValue(fid, real.NVML_ERROR_NOT_SUPPORTED, 3, SimpleNamespace(ullVal=0)))
                 else:
                     value = self.COUNTER_BASE + round(kbps * 1024 * self.clock)
-                    out.append(FieldValue(fid, 0, 3, SimpleNamespace(ullVal=value)))
+                    if self.pcie_counter_bits == 32:
+                        out.append(FieldValue(fid, 0, 1, SimpleNamespace(uiVal=value % 2**32)))
+                    else:
+                        out.append(FieldValue(fid, 0, 3, SimpleNamespace(ullVal=value)))
                 continue
             spec = by_id.get(fid)
             raw = number(self.q.get(spec[0], "")) if spec else None

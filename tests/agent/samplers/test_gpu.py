@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+from pathlib import Path
 
 import pynvml
 import pytest
@@ -55,8 +57,16 @@ def test_values_equal_the_capture_in_base_units(card: str, phase: str) -> None:
     assert device == "0"
     assert v["util_gpu_percent"] == number(q["utilization.gpu"])  # None where the capture says N/A (MIG)
     assert v["util_memory_percent"] == number(q["utilization.memory"])
+    # nvidia-smi's (and DCGM's) used, without the driver's reservation; total less it, so that
+    # total - used is nvidia-smi's free.
     assert v["memory_used_bytes"] == scaled(q["memory.used"], MIB)
-    assert v["memory_total_bytes"] == scaled(q["memory.total"], MIB)
+    reserved = number(q.get("memory.reserved", "")) or 0
+    assert v["memory_total_bytes"] == scaled(q["memory.total"], MIB) - reserved * MIB
+    free = number(q.get("memory.free", ""))
+    if free is not None:
+        assert (
+            abs(v["memory_total_bytes"] - v["memory_used_bytes"] - free * MIB) <= 2 * MIB
+        )  # each of the four rounded to MiB
     assert v["sm_clock_hertz"] == scaled(q["clocks.current.sm"], 1e6)
     assert v["mem_clock_hertz"] == scaled(q["clocks.current.memory"], 1e6)
     assert v["sm_clock_max_hertz"] == scaled(q["clocks.max.sm"], 1e6)
@@ -250,3 +260,73 @@ def test_a_gpu_fallen_off_the_bus_costs_only_itself(caplog: pytest.LogCaptureFix
     assert len(lost) == 1 and lost[0].startswith(f"gpu 1 ({nvml.q['uuid']}, {nvml.q['pci.bus_id']}): lost")
     inventory = {d.name: d.attrs for d in sampler.inventory()}
     assert inventory["1"]["state"] == "lost" and "state" not in inventory["0"]
+
+
+H200 = "linux-x86_64__nvidia-h200__590.48.01.txt"
+REAL_H200 = Path(__file__).resolve().parents[2] / "traces" / "h200"
+
+
+def test_pcie_byte_counters_keep_growing_across_32_bit_wraps() -> None:
+    """An H200 reports its PCIe byte counters as 32-bit values that wrap at 2**32; stored, they only
+    grow, each tick's increment the bytes that passed (one wrap a tick at most: below 4.29 GB/s
+    at --interval 1, docs/metrics.md)."""
+    nvml = CaptureNvml(capture(H200), "load")
+    nvml.pcie_counter_bits = 32
+    sampler = GpuSampler(SamplerContext(nvml=nvml))
+    rate = number(nvml.q["pcie.rx_util"].split()[0]) * 1024  # KB/s as nvidia-smi says it, in bytes/s
+    seen = []
+    for _ in range(30):
+        nvml.advance(60)
+        [(_, v)] = sampler.sample().rows("gpu")
+        seen.append(v["pcie_rx_bytes"])
+    assert seen[-1] - seen[0] > 2 * 2**32  # wrapped twice or more on the way
+    for a, b in itertools.pairwise(seen):
+        assert b - a == pytest.approx(rate * 60, abs=2)
+
+
+def test_without_the_second_memory_call_used_counts_the_reservation() -> None:
+    """Drivers before R510 have only NVML's first memory call, whose used includes the driver's
+    reservation; the agent reports what it has rather than nothing."""
+    q = query_gpu(capture(H200), "idle")
+    sampler = GpuSampler(SamplerContext(nvml=CaptureNvml(q, missing=("nvmlMemory_v2",))))
+    [(_, v)] = sampler.sample().rows("gpu")
+    reserved = number(q["memory.reserved"])
+    assert reserved and reserved > 0
+    assert v["memory_used_bytes"] == (number(q["memory.used"]) + reserved) * MIB
+    assert v["memory_total_bytes"] == number(q["memory.total"]) * MIB
+
+
+def test_the_double_fed_a_real_h200_answers_as_such_a_card_did() -> None:
+    """Our own capture of a lent H200 (idle), through the double, against the real agent's one-shot
+    answer on an H200 of the same kind (tests/traces/h200/README.md): the values that are the
+    card's and driver's, not the moment's, in dcgm-exporter's names."""
+    [path] = REAL_H200.glob("linux-x86_64__nvidia-h200__*.txt")
+    sampler = GpuSampler(SamplerContext(nvml=CaptureNvml(path, "idle")))
+    ours = {
+        s.name: s.value
+        for fam in text_string_to_metric_families(
+            render(sampler.sample(), sampler.inventory(), "h200").decode()
+        )
+        for s in fam.samples
+    }
+    real = {
+        s.name: s.value
+        for fam in text_string_to_metric_families((REAL_H200 / "agent-once.prom").read_text())
+        for s in fam.samples
+        if s.labels.get("gpu") == "0"
+    }
+    # nvidia-smi's capture rounds to MiB; NVML answers in bytes.
+    assert ours["DCGM_FI_DEV_FB_FREE"] == pytest.approx(real["DCGM_FI_DEV_FB_FREE"], abs=1)
+    assert ours["ironsight_gpu_memory_total_bytes"] == pytest.approx(
+        real["ironsight_gpu_memory_total_bytes"], abs=MIB
+    )
+    for name in (
+        "DCGM_FI_DEV_FB_USED",  # 0 MiB idle: the driver's 616 MiB reservation is not "used"
+        "DCGM_FI_DEV_POWER_MGMT_LIMIT",
+        "DCGM_FI_DEV_MEM_CLOCK",
+        "ironsight_gpu_sm_clock_max_hertz",
+        "ironsight_gpu_pcie_link_gen",
+        "ironsight_gpu_pcie_link_width",
+    ):
+        assert ours[name] == real[name], name
+    assert real["DCGM_FI_DEV_FB_USED"] == 0
