@@ -20,11 +20,13 @@
     .venv/bin/python bench/run.py storage
     .venv/bin/python bench/run.py promql --promql-hours 24
     .venv/bin/python bench/run.py top --top-nodes 1000
+    .venv/bin/python bench/run.py nvml-calls           # only where an NVIDIA driver and GPU are
     .venv/bin/python bench/run.py scrape --help    # one benchmark's own options
 
 One file per benchmark beside this one; harness.py holds what they share.
 agent-vs-node-exporter and scrape need Debian's prometheus-node-exporter,
-remote-write and receivers Debian's prometheus and victoria-metrics, top tmux. Nothing
+remote-write and receivers Debian's prometheus and victoria-metrics, top tmux,
+nvml-calls a real NVIDIA GPU (run alone, or by tools/gpu_session.sh; all of them leave it out). Nothing
 here is a test: figures depend on the machine; docs/performance.md says where
 they came from.
 """
@@ -47,6 +49,7 @@ import fleet_ingest
 import fleet_soak
 import ingest
 import jobs
+import nvml_calls
 import promql
 import receive
 import receivers
@@ -76,6 +79,7 @@ BENCHMARKS: list[ModuleType] = [
     promql,
     receive,
     top,
+    nvml_calls,
 ]
 
 
@@ -109,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.which:
         run(next(b for b in BENCHMARKS if args.which == b.NAME), args)
         return 0
-    for b in BENCHMARKS:  # each with its own defaults
-        run(b, p.parse_args([b.NAME]))
+    for b in BENCHMARKS:  # each with its own defaults; a GPU's only where it is asked for by name
+        if b is not nvml_calls:
+            run(b, p.parse_args([b.NAME]))
     return 0
 
 
