@@ -48,9 +48,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _time(fn: Callable[[], object], rounds: int) -> dict[str, Any]:
-    """Median and p99 wall microseconds a call, and the error it raised, if it did."""
+    """Median and p99 wall microseconds a call, mean CPU microseconds, and the error it raised, if it did."""
     error = ""
     took: list[float] = []
+    cpu0 = time.process_time()
     for _ in range(rounds):
         t0 = time.perf_counter_ns()
         try:
@@ -58,10 +59,13 @@ def _time(fn: Callable[[], object], rounds: int) -> dict[str, Any]:
         except Exception as exc:  # NVMLError_NotSupported and kin: the agent pays for these too
             error = f"{type(exc).__name__}: {exc}"[:120]
         took.append((time.perf_counter_ns() - t0) / 1000)
+    cpu = (time.process_time() - cpu0) / rounds * 1e6
     took.sort()
     return {
         "median_us": round(statistics.median(took), 1),
         "p99_us": round(took[min(len(took) - 1, int(len(took) * 0.99))], 1),
+        "mean_us": round(statistics.fmean(took), 1),
+        "cpu_us": round(cpu, 1),
         **({"error": error} if error else {}),
     }
 
@@ -137,10 +141,20 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         column: {"return": int(fv.nvmlReturn), "value_type": int(fv.valueType)}
         for column, fv in zip(named, nv.nvmlDeviceGetFieldValues(h, ids), strict=True)
     }
-    sampler = GpuSampler(SamplerContext())
+    clock = [0.0]  # the sampler's seconds: each tick as if --interval had passed
+    sampler = GpuSampler(SamplerContext(clock=lambda: clock[0]))
+
+    def tick(interval: float) -> Callable[[], object]:
+        def one() -> object:
+            clock[0] += interval
+            return sampler.sample()
+
+        return one
+
     try:
         sampler.sample()  # GPM's first tick has no previous sample
-        tick = _time(sampler.sample, args.nvml_rounds)
+        tick_1s = _time(tick(1.0), args.nvml_rounds)  # every call, as at --interval 1
+        tick_01 = _time(tick(0.1), args.nvml_rounds)  # the costly ones one tick in nine
         query = ",".join(q for q, _, _ in SMI_FIELDS)
         has_smi = shutil.which("nvidia-smi") is not None
         ours = sampler.sample().rows("gpu")  # next to nvidia-smi's answer, within a few ms
@@ -160,10 +174,13 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "gpu": nv.nvmlDeviceGetName(h),
         "driver": nv.nvmlSystemGetDriverVersion(),
         "gpus": gpus,
-        "sampler_tick_median_ms": tick["median_us"] / 1000,
-        "sampler_tick_p99_ms": tick["p99_us"] / 1000,
+        "sampler_tick_median_ms": tick_1s["median_us"] / 1000,
+        "sampler_tick_p99_ms": tick_1s["p99_us"] / 1000,
+        "sampler_tick_cpu_ms": tick_1s["cpu_us"] / 1000,
+        "sampler_tick_at_0.1s_mean_ms": tick_01["mean_us"] / 1000,
+        "sampler_tick_at_0.1s_cpu_ms": tick_01["cpu_us"] / 1000,
         "nvidia_smi_query_median_ms": smi.get("median_us", 0) / 1000,
-        "sampler_tick_vs_nvidia_smi": round(tick["median_us"] / smi["median_us"], 4) if smi else None,
+        "sampler_tick_vs_nvidia_smi": round(tick_1s["median_us"] / smi["median_us"], 4) if smi else None,
         "calls": calls,
         "fields": fields,
         "values_vs_nvidia_smi": compare,

@@ -13,7 +13,8 @@
 # here changes the GPU's settings. SMOKE=1 runs the same steps on a machine without a GPU, with
 # the workloads on the CPU (WLPY: a python with torch) and short phases, to check the script
 # before a lease is spent on it. STEPS picks the parts (default "probe traces"; also "overhead",
-# the agent's CPU on this machine, and "pcie", tools/pcie_probe.py).
+# the agent's CPU on this machine, interleaved with an earlier build's if .whl-old holds one, and
+# "pcie", tools/pcie_probe.py).
 set -u
 OUT=${OUT:?where the results go}
 W=/tmp/gpu-work
@@ -108,17 +109,24 @@ done >"$W/cli.txt"
 stop_collector
 }
 
-overhead() {  # the agent streaming to a collector on this machine: its CPU and memory at 1 s and 0.1 s
+overhead() {  # the agent streaming to a collector on this machine: its CPU and memory at 0.1 s and 1 s
 collector
-for interval in 1 0.1; do
-    PYTHONPATH=$SITE "$PY" "$BIN/ironsight-agent" --collector 127.0.0.1:7070 --insecure --interval $interval \
-        --state-dir "$W/agent-$interval" >"$W/agent-$interval.log" 2>&1 &
+runs="new:0.1 new:1"
+if [ -n "$SITE" ] && ls .whl-old/*.whl >/dev/null 2>&1; then  # an earlier build beside it, interleaved
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site-old .whl-old/*.whl >>"$W/pip.txt" 2>&1
+    runs="new:0.1 old:0.1 new:0.1 old:0.1 new:1"
+fi
+for run in $runs; do
+    version=${run%:*} interval=${run#*:}
+    path=$SITE; [ "$version" = old ] && path=/tmp/site-old:$SITE
+    PYTHONPATH=$path "$PY" "$BIN/ironsight-agent" --collector 127.0.0.1:7070 --insecure --interval "$interval" \
+        --state-dir "$W/agent-$version-$interval" >>"$W/agent-$version-$interval.log" 2>&1 &
     A=$!
     sleep 5  # imports and the first inventory are start-up, not steady state
     c0=$(awk '{print $14 + $15}' /proc/$A/stat)
     sleep 20
     c1=$(awk '{print $14 + $15}' /proc/$A/stat)
-    echo "interval $interval: $(( (c1 - c0) ))/$(getconf CLK_TCK) CPU-s in 20 s, $(grep VmRSS /proc/$A/status)"
+    echo "$version interval $interval: $((c1 - c0))/$(getconf CLK_TCK) CPU-s in 20 s, $(grep VmRSS /proc/$A/status)"
     kill -TERM $A; wait $A
 done >"$W/overhead.txt" 2>&1
 stop_collector

@@ -15,7 +15,7 @@ from typing import Any
 
 from ironsight.agent.nvml import Nvml, NvmlUnavailable
 from ironsight.agent.once import log_once
-from ironsight.agent.samplers.base import BaseSampler, SamplerContext, register
+from ironsight.agent.samplers.base import BaseSampler, Every, SamplerContext, register
 from ironsight.core.reading import DeviceInfo, Reading, Value
 
 # (pynvml constant, column, scale to base units)
@@ -62,6 +62,10 @@ _VALUE_MEMBER = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5:
 # collector reads as a counter reset).
 WRAP_32 = frozenset({"pcie_tx_bytes", "pcie_rx_bytes"})
 
+# The costly calls' period (GpuSampler._slow): under a second so that at --interval 1 a tick
+# that runs a little early still reads them (Every allows 50 ms); at 0.1 every ninth tick.
+SLOW_EVERY_S = 0.9
+
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -93,6 +97,8 @@ class Gpu:
     gpm_supported: bool = False
     lost: bool = False  # fallen off the bus: not asked again
     wraps: dict[str, tuple[int, int]] = field(default_factory=dict)  # column: (last raw, 2**32 wraps added)
+    slow: dict[str, Value] = field(default_factory=dict)  # the last once-a-second reading
+    slow_due: Every = field(default_factory=Every)
 
 
 @register("gpu", "NVIDIA GPUs through NVML (none here is a normal state)")
@@ -103,6 +109,7 @@ class GpuSampler(BaseSampler):
         self.gpus: list[Gpu] = []
         self.events: Any = None
         self.available = False
+        self.clock = ctx.clock
         try:
             self.nvml.init()
         except NvmlUnavailable as exc:
@@ -146,7 +153,7 @@ class GpuSampler(BaseSampler):
                 continue
             ids.append(fid)
             columns.append((column, scale))
-        gpu = Gpu(index, handle, info, static, ids, columns)
+        gpu = Gpu(index, handle, info, static, ids, columns, slow_due=Every(SLOW_EVERY_S, self.clock))
         support = n.call("nvmlGpmQueryDeviceSupport", handle)
         gpu.gpm_supported = bool(getattr(support, "isSupportedDevice", 0))
         return gpu
@@ -209,7 +216,6 @@ class GpuSampler(BaseSampler):
         util = n.call("nvmlDeviceGetUtilizationRates", h)
         values["util_gpu_percent"] = None if util is None else float(util.gpu)
         values["util_memory_percent"] = None if util is None else float(util.memory)
-        values["util_gpu_sampled_percent"] = self._sampled_util(gpu)
         values["memory_used_bytes"], values["memory_total_bytes"] = self._memory(h)
         values["sm_clock_hertz"] = _mhz(n.call("nvmlDeviceGetClockInfo", h, lib.NVML_CLOCK_SM))
         values["mem_clock_hertz"] = _mhz(n.call("nvmlDeviceGetClockInfo", h, lib.NVML_CLOCK_MEM))
@@ -217,7 +223,6 @@ class GpuSampler(BaseSampler):
         values["temperature_celsius"] = None if temp is None else float(temp)
         values["power_watts"] = _milli(n.call("nvmlDeviceGetPowerUsage", h))
         values["power_limit_watts"] = _milli(n.call("nvmlDeviceGetEnforcedPowerLimit", h))
-        values["energy_joules"] = _milli(n.call("nvmlDeviceGetTotalEnergyConsumption", h))
         fan = n.call("nvmlDeviceGetFanSpeed", h)
         values["fan_speed_percent"] = None if fan is None else float(fan)
         # The "throttle" names were renamed "clocks event" in driver 535; ask the new one first.
@@ -227,9 +232,25 @@ class GpuSampler(BaseSampler):
         values["clocks_event_reasons"] = None if reasons is None else int(reasons)
         values["pcie_link_gen"] = n.call("nvmlDeviceGetCurrPcieLinkGeneration", h)
         values["pcie_link_width"] = n.call("nvmlDeviceGetCurrPcieLinkWidth", h)
-        values.update(self._field_values(gpu))
+        values.update(self._slow(gpu))
         values.update(self._gpm(gpu))
         return values
+
+    def _slow(self, gpu: Gpu) -> dict[str, Value]:
+        """Energy, the driver's utilization samples and the field values (counters, ECC, the memory's
+        temperature): the calls that cost milliseconds on a real GPU (on an H200 3.1 ms, 2.5 ms and
+        1.3 ms, where every other call took about 2 us: tests/traces/h200/nvml-calls.json), read at
+        most about once a second like the host samplers' slow sources. At --interval 1 that is every
+        tick; at 0.1 every ninth, the ticks between repeating that reading (each counter as of
+        then, the sampled utilization of that second)."""
+        if gpu.slow_due.due():
+            slow: dict[str, Value] = {
+                "util_gpu_sampled_percent": self._sampled_util(gpu),
+                "energy_joules": _milli(self.nvml.call("nvmlDeviceGetTotalEnergyConsumption", gpu.handle)),
+            }
+            slow.update(self._field_values(gpu))
+            gpu.slow = slow
+        return gpu.slow
 
     def _memory(self, h: Any) -> tuple[int | None, int | None]:
         """Used and total as DCGM counts them: used without the driver's own reservation, and total

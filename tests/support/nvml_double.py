@@ -239,6 +239,11 @@ class CaptureNvml:
     def advance(self, seconds: float) -> None:
         self.clock += seconds
 
+    def now(self) -> float:
+        """The double's clock, for a sampler's SamplerContext(clock=...): what it reads once a
+        second is read again after advance(1) or more, as on a card a second later."""
+        return self.clock
+
     def nvmlDeviceGetTemperatureThreshold(self, h: object, kind: int) -> int:
         # --query-gpu carries no absolute thresholds (NotSupported); the XML captures do.
         key = {real.NVML_TEMPERATURE_THRESHOLD_SLOWDOWN: "temperature.slowdown"}.get(

@@ -52,7 +52,7 @@ def scaled(raw: str, factor: float = 1.0) -> float | None:
 def test_values_equal_the_capture_in_base_units(card: str, phase: str) -> None:
     q = load(card, phase)
     nvml = CaptureNvml(q)
-    sampler = GpuSampler(SamplerContext(nvml=nvml))
+    sampler = GpuSampler(SamplerContext(nvml=nvml, clock=nvml.now))
     [(device, v)] = sampler.sample().rows("gpu")
     assert device == "0"
     assert v["util_gpu_percent"] == number(q["utilization.gpu"])  # None where the capture says N/A (MIG)
@@ -133,7 +133,7 @@ def test_dcgm_names_and_labels_on_the_exposition() -> None:
 
 def test_function_not_found_is_null_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     nvml = CaptureNvml(capture(H100), "load", missing=("nvmlDeviceGetCurrentClocksEventReasons",))
-    sampler = GpuSampler(SamplerContext(nvml=nvml))
+    sampler = GpuSampler(SamplerContext(nvml=nvml, clock=nvml.now))
     with caplog.at_level(logging.INFO):
         first = sampler.sample().rows("gpu")[0][1]
         sampler.sample()
@@ -154,14 +154,16 @@ def test_what_a_gpu_does_not_support_is_asked_once_a_minute_not_every_tick() -> 
         return real_energy(h)
 
     nvml.nvmlDeviceGetTotalEnergyConsumption = energy  # type: ignore[method-assign]
-    sampler = GpuSampler(SamplerContext(nvml=nvml))
+    sampler = GpuSampler(SamplerContext(nvml=nvml, clock=nvml.now))
     gpus = len(sampler.gpus)
     for _ in range(5):
+        nvml.advance(1)  # ticks a second apart: the energy counter is due at each
         rows = sampler.sample().rows("gpu")
         assert all(values["energy_joules"] is None for _, values in rows)
         assert all(values["power_watts"] is not None for _, values in rows)  # supported: every tick
     assert len(calls) == gpus  # once per GPU, not 5 times
     sampler.inventory()  # the minute's refresh asks again
+    nvml.advance(1)
     sampler.sample()
     assert len(calls) == 2 * gpus
 
@@ -171,7 +173,7 @@ def test_missing_library_is_a_normal_state(caplog: pytest.LogCaptureFixture) -> 
     nvml.init_error = pynvml.NVML_ERROR_LIBRARY_NOT_FOUND
     log_once._seen.discard("gpu.unavailable")
     with caplog.at_level(logging.WARNING):
-        sampler = GpuSampler(SamplerContext(nvml=nvml))
+        sampler = GpuSampler(SamplerContext(nvml=nvml, clock=nvml.now))
         GpuSampler(SamplerContext(nvml=nvml))
     assert sampler.sample().tables == {}
     assert sampler.inventory() == []
@@ -180,7 +182,7 @@ def test_missing_library_is_a_normal_state(caplog: pytest.LogCaptureFixture) -> 
 
 def test_xid_events_become_rows() -> None:
     nvml = CaptureNvml(capture(H100), "load")
-    sampler = GpuSampler(SamplerContext(nvml=nvml))
+    sampler = GpuSampler(SamplerContext(nvml=nvml, clock=nvml.now))
     assert nvml.registered == pynvml.nvmlEventTypeXidCriticalError
     nvml.xids = [79, 48]
     rows = sampler.sample().rows("gpu_xid")
@@ -247,7 +249,7 @@ def test_the_double_drives_an_agent_into_a_real_collector(collector: object) -> 
 def test_a_gpu_fallen_off_the_bus_costs_only_itself(caplog: pytest.LogCaptureFixture) -> None:
     nvml = CaptureNvml(capture(H100), "load")
     nvml.count = 2
-    sampler = GpuSampler(SamplerContext(nvml=nvml))
+    sampler = GpuSampler(SamplerContext(nvml=nvml, clock=nvml.now))
     first = sampler.sample()
     assert [d for d, _ in first.rows("gpu")] == ["0", "1"]
     nvml.lost = {1}  # NVML_ERROR_GPU_IS_LOST from every call on GPU 1 from now on
@@ -272,7 +274,7 @@ def test_pcie_byte_counters_keep_growing_across_32_bit_wraps() -> None:
     at --interval 1, docs/metrics.md)."""
     nvml = CaptureNvml(capture(H200), "load")
     nvml.pcie_counter_bits = 32
-    sampler = GpuSampler(SamplerContext(nvml=nvml))
+    sampler = GpuSampler(SamplerContext(nvml=nvml, clock=nvml.now))
     rate = number(nvml.q["pcie.rx_util"].split()[0]) * 1024  # KB/s as nvidia-smi says it, in bytes/s
     seen = []
     for _ in range(30):
@@ -330,3 +332,29 @@ def test_the_double_fed_a_real_h200_answers_as_such_a_card_did() -> None:
     ):
         assert ours[name] == real[name], name
     assert real["DCGM_FI_DEV_FB_USED"] == 0
+
+
+def test_the_costly_calls_are_made_once_a_second_at_sub_second_intervals() -> None:
+    """At --interval 0.1 the energy counter, the driver's samples and the field values are read on
+    one tick in nine and repeated between; what is cheap (utilization, power, clocks) every tick."""
+    nvml = CaptureNvml(capture(H200), "load")
+    counted: dict[str, int] = {}
+    for name in ("nvmlDeviceGetTotalEnergyConsumption", "nvmlDeviceGetSamples", "nvmlDeviceGetFieldValues",
+                 "nvmlDeviceGetPowerUsage"):  # fmt: skip
+        real = getattr(nvml, name)
+
+        def counting(*args: object, _real: object = real, _name: str = name) -> object:
+            counted[_name] = counted.get(_name, 0) + 1
+            return _real(*args)
+
+        setattr(nvml, name, counting)
+    sampler = GpuSampler(SamplerContext(nvml=nvml, clock=nvml.now))
+    rows = []
+    for _ in range(27):  # 2.7 seconds at 0.1 s
+        rows.append(dict(sampler.sample().rows("gpu"))["0"])
+        nvml.advance(0.1)
+    assert counted["nvmlDeviceGetPowerUsage"] == 27
+    assert counted["nvmlDeviceGetFieldValues"] == counted["nvmlDeviceGetSamples"] == 3
+    # Between the reads each tick repeats the last one: a counter as of then, never a hole.
+    assert all(r["pcie_rx_bytes"] is not None and r["util_gpu_sampled_percent"] is not None for r in rows)
+    assert len({r["pcie_rx_bytes"] for r in rows}) == 3
