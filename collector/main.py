@@ -91,7 +91,13 @@ async def serve(args: argparse.Namespace) -> int:
         writer.start()
         store.ingester.forward = writer.submit
         log.info("forwarding stored samples to %s", args.remote_write.url)
-    receiver = _receiver(args, store)
+    # A port taken after the gRPC one opened: said in one line, then the same orderly stop as a SIGTERM
+    # (threads joined, the gRPC server stopped, the file closed), never a traceback.
+    failed = ""
+    try:
+        receiver = _receiver(args, store)
+    except OSError as exc:
+        receiver, failed = None, f"cannot listen for remote write on {args.remote_write_listen}: {exc}"
     detector = None
     if not args.no_detect:
         # Received rows are stored only once settled: the detector waits that much longer.
@@ -100,7 +106,7 @@ async def serve(args: argparse.Namespace) -> int:
         detector.start()
     retention = Retention(store.reader(), args.retention, db_path=store.path, changes=store.changes)
     retention.start()
-    if args.http_listen:
+    if args.http_listen and not failed:
         registry = CollectorRegistry()
         registry.register(CollectorMetrics(store, collector.ingest, retention, detector, writer))
         if receiver is not None:
@@ -112,12 +118,19 @@ async def serve(args: argparse.Namespace) -> int:
         api = Api(
             store.reader, rw.job if rw else "ironsight", dict(rw.labels) if rw else {}, _version(), head
         )
-        serve_metrics(args.http_listen, registry, args.tls, api)
+        try:
+            serve_metrics(args.http_listen, registry, args.tls, api)
+        except OSError as exc:
+            failed = f"cannot listen for HTTP on {args.http_listen}: {exc}"
+    if failed:
+        print(f"ironsight-collector: {failed}", file=sys.stderr)
+        stop.set()
     loop.add_signal_handler(signal.SIGHUP, reload, args, detector)
-    log.info("listening on %s (port %d), storing in %s", args.listen, collector.port, args.db)
     started = time.monotonic()
     notifier = Notifier()
-    notifier.ready(f"listening on {args.listen}, storing in {args.db}")
+    if not failed:
+        log.info("listening on %s (port %d), storing in %s", args.listen, collector.port, args.db)
+        notifier.ready(f"listening on {args.listen}, storing in {args.db}")
     pings = asyncio.create_task(systemd_pings(notifier, store, stop))
     await stop.wait()
     await pings
@@ -140,7 +153,7 @@ async def serve(args: argparse.Namespace) -> int:
         s.rows_stored,
         s.commits,
     )
-    return 0
+    return 1 if failed else 0
 
 
 def _receiver(args: argparse.Namespace, store: Store) -> Receiver | None:
@@ -155,11 +168,7 @@ def _receiver(args: argparse.Namespace, store: Store) -> Receiver | None:
         ),
         args.senders,
     )
-    try:
-        serve_http(args.remote_write_listen, receiver, args.tls, client_cert_optional=True)
-    except OSError as exc:
-        log.error("cannot listen for remote write on %s: %s", args.remote_write_listen, exc)
-        raise SystemExit(1) from None
+    serve_http(args.remote_write_listen, receiver, args.tls, client_cert_optional=True)  # OSError: serve()
     staging.start()
     log.info("receiving remote write on %s", args.remote_write_listen)
     return receiver

@@ -47,3 +47,33 @@ def test_ingest_outcomes_lag_and_size(tmp_path: Path) -> None:
         assert got[("ironsight_collector_store_bytes", frozenset())] > 10_000
     finally:
         assert c.stop() == 0
+
+
+@pytest.mark.parametrize("flag", ["--http-listen", "--remote-write-listen"])
+def test_a_taken_http_port_is_one_line_and_an_orderly_stop(tmp_path: Path, flag: str) -> None:
+    """Found running the collector on a GPU machine with another still on the port: a traceback, then
+    gRPC's C++ core aborting the process. Now one line, exit 1, and the file closed as at a SIGTERM."""
+    import socket
+    import subprocess
+
+    from support.processes import BIN, free_port
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        done = subprocess.run(
+            [str(BIN / "ironsight-collector"), "--db", str(tmp_path / "c.duckdb"), "--insecure",
+             "--listen", f"127.0.0.1:{free_port()}", flag, f"127.0.0.1:{port}"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        taken.close()
+    errors = [line for line in done.stderr.splitlines() if "ironsight-collector:" in line]
+    assert done.returncode == 1, done.stderr
+    assert errors == [f"ironsight-collector: cannot listen for {'HTTP' if flag == '--http-listen' else 'remote write'}"
+                      f" on 127.0.0.1:{port}: [Errno 98] Address already in use"]  # fmt: skip
+    assert "Traceback" not in done.stderr and "terminate called" not in done.stderr
+    assert "stopped after" in done.stderr  # the orderly stop's last line
+    assert not (tmp_path / "c.duckdb.wal").exists()  # checkpointed and closed
