@@ -81,12 +81,13 @@ def can_read_write(path: Path, user: str | None) -> bool:
 
 
 def devices(setup: Setup) -> list[Check]:
-    nodes = sorted(setup.dev.glob("nvidia*"))
+    # Device nodes only: a real H200 machine also has /dev/nvidia-caps, a folder.
+    nodes = sorted(p for p in setup.dev.glob("nvidia*") if p.is_char_device())
     if not nodes:
         return []
     who = f"user {setup.user}" if setup.user else f"uid {os.getuid()}"
     try:
-        closed = [p.name for p in nodes if p.is_char_device() and not can_read_write(p, setup.user)]
+        closed = [p.name for p in nodes if not can_read_write(p, setup.user)]
     except KeyError:
         return [
             Check(
@@ -99,8 +100,9 @@ def devices(setup: Setup) -> list[Check]:
     if closed:
         return [Check(FAIL, "gpu devices", f"not readable and writable by {who}: {', '.join(closed)}",
                       "the unit allows them with DeviceAllow=; elsewhere add the user to the devices' group")]  # fmt: skip
-    modes = {p.name: stat.filemode(p.stat().st_mode) for p in nodes[:3]}
-    return [Check(OK, "gpu devices", f"{len(nodes)} device files usable by {who} ({modes})")]
+    modes = ", ".join(f"{p.name} {stat.filemode(p.stat().st_mode)}" for p in nodes[:4])
+    more = f", {len(nodes) - 4} more" if len(nodes) > 4 else ""
+    return [Check(OK, "gpu devices", f"{len(nodes)} device files usable by {who}: {modes}{more}")]
 
 
 SAMPLER_PATHS = {

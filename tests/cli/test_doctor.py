@@ -110,8 +110,12 @@ def test_device_access_for_the_service_user(tmp_path: Path) -> None:
     [closed] = devices(Setup(dev=dev, user="nobody"))
     assert closed.status == FAIL and "not readable and writable by user nobody: nvidia0" in closed.detail
     node.chmod(0o666)
+    (dev / "nvidia-caps").mkdir()  # a folder beside the devices on a real H200 machine: not one of them
+    os.mknod(dev / "nvidiactl", st.S_IFCHR | 0o666, os.makedev(195, 255))
+    (dev / "nvidiactl").chmod(0o666)  # past the umask
     [opened] = devices(Setup(dev=dev, user="nobody"))
-    assert opened.status == OK and "usable by user nobody" in opened.detail
+    assert opened.status == OK
+    assert opened.detail == "2 device files usable by user nobody: nvidia0 crw-rw-rw-, nvidiactl crw-rw-rw-"
     [unknown] = devices(Setup(dev=dev, user="no-such-user-here"))
     assert unknown.status == FAIL and "no user 'no-such-user-here'" in unknown.detail
 
