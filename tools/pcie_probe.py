@@ -2,9 +2,10 @@
 
 Copies a pinned host buffer to the GPU again and again for a few seconds, reading
 NVML_FI_DEV_PCIE_COUNT_RX_BYTES and _TX_BYTES every 10 ms (with the value type the driver
-reports for each) and nvmlDeviceGetPcieThroughput, then prints JSON: the bytes copied, what
-the counters moved read every 10 ms and every second (each with 32-bit wraps carried), and
-whether they wrap. tools/gpu_session.sh runs it; PyTorch makes the copies.
+reports for each) and nvmlDeviceGetPcieThroughput, and GPM's PCIe rates (Hopper) between
+samples a second apart, then prints JSON: the bytes copied, what the counters moved read
+every 10 ms and every second (each with 32-bit wraps carried), and the bytes GPM's rates
+times the seconds between its samples make. tools/gpu_session.sh runs it; PyTorch copies.
 """
 
 from __future__ import annotations
@@ -28,6 +29,33 @@ def main() -> None:
     types: set[tuple[int, int]] = set()
     rates: list[int] = []
     stop = threading.Event()
+    gpm_bytes = {"rx": 0.0, "tx": 0.0}
+    gpm_error: list[str] = []
+
+    def gpm() -> None:
+        """GPM's PCIe rates (MiB/s) between samples a second apart, times the seconds between them."""
+        try:
+            prev, at = nv.nvmlGpmSampleGet(h, nv.nvmlGpmSampleAlloc()), time.monotonic()
+            while not stop.is_set():
+                time.sleep(1.0)
+                cur, now = nv.nvmlGpmSampleGet(h, nv.nvmlGpmSampleAlloc()), time.monotonic()
+                req = nv.c_nvmlGpmMetricsGet_t()
+                req.version, req.numMetrics, req.sample1, req.sample2 = (
+                    nv.NVML_GPM_METRICS_GET_VERSION,
+                    2,
+                    prev,
+                    cur,
+                )
+                req.metrics[0].metricId = nv.NVML_GPM_METRIC_PCIE_RX_PER_SEC
+                req.metrics[1].metricId = nv.NVML_GPM_METRIC_PCIE_TX_PER_SEC
+                nv.nvmlGpmMetricsGet(req)
+                for i, key in enumerate(("rx", "tx")):
+                    if req.metrics[i].nvmlReturn == 0:
+                        gpm_bytes[key] += req.metrics[i].value * 2**20 * (now - at)
+                nv.nvmlGpmSampleFree(prev)
+                prev, at = cur, now
+        except Exception as exc:  # a GPU without GPM: said in the output
+            gpm_error.append(f"{type(exc).__name__}: {exc}")
 
     def watch() -> None:
         while not stop.is_set():
@@ -45,6 +73,8 @@ def main() -> None:
     torch.cuda.synchronize()
     t = threading.Thread(target=watch)
     t.start()
+    g = threading.Thread(target=gpm)
+    g.start()
     time.sleep(0.5)
     copies, start = 0, time.monotonic()
     while time.monotonic() - start < 3.0:
@@ -55,6 +85,7 @@ def main() -> None:
     time.sleep(0.5)
     stop.set()
     t.join()
+    g.join()
 
     def moved(step: int, col: int) -> tuple[int, int]:
         seq = [int(r[col]) for r in reads[::step]]
@@ -76,6 +107,9 @@ def main() -> None:
         "tx_moved_every_10ms": moved(1, 2),
         "rx_max_raw": max(r[1] for r in reads),
         "pcie_throughput_rx_kb_s_max": max(rates) if rates else None,
+        "gpm_rx_bytes": round(gpm_bytes["rx"]),
+        "gpm_tx_bytes": round(gpm_bytes["tx"]),
+        "gpm_error": gpm_error[0] if gpm_error else None,
     }))  # fmt: skip
 
 

@@ -363,8 +363,34 @@ class CaptureNvml:
         ]
         return 1, samples
 
+    # GPM (Hopper and later): metric constant name -> its value between any two samples (percent,
+    # or MiB/s for the PCIe rates). None: a GPU without GPM, as every capture's.
+    gpm: dict[str, float] | None = None
+    c_nvmlGpmMetricsGet_t = real.c_nvmlGpmMetricsGet_t
+
     def nvmlGpmQueryDeviceSupport(self, h: object) -> Any:
-        raise NVMLError(real.NVML_ERROR_NOT_SUPPORTED)
+        if self.gpm is None:
+            raise NVMLError(real.NVML_ERROR_NOT_SUPPORTED)
+        return SimpleNamespace(isSupportedDevice=1)
+
+    def nvmlGpmSampleAlloc(self) -> Any:
+        return real.c_nvmlGpmSample_t()
+
+    def nvmlGpmSampleGet(self, h: object, sample: Any) -> Any:
+        return sample
+
+    def nvmlGpmSampleFree(self, sample: Any) -> None:
+        pass
+
+    def nvmlGpmMetricsGet(self, request: Any) -> Any:
+        by_id = {getattr(real, name): value for name, value in (self.gpm or {}).items()}
+        for i in range(request.numMetrics):
+            metric = request.metrics[i]
+            if metric.metricId in by_id:
+                metric.value, metric.nvmlReturn = by_id[metric.metricId], 0
+            else:
+                metric.nvmlReturn = real.NVML_ERROR_NOT_SUPPORTED
+        return request
 
     def _running(self, kinds: tuple[str, ...]) -> list[Any]:
         return [

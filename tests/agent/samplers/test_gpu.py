@@ -358,3 +358,26 @@ def test_the_costly_calls_are_made_once_a_second_at_sub_second_intervals() -> No
     # Between the reads each tick repeats the last one: a counter as of then, never a hole.
     assert all(r["pcie_rx_bytes"] is not None and r["util_gpu_sampled_percent"] is not None for r in rows)
     assert len({r["pcie_rx_bytes"] for r in rows}) == 3
+
+
+def test_pcie_counters_follow_gpm_where_the_gpu_has_it() -> None:
+    """On a GPU with GPM the PCIe counters grow by GPM's rates times the seconds between its samples,
+    so a 55 GB/s copy (twelve wraps a second of the 32-bit counter) is counted whole."""
+    nvml = CaptureNvml(capture(H200), "load")
+    nvml.pcie_counter_bits = 32
+    nvml.gpm = {
+        "NVML_GPM_METRIC_SM_UTIL": 93.5,
+        "NVML_GPM_METRIC_PCIE_RX_PER_SEC": 52_000.0,  # MiB/s: 54.5 GB/s
+        "NVML_GPM_METRIC_PCIE_TX_PER_SEC": 900.0,
+    }
+    sampler = GpuSampler(SamplerContext(nvml=nvml, clock=nvml.now))
+    rows = []
+    for _ in range(6):
+        rows.append(dict(sampler.sample().rows("gpu"))["0"])
+        nvml.advance(1)
+    assert rows[0]["gpm_sm_active_ratio"] is None  # GPM's rates need two samples
+    assert all(r["gpm_sm_active_ratio"] == pytest.approx(0.935) for r in rows[1:])
+    assert rows[1]["pcie_rx_bytes"] > rows[0]["pcie_rx_bytes"]  # from the driver's counter on
+    for a, b in itertools.pairwise(rows[1:]):
+        assert b["pcie_rx_bytes"] - a["pcie_rx_bytes"] == 52_000 * MIB
+        assert b["pcie_tx_bytes"] - a["pcie_tx_bytes"] == 900 * MIB
