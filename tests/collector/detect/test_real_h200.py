@@ -154,3 +154,31 @@ def test_the_agent_read_the_card_as_nvidia_smi_did(tmp_path: Path, name: str) ->
     assert ours_power == pytest.approx(statistics.fmean(s["power"] for _, s in pairs), rel=0.05)
     ours_sm = statistics.fmean(o[1] for o, _ in pairs)
     assert ours_sm == pytest.approx(statistics.fmean(s["sm"] for _, s in pairs), rel=0.05)
+
+
+def test_the_real_lockstep_period_is_read_off_the_cards_activity(tmp_path: Path) -> None:
+    """The straggler detector reads each node's iteration period off its GPUs' SM activity (GPM on
+    an H200), sampled once a second. The job's own log says 3.12 s an iteration (the slow rank's
+    3.0 s of compute and the barrier); what the detector reads must be that, within 6 %, in
+    every step it judges (3.12 s is near the 2.5 samples a period needs at 1 s)."""
+    import numpy as np
+
+    from ironsight.collector.detect.activity import node_series
+    from ironsight.collector.detect.straggler import _periods
+    from ironsight.collector.detect.thresholds import Thresholds
+
+    logged = statistics.median(
+        r["compute_s"] + r["sync_s"]
+        for r in map(json.loads, (H200 / "lockstep.jsonl").read_text().splitlines())
+        if r.get("rank") == 1
+    )
+    assert logged == pytest.approx(3.12, abs=0.02)
+    con = _store(tmp_path, "lockstep")
+    t = Thresholds()
+    first, last = con.execute("SELECT min(time), max(time) FROM gpu").fetchall()[0]
+    series = node_series(con, first, last, 0, t.active_memory_bytes, 0)
+    assert series.nodes == ["h200"]
+    step_ends = np.arange(series.first + 30, series.first + series.activity.shape[1], 10)
+    read = _periods(series, step_ends, t).period[0]
+    assert len(read) >= 2 and not np.isnan(read).any()
+    assert np.abs(read / logged - 1).max() < 0.06
