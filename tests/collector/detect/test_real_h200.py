@@ -182,3 +182,23 @@ def test_the_real_lockstep_period_is_read_off_the_cards_activity(tmp_path: Path)
     read = _periods(series, step_ends, t).period[0]
     assert len(read) >= 2 and not np.isnan(read).any()
     assert np.abs(read / logged - 1).max() < 0.06
+
+
+def test_the_real_workloads_processes_were_seen_on_the_gpu(tmp_path: Path) -> None:
+    """Job discovery's looks (every 5 s) through NVML's process lists on the real card: each workload's
+    processes, with the GPU memory each took (the lock-step ranks a 2 GiB ballast each, the starved
+    loop 4 GiB and its model) and their SM share, which the burn drove highest."""
+    con = _store(tmp_path, "burn", "starved", "lockstep")
+    rows = con.execute(
+        "SELECT time, pid, name, used_memory_bytes, sm_util_percent FROM gpu_processes ORDER BY time"
+    ).fetchall()
+    names = {name for _, _, name, _, _ in rows}
+    assert names == {"python3"}
+    ranks = [r for r in rows if _phases("lockstep")["lockstep"][0] - timedelta(seconds=15) <= r[0]]
+    assert len({pid for _, pid, _, _, _ in ranks}) == 2  # both ranks on the one GPU
+    assert all(mem > 2 * 2**30 for _, _, _, mem, _ in ranks)
+    starved = _phases("starved")
+    loop = [r for r in rows if starved["healthy"][0] <= r[0] <= starved["starved"][1]]
+    assert max(mem for _, _, _, mem, _ in loop) > 4 * 2**30
+    burn = [r for r in rows if _phases("burn")["burn"][0] <= r[0] <= _phases("burn")["burn"][1]]
+    assert burn and max(sm for *_, sm in burn) > max(sm for *_, sm in ranks)
