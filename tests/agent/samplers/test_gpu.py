@@ -157,13 +157,13 @@ def test_what_a_gpu_does_not_support_is_asked_once_a_minute_not_every_tick() -> 
     sampler = GpuSampler(SamplerContext(nvml=nvml, clock=nvml.now))
     gpus = len(sampler.gpus)
     for _ in range(5):
-        nvml.advance(1)  # ticks a second apart: the energy counter is due at each
+        nvml.advance(10)  # ticks ten seconds apart: the energy counter is due at each
         rows = sampler.sample().rows("gpu")
         assert all(values["energy_joules"] is None for _, values in rows)
         assert all(values["power_watts"] is not None for _, values in rows)  # supported: every tick
     assert len(calls) == gpus  # once per GPU, not 5 times
     sampler.inventory()  # the minute's refresh asks again
-    nvml.advance(1)
+    nvml.advance(10)
     sampler.sample()
     assert len(calls) == 2 * gpus
 
@@ -381,3 +381,22 @@ def test_pcie_counters_follow_gpm_where_the_gpu_has_it() -> None:
     for a, b in itertools.pairwise(rows[1:]):
         assert b["pcie_rx_bytes"] - a["pcie_rx_bytes"] == 52_000 * MIB
         assert b["pcie_tx_bytes"] - a["pcie_tx_bytes"] == 900 * MIB
+
+
+def test_the_energy_counter_is_read_every_ten_seconds_and_repeated_between() -> None:
+    """The costliest NVML call (3.0 ms on an H200): a counter, so a reading every 10 s loses no joules."""
+    nvml = CaptureNvml(capture(H200), "load")
+    reads: list[float] = []
+
+    def energy(h: object) -> int:
+        reads.append(nvml.clock)
+        return round(nvml.clock * 700_000)  # mJ: 700 W since the double's start
+
+    nvml.nvmlDeviceGetTotalEnergyConsumption = energy  # type: ignore[method-assign]
+    sampler = GpuSampler(SamplerContext(nvml=nvml, clock=nvml.now))
+    seen = []
+    for _ in range(25):  # 25 s at --interval 1
+        seen.append(dict(sampler.sample().rows("gpu"))["0"]["energy_joules"])
+        nvml.advance(1)
+    assert reads == [0.0, 10.0, 20.0]
+    assert seen == [0.0] * 10 + [7000.0] * 10 + [14000.0] * 5
