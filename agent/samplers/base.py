@@ -69,9 +69,8 @@ class SamplerContext:
     # Tests pass a double here.
     nvml: Any = None
     jobs: JobOptions = field(default_factory=JobOptions)
-    clock: Callable[[], float] | None = (
-        None  # what Every counts seconds by (time.monotonic); tests pass their own
-    )
+    # What Every counts seconds by (None: time.monotonic); tests pass their own.
+    clock: Callable[[], float] | None = None
 
 
 @dataclass(frozen=True)

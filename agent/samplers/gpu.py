@@ -105,16 +105,15 @@ class Gpu:
     last_sample_ts: int = 0
     gpm_prev: Any = None
     gpm_at: float = 0.0  # when gpm_prev was taken
-    pcie_moved: dict[str, float] = field(default_factory=dict)  # column: bytes by GPM's rates so far
-    pcie_start: dict[str, Value] = field(
-        default_factory=dict
-    )  # column: the driver's counter when GPM's began
+    # Per PCIe column: the bytes GPM's rates have counted so far, and the driver's counter when they began.
+    pcie_moved: dict[str, float] = field(default_factory=dict)
+    pcie_start: dict[str, Value] = field(default_factory=dict)
     gpm_supported: bool = False
     lost: bool = False  # fallen off the bus: not asked again
     wraps: dict[str, tuple[int, int]] = field(default_factory=dict)  # column: (last raw, 2**32 wraps added)
     slow: dict[str, Value] = field(default_factory=dict)  # the last once-a-second reading
-    slow_due: Every = field(default_factory=Every)
-    energy_due: Every = field(default_factory=lambda: Every(ENERGY_EVERY_S))
+    slow_due: Every = field(default_factory=Every)  # both set on the sampler's clock by _open
+    energy_due: Every = field(default_factory=Every)
 
 
 @register("gpu", "NVIDIA GPUs through NVML (none here is a normal state)")
@@ -256,7 +255,7 @@ class GpuSampler(BaseSampler):
 
     def _slow(self, gpu: Gpu) -> dict[str, Value]:
         """Energy, the driver's utilization samples and the field values (counters, ECC, the memory's
-        temperature): the calls that cost milliseconds on a real GPU (on an H200 3.1 ms, 2.5 ms and
+        temperature): the calls that cost milliseconds on a real GPU (on an H200 3.0 ms, 2.4 ms and
         1.3 ms, where every other call took about 2 us: tests/traces/h200/nvml-calls.json), read at
         most about once a second like the host samplers' slow sources (the energy counter every
         ENERGY_EVERY_S). At --interval 1 that is every tick; at 0.1 every ninth, the ticks between
