@@ -9,6 +9,7 @@ sub-second utilization comes from the driver's own sample buffer
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -338,19 +339,18 @@ class GpuSampler(BaseSampler):
         if not gpu.gpm_supported:
             return out
         lib = self.nvml.lib
-        current, now = lib.nvmlGpmSampleGet(gpu.handle, lib.nvmlGpmSampleAlloc()), self._now()
-        (previous, at), (gpu.gpm_prev, gpu.gpm_at) = (gpu.gpm_prev, gpu.gpm_at), (current, now)
-        if previous is None:
+        try:
+            request, now, at = self._gpm_request(gpu)
+        except lib.NVMLError as exc:  # GPM failing costs its own values, never the GPU's row
+            if gpu.gpm_prev is not None:  # start again from a fresh pair of samples
+                with contextlib.suppress(lib.NVMLError):
+                    lib.nvmlGpmSampleFree(gpu.gpm_prev)
+            gpu.gpm_prev = None
+            log_once(f"gpu.{gpu.index}.gpm.{exc}", f"gpu {gpu.index}: GPM: {exc}; its values are NULL")
+            return out
+        if request is None:
             return out  # GPM metrics are rates between two samples: the first tick has none
         metrics = [*GPM_METRICS, *GPM_PCIE]
-        request = lib.c_nvmlGpmMetricsGet_t()
-        request.version = lib.NVML_GPM_METRICS_GET_VERSION
-        request.numMetrics = len(metrics)
-        request.sample1, request.sample2 = previous, current
-        for i, (const, _) in enumerate(metrics):
-            request.metrics[i].metricId = getattr(lib, const)
-        lib.nvmlGpmMetricsGet(request)
-        lib.nvmlGpmSampleFree(previous)
         for i, (_, column) in enumerate(metrics):
             metric = request.metrics[i]
             if metric.nvmlReturn != 0:
@@ -360,6 +360,27 @@ class GpuSampler(BaseSampler):
             else:
                 gpu.pcie_moved[column] = gpu.pcie_moved.get(column, 0.0) + metric.value * 2**20 * (now - at)
         return out
+
+    def _gpm_request(self, gpu: Gpu) -> tuple[Any, float, float]:
+        """This tick's GPM sample against the last one's: the answered request (None on the first
+        tick), and when the two samples were taken."""
+        lib = self.nvml.lib
+        current, now = lib.nvmlGpmSampleGet(gpu.handle, lib.nvmlGpmSampleAlloc()), self._now()
+        (previous, at), (gpu.gpm_prev, gpu.gpm_at) = (gpu.gpm_prev, gpu.gpm_at), (current, now)
+        if previous is None:
+            return None, now, at
+        metrics = [*GPM_METRICS, *GPM_PCIE]
+        request = lib.c_nvmlGpmMetricsGet_t()
+        request.version = lib.NVML_GPM_METRICS_GET_VERSION
+        request.numMetrics = len(metrics)
+        request.sample1, request.sample2 = previous, current
+        for i, (const, _) in enumerate(metrics):
+            request.metrics[i].metricId = getattr(lib, const)
+        try:
+            lib.nvmlGpmMetricsGet(request)
+        finally:
+            lib.nvmlGpmSampleFree(previous)
+        return request, now, at
 
     def _now(self) -> float:
         return self.clock() if self.clock is not None else time.monotonic()

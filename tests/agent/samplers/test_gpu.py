@@ -16,7 +16,7 @@ from ironsight.agent.samplers.gpu import GpuSampler
 from ironsight.core.exposition import render
 
 from support.fixturetree import need_shared
-from support.nvml_double import H100, CaptureNvml, capture, number, query_gpu, query_xml
+from support.nvml_double import H100, CaptureNvml, NVMLError, capture, number, query_gpu, query_xml
 
 MIB = 2**20
 
@@ -400,3 +400,32 @@ def test_the_energy_counter_is_read_every_ten_seconds_and_repeated_between() -> 
         nvml.advance(1)
     assert reads == [0.0, 10.0, 20.0]
     assert seen == [0.0] * 10 + [7000.0] * 10 + [14000.0] * 5
+
+
+def test_gpm_failing_costs_only_its_own_values(caplog: pytest.LogCaptureFixture) -> None:
+    """A driver refusing GPM's metrics (a metric it does not know, a reset) leaves GPM's columns NULL
+    and says so once; the rest of the GPU's row is stored as ever, and GPM is asked again next tick."""
+    nvml = CaptureNvml(capture(H200), "load")
+    nvml.gpm = {"NVML_GPM_METRIC_SM_UTIL": 50.0}
+    refuse = [True]
+    real_get = nvml.nvmlGpmMetricsGet
+
+    def metrics_get(request: object) -> object:
+        if refuse[0]:
+            raise NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return real_get(request)
+
+    nvml.nvmlGpmMetricsGet = metrics_get  # type: ignore[method-assign]
+    sampler = GpuSampler(SamplerContext(nvml=nvml, clock=nvml.now))
+    with caplog.at_level(logging.INFO, logger="ironsight.agent"):
+        rows = []
+        for _ in range(4):
+            rows.append(dict(sampler.sample().rows("gpu"))["0"])
+            nvml.advance(1)
+    assert all(r["gpm_sm_active_ratio"] is None and r["power_watts"] is not None for r in rows)
+    assert sum("GPM" in rec.getMessage() for rec in caplog.records) == 1
+    refuse[0] = False
+    for _ in range(2):
+        rows.append(dict(sampler.sample().rows("gpu"))["0"])
+        nvml.advance(1)
+    assert rows[-1]["gpm_sm_active_ratio"] == pytest.approx(0.5)
