@@ -111,15 +111,8 @@ async def serve(args: argparse.Namespace) -> int:
         registry.register(CollectorMetrics(store, collector.ingest, retention, detector, writer))
         if receiver is not None:
             registry.register(ReceiverMetrics(receiver))
-        # The Prometheus API's series carry the labels remote write gives them, so both agree.
-        rw = args.remote_write
-        head = Head(args.query_memory * 2**20)
-        store.changes.listen(head)
-        api = Api(
-            store.reader, rw.job if rw else "ironsight", dict(rw.labels) if rw else {}, _version(), head
-        )
         try:
-            serve_metrics(args.http_listen, registry, args.tls, api)
+            _serve_http(args, store, registry)
         except OSError as exc:
             failed = f"cannot listen for HTTP on {args.http_listen}: {exc}"
     if failed:
@@ -154,6 +147,16 @@ async def serve(args: argparse.Namespace) -> int:
         s.commits,
     )
     return 1 if failed else 0
+
+
+def _serve_http(args: argparse.Namespace, store: Store, registry: CollectorRegistry) -> None:
+    """/metrics and the Prometheus API on --http-listen (OSError: the port is taken)."""
+    # The Prometheus API's series carry the labels remote write gives them, so both agree.
+    rw = args.remote_write
+    head = Head(args.query_memory * 2**20)
+    store.changes.listen(head)
+    api = Api(store.reader, rw.job if rw else "ironsight", dict(rw.labels) if rw else {}, _version(), head)
+    serve_metrics(args.http_listen, registry, args.tls, api)
 
 
 def _receiver(args: argparse.Namespace, store: Store) -> Receiver | None:
