@@ -32,6 +32,8 @@ class Gpu:
     idle_mem_temp_c: float = 48.0
     load_mem_temp_c: float = 54.0
     memory_total_mib: int = 81559
+    # What the driver keeps for itself (nvidia-smi's Reserved); the agent reports the total less it.
+    memory_reserved_mib: int = 479
     sm_clock_max_mhz: float = 1980.0
     sm_clock_idle_mhz: float = 345.0
     mem_clock_mhz: float = 2619.0
@@ -64,6 +66,7 @@ H200 = Gpu(
     idle_mem_temp_c=32.0,
     load_mem_temp_c=40.0,
     memory_total_mib=143771,
+    memory_reserved_mib=614,
     mem_clock_mhz=3201.0,
     mem_util_at_load=7.0,
     slowdown_c=89.0,
@@ -83,6 +86,7 @@ A100 = Gpu(
     idle_mem_temp_c=44.0,
     load_mem_temp_c=58.0,
     memory_total_mib=81920,
+    memory_reserved_mib=0,  # the A100 capture reports none
     sm_clock_max_mhz=1410.0,
     sm_clock_idle_mhz=1275.0,  # P0 at idle in the capture
     mem_clock_mhz=1593.0,
