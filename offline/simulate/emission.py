@@ -93,7 +93,8 @@ def gpu_rows(
             "util_memory_percent": float(round(g.mem_util_at_load * c)),
             "util_gpu_sampled_percent": round(100 * util, 1),
             "memory_used_bytes": int(memory * (0.86 * g.memory_total_mib + d) * MIB),
-            "memory_total_bytes": (g.memory_total_mib - g.memory_reserved_mib) * MIB,  # as the agent counts it
+            # As the agent counts it: the total less the driver's reservation.
+            "memory_total_bytes": (g.memory_total_mib - g.memory_reserved_mib) * MIB,
             "sm_clock_hertz": round(sm) * 1e6,
             "mem_clock_hertz": g.mem_clock_mhz * 1e6,
             "sm_clock_max_hertz": g.sm_clock_max_mhz * 1e6,
