@@ -59,6 +59,7 @@ GPM_PCIE = (
     ("NVML_GPM_METRIC_PCIE_RX_PER_SEC", "pcie_rx_bytes"),
     ("NVML_GPM_METRIC_PCIE_TX_PER_SEC", "pcie_tx_bytes"),
 )
+GPM_ALL = (*GPM_METRICS, *GPM_PCIE)  # one request for both, in this order
 
 _VALUE_MEMBER = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal", 6: "usVal"}
 
@@ -113,8 +114,8 @@ class Gpu:
     lost: bool = False  # fallen off the bus: not asked again
     wraps: dict[str, tuple[int, int]] = field(default_factory=dict)  # column: (last raw, 2**32 wraps added)
     slow: dict[str, Value] = field(default_factory=dict)  # the last once-a-second reading
-    slow_due: Every = field(default_factory=Every)  # both set on the sampler's clock by _open
-    energy_due: Every = field(default_factory=Every)
+    slow_due: Every = field(kw_only=True)  # both on the sampler's clock
+    energy_due: Every = field(kw_only=True)
 
 
 @register("gpu", "NVIDIA GPUs through NVML (none here is a normal state)")
@@ -125,7 +126,7 @@ class GpuSampler(BaseSampler):
         self.gpus: list[Gpu] = []
         self.events: Any = None
         self.available = False
-        self.clock = ctx.clock
+        self.clock = ctx.clock or time.monotonic
         try:
             self.nvml.init()
         except NvmlUnavailable as exc:
@@ -169,8 +170,10 @@ class GpuSampler(BaseSampler):
                 continue
             ids.append(fid)
             columns.append((column, scale))
-        gpu = Gpu(index, handle, info, static, ids, columns)
-        gpu.slow_due, gpu.energy_due = Every(SLOW_EVERY_S, self.clock), Every(ENERGY_EVERY_S, self.clock)
+        gpu = Gpu(
+            index, handle, info, static, ids, columns,
+            slow_due=Every(SLOW_EVERY_S, self.clock), energy_due=Every(ENERGY_EVERY_S, self.clock),
+        )  # fmt: skip
         support = n.call("nvmlGpmQueryDeviceSupport", handle)
         gpu.gpm_supported = bool(getattr(support, "isSupportedDevice", 0))
         return gpu
@@ -350,8 +353,7 @@ class GpuSampler(BaseSampler):
             return out
         if request is None:
             return out  # GPM metrics are rates between two samples: the first tick has none
-        metrics = [*GPM_METRICS, *GPM_PCIE]
-        for i, (_, column) in enumerate(metrics):
+        for i, (_, column) in enumerate(GPM_ALL):
             metric = request.metrics[i]
             if metric.nvmlReturn != 0:
                 continue
@@ -365,25 +367,21 @@ class GpuSampler(BaseSampler):
         """This tick's GPM sample against the last one's: the answered request (None on the first
         tick), and when the two samples were taken."""
         lib = self.nvml.lib
-        current, now = lib.nvmlGpmSampleGet(gpu.handle, lib.nvmlGpmSampleAlloc()), self._now()
+        current, now = lib.nvmlGpmSampleGet(gpu.handle, lib.nvmlGpmSampleAlloc()), self.clock()
         (previous, at), (gpu.gpm_prev, gpu.gpm_at) = (gpu.gpm_prev, gpu.gpm_at), (current, now)
         if previous is None:
             return None, now, at
-        metrics = [*GPM_METRICS, *GPM_PCIE]
         request = lib.c_nvmlGpmMetricsGet_t()
         request.version = lib.NVML_GPM_METRICS_GET_VERSION
-        request.numMetrics = len(metrics)
+        request.numMetrics = len(GPM_ALL)
         request.sample1, request.sample2 = previous, current
-        for i, (const, _) in enumerate(metrics):
+        for i, (const, _) in enumerate(GPM_ALL):
             request.metrics[i].metricId = getattr(lib, const)
         try:
             lib.nvmlGpmMetricsGet(request)
         finally:
             lib.nvmlGpmSampleFree(previous)
         return request, now, at
-
-    def _now(self) -> float:
-        return self.clock() if self.clock is not None else time.monotonic()
 
     @staticmethod
     def _pcie_from_gpm(gpu: Gpu, values: dict[str, Value]) -> None:
