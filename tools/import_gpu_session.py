@@ -43,7 +43,7 @@ def main() -> None:
     )
     for trace in sorted(src.glob("h200-*.trace")):
         header, batches = read_all(trace)
-        for node in header.nodes:
+        for node in [*header.nodes, *(b.node for b in batches if b.HasField("node"))]:
             for device in node.devices:
                 if device.attrs.get("serial") in serials:
                     device.attrs["serial"] = "0" * len(device.attrs["serial"])
@@ -51,10 +51,6 @@ def main() -> None:
         out.unlink(missing_ok=True)
         with TraceWriter(out, header, level=19) as w:
             for batch in batches:
-                for node in [batch.node] if batch.HasField("node") else []:
-                    for device in node.devices:
-                        if device.attrs.get("serial") in serials:
-                            device.attrs["serial"] = "0" * len(device.attrs["serial"])
                 w.write(batch)
         left = [s for s in serials if s.encode() in out.read_bytes()]
         print(
