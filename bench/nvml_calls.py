@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ironsight.agent.samplers.base import SamplerContext
-from ironsight.agent.samplers.gpu import FIELD_IDS, GPM_METRICS, GpuSampler
+from ironsight.agent.samplers.gpu import FIELD_IDS, GPM_ALL, GpuSampler
 
 NAME = "nvml-calls"
 
@@ -80,21 +80,7 @@ def _calls(nv: Any, h: Any, field_ids: list[int]) -> dict[str, Callable[[], obje
         return got
 
     def gpm() -> object:
-        a = nv.nvmlGpmSampleGet(h, nv.nvmlGpmSampleAlloc())
-        b = nv.nvmlGpmSampleGet(h, nv.nvmlGpmSampleAlloc())
-        req = nv.c_nvmlGpmMetricsGet_t()
-        req.version, req.numMetrics, req.sample1, req.sample2 = (
-            nv.NVML_GPM_METRICS_GET_VERSION,
-            len(GPM_METRICS),
-            a,
-            b,
-        )
-        for i, (const, _) in enumerate(GPM_METRICS):
-            req.metrics[i].metricId = getattr(nv, const)
-        nv.nvmlGpmMetricsGet(req)
-        nv.nvmlGpmSampleFree(a)
-        nv.nvmlGpmSampleFree(b)
-        return req
+        return _gpm(nv, h, 0.0)
 
     return {
         "nvmlDeviceGetUtilizationRates": lambda: nv.nvmlDeviceGetUtilizationRates(h),
@@ -111,10 +97,34 @@ def _calls(nv: Any, h: Any, field_ids: list[int]) -> dict[str, Callable[[], obje
         f"nvmlDeviceGetFieldValues({len(field_ids)} fields)": lambda: nv.nvmlDeviceGetFieldValues(
             h, field_ids
         ),
-        "GPM: two samples and one metrics get": gpm,
+        "GPM: two samples and the sampler's metrics get": gpm,
         "nvmlDeviceGetComputeRunningProcesses": lambda: nv.nvmlDeviceGetComputeRunningProcesses(h),
         "nvmlDeviceGetProcessUtilization": lambda: nv.nvmlDeviceGetProcessUtilization(h, 0),
     }
+
+
+def _gpm(nv: Any, h: Any, apart_s: float) -> dict[str, tuple[int, float]]:
+    """The sampler's GPM request (every metric it asks for, in one call) between two samples
+    apart_s apart: each metric's NVML return and value."""
+    a = nv.nvmlGpmSampleGet(h, nv.nvmlGpmSampleAlloc())
+    time.sleep(apart_s)
+    b = nv.nvmlGpmSampleGet(h, nv.nvmlGpmSampleAlloc())
+    req = nv.c_nvmlGpmMetricsGet_t()
+    req.version, req.numMetrics, req.sample1, req.sample2 = (
+        nv.NVML_GPM_METRICS_GET_VERSION,
+        len(GPM_ALL),
+        a,
+        b,
+    )
+    for i, (const, _) in enumerate(GPM_ALL):
+        req.metrics[i].metricId = getattr(nv, const)
+    try:
+        nv.nvmlGpmMetricsGet(req)
+    finally:
+        nv.nvmlGpmSampleFree(a)
+        nv.nvmlGpmSampleFree(b)
+    got = enumerate(GPM_ALL)
+    return {column: (int(req.metrics[i].nvmlReturn), float(req.metrics[i].value)) for i, (_, column) in got}
 
 
 def _smi(query: str) -> list[list[str]]:
@@ -141,6 +151,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         column: {"return": int(fv.nvmlReturn), "value_type": int(fv.valueType)}
         for column, fv in zip(named, nv.nvmlDeviceGetFieldValues(h, ids), strict=True)
     }
+    try:  # the metrics the sampler asks GPM for, answered together (or the error that says why not)
+        gpm: object = _gpm(nv, h, 1.0)
+    except Exception as exc:
+        gpm = f"{type(exc).__name__}: {exc}"
     clock = [0.0]  # the sampler's seconds: each tick as if --interval had passed
     sampler = GpuSampler(SamplerContext(clock=lambda: clock[0]))
 
@@ -183,5 +197,6 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "sampler_tick_vs_nvidia_smi": round(tick_1s["median_us"] / smi["median_us"], 4) if smi else None,
         "calls": calls,
         "fields": fields,
+        "gpm_metrics_one_second_apart": gpm,
         "values_vs_nvidia_smi": compare,
     }

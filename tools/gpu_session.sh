@@ -13,8 +13,8 @@
 # here changes the GPU's settings. SMOKE=1 runs the same steps on a machine without a GPU, with
 # the workloads on the CPU (WLPY: a python with torch) and short phases, to check the script
 # before a lease is spent on it. STEPS picks the parts (default "probe traces"; also "overhead",
-# the agent's CPU on this machine, interleaved with an earlier build's if .whl-old holds one, and
-# "pcie", tools/pcie_probe.py).
+# the agent's CPU on this machine, interleaved with an earlier build's if .whl-old holds one,
+# "pcie", tools/pcie_probe.py, and "copy", a trace of known bytes copied each way over PCIe).
 set -u
 OUT=${OUT:?where the results go}
 W=/tmp/gpu-work
@@ -111,7 +111,7 @@ stop_collector
 
 overhead() {  # the agent streaming to a collector on this machine: its CPU and memory at 0.1 s and 1 s
 collector
-runs="new:0.1 new:1"
+runs="new:0.1 new:1 new:0.1 new:1"
 if [ -n "$SITE" ] && ls .whl-old/*.whl >/dev/null 2>&1; then  # an earlier build beside it, interleaved
     python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site-old .whl-old/*.whl >>"$W/pip.txt" 2>&1
     runs="new:0.1 old:0.1 new:0.1 old:0.1 new:1"
@@ -129,6 +129,14 @@ for run in $runs; do
     echo "$version interval $interval: $((c1 - c0))/$(getconf CLK_TCK) CPU-s in 20 s, $(grep VmRSS /proc/$A/status)"
     kill -TERM $A; wait $A
 done >"$W/overhead.txt" 2>&1
+stop_collector
+}
+
+copy() {  # the agent's PCIe counters against the bytes a copy moved each way
+collector
+say copy
+record copy 36
+workload copy --seconds "$(secs 8)" --log "$W/copy.jsonl"; wait $REC
 stop_collector
 }
 

@@ -11,6 +11,8 @@ so a test can hold what the agent recorded against what the job itself saw.
              busy processes taking the node (the GPU waits for input, cores all busy)
   lockstep   two ranks on the one GPU meeting at a barrier each iteration (gloo), rank 1
              computing half as long again: rank 0 waits for it at every step
+  copy       a pinned 1 GiB host buffer copied to the GPU again and again, a pause, then
+             the GPU's copy back to the host: known bytes each way over PCIe
 
 PyTorch is imported inside each workload: this file is read by the linters without it.
 """
@@ -170,6 +172,28 @@ def starved(healthy_s: float, starved_s: float, log: Path) -> None:
     del ballast
 
 
+def copy(seconds: float, log: Path) -> None:
+    """Host to device for `seconds`, 4 s of nothing, device to host for `seconds`; each phase's bytes."""
+    import torch
+
+    size = 1 << 30 if DEVICE == "cuda" else 1 << 24
+    host = torch.empty(size, dtype=torch.uint8)
+    host = host.pin_memory() if DEVICE == "cuda" else host
+    dev = torch.empty(size, dtype=torch.uint8, device=DEVICE)
+    for phase in ("h2d", "pause", "d2h"):
+        start, copies = time.time_ns(), 0
+        if phase == "pause":
+            time.sleep(4)
+        else:
+            dst, src = (dev, host) if phase == "h2d" else (host, dev)
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                dst.copy_(src, non_blocking=True)
+                _sync(torch)
+                copies += 1
+        _log(log, phase=phase, start_ns=start, end_ns=time.time_ns(), copied_bytes=copies * size)
+
+
 def _rank(rank: int, seconds: float, step_s: float, slow: float, log: str, port: int, device: str) -> None:
     import torch
     import torch.distributed as dist
@@ -231,7 +255,9 @@ def main() -> None:
     ls.add_argument("--seconds", type=float, default=60)
     ls.add_argument("--step-seconds", type=float, default=2.0)
     ls.add_argument("--slow", type=float, default=1.5)
-    for p in (b, s, ls):
+    c = sub.add_parser("copy")
+    c.add_argument("--seconds", type=float, default=8)
+    for p in (b, s, ls, c):
         p.add_argument("--log", type=Path, required=True)
         p.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     args = parser.parse_args()
@@ -241,6 +267,8 @@ def main() -> None:
         burn(args.seconds, args.log)
     elif args.workload == "starved":
         starved(args.healthy_seconds, args.starved_seconds, args.log)
+    elif args.workload == "copy":
+        copy(args.seconds, args.log)
     else:
         lockstep(args.seconds, args.step_seconds, args.slow, args.log)
 

@@ -1,9 +1,11 @@
 """Bring a lent GPU machine's results (tools/gpu_session.sh) into tests/traces/h200/, serials masked.
 
     .venv/bin/python tools/import_gpu_session.py /work/.device/1        # $OUT of the session's run
+    .venv/bin/python tools/import_gpu_session.py /work/.device/1 h200-copy.trace copy.jsonl
 
-Copies the four traces, the workloads' logs, the nvidia-smi log and capture and the agent's
-one-shot answer. GPU serial numbers are replaced by zeros everywhere, as the shared captures
+Copies the traces, the workloads' logs, the nvidia-smi log and capture, the agent's one-shot
+answer and the NVML cost bench's; or, named after OUT, just those files (a run of some of
+gpu_session.sh's steps: its capture, made idle only, must not replace one made under load). GPU serial numbers are replaced by zeros everywhere, as the shared captures
 mask theirs (a board's serial identifies the lender's hardware; nothing here reads it); the
 traces are rewritten record by record, every other byte of their batches unchanged.
 """
@@ -18,7 +20,10 @@ from pathlib import Path
 from ironsight.core.trace import TraceWriter, read_all
 
 DEST = Path(__file__).resolve().parent.parent / "tests" / "traces" / "h200"
-TEXTS = ("burn.jsonl", "starved.jsonl", "lockstep.jsonl", "smi-log.csv", "agent-once.prom", "doctor.txt")
+TEXTS = (
+    "burn.jsonl", "starved.jsonl", "lockstep.jsonl", "copy.jsonl", "smi-log.csv", "agent-once.prom", "doctor.txt",
+    "nvml-calls.json",
+)  # fmt: skip
 
 
 def _mask(text: str, serials: set[str]) -> str:
@@ -28,7 +33,7 @@ def _mask(text: str, serials: set[str]) -> str:
 
 
 def main() -> None:
-    src = Path(sys.argv[1])
+    src, only = Path(sys.argv[1]), set(sys.argv[2:])
     DEST.mkdir(parents=True, exist_ok=True)
     with tarfile.open(src / "report.tar.gz") as tar:
         files = {Path(m.name).name: tar.extractfile(m) for m in tar.getmembers() if m.isfile()}
@@ -37,11 +42,13 @@ def main() -> None:
     serials = set(re.findall(r"Serial Number\s+:\s+(\d+)", capture))
     driver = re.search(r"Driver Version\s+:\s+(\S+)", capture)
     for name in TEXTS:
-        (DEST / name).write_text(_mask(texts[name], serials))
-    (DEST / f"linux-x86_64__nvidia-h200__{driver.group(1) if driver else 'unknown'}.txt").write_text(
-        _mask(capture, serials)
-    )
-    for trace in sorted(src.glob("h200-*.trace")):
+        if name in texts and (not only or name in only):
+            (DEST / name).write_text(_mask(texts[name], serials))
+    if not only:
+        (DEST / f"linux-x86_64__nvidia-h200__{driver.group(1) if driver else 'unknown'}.txt").write_text(
+            _mask(capture, serials)
+        )
+    for trace in sorted(t for t in src.glob("h200-*.trace") if not only or t.name in only):
         header, batches = read_all(trace)
         for node in [*header.nodes, *(b.node for b in batches if b.HasField("node"))]:
             for device in node.devices:
