@@ -4,8 +4,8 @@ Each workload logged its own phases (tools/gpu_workloads.py), so what the detect
 held against what the job saw, not against a simulator's labels: the GPU idle, then bf16
 matrix products (the card at its 700 W limit, clocks pulled down by the driver's power cap),
 then a training loop whose data loader first keeps up and then is left a fifth of the cores,
-then two ranks meeting at a barrier each iteration. nvidia-smi's own log of the same seconds
-checks the agent's readings of that card.
+then two ranks meeting at a barrier each iteration, then (on a second lease) known bytes copied
+each way over PCIe. nvidia-smi's own log of the same seconds checks the agent's readings of that card.
 """
 
 from __future__ import annotations
@@ -220,3 +220,43 @@ def test_no_lent_card_is_named_by_its_serial_in_the_recordings() -> None:
     for text in H200.glob("*.txt"):
         for found in re.findall(r"Serial Number\s+:\s+(\S+)", text.read_text()):
             assert found == "N/A" or set(found) == {"0"}, text.name
+
+
+def _moved(con: duckdb.DuckDBPyConnection, column: str, phase: tuple[datetime, datetime]) -> int:
+    """What a counter moved from the last sample before the phase to the first a second after it."""
+    [(before,)] = con.execute(
+        f"SELECT {column} FROM gpu WHERE time <= ? ORDER BY time DESC LIMIT 1", [phase[0]]
+    ).fetchall()
+    [(after,)] = con.execute(
+        f"SELECT {column} FROM gpu WHERE time >= ? ORDER BY time LIMIT 1", [phase[1] + timedelta(seconds=1)]
+    ).fetchall()
+    return int(after) - int(before)
+
+
+def test_the_real_pcie_counters_carry_the_bytes_a_copy_moved(tmp_path: Path) -> None:
+    """A pinned 1 GiB buffer copied to the card for 10 s, then back for 10 s, at 55-60 GB/s
+    (copy.jsonl): the agent's PCIe counters (GPM's rates times the seconds between samples on an
+    H200, where NVML's own counters are 32-bit and wrap 14 times a second at this rate) moved by
+    what was copied each way and the link's packet overhead on top (7-9 %, as tools/pcie_probe.py
+    saw against the counters read every 10 ms); the other direction stayed near still while the
+    GPU wrote to the host. No second wraps below zero, and none is far past what the link carries:
+    single seconds read up to 10 % off their neighbours (66.0 GB after 52.1 GB, at 60 GB/s), as
+    GPM's window and the sample's second differ, and the phase's sum has it right again."""
+    from ironsight.collector.detect.sql import pcie_link_bytes_per_s
+
+    phases = _phases("copy")
+    copied = {
+        r["phase"]: r["copied_bytes"] for r in map(json.loads, (H200 / "copy.jsonl").read_text().splitlines())
+    }
+    assert copied["h2d"] > 500e9 and copied["d2h"] > 500e9
+    con = _store(tmp_path, "copy")
+    assert 1.0 < _moved(con, "pcie_rx_bytes", phases["h2d"]) / copied["h2d"] < 1.12
+    assert 1.0 < _moved(con, "pcie_tx_bytes", phases["d2h"]) / copied["d2h"] < 1.12
+    assert _moved(con, "pcie_rx_bytes", phases["d2h"]) < 1e-3 * copied["d2h"]
+    rates = con.execute(
+        f"""SELECT max(greatest(rx, tx) / link), min(least(rx, tx)), max(greatest(rx, tx)) FROM (
+            SELECT pcie_rx_bytes - lag(pcie_rx_bytes) OVER w AS rx, pcie_tx_bytes - lag(pcie_tx_bytes) OVER w AS tx,
+                {pcie_link_bytes_per_s()} AS link FROM gpu WINDOW w AS (ORDER BY time))"""
+    ).fetchall()[0]
+    assert rates[0] < 1.15 and rates[1] >= 0
+    assert rates[2] > 50e9  # more than 2**32 bytes in a second, every second of each copy
