@@ -15,6 +15,7 @@ from pathlib import Path
 
 from prometheus_client.registry import CollectorRegistry
 
+from ironsight.collector import runtime
 from ironsight.collector.database import StoreLocked
 from ironsight.collector.detect.live import LiveDetector
 from ironsight.collector.detect.thresholds import with_overrides
@@ -58,14 +59,6 @@ async def systemd_pings(notifier: Notifier, store: Store, stop: asyncio.Event) -
             )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every)
-
-
-# How long a thread may hold the interpreter while another waits for it (Python's default: 5 ms). The
-# store's writer is the collector's critical path: each commit group's Python waits behind the stream
-# handling on the event loop, up to a whole interval at a time. At 1 ms a fleet's batches went 1,729-1,757
-# -> 1,928-1,939 a second (bench/run.py fleet-ingest, interleaved), at less CPU a value; 0.2 ms gained
-# nothing more.
-SWITCH_INTERVAL_S = 0.001
 
 
 async def serve(args: argparse.Namespace) -> int:
@@ -124,6 +117,7 @@ async def serve(args: argparse.Namespace) -> int:
     if not failed:
         log.info("listening on %s (port %d), storing in %s", args.listen, collector.port, args.db)
         notifier.ready(f"listening on {args.listen}, storing in {args.db}")
+        runtime.started()
     pings = asyncio.create_task(systemd_pings(notifier, store, stop))
     await stop.wait()
     await pings
@@ -263,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ironsight-collector: configuration OK ({args.config_file or 'flags and environment only'})")
         return 0
     setup_logging(args.log_level, args.log_format)
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    runtime.tune()
     return asyncio.run(serve(args))
 
 
