@@ -16,6 +16,7 @@ cost, and the cache of encoded labels is what makes it cheap.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -89,7 +90,11 @@ class Encoder:
         self._blobs: list[bytes] = []  # label id -> the TimeSeries' encoded label fields
         self._blob_bytes = 0
         self._array: pa.BinaryArray | None = None
-        self._parts: list[tuple[dict[str, str], Rule]] = []  # label id -> (common labels, rule): keep_labels
+        # keep_labels: each (table, node, device)'s first label id, its common labels and its rules; its
+        # label ids are first + k. One entry, not one a rule: a query reads a few of a GPU's 50 rules.
+        self._parts: list[tuple[int, dict[str, str], tuple[Rule, ...]]] = []
+        self._firsts: list[int] = []
+        self._next_id = 0
         self._index: dict[str, tuple[pa.Array, np.ndarray]] = {}  # table -> keys in _ids, their first ids
 
     def learn(self, node_id: str, info: pb.NodeInfo) -> None:
@@ -214,13 +219,15 @@ class Encoder:
         """The first label id of a (table, node, device)'s rules; encoded on first sight."""
         got = self._ids.get((table, key))
         if got is None:
-            got = self._ids[(table, key)] = len(self._blobs)
             node, device = _node_device(key)
             common = {**self.extra, "instance": node, **labels(device, node)}
             if self.keep_labels:  # a reader's: label sets made when asked for (label_set), no protobuf
-                self._parts += zip(itertools.repeat(common), rules)  # a tuple a rule, made in C
-                self._blobs += [b""] * len(rules)
+                got = self._ids[(table, key)] = self._next_id
+                self._parts.append((got, common, rules))
+                self._firsts.append(got)
+                self._next_id += len(rules)
                 return got
+            got = self._ids[(table, key)] = len(self._blobs)
             for rule in rules:
                 blob = _label_fields({**common, **dict(rule.labels), "__name__": rule.name})
                 self._blobs.append(blob)
@@ -229,7 +236,8 @@ class Encoder:
 
     def label_set(self, label_id: int) -> dict[str, str]:
         """A label id's labels (keep_labels only); an empty value is no label, as in a request."""
-        common, rule = self._parts[label_id]
+        first, common, rules = self._parts[bisect.bisect_right(self._firsts, label_id) - 1]
+        rule = rules[label_id - first]
         labels = {**common, **dict(rule.labels), "__name__": rule.name}
         return {k: v for k, v in labels.items() if v}
 
