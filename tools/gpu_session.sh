@@ -14,7 +14,8 @@
 # the workloads on the CPU (WLPY: a python with torch) and short phases, to check the script
 # before a lease is spent on it. STEPS picks the parts (default "probe traces"; also "overhead",
 # the agent's CPU on this machine, interleaved with an earlier build's if .whl-old holds one,
-# "pcie", tools/pcie_probe.py, and "copy", a trace of known bytes copied each way over PCIe).
+# "pcie", tools/pcie_probe.py, "copy", a trace of known bytes copied each way over PCIe, and
+# "transfer", a trace of training steps that wait on their batch's copy to the GPU).
 set -u
 OUT=${OUT:?where the results go}
 W=/tmp/gpu-work
@@ -137,6 +138,15 @@ collector
 say copy
 record copy 36
 workload copy --seconds "$(secs 8)" --log "$W/copy.jsonl"; wait $REC
+stop_collector
+}
+
+transfer() {  # a training loop starved by its host-to-device copies, the cores idle
+collector
+say transfer
+record transfer 85
+workload transfer --resident-seconds "$(secs 25)" --transfer-seconds "$(secs 40)" --log "$W/transfer.jsonl"
+wait $REC
 stop_collector
 }
 

@@ -13,6 +13,9 @@ so a test can hold what the agent recorded against what the job itself saw.
              computing half as long again: rank 0 waits for it at every step
   copy       a pinned 1 GiB host buffer copied to the GPU again and again, a pause, then
              the GPU's copy back to the host: known bytes each way over PCIe
+  transfer   a training step's compute on a batch already on the GPU (resident), then the
+             same step each fed a fresh 4 GiB batch from pinned host memory first, not
+             overlapped: the step waits on the host-to-device copy most of the time
 
 PyTorch is imported inside each workload: this file is read by the linters without it.
 """
@@ -194,6 +197,35 @@ def copy(seconds: float, log: Path) -> None:
         _log(log, phase=phase, start_ns=start, end_ns=time.time_ns(), copied_bytes=copies * size)
 
 
+def transfer(resident_s: float, transfer_s: float, log: Path) -> None:
+    """Each step: (in the transfer phase) the batch copied to the GPU, then STEP_MATMULS products on it."""
+    import torch
+
+    size = 4 << 30 if DEVICE == "cuda" else 1 << 24
+    host = torch.empty(size, dtype=torch.uint8)
+    host = host.pin_memory() if DEVICE == "cuda" else host
+    batch = torch.empty(size, dtype=torch.uint8, device=DEVICE)
+    a = torch.randn(_n(), _n(), device=DEVICE, dtype=torch.bfloat16)
+    b = torch.randn(_n(), _n(), device=DEVICE, dtype=torch.bfloat16)
+    for phase, seconds in (("resident", resident_s), ("transfer", transfer_s)):
+        start, end, it, computing = time.time_ns(), time.monotonic() + seconds, 0, 0.0
+        while time.monotonic() < end:
+            t0 = time.monotonic()
+            if phase == "transfer":
+                batch.copy_(host)
+                _sync(torch)
+            t1 = time.monotonic()
+            for _ in range(6):
+                a @ b
+            _sync(torch)
+            t2 = time.monotonic()
+            if phase == "transfer":  # the resident phase's some 2,500 steps are summed below only
+                _log(log, iteration=it, phase=phase, copy_s=round(t1 - t0, 4), compute_s=round(t2 - t1, 4))
+            it, computing = it + 1, computing + t2 - t1
+        _log(log, phase=phase, start_ns=start, end_ns=time.time_ns(), batch_bytes=size, steps=it,
+             compute_s=round(computing, 3), **({"cause": "host_to_device"} if phase == "transfer" else {}))  # fmt: skip
+
+
 def _rank(rank: int, seconds: float, step_s: float, slow: float, log: str, port: int, device: str) -> None:
     import torch
     import torch.distributed as dist
@@ -257,7 +289,10 @@ def main() -> None:
     ls.add_argument("--slow", type=float, default=1.5)
     c = sub.add_parser("copy")
     c.add_argument("--seconds", type=float, default=8)
-    for p in (b, s, ls, c):
+    t = sub.add_parser("transfer")
+    t.add_argument("--resident-seconds", type=float, default=25)
+    t.add_argument("--transfer-seconds", type=float, default=40)
+    for p in (b, s, ls, c, t):
         p.add_argument("--log", type=Path, required=True)
         p.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     args = parser.parse_args()
@@ -269,6 +304,8 @@ def main() -> None:
         starved(args.healthy_seconds, args.starved_seconds, args.log)
     elif args.workload == "copy":
         copy(args.seconds, args.log)
+    elif args.workload == "transfer":
+        transfer(args.resident_seconds, args.transfer_seconds, args.log)
     else:
         lockstep(args.seconds, args.step_seconds, args.slow, args.log)
 
