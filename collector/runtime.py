@@ -15,7 +15,7 @@ Each setting was measured in this project's benches on 2 cores (docs/performance
   the GPU dashboard's load was the kernel's (perf: page faults, madvise, unmapping). Arrow on the
   system allocator, with glibc keeping blocks under MMAP_THRESHOLD in its heap and up to
   TRIM_THRESHOLD of free heap before returning it, took that load from 0.44-0.51 s to 0.31-0.37 s
-  (interleaved, bench/run.py promql's load); its peak memory rose from 470 to 560 MiB.
+  (interleaved, bench/run.py promql's load); its peak memory rose from 441-486 to 538-559 MiB.
 - The garbage collector's youngest generation, collected every 50,000 new objects rather than
   700: under the dashboard's load its collections and what they traversed were 4-5 % of the
   collector's CPU (perf) and went away; the dashboard went 0.34-0.37 -> 0.31-0.33 s (interleaved).

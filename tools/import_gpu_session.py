@@ -5,9 +5,10 @@
 
 Copies the traces, the workloads' logs, the nvidia-smi log and capture, the agent's one-shot
 answer and the NVML cost bench's; or, named after OUT, just those files (a run of some of
-gpu_session.sh's steps: its capture, made idle only, must not replace one made under load). GPU serial numbers are replaced by zeros everywhere, as the shared captures
-mask theirs (a board's serial identifies the lender's hardware; nothing here reads it); the
-traces are rewritten record by record, every other byte of their batches unchanged.
+gpu_session.sh's steps: its capture, made idle only, must not replace one made under load).
+GPU serial numbers are replaced by zeros everywhere, as the shared captures mask theirs (a
+board's serial identifies the lender's hardware; nothing here reads it); the traces are
+rewritten record by record, every other byte of their batches unchanged.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from ironsight.core.trace import TraceWriter, read_all
 
 DEST = Path(__file__).resolve().parent.parent / "tests" / "traces" / "h200"
 TEXTS = (
-    "burn.jsonl", "starved.jsonl", "lockstep.jsonl", "copy.jsonl", "smi-log.csv", "agent-once.prom", "doctor.txt",
-    "nvml-calls.json",
+    "burn.jsonl", "starved.jsonl", "lockstep.jsonl", "copy.jsonl", "transfer.jsonl", "smi-log.csv",
+    "agent-once.prom", "doctor.txt", "nvml-calls.json",
 )  # fmt: skip
 
 
