@@ -198,7 +198,7 @@ def copy(seconds: float, log: Path) -> None:
 
 
 def transfer(resident_s: float, transfer_s: float, log: Path) -> None:
-    """Each step: (in the transfer phase) the batch copied to the GPU, then STEP_MATMULS products on it."""
+    """Each step: (in the transfer phase) the batch copied to the GPU, then six bf16 products on it."""
     import torch
 
     size = 4 << 30 if DEVICE == "cuda" else 1 << 24
