@@ -248,6 +248,22 @@ def _log(result: StepResult) -> None:
         )  # fmt: skip
 
 
+# What the detectors read: a store with none of these since a step's window began has nothing to judge.
+JUDGED_TABLES = ("gpu", "rdma", "gpu_xid")
+
+
+def _samples_after(con: Any, since: datetime) -> bool:
+    """Whether any judged table holds a sample after since (each a bounded scan: its time zone maps)."""
+    return any(
+        con.execute(f"SELECT 1 FROM {table} WHERE time > ? LIMIT 1", [since]).fetchall()
+        for table in JUDGED_TABLES
+    )
+
+
+def _longest_window_s(t: Thresholds) -> int:
+    return max(int(v) for k, v in vars(t).items() if k.endswith("window_s"))
+
+
 class LiveDetector(Worker):
     """A thread that runs step() on the step grid, delay_s behind the wall clock (data in flight)."""
 
@@ -263,11 +279,18 @@ class LiveDetector(Worker):
         row = self.con.execute("SELECT last_step_end FROM detector_state WHERE name = 'live'").fetchall()
         if row:
             self._next = row[0][0] + timedelta(seconds=self.t.step_s)
-        else:  # a new store, or one loaded offline: judge the last few minutes too
-            now = datetime.now(UTC).replace(tzinfo=None)
-            self._next = self.due(now)[-1] - timedelta(seconds=self.t.step_s * (MAX_CATCH_UP_STEPS - 1))
+        else:
+            self._next = self.first_step(datetime.now(UTC).replace(tzinfo=None))
         self.status.open = open_findings(self.con)
         super().start()
+
+    def first_step(self, now: datetime) -> datetime:
+        """Where a new store, or one loaded offline, starts: the last few minutes too where they hold
+        samples, else now. Judging a new store's 30 empty steps cost 3.9 s of CPU at each first start."""
+        latest = self.due(now)[-1]
+        first = latest - timedelta(seconds=self.t.step_s * (MAX_CATCH_UP_STEPS - 1))
+        since = first - timedelta(seconds=_longest_window_s(self.t))
+        return first if _samples_after(self.con, since) else latest
 
     def due(self, now: datetime) -> list[datetime]:
         """Step ends not yet judged up to now - delay (all of them after a short stall)."""

@@ -148,3 +148,25 @@ def test_collector_refuses_a_bad_threshold_in_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].endswith("threshold step_s: must be positive, got '0'")
     assert not (tmp_path / "x.duckdb").exists()  # refused before opening anything
+
+
+def test_a_new_store_is_judged_back_a_few_minutes_only_where_they_hold_samples(tmp_path: Path) -> None:
+    """A collector on a new store judged its 30 catch-up steps over nothing (3.9 s of CPU at start);
+    one on a store just loaded with recent samples still judges back over them."""
+    from datetime import UTC, datetime
+
+    from ironsight.collector.detect.live import MAX_CATCH_UP_STEPS
+    from ironsight.collector.store import Store
+
+    now = datetime.now(UTC).replace(tzinfo=None)
+    empty = Store(tmp_path / "new.duckdb")
+    try:
+        d = LiveDetector(empty.reader())
+        assert d.first_step(now) == d.due(now)[-1]
+    finally:
+        empty.close()
+    db = tmp_path / "loaded.duckdb"
+    to_db([trace_until_now(tmp_path, "healthy", 120, 600)], db)
+    d = LiveDetector(duckdb.connect(str(db)))
+    back = timedelta(seconds=d.t.step_s * (MAX_CATCH_UP_STEPS - 1))
+    assert d.first_step(now) == d.due(now)[-1] - back
