@@ -62,5 +62,7 @@ def tune() -> None:
 
 
 def started() -> None:
-    """Once serving: what was made while starting is never garbage, so collections skip it."""
+    """Once serving: what was made while starting and is still in use stays so; collections skip it
+    (its garbage is collected first, or freezing would keep it for good)."""
+    gc.collect()
     gc.freeze()
