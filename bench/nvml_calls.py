@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ironsight.agent.samplers.base import SamplerContext
-from ironsight.agent.samplers.gpu import FIELD_IDS, GPM_ALL, GpuSampler
+from ironsight.agent.samplers.gpu import FIELD_IDS, GPM_ALL, GpuSampler, gpm_metrics
 
 NAME = "nvml-calls"
 
@@ -109,17 +109,8 @@ def _gpm(nv: Any, h: Any, apart_s: float) -> dict[str, tuple[int, float]]:
     a = nv.nvmlGpmSampleGet(h, nv.nvmlGpmSampleAlloc())
     time.sleep(apart_s)
     b = nv.nvmlGpmSampleGet(h, nv.nvmlGpmSampleAlloc())
-    req = nv.c_nvmlGpmMetricsGet_t()
-    req.version, req.numMetrics, req.sample1, req.sample2 = (
-        nv.NVML_GPM_METRICS_GET_VERSION,
-        len(GPM_ALL),
-        a,
-        b,
-    )
-    for i, (const, _) in enumerate(GPM_ALL):
-        req.metrics[i].metricId = getattr(nv, const)
     try:
-        nv.nvmlGpmMetricsGet(req)
+        req = gpm_metrics(nv, a, b)
     finally:
         nv.nvmlGpmSampleFree(a)
         nv.nvmlGpmSampleFree(b)

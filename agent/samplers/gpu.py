@@ -61,6 +61,20 @@ GPM_PCIE = (
 )
 GPM_ALL = (*GPM_METRICS, *GPM_PCIE)  # one request for both, in this order
 
+
+def gpm_metrics(lib: Any, sample1: Any, sample2: Any) -> Any:
+    """GPM_ALL between two GPM samples, in one request: the answered request (each metric its own
+    nvmlReturn and value). bench/nvml_calls.py times this very call."""
+    request = lib.c_nvmlGpmMetricsGet_t()
+    request.version = lib.NVML_GPM_METRICS_GET_VERSION
+    request.numMetrics = len(GPM_ALL)
+    request.sample1, request.sample2 = sample1, sample2
+    for i, (const, _) in enumerate(GPM_ALL):
+        request.metrics[i].metricId = getattr(lib, const)
+    lib.nvmlGpmMetricsGet(request)
+    return request
+
+
 _VALUE_MEMBER = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal", 6: "usVal"}
 
 # PCIe byte counters that the driver keeps in 32 bits: on an H200 (driver 580.159) the receive
@@ -371,17 +385,10 @@ class GpuSampler(BaseSampler):
         (previous, at), (gpu.gpm_prev, gpu.gpm_at) = (gpu.gpm_prev, gpu.gpm_at), (current, now)
         if previous is None:
             return None, now, at
-        request = lib.c_nvmlGpmMetricsGet_t()
-        request.version = lib.NVML_GPM_METRICS_GET_VERSION
-        request.numMetrics = len(GPM_ALL)
-        request.sample1, request.sample2 = previous, current
-        for i, (const, _) in enumerate(GPM_ALL):
-            request.metrics[i].metricId = getattr(lib, const)
         try:
-            lib.nvmlGpmMetricsGet(request)
+            return gpm_metrics(lib, previous, current), now, at
         finally:
             lib.nvmlGpmSampleFree(previous)
-        return request, now, at
 
     @staticmethod
     def _pcie_from_gpm(gpu: Gpu, values: dict[str, Value]) -> None:
