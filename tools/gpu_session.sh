@@ -59,13 +59,15 @@ pack
 
 collector() {
 say collector
+# Each step that starts one adds to the same log and nvidia-smi log: a run of several steps keeps them all.
 PYTHONPATH=$SITE "$PY" "$BIN/ironsight-collector" --db "$W/h200.duckdb" --listen 127.0.0.1:7070 --insecure \
-    --http-listen 127.0.0.1:9470 >"$W/collector.log" 2>&1 &
+    --http-listen 127.0.0.1:9470 >>"$W/collector.log" 2>&1 &
 COL=$!  # the collector's own pid (not a subshell's), so that TERM reaches it and it closes the file
 SMI=
 if command -v nvidia-smi >/dev/null; then
+    format=csv; [ -s "$W/smi-log.csv" ] && format=csv,noheader  # one header, whatever the steps
     nvidia-smi --query-gpu=timestamp,utilization.gpu,utilization.memory,power.draw,clocks.sm,clocks.mem,temperature.gpu,memory.used,clocks_event_reasons.active \
-        --format=csv -lms 500 >"$W/smi-log.csv" 2>&1 &
+        --format=$format -lms 500 >>"$W/smi-log.csv" 2>&1 &
     SMI=$!
 fi
 sleep 3
