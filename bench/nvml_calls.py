@@ -158,7 +158,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 
     try:
         sampler.sample()  # GPM's first tick has no previous sample
-        tick_1s = _time(tick(1.0), args.nvml_rounds)  # every call, as at --interval 1
+        tick_1s = _time(tick(1.0), args.nvml_rounds)  # as at --interval 1: the energy counter one tick in ten
         tick_01 = _time(tick(0.1), args.nvml_rounds)  # the costly ones one tick in nine
         query = ",".join(q for q, _, _ in SMI_FIELDS)
         has_smi = shutil.which("nvidia-smi") is not None
