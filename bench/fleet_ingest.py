@@ -5,7 +5,13 @@ tick a batch, as agents send at --interval 1) copied to --fleet-nodes
 nodes, each node its own gRPC stream, sent by a separate load-generator
 process as fast as the collector acknowledges. Each batch counts once it is
 acknowledged STORED (after its commit). The collector's and the
-generator's CPU seconds are reported per million values.
+generator's CPU seconds are reported per million values, and the
+collector's peak resident memory.
+
+The generator shares the 2 cores with the collector. With `node` installed it
+is bench/fleet_send.js (Node's HTTP/2, nghttp2 in C: some 25 us of CPU a
+batch); otherwise, or with --fleet-generator python, this file's grpc.aio
+sender (some 100-120 us a batch, a fifth of the machine at 2,000 batches/s).
 """
 
 from __future__ import annotations
@@ -13,12 +19,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from harness import record, records, run_sender, start_collector
+from harness import record, records, rss_bytes, run_sender, start_collector
 
 NAME = "fleet-ingest"
 
@@ -27,6 +34,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fleet-nodes", type=int, default=256, help="nodes (streams) sending at once")
     p.add_argument("--fleet-seconds", type=int, default=60, help="simulated seconds each node sends")
     p.add_argument("--fleet-extra", nargs="*", default=[], help="extra collector flags")
+    p.add_argument("--fleet-generator", choices=("auto", "node", "python"), default="auto",
+                   help="the load generator: node (bench/fleet_send.js), python (grpc.aio); auto: node if installed")  # fmt: skip
+
+
+def generator(choice: str) -> str:
+    """The sender script for --fleet-generator."""
+    if choice == "python" or (choice == "auto" and shutil.which("node") is None):
+        return __file__
+    return str(Path(__file__).with_name("fleet_send.js"))
 
 
 def build(nodes: int, seconds: int, out: Path, start_ns: int | None = None) -> dict[str, int]:
@@ -96,8 +112,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         load.mkdir()
         counts = build(args.fleet_nodes, args.fleet_seconds, load)
         col, port = start_collector(f"{tmp}/f.duckdb", args.fleet_extra)
+        sender = generator(args.fleet_generator)
         try:
-            sent, used = run_sender(__file__, f"127.0.0.1:{port}", load, col.pid)
+            sent, used = run_sender(sender, f"127.0.0.1:{port}", load, col.pid)
+            peak = rss_bytes(col.pid, "VmHWM")
         finally:
             col.terminate()
             col.wait()
@@ -113,6 +131,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "values_per_second": round(values / wall),
         "collector_cpu_s_per_million_values": round(used / values * 1e6, 3),
         "generator_cpu_s_per_million_values": round(float(sent["cpu_s"]) / values * 1e6, 3),
+        "generator": "node" if sender.endswith(".js") else "python",
+        "collector_peak_rss_mib": round(peak / 2**20),
     }
 
 

@@ -43,9 +43,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
-def rss_bytes(pid: int) -> int:
+def rss_bytes(pid: int, field: str = "VmRSS") -> int:
+    """A process's resident memory now (VmRSS), or at its peak so far (field="VmHWM")."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) * 1024
     return 0
 
@@ -174,10 +175,12 @@ def records(path: Path) -> list[bytes]:
 def run_sender(
     script: str, target: str, load: Path, receiver_pid: int, extra: tuple[str, ...] = ()
 ) -> tuple[dict[str, Any], float]:
-    """Runs script's --send in its own process against target; its JSON result and the receiver's CPU seconds."""
+    """Runs script's sender in its own process against target (a .js script with node, a Python one with
+    --send); its JSON result and the receiver's CPU seconds."""
     before = cpu_seconds(receiver_pid)
+    command = ["node", script] if script.endswith(".js") else [sys.executable, script, "--send"]
     sent = subprocess.run(
-        [sys.executable, script, "--send", target, str(load), *extra],
+        [*command, target, str(load), *extra],
         capture_output=True,
         text=True,
         check=True,

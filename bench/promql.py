@@ -33,7 +33,7 @@ from typing import Any
 
 import cramjam
 
-from harness import BIN, cpu_seconds, free_port, start_collector, wait_port
+from harness import BIN, cpu_seconds, free_port, rss_bytes, start_collector, wait_port
 
 NAME = "promql"
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,13 +175,6 @@ def _load(
     return times, cpu
 
 
-def _peak_rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
 def _collector(db: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     proc, _ = start_collector(str(db), ["--http-listen", f"127.0.0.1:{port}", "--no-detect",
@@ -227,7 +220,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                     rounds,
                     parallel,
                 )
-                peak = max(peak, _peak_rss(proc.pid))
+                peak = max(peak, rss_bytes(proc.pid, "VmHWM"))
             finally:
                 for p in (proc, prom):
                     p.terminate()

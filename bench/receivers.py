@@ -109,8 +109,15 @@ def _receiver(kind: str, tmp: str) -> tuple[subprocess.Popen[bytes], str]:
 def run(args: argparse.Namespace) -> dict[str, object]:
     """fleet-ingest's load as Prometheus remote write into Prometheus and VictoriaMetrics, same run."""
     out: dict[str, object] = {"nodes": args.recv_nodes}
+    # The same kind of sender for all three (Python, on the same 2 cores): fleet-ingest's own row may
+    # use the cheaper Node generator, these receivers have no counterpart of it here.
     ours = fleet_ingest.run(
-        argparse.Namespace(fleet_nodes=args.recv_nodes, fleet_seconds=args.recv_seconds, fleet_extra=[])
+        argparse.Namespace(
+            fleet_nodes=args.recv_nodes,
+            fleet_seconds=args.recv_seconds,
+            fleet_extra=[],
+            fleet_generator="python",
+        )
     )
     out["ironsight_values_per_second"] = ours["values_per_second"]
     out["ironsight_batches_per_second"] = ours["batches_per_second"]
