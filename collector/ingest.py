@@ -5,10 +5,12 @@ a batch from the collector's stream, whose own fields only were checked as it
 arrived (core.validate.check_head), has its tables' structure checked here
 with the group's (core.validate.check_group), and every batch's values too.
 Dedupe by (node, boot id, seq) is answered before the transaction (collector.seen:
-from memory, but for streams new since start; only this thread writes batches);
-rows are inserted from Arrow sorted by node, device, time; a batch is
-acknowledged as stored only after COMMIT. A committed group is handed to the
-forward hook (remote write) once.
+from memory, but for streams new since start). All of that is prepare(); the
+store's writer runs it for the next group while commit() runs the last one's
+transaction on another thread, so commit() first drops any batch that a commit
+in between stored (an agent's resend). Rows are inserted from Arrow sorted by
+node, device, time; a batch is acknowledged as stored only after COMMIT. A
+committed group is handed to the forward hook (remote write) once.
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ import pyarrow.compute as pc
 
 from ironsight.collector.changes import Changes
 from ironsight.collector.jobnames import named_nodes, relook
-from ironsight.collector.seen import Seen
+from ironsight.collector.seen import Key, Seen
 from ironsight.core.columnar import GroupColumns, Part, bad_values, decode_parts, group_arrow, read_part, view
 from ironsight.core.validate import InvalidBatch, Limits, ValidBatch, check, check_group, check_values
 from ironsight.v1 import telemetry_pb2 as pb
 
+STORED_ORDER = [("node", "ascending"), ("device", "ascending"), ("time", "ascending")]
 NODE_TOUCH_S = 2.0  # a node's row in nodes (last_seen) is at most this stale while it sends
 NODE_TYPES = (pa.string(), pa.string(), pa.string(), pa.string(), pa.string(), pa.float64(), pa.float64())
 Forward = Callable[[list[tuple[str, pa.Table]], list[tuple[str, pb.NodeInfo]]], None]
@@ -70,6 +73,20 @@ class IngestStats:
     node_newest_sample_ns: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass
+class Prepared:
+    """A group read, checked and decoded, its transaction still to come (Ingest.prepare, Ingest.commit)."""
+
+    batches: Sequence[pb.Batch | ValidBatch]
+    views: list[pb.BatchView]
+    keys: list[Key]
+    outcomes: list[pb.Ack | InvalidBatch | None]  # so far: duplicates, refusals
+    rows: dict[int, int]  # each batch's rows
+    fresh: list[int]  # the batches to store
+    tables: list[tuple[str, pa.Table]]  # theirs, as Arrow
+    generation: int  # the seen keys' generation its duplicates were judged at (collector.seen)
+
+
 class Ingest:
     """Stores groups of batches on one connection; keeps the counts /metrics shows."""
 
@@ -92,7 +109,8 @@ class Ingest:
         self.forward: Forward | None = None
         # Held through each group's transaction, and by whoever names a job by hand: a look
         # stored beside a naming would miss the name (gpu_jobs is rebuilt per node, not per row).
-        self.lock = threading.Lock()
+        # Reentrant: ingest() holds it over prepare and commit, which takes it again.
+        self.lock = threading.RLock()
         self._seed_newest_samples()
 
     def _seed_newest_samples(self) -> None:
@@ -104,11 +122,14 @@ class Ingest:
         self.stats.node_newest_sample_ns.update({str(node): int(ns) for node, ns in rows})
 
     def ingest(self, batches: Sequence[pb.Batch | ValidBatch]) -> list[pb.Ack | InvalidBatch]:
+        """Stores batches in one transaction and says, per batch, what became of it (prepare, then commit)."""
         with self.lock:
-            return self._ingest(batches)
+            return self.commit(self.prepare(batches, self.con))
 
-    def _ingest(self, batches: Sequence[pb.Batch | ValidBatch]) -> list[pb.Ack | InvalidBatch]:
-        """Stores batches in one transaction and says, per batch, what became of it.
+    def prepare(self, batches: Sequence[pb.Batch | ValidBatch], con: Any) -> Prepared:
+        """Everything of a group but its transaction: which batches are new, their tables read, checked
+        and decoded into Arrow. The store's writer runs this for the next group while the last one
+        commits (con: a cursor of its own); commit() then drops any batch stored in between.
 
         Duplicates (already stored, or twice here) are acknowledged as such. Values
         are checked for the whole group at once; only if that finds something does
@@ -117,16 +138,10 @@ class Ingest:
         take input from outside run ironsight.core.validate.check first.
         """
         views = [b.batch if isinstance(b, ValidBatch) else view(b) for b in batches]
-        shifts = [b.shift_ns if isinstance(b, ValidBatch) else 0 for b in batches]
-        clocks = {
-            b.batch.node_id: b.clock_offset_ns / 1e9
-            for b in batches
-            if isinstance(b, ValidBatch) and b.clock_offset_ns is not None
-        }
         outcomes: list[pb.Ack | InvalidBatch | None] = [None] * len(views)
         keys = [(b.node_id, b.boot_id, b.seq) for b in views]
-        stored = self.seen.stored(self.con, keys)
-        seen: set[tuple[str, str, int]] = set()
+        stored, generation = self.seen.stored_as_of(con, keys)
+        seen: set[Key] = set()
         fresh: list[int] = []
         for i, key in enumerate(keys):
             if key in seen or key in stored:
@@ -145,30 +160,56 @@ class Ingest:
                     outcomes[i] = exc
             fresh = [i for i in fresh if outcomes[i] is None]
             groups = self._decode(parts, fresh)
-        rows = {i: sum(p.rows for p in parts[i]) for i in fresh}
+        rows = {i: sum(part.rows for part in parts[i]) for i in fresh}
+        # Not the parts: their copies of the values would be held beside the Arrow tables until the
+        # commit. The rare group that must drop a batch (commit) reads its batches again.
+        return Prepared(batches, views, keys, outcomes, rows, fresh, self._arrow(groups), generation)
+
+    def commit(self, p: Prepared) -> list[pb.Ack | InvalidBatch]:
+        """The prepared group's transaction; after COMMIT, its acknowledgements (one per batch, in order)."""
+        late = self.seen.committed_since(p.generation)
+        if late is None:  # prepared longer ago than the seen keys reach back: ask again
+            late = frozenset(self.seen.stored(self.con, [p.keys[i] for i in p.fresh]))
+        if late and any(p.keys[i] in late for i in p.fresh):  # sent again while the first copy committed
+            for i in p.fresh:
+                if p.keys[i] in late:
+                    p.outcomes[i] = pb.Ack(seq=p.keys[i][2], status=pb.Ack.DUPLICATE)
+            p.fresh = [i for i in p.fresh if p.outcomes[i] is None]
+            parts = {i: [read_part(p.views[i].node_id, t) for t in p.views[i].tables] for i in p.fresh}
+            p.tables = self._arrow(self._decode(parts, p.fresh))
+        views, fresh, tables, batches = p.views, p.fresh, p.tables, p.batches
+        shifts = [b.shift_ns if isinstance(b, ValidBatch) else 0 for b in batches]
+        clocks = {
+            b.batch.node_id: b.clock_offset_ns / 1e9
+            for b in batches
+            if isinstance(b, ValidBatch) and b.clock_offset_ns is not None
+        }
+        rows = p.rows
         con = self.con
         self._pending_inventory = {}
         self._pending_owners = {}
         self._pending_nodes = {}
-        con.execute("BEGIN TRANSACTION")
-        try:
-            if fresh:
-                self._insert_keys(
-                    [views[i] for i in fresh], [rows[i] for i in fresh], [shifts[i] for i in fresh]
+        with self.lock:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                if fresh:
+                    self._insert_keys(
+                        [views[i] for i in fresh], [rows[i] for i in fresh], [shifts[i] for i in fresh]
+                    )
+                for name, table in tables:
+                    # A relation, not a registered view: registering and dropping a view is a catalog
+                    # change each time, half a millisecond a table a group.
+                    con.from_arrow(table).insert_into(f"{name}_hot")
+                self._upsert_nodes([views[i] for i in fresh], clocks)
+                self._store_ownership(
+                    [(views[i], shifts[i]) for i in fresh if views[i].HasField("ownership")]
                 )
-            tables = [(name, group_arrow(group)) for name, group in groups.items()]
-            for name, table in tables:
-                self._insert_arrow(
-                    f"INSERT INTO {name}_hot SELECT * FROM incoming ORDER BY node, device, time", table
-                )
-            self._upsert_nodes([views[i] for i in fresh], clocks)
-            self._store_ownership([(views[i], shifts[i]) for i in fresh if views[i].HasField("ownership")])
-            con.execute("COMMIT")
-        except Exception:
-            # A failed COMMIT (disk full) has already ended the transaction: keep its error, not ROLLBACK's.
-            with contextlib.suppress(Exception):
-                con.execute("ROLLBACK")
-            raise
+                con.execute("COMMIT")
+            except Exception:
+                # A failed COMMIT (disk full) has already ended the transaction: keep its error, not ROLLBACK's.
+                with contextlib.suppress(Exception):
+                    con.execute("ROLLBACK")
+                raise
         if self.forward is not None and fresh:  # stored, so forwarded once
             self.forward(
                 tables, [(views[i].node_id, views[i].node) for i in fresh if views[i].HasField("node")]
@@ -176,15 +217,22 @@ class Ingest:
         self._inventory.update(self._pending_inventory)
         self._owners.update(self._pending_owners)
         self._nodes.update(self._pending_nodes)
-        self.seen.add(keys[i] for i in fresh)
+        self.seen.add(p.keys[i] for i in fresh)
         self._note_newest(tables)
         if self.changes is not None:
             for name, table in tables:
                 lo, hi = pc.min_max(table.column("time")).values()
                 if lo.is_valid:
                     self.changes.wrote(name, _ms(lo), _ms(hi))
-        self._count(views, outcomes, fresh, rows)
-        return [o for o in outcomes if o is not None]
+        self._count(views, p.outcomes, fresh, rows)
+        return [o for o in p.outcomes if o is not None]
+
+    @staticmethod
+    def _arrow(groups: dict[str, GroupColumns]) -> list[tuple[str, pa.Table]]:
+        """Each table's rows in the order they are stored, by node, device and time (a series' samples
+        side by side compress better): sorted here, beside the last group's commit, not in its
+        INSERT, where the sort was a third of the transaction."""
+        return [(name, group_arrow(group).sort_by(STORED_ORDER)) for name, group in groups.items()]
 
     def _insert_keys(self, views: list[pb.BatchView], rows: list[int], shifts: list[int]) -> None:
         """The batches table: (node, boot, seq) of each batch stored, for deduplication."""

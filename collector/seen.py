@@ -14,6 +14,8 @@ floor.
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +24,7 @@ import pyarrow as pa
 
 Key = tuple[str, str, int]  # node, boot id, seq
 MAX_ABOVE = 1024  # numbers kept above a gap; past that the floor moves up to the lowest of them
+RECENT = 16  # commits whose keys are kept for committed_since (a group read ahead is one or two behind)
 MAX_STREAMS = 100_000  # (node, boot) pairs kept; past that all are forgotten and asked again as new
 
 
@@ -60,9 +63,32 @@ class Seen:
 
     def __init__(self) -> None:
         self._streams: dict[tuple[str, str], _Stream] = {}
+        # The store reads a group (asks here) while the one before it commits (adds here): one at a time,
+        # so a stream learnt from the table never misses a commit that lands between the two.
+        self._lock = threading.Lock()
+        self.generation = 0  # commits added so far
+        self._recent: deque[tuple[int, frozenset[Key]]] = deque(maxlen=RECENT)
 
     def stored(self, con: Any, keys: list[Key]) -> set[Key]:
         """Which of keys are in the batches table (con: inside the group's transaction, or not)."""
+        return self.stored_as_of(con, keys)[0]
+
+    def stored_as_of(self, con: Any, keys: list[Key]) -> tuple[set[Key], int]:
+        """Which of keys are stored, and the generation that answer holds for: what committed_since()
+        adds to it later is what committed in between."""
+        with self._lock:
+            return self._stored(con, keys), self.generation
+
+    def committed_since(self, generation: int) -> frozenset[Key] | None:
+        """The keys added after that generation; None if it is older than what is kept (ask again)."""
+        with self._lock:
+            if generation == self.generation:
+                return frozenset()
+            if not self._recent or self._recent[0][0] > generation + 1:
+                return None
+            return frozenset().union(*(keys for g, keys in self._recent if g > generation))
+
+    def _stored(self, con: Any, keys: list[Key]) -> set[Key]:
         new = self._floors(keys)
         if new and len(self._streams) + len(new) > MAX_STREAMS:  # boots of long ago pile up: start again
             self._streams = {}
@@ -80,10 +106,15 @@ class Seen:
 
     def add(self, keys: Iterable[Key]) -> None:
         """Keys committed to the batches table (never before the commit: a failed one stored nothing)."""
-        for node, boot, seq in keys:
-            stream = self._streams.get((node, boot))
-            if stream is not None:
-                stream.add(seq)
+        listed = list(keys)  # in commit order: a stream's numbers mostly extend its run, not its gaps
+        added = frozenset(listed)
+        with self._lock:
+            for node, boot, seq in listed:
+                stream = self._streams.get((node, boot))
+                if stream is not None:
+                    stream.add(seq)
+            self.generation += 1
+            self._recent.append((self.generation, added))
 
     def _floors(self, keys: list[Key]) -> dict[tuple[str, str], int]:
         """The streams among keys not kept yet, each with its lowest number asked (its floor)."""
