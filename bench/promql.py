@@ -12,6 +12,10 @@ metric, and the collector's memory.
   integers), one query_range with a 60 s step, the median of 5.
 - memory: the collector's peak resident memory (VmHWM) after all of it.
 
+Each is measured twice: asking for gzip (Accept-Encoding: gzip), as Grafana's Prometheus data source
+does (Go's HTTP client asks for it by default, and both servers then compress), and without it
+(keys with _plain): the JSON as it is, 26 MB a dashboard load.
+
 Prometheus 2.42 (Debian's) gets every sample the collector would forward, by remote write in time
 order, and both answer over HTTP on loopback; each answer's series and points are compared.
 """
@@ -121,12 +125,22 @@ def _day_store(db: Path, nodes: int, hours: float) -> None:
     con.close()
 
 
-def _get(url: str, params: dict[str, Any]) -> bytes:
-    """The answer's bytes: read, not parsed (a client's JSON parse is its own time, see _load)."""
-    with urllib.request.urlopen(
-        f"{url}/api/v1/query_range?{urllib.parse.urlencode(params)}", timeout=600
-    ) as r:
+def _get(url: str, params: dict[str, Any], gzip: bool = False) -> bytes:
+    """The answer's bytes as sent: read, not decompressed or parsed (a client's own time, see _load).
+    gzip: ask for it, as Grafana's Prometheus data source does (Go's HTTP client asks by default)."""
+    request = urllib.request.Request(
+        f"{url}/api/v1/query_range?{urllib.parse.urlencode(params)}",
+        headers={"Accept-Encoding": "gzip"} if gzip else {},
+    )
+    with urllib.request.urlopen(request, timeout=600) as r:
         return bytes(r.read())
+
+
+def _body(sent: bytes) -> dict[str, Any]:
+    """An answer as JSON, whether it came gzipped or not."""
+    import gzip
+
+    return dict(json.loads(gzip.decompress(sent) if sent[:2] == b"\x1f\x8b" else sent))
 
 
 def _shape(body: dict[str, Any]) -> tuple[int, int]:
@@ -146,33 +160,35 @@ def _panels() -> list[str]:
 
 
 def _load(
-    urls: dict[str, tuple[str, int]], queries: list[dict[str, Any]], rounds: int, parallel: int
-) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    urls: dict[str, tuple[str, int]], queries: list[dict[str, Any]], rounds: int, parallel: int, gzip: bool
+) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, int]]:
     """Each round's wall time of each endpoint (url, server pid) for all queries, `parallel` at a time
-    (a browser opens 6 connections to a host: Grafana's panels load so), and the server's CPU seconds
-    in it; the answers' shapes must agree. The time is until every answer's last byte: parsing the
-    answers (26 MB of JSON for the dashboard, a second of this process's interpreter, the same for
-    either server) comes after, untimed, as Grafana's parse is Grafana's time on its own machine,
-    not the data source's."""
+    (a browser opens 6 connections to a host: Grafana's panels load so), the server's CPU seconds in
+    it, and the bytes a round's answers took; the answers' shapes must agree. The time is until every
+    answer's last byte: decompressing and parsing the answers (26 MB of JSON for the dashboard, a second
+    of this process's interpreter, the same for either server) come after, untimed, as Grafana's parse
+    is Grafana's time on its own machine, not the data source's."""
     from concurrent.futures import ThreadPoolExecutor
 
     times: dict[str, list[float]] = {k: [] for k in urls}
     cpu: dict[str, list[float]] = {k: [] for k in urls}
+    sent: dict[str, int] = {}
     shapes: dict[int, set[tuple[int, int]]] = {i: set() for i in range(len(queries))}
     with ThreadPoolExecutor(parallel) as pool:
         for _ in range(rounds):
             for name, (url, pid) in urls.items():
                 used = cpu_seconds(pid)
                 began = time.perf_counter()
-                bodies = list(pool.map(lambda q, u=url: _get(u, q), queries))
+                bodies = list(pool.map(lambda q, u=url: _get(u, q, gzip), queries))
                 times[name].append(time.perf_counter() - began)
                 cpu[name].append(cpu_seconds(pid) - used)
+                sent[name] = sum(map(len, bodies))
                 for i, body in enumerate(bodies):
-                    shapes[i].add(_shape(json.loads(body)))
+                    shapes[i].add(_shape(_body(body)))
     for i, q in enumerate(queries):
         if len(shapes[i]) != 1:
             raise SystemExit(f"{q['query']}: answers differ in shape {shapes[i]}")
-    return times, cpu
+    return times, cpu, sent
 
 
 def _collector(db: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -213,29 +229,31 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             prom, prom_url = _prometheus(tmp / key)  # one each: the two stores' times overlap
             out[f"{key}_samples_fed"] = _feed(db, prom_url)  # before the collector takes the file
             proc, url = _collector(db)
+            urls = {"ironsight": (url, proc.pid), "prometheus": (prom_url, prom.pid)}
             try:
-                rounds_s, cpu_s = _load(
-                    {"ironsight": (url, proc.pid), "prometheus": (prom_url, prom.pid)},
-                    queries,
-                    rounds,
-                    parallel,
-                )
+                # As Grafana asks (gzip), then without compression; each mode's first round is its own
+                # (the collector's very first fills its head from the store).
+                measured = {mode: _load(urls, queries, rounds, parallel, gzip=mode == "")
+                            for mode in ("", "_plain")}  # fmt: skip
                 peak = max(peak, rss_bytes(proc.pid, "VmHWM"))
             finally:
                 for p in (proc, prom):
                     p.terminate()
                     p.wait(timeout=60)
-            took = {k: statistics.median(v) for k, v in rounds_s.items()}
-            # The first round fills the collector's head (promql/head.py) from the store; Prometheus's
-            # head was filled by the feed. The first being the slowest, the median is a warm round's.
-            out[f"{key}_first_s"] = rounds_s["ironsight"][0]
-            out[f"{key}_prometheus_first_s"] = rounds_s["prometheus"][0]
-            out[f"{key}_s"] = took["ironsight"]
-            out[f"{key}_prometheus_s"] = took["prometheus"]
-            out[f"{key}_ratio"] = took["ironsight"] / took["prometheus"]
-            # CPU seconds a load (median): the work each server does for it, whatever cores it spreads over.
-            out[f"{key}_cpu_s"] = statistics.median(cpu_s["ironsight"])
-            out[f"{key}_prometheus_cpu_s"] = statistics.median(cpu_s["prometheus"])
+            for mode, (rounds_s, cpu_s, sent) in measured.items():
+                took = {k: statistics.median(v) for k, v in rounds_s.items()}
+                # The first round fills the collector's head (promql/head.py) from the store; Prometheus's
+                # head was filled by the feed. The first being the slowest, the median is a warm round's.
+                out[f"{key}{mode}_first_s"] = rounds_s["ironsight"][0]
+                out[f"{key}{mode}_prometheus_first_s"] = rounds_s["prometheus"][0]
+                out[f"{key}{mode}_s"] = took["ironsight"]
+                out[f"{key}{mode}_prometheus_s"] = took["prometheus"]
+                out[f"{key}{mode}_ratio"] = took["ironsight"] / took["prometheus"]
+                # CPU seconds a load (median): the work each server does for it, whatever cores it uses.
+                out[f"{key}{mode}_cpu_s"] = statistics.median(cpu_s["ironsight"])
+                out[f"{key}{mode}_prometheus_cpu_s"] = statistics.median(cpu_s["prometheus"])
+                out[f"{key}{mode}_mb"] = round(sent["ironsight"] / 1e6, 2)
+                out[f"{key}{mode}_prometheus_mb"] = round(sent["prometheus"] / 1e6, 2)
             out[f"{key}_queries"] = len(queries)
         out["collector_peak_rss_mib"] = peak / 2**20
     return out

@@ -15,8 +15,13 @@ import ssl
 from typing import Any
 from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
+from isal import igzip
 from prometheus_client.exposition import ThreadingWSGIServer
 
+GZIP_MIN_BYTES = 1024  # smaller answers go as they are: the header and the work cost more than they save
+# ISA-L's level 2 (its default): a dashboard's answers (26 MB of JSON a load) in 14 ms at 15x smaller,
+# outside the interpreter lock; zlib's level 1 took 66 ms for 13x, its level 6 (Go's default) 186 ms.
+GZIP_LEVEL = 2
 PEER_NAMES = "ironsight.peer_names"  # the WSGI environ key: the client certificate's SANs, or absent
 MAX_BODY = 64 << 20  # bodies up to this are read before the app runs, so the connection can be reused
 IDLE_S = 300.0  # an idle kept-open connection is closed after this
@@ -87,6 +92,32 @@ class Handler(WSGIRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         """Nothing: a request is not worth a log line."""
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether an Accept-Encoding header takes gzip (RFC 9110: listed, or `*`, with a q above 0).
+    Grafana's Prometheus data source asks for it, as Go's HTTP client does by default."""
+    ranked: dict[str, float] = {}
+    for item in accept_encoding.lower().split(","):
+        coding, _, params = item.strip().partition(";")
+        q = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if coding:
+            ranked[coding.strip()] = q
+    return ranked.get("gzip", ranked.get("x-gzip", ranked.get("*", 0.0))) > 0
+
+
+def encoded(environ: dict[str, Any], body: bytes) -> tuple[bytes, list[tuple[str, str]]]:
+    """The body as the request accepts it (gzip, when asked and worth it), and the headers that say so."""
+    if len(body) < GZIP_MIN_BYTES or not accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING", "")):
+        return body, [("Vary", "Accept-Encoding")]
+    return igzip.compress(body, GZIP_LEVEL), [("Content-Encoding", "gzip"), ("Vary", "Accept-Encoding")]
 
 
 def make(host: str, port: int, app: Any) -> WSGIServer:

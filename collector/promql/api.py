@@ -27,6 +27,7 @@ from ironsight.collector.promql.render import render_json
 from ironsight.collector.promql.source import KINDS, Inventory, Source, merge_labels
 from ironsight.collector.promql.values import QueryError
 from ironsight.collector.promql.watchdog import Watchdog
+from ironsight.core.http import encoded
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +115,9 @@ class Api:
             status, data = 500, _error("internal", str(exc))
         reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 422: "Unprocessable Entity",
                   500: "Internal Server Error", 503: "Service Unavailable"}[status]  # fmt: skip
+        data, encoding = encoded(environ, data)
         start_response(f"{status} {reason}", [("Content-Type", "application/json"),
-                                              ("Content-Length", str(len(data)))])  # fmt: skip
+                                              ("Content-Length", str(len(data))), *encoding])  # fmt: skip
         return [data]
 
     def route(self, path: str, p: Params) -> Any:

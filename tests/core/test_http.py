@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from ironsight.core.http import accepts_gzip
 from ironsight.core.transport import serve_http
 
 
@@ -70,3 +71,26 @@ def test_an_http_1_0_client_gets_one_answer_and_the_close(port: int) -> None:
         while chunk := s.recv(65536):  # the server closes: recv ends
             got += chunk
     assert got.startswith(b"HTTP/1.1 200") and got.endswith(b" 0")
+
+
+@pytest.mark.parametrize(
+    ("header", "gzip"),
+    [
+        ("gzip", True),
+        ("gzip, deflate, br", True),  # Go's client sends "gzip"; browsers list several
+        ("GZIP", True),
+        ("deflate, x-gzip", True),
+        ("*", True),
+        ("deflate, *;q=0.5", True),
+        ("gzip;q=0.001", True),
+        ("gzip;q=0", False),
+        ("gzip; q=0.0, *", False),  # named with q=0: not by way of the wildcard either
+        ("*;q=0", False),
+        ("identity", False),
+        ("deflate, br", False),
+        ("", False),
+        ("gzip;q=nonsense", False),
+    ],
+)
+def test_gzip_is_sent_only_to_a_client_that_takes_it(header: str, gzip: bool) -> None:
+    assert accepts_gzip(header) is gzip

@@ -239,3 +239,40 @@ def test_grafana_connect_and_health_check(pair: Pair) -> None:
     assert meta["data"] == {"DCGM_FI_DEV_GPU_UTIL": [{"type": "gauge", "help": "", "unit": ""}]}
     code, body = get(pair.ours.url, "/api/v1/nothing")
     assert code == 404 and body["errorType"] == "not_found"
+
+
+def test_a_go_client_takes_the_answers_gzipped_as_from_prometheus(pair: Pair) -> None:
+    """promtool is a Go client like Grafana's data source: it asks for gzip on its own (Accept-Encoding:
+    gzip) and undoes it. The same range of a dashboard's metric through it from both servers, as JSON."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("promtool")
+    if exe is None:
+        pytest.fail("promtool not found: .ci/run installs Debian's prometheus package")
+    answers = []
+    for url in (pair.prom.url, pair.ours.url):
+        ran = subprocess.run(
+            [exe, "query", "range", "-o", "json", f"--start={pair.lo}", f"--end={pair.hi}", "--step=15s",
+             url, 'rate(ironsight_gpu_pcie_rx_bytes_total{gpu=~".+"}[1m])'],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert ran.returncode == 0, ran.stderr
+        answers.append(json.loads(ran.stdout))
+    theirs, ours = answers
+    assert len(ours) == 4 and all(len(s["values"]) > 70 for s in ours)  # 2 nodes x 2 GPUs, 20 minutes
+    # What it asked for, as it asks (promtool's header: Accept-Encoding: gzip), came compressed.
+    import urllib.parse
+    import urllib.request
+
+    query = urllib.parse.urlencode({"query": "ironsight_gpu_pcie_rx_bytes_total", "start": pair.lo,
+                                    "end": pair.hi, "step": 15})  # fmt: skip
+    request = urllib.request.Request(
+        f"{pair.ours.url}/api/v1/query_range?{query}", headers={"Accept-Encoding": "gzip"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as r:
+        assert r.headers["Content-Encoding"] == "gzip" and r.read()[:2] == b"\x1f\x8b"
+    problems = differences(
+        {"resultType": "matrix", "result": theirs}, {"resultType": "matrix", "result": ours}
+    )
+    assert not problems, problems[:5]
