@@ -166,50 +166,14 @@ class Ingest:
         return Prepared(batches, views, keys, outcomes, rows, fresh, self._arrow(groups), generation)
 
     def commit(self, p: Prepared) -> list[pb.Ack | InvalidBatch]:
-        """The prepared group's transaction; after COMMIT, its acknowledgements (one per batch, in order)."""
-        late = self.seen.committed_since(p.generation)
-        if late is None:  # prepared longer ago than the seen keys reach back: ask again
-            late = frozenset(self.seen.stored(self.con, [p.keys[i] for i in p.fresh]))
-        if late and any(p.keys[i] in late for i in p.fresh):  # sent again while the first copy committed
-            for i in p.fresh:
-                if p.keys[i] in late:
-                    p.outcomes[i] = pb.Ack(seq=p.keys[i][2], status=pb.Ack.DUPLICATE)
-            p.fresh = [i for i in p.fresh if p.outcomes[i] is None]
-            parts = {i: [read_part(p.views[i].node_id, t) for t in p.views[i].tables] for i in p.fresh}
-            p.tables = self._arrow(self._decode(parts, p.fresh))
-        views, fresh, tables, batches = p.views, p.fresh, p.tables, p.batches
-        shifts = [b.shift_ns if isinstance(b, ValidBatch) else 0 for b in batches]
-        clocks = {
-            b.batch.node_id: b.clock_offset_ns / 1e9
-            for b in batches
-            if isinstance(b, ValidBatch) and b.clock_offset_ns is not None
-        }
-        rows = p.rows
-        con = self.con
-        self._pending_inventory = {}
-        self._pending_owners = {}
-        self._pending_nodes = {}
+        """The prepared group's transaction; after COMMIT, its acknowledgements (one per batch, in order).
+        Under the lock from the check for batches stored since it was read to their keys added to seen:
+        no other group's commit lands in between."""
         with self.lock:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                if fresh:
-                    self._insert_keys(
-                        [views[i] for i in fresh], [rows[i] for i in fresh], [shifts[i] for i in fresh]
-                    )
-                for name, table in tables:
-                    # A relation, not a registered view: registering and dropping a view is a catalog
-                    # change each time, half a millisecond a table a group.
-                    con.from_arrow(table).insert_into(f"{name}_hot")
-                self._upsert_nodes([views[i] for i in fresh], clocks)
-                self._store_ownership(
-                    [(views[i], shifts[i]) for i in fresh if views[i].HasField("ownership")]
-                )
-                con.execute("COMMIT")
-            except Exception:
-                # A failed COMMIT (disk full) has already ended the transaction: keep its error, not ROLLBACK's.
-                with contextlib.suppress(Exception):
-                    con.execute("ROLLBACK")
-                raise
+            self._drop_late(p)
+            self._transaction(p)
+            self.seen.add(p.keys[i] for i in p.fresh)
+        views, fresh, tables = p.views, p.fresh, p.tables
         if self.forward is not None and fresh:  # stored, so forwarded once
             self.forward(
                 tables, [(views[i].node_id, views[i].node) for i in fresh if views[i].HasField("node")]
@@ -217,15 +181,60 @@ class Ingest:
         self._inventory.update(self._pending_inventory)
         self._owners.update(self._pending_owners)
         self._nodes.update(self._pending_nodes)
-        self.seen.add(p.keys[i] for i in fresh)
         self._note_newest(tables)
         if self.changes is not None:
             for name, table in tables:
                 lo, hi = pc.min_max(table.column("time")).values()
                 if lo.is_valid:
                     self.changes.wrote(name, _ms(lo), _ms(hi))
-        self._count(views, p.outcomes, fresh, rows)
+        self._count(views, p.outcomes, fresh, p.rows)
         return [o for o in p.outcomes if o is not None]
+
+    def _drop_late(self, p: Prepared) -> None:
+        """Batches of the group that a commit since its reading stored (sent again while the first copy
+        committed) become duplicates, and the group's tables are read again without them."""
+        late = self.seen.committed_since(p.generation)
+        if late is None:  # prepared longer ago than the seen keys reach back: ask again
+            late = frozenset(self.seen.stored(self.con, [p.keys[i] for i in p.fresh]))
+        if not late or not any(p.keys[i] in late for i in p.fresh):
+            return
+        for i in p.fresh:
+            if p.keys[i] in late:
+                p.outcomes[i] = pb.Ack(seq=p.keys[i][2], status=pb.Ack.DUPLICATE)
+        p.fresh = [i for i in p.fresh if p.outcomes[i] is None]
+        parts = {i: [read_part(p.views[i].node_id, t) for t in p.views[i].tables] for i in p.fresh}
+        p.tables = self._arrow(self._decode(parts, p.fresh))
+
+    def _transaction(self, p: Prepared) -> None:
+        views, fresh, batches = p.views, p.fresh, p.batches
+        shifts = [b.shift_ns if isinstance(b, ValidBatch) else 0 for b in batches]
+        clocks = {
+            b.batch.node_id: b.clock_offset_ns / 1e9
+            for b in batches
+            if isinstance(b, ValidBatch) and b.clock_offset_ns is not None
+        }
+        con = self.con
+        self._pending_inventory = {}
+        self._pending_owners = {}
+        self._pending_nodes = {}
+        con.execute("BEGIN TRANSACTION")
+        try:
+            if fresh:
+                self._insert_keys(
+                    [views[i] for i in fresh], [p.rows[i] for i in fresh], [shifts[i] for i in fresh]
+                )
+            for name, table in p.tables:
+                # A relation, not a registered view: registering and dropping a view is a catalog
+                # change each time, half a millisecond a table a group.
+                con.from_arrow(table).insert_into(f"{name}_hot")
+            self._upsert_nodes([views[i] for i in fresh], clocks)
+            self._store_ownership([(views[i], shifts[i]) for i in fresh if views[i].HasField("ownership")])
+            con.execute("COMMIT")
+        except Exception:
+            # A failed COMMIT (disk full) has already ended the transaction: keep its error, not ROLLBACK's.
+            with contextlib.suppress(Exception):
+                con.execute("ROLLBACK")
+            raise
 
     @staticmethod
     def _arrow(groups: dict[str, GroupColumns]) -> list[tuple[str, pa.Table]]:

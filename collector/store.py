@@ -88,7 +88,7 @@ class _Writer(QueueWorker[Pending]):
     the group before commits on a thread of its own (_Committer), which acknowledges each batch.
 
     Reading a group (its tables' fields, checks, decoding to Arrow) was two fifths of the writer's time,
-    all of it waiting on the interpreter lock, while the transaction's inserts and COMMIT run in DuckDB
+    all of it under the interpreter lock, while the transaction's inserts and COMMIT run in DuckDB
     without it: side by side, a group's reading hides behind the last one's commit."""
 
     max_group_samples = 4_000_000
