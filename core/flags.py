@@ -44,10 +44,12 @@ def duration_arg(value: str) -> float:
 
 
 def setup_logging(level: str, fmt: str = "text") -> None:
-    """One line per event on stderr, which journald and `ironsight up` collect; see ironsight.core.logs."""
-    from ironsight.core.logs import setup
+    """One line per event on stderr, which journald and `ironsight up` collect; see ironsight.core.logs.
+    SIGUSR1 writes every thread's stack there too (ironsight.core.logs.stacks_on_signal)."""
+    from ironsight.core.logs import setup, stacks_on_signal
 
     setup(level, fmt)
+    stacks_on_signal()
 
 
 def add_logging_args(p: argparse.ArgumentParser) -> None:

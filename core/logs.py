@@ -5,8 +5,10 @@ line repeated in a loop: past a burst, repeats of the same message are counted a
 from __future__ import annotations
 
 import datetime as dt
+import faulthandler
 import json
 import logging
+import signal
 import sys
 import threading
 import time
@@ -95,3 +97,9 @@ def setup(level: str, fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+def stacks_on_signal(signum: int = signal.SIGUSR1) -> None:
+    """Every thread's stack to stderr (the journal) on signum, the service carrying on: `kill -USR1 PID`
+    shows where a service that stopped answering, or will not stop, is waiting."""
+    faulthandler.register(signum, file=sys.stderr, all_threads=True)

@@ -34,9 +34,18 @@ def start_agent(target: str, tmp: Path, *flags: str) -> subprocess.Popen[bytes]:
     )
 
 
-def stop(proc: subprocess.Popen[bytes]) -> int:
+def stop(proc: subprocess.Popen[bytes], log: Path | None = None) -> int:
+    """SIGTERM, and its exit status; one that does not end within 30 s fails with where its threads
+    wait (SIGUSR1 makes a service write them to its log) and the log's end."""
     proc.send_signal(signal.SIGTERM)
-    return proc.wait(timeout=30)
+    try:
+        return proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(2)
+        proc.kill()
+        tail = log.read_text(errors="replace")[-12_000:] if log is not None else ""
+        pytest.fail(f"pid {proc.pid} did not stop within 30 s of SIGTERM; its log ends:\n{tail}")
 
 
 def count(collector: CollectorProcess, sql: str) -> int:
@@ -215,7 +224,7 @@ def test_agent_holds_its_backlog_through_a_collector_outage(tmp_path: Path) -> N
         # wait for the backlog itself (3 s of batches) and what follows it.
         stored = count(c, "SELECT count(*) FROM batches")
         wait_for(lambda: count(c, "SELECT count(*) FROM batches") >= stored + 4, timeout=30)
-        assert stop(agent) == 0
+        assert stop(agent, tmp_path / "agent.log") == 0
         ticks = count(c, "SELECT count(DISTINCT time) FROM load")
         span = count(c, "SELECT CAST(round(epoch(max(time) - min(time)) * 10) AS BIGINT) + 1 FROM load")
         # Every tick from first to last arrived once: no hole where the collector was down.
@@ -299,3 +308,25 @@ def test_up_runs_collector_and_agent_and_stops_both(tmp_path: Path) -> None:
     collector_log = (db.parent / "ironsight-collector.log").read_text()
     assert "stopped after" in collector_log
     assert "stopped:" in (db.parent / "ironsight-agent.log").read_text()
+
+
+def test_sigusr1_writes_every_threads_stack_and_the_agent_carries_on(
+    collector: CollectorProcess, tmp_path: Path
+) -> None:
+    """Where a service that will not stop, or stopped answering, waits: kill -USR1 writes each thread's
+    stack to its log (the journal under systemd), and it goes on sampling and sending."""
+    agent = start_agent(collector.target, tmp_path, "--interval", "0.2")
+    log = tmp_path / "agent.log"
+    try:
+        wait_for(lambda: count(collector, "SELECT count(*) FROM batches") >= 1)
+        agent.send_signal(signal.SIGUSR1)
+        wait_for(lambda: "most recent call first" in log.read_text(errors="replace"))
+        text = log.read_text(errors="replace")
+        assert text.count("Thread 0x") >= 3 and "stream.py" in text, text[-4000:]  # the sender's own
+        before = count(collector, "SELECT count(*) FROM batches")
+        wait_for(lambda: count(collector, "SELECT count(*) FROM batches") > before)
+        assert agent.poll() is None
+        assert stop(agent, log) == 0
+    finally:
+        if agent.poll() is None:
+            agent.kill()
