@@ -167,20 +167,20 @@ class Ingest:
 
     def commit(self, p: Prepared) -> list[pb.Ack | InvalidBatch]:
         """The prepared group's transaction; after COMMIT, its acknowledgements (one per batch, in order).
-        Under the lock from the check for batches stored since it was read to their keys added to seen:
-        no other group's commit lands in between."""
+        Under the lock from the check for batches stored since it was read to their keys added to seen
+        and what was stored of the nodes noted: no other group's commit lands in between."""
         with self.lock:
             self._drop_late(p)
             self._transaction(p)
             self.seen.add(p.keys[i] for i in p.fresh)
+            self._inventory.update(self._pending_inventory)
+            self._owners.update(self._pending_owners)
+            self._nodes.update(self._pending_nodes)
         views, fresh, tables = p.views, p.fresh, p.tables
         if self.forward is not None and fresh:  # stored, so forwarded once
             self.forward(
                 tables, [(views[i].node_id, views[i].node) for i in fresh if views[i].HasField("node")]
             )
-        self._inventory.update(self._pending_inventory)
-        self._owners.update(self._pending_owners)
-        self._nodes.update(self._pending_nodes)
         self._note_newest(tables)
         if self.changes is not None:
             for name, table in tables:
@@ -202,8 +202,7 @@ class Ingest:
             if p.keys[i] in late:
                 p.outcomes[i] = pb.Ack(seq=p.keys[i][2], status=pb.Ack.DUPLICATE)
         p.fresh = [i for i in p.fresh if p.outcomes[i] is None]
-        parts = {i: [read_part(p.views[i].node_id, t) for t in p.views[i].tables] for i in p.fresh}
-        p.tables = self._arrow(self._decode(parts, p.fresh))
+        p.tables = self._arrow(self._decode(self._parts(p.views, p.fresh), p.fresh))
 
     def _transaction(self, p: Prepared) -> None:
         views, fresh, batches = p.views, p.fresh, p.batches
@@ -299,7 +298,7 @@ class Ingest:
     ) -> dict[int, list[Part]]:
         """The fresh batches' tables, each field read once; those whose structure is still to check
         (core.validate.check_head) checked for the whole group, and any refused get their outcome."""
-        parts = {i: [read_part(views[i].node_id, t) for t in views[i].tables] for i in fresh}
+        parts = Ingest._parts(views, fresh)
         by_limits: dict[int, tuple[Limits, list[int]]] = {}
         for i in fresh:
             b = batches[i]
@@ -320,6 +319,11 @@ class Ingest:
                             views[i].seq,
                         )
         return parts
+
+    @staticmethod
+    def _parts(views: list[pb.BatchView], fresh: list[int]) -> dict[int, list[Part]]:
+        """Each of these batches' tables, every field read once (core.columnar.read_part)."""
+        return {i: [read_part(views[i].node_id, t) for t in views[i].tables] for i in fresh}
 
     @staticmethod
     def _decode(parts: dict[int, list[Part]], fresh: list[int]) -> dict[str, GroupColumns]:

@@ -154,7 +154,7 @@ class _Writer(QueueWorker[Pending]):
         except Exception as exc:  # the database could not say what is stored: fail these, keep serving
             self.committer.failed(group, exc)
             return
-        self.committer.put((group, prepared))  # waits while a read group is already waiting
+        self.committer.put((group, prepared))  # its queue is empty: run() waited for that (wait_taken)
 
     def _many_send(self, group: list[Pending]) -> bool:
         now = time.monotonic()
